@@ -1,0 +1,176 @@
+"""Soft prompts on disk: ``NAME.safetensors`` (the vectors) + ``NAME.json`` (what they are and how they were made).
+
+Never pickle. Every write goes to a temporary file in the same directory and is renamed into place, so a
+crash or a bad input never leaves a half-written file or clobbers a good one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import PromptFileError
+from .templates import PromptTemplate
+
+FORMAT_VERSION = 1
+TENSOR_KEY = "vectors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+
+
+def _json_safe(value):
+    """Replace non-finite floats (JSON has none) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class SoftPrompt:
+    """m prompt vectors for one model and relation, with provenance and metrics."""
+
+    vectors: torch.Tensor  # [m, d], float32
+    model: str
+    relation: str
+    method: str
+    template: str  # e.g. "[X] [V] [V] [V] [V] [V] [Y] ."
+    provenance: dict = field(default_factory=dict)  # settings, seed, source prompts, versions
+    metrics: dict = field(default_factory=dict)  # e.g. {"test_p_at_1": 41.2}
+    trajectory: list = field(default_factory=list)  # training curve / search trajectory rows
+    created: float = field(default_factory=time.time)
+
+    def __post_init__(self):
+        if not isinstance(self.vectors, torch.Tensor) or self.vectors.ndim != 2:
+            raise PromptFileError("soft prompt vectors must be a 2-d tensor [m, d]")
+        self.vectors = self.vectors.detach().to("cpu", torch.float32).contiguous()
+        if not torch.isfinite(self.vectors).all():
+            raise PromptFileError("soft prompt contains NaN or infinite values")
+        parsed = PromptTemplate.parse(self.template)
+        if parsed.n_soft != self.vectors.shape[0]:
+            raise PromptFileError(f"template {self.template!r} has {parsed.n_soft} [V] slots but there are "
+                                  f"{self.vectors.shape[0]} vectors")
+
+    @property
+    def n_vectors(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def prompt_template(self) -> PromptTemplate:
+        return PromptTemplate.parse(self.template)
+
+    def as_prompt(self):
+        from .evaluation import Prompt
+
+        return Prompt(self.prompt_template, self.vectors, self.method)
+
+    def metadata(self) -> dict:
+        meta = {k: v for k, v in asdict(self).items() if k != "vectors"}
+        meta.update(format_version=FORMAT_VERSION, shape=list(self.vectors.shape))
+        return _json_safe(meta)
+
+    # ------------------------------------------------------------------ disk
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path.safetensors`` and ``path.json`` atomically; returns the .safetensors path."""
+        from safetensors.torch import save
+
+        stem = _stem(path)
+        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        meta = self.metadata()
+        atomic_write_bytes(tensor_path, save({TENSOR_KEY: self.vectors}, metadata={"ptfer": json.dumps(meta)}))
+        atomic_write_json(meta_path, meta)
+        return tensor_path
+
+    def to_bytes(self) -> tuple[bytes, bytes]:
+        """(safetensors bytes, JSON bytes): for downloads."""
+        from safetensors.torch import save
+
+        meta = self.metadata()
+        return save({TENSOR_KEY: self.vectors}, metadata={"ptfer": json.dumps(meta)}), json.dumps(meta, indent=2).encode()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SoftPrompt":
+        stem = _stem(path)
+        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        if not tensor_path.is_file():
+            raise PromptFileError(f"prompt file {tensor_path} does not exist")
+        data = tensor_path.read_bytes()
+        sidecar = meta_path.read_bytes() if meta_path.is_file() else None
+        return cls.from_bytes(data, sidecar, name=str(tensor_path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, sidecar: bytes | None = None, name: str = "uploaded prompt") -> "SoftPrompt":
+        """Parse a safetensors blob; metadata from the JSON sidecar if given, else the copy embedded in the file."""
+        from safetensors.torch import load
+
+        try:
+            tensors = load(data)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several error types for corrupt input
+            raise PromptFileError(f"{name} is not a valid safetensors file ({str(exc)[:120]})") from None
+        if TENSOR_KEY not in tensors:
+            raise PromptFileError(f"{name} has no '{TENSOR_KEY}' tensor (found: {', '.join(tensors) or 'none'})")
+        try:
+            meta = json.loads(sidecar) if sidecar is not None else json.loads(_embedded_metadata(data)["ptfer"])
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise PromptFileError(f"{name}: its metadata is missing or not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise PromptFileError(f"{name}: its metadata is not a JSON object")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise PromptFileError(f"{name}: unsupported format_version {version!r} (this version reads {FORMAT_VERSION})")
+        vectors = tensors[TENSOR_KEY]
+        if list(vectors.shape) != meta.get("shape"):
+            raise PromptFileError(f"{name}: tensor shape {list(vectors.shape)} disagrees with its metadata {meta.get('shape')}")
+        missing = [k for k in ("model", "relation", "method", "template") if k not in meta]
+        if missing:
+            raise PromptFileError(f"{name}: metadata lacks {', '.join(missing)}")
+        fields = {k: meta[k] for k in ("model", "relation", "method", "template", "provenance", "metrics", "trajectory",
+                                        "created") if k in meta}
+        try:
+            return cls(vectors=vectors, **fields)
+        except PromptFileError as exc:
+            raise PromptFileError(f"{name}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. a template that does not parse
+            raise PromptFileError(f"{name}: {exc}") from None
+
+
+def _stem(path) -> Path:
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def _embedded_metadata(data: bytes) -> dict:
+    """The __metadata__ of a safetensors blob (its JSON header)."""
+    header_len = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}

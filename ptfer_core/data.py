@@ -138,4 +138,4 @@ def load_common_vocab(name: str = DEFAULT_COMMON_VOCAB, data_dir=None) -> list[s
     path = _checked_dir(data_dir) / COMMON_VOCABS[name]
     if not path.is_file():
         raise DataError(f"common vocabulary file {path} is missing")
-    return [w for w in path.read_text(encoding="utf-8").split("\n") if w.strip()]
+    return [w.strip() for w in path.read_text(encoding="utf-8").split("\n") if w.strip()]  # be_ro_al lines are space-indented

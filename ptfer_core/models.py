@@ -147,8 +147,9 @@ class PromptedLM:
     @cached_property
     def embedding_matrix(self) -> torch.Tensor:
         """All token embeddings as fed to the body, float32 [V, d]. Built once, in chunks."""
-        rows = [self.embed(torch.arange(i, min(i + 32768, self.vocab_size))).float() for i in range(0, self.vocab_size, 32768)]
-        return torch.cat(rows)
+        with torch.inference_mode(False), torch.no_grad():  # a cache must stay usable by autograd later
+            rows = [self.embed(torch.arange(i, min(i + 32768, self.vocab_size))).float() for i in range(0, self.vocab_size, 32768)]
+            return torch.cat(rows)
 
     @cached_property
     def special_token_ids(self) -> set[int]:
@@ -262,12 +263,17 @@ class PromptedLM:
         with self._lock:
             cached = self._row_cache.get(key)
             if cached is None:
-                idx = candidate_ids.to(weight.device)
-                cached = (weight.index_select(0, idx).contiguous(), None if bias is None else bias.index_select(0, idx))
+                with torch.inference_mode(False), torch.no_grad():  # a cache must stay usable by autograd later
+                    cached = self._select_rows(weight, bias, candidate_ids)
                 if len(self._row_cache) > 8:
                     self._row_cache.clear()
                 self._row_cache[key] = cached
         return cached
+
+    @staticmethod
+    def _select_rows(weight, bias, candidate_ids):
+        idx = candidate_ids.to(weight.device)
+        return weight.index_select(0, idx).contiguous(), None if bias is None else bias.index_select(0, idx)
 
     def answer_logits(self, batch: EncodedBatch, vectors: torch.Tensor | None = None,
                       candidate_ids: torch.Tensor | None = None) -> torch.Tensor:

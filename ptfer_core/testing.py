@@ -45,12 +45,13 @@ def word_tokenizer(words: list[str], style: str = "wordpiece", *, bos: bool = Fa
 
 
 def tiny_model(arch: str, vocab_size: int, *, width: int = 32, layers: int = 2, heads: int = 2, seed: int = 0,
-               max_positions: int = 128):
+               max_positions: int = 128, init_range: float = 0.2):
     """A small randomly initialised transformers model: arch in bert, roberta, albert, gpt2, llama."""
     import transformers as tf
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads)
+    # A wider initialisation than the 0.02 default gives the random model logits that respond to its inputs.
+    common = dict(vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads, initializer_range=init_range)
     if arch == "bert":
         cfg = tf.BertConfig(hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions, **common)
         return tf.BertForMaskedLM(cfg)
@@ -63,7 +64,8 @@ def tiny_model(arch: str, vocab_size: int, *, width: int = 32, layers: int = 2, 
                               max_position_embeddings=max_positions, pad_token_id=0, **common)
         return tf.AlbertForMaskedLM(cfg)
     if arch == "gpt2":
-        cfg = tf.GPT2Config(vocab_size=vocab_size, bos_token_id=5, eos_token_id=6, n_embd=width, n_layer=layers, n_head=heads, n_positions=max_positions)
+        cfg = tf.GPT2Config(vocab_size=vocab_size, bos_token_id=5, eos_token_id=6, n_embd=width, n_layer=layers, n_head=heads, n_positions=max_positions,
+                             initializer_range=init_range)
         return tf.GPT2LMHeadModel(cfg)
     if arch == "llama":
         cfg = tf.LlamaConfig(hidden_size=width, intermediate_size=2 * width, num_key_value_heads=heads,

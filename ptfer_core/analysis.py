@@ -1,0 +1,72 @@
+"""Helpers for looking at prompts: nearest tokens, norms, relative-space coordinates and 2-D maps."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .anchors import AnchorSet, relative_encoding, tokenizer_style, word_of_token
+from .models import PromptedLM
+
+
+def _unit_embeddings(lm: PromptedLM) -> torch.Tensor:
+    key = ("unit_embeddings",)
+    if key not in lm.cache:
+        lm.cache[key] = F.normalize(lm.embedding_matrix, dim=-1)
+    return lm.cache[key]
+
+
+def display_token(lm: PromptedLM, token_id: int) -> str:
+    """A token as a reader would write it: the word for word-initial tokens, else the raw piece."""
+    token = lm.vocab[token_id]
+    word = word_of_token(token, tokenizer_style(lm.vocab))
+    return word if word is not None else token
+
+
+def nearest_tokens(lm: PromptedLM, vectors: torch.Tensor, k: int = 10) -> list[list[tuple[str, float]]]:
+    """For each vector, the k vocabulary tokens with the highest cosine similarity (skipping special tokens)."""
+    sims = F.normalize(vectors.float().to(lm.embedding_matrix.device), dim=-1) @ _unit_embeddings(lm).T
+    special = torch.tensor(sorted(lm.special_token_ids), dtype=torch.long, device=sims.device)
+    if len(special):
+        sims[:, special] = -2.0
+    values, ids = sims.topk(min(k, sims.shape[1]), dim=-1)
+    return [[(display_token(lm, i), float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(values.tolist(), ids.tolist())]
+
+
+def norm_table(lm: PromptedLM, vectors: torch.Tensor, sample: int = 20000, seed: int = 0) -> dict:
+    """Prompt-vector L2 norms and (a seeded sample of) the vocabulary's norms, for histograms."""
+    norms = lm.embedding_matrix.norm(dim=-1)
+    if len(norms) > sample:
+        norms = norms[torch.randperm(len(norms), generator=torch.Generator().manual_seed(seed))[:sample]]
+    return {"prompt_norms": vectors.float().norm(dim=-1).tolist(), "vocab_norms": norms.tolist()}
+
+
+def relative_coordinates(lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, n_points: int = 1000
+                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Relative encodings (cosine to every anchor) of the first `n_points` anchors and of the prompt vectors.
+
+    Both models' points are expressed against the same anchor words, so source and target maps are comparable.
+    Returns (anchor rows [n, k], prompt rows [m, k], the n anchor words).
+    """
+    anchor_emb = anchors.embeddings(lm)
+    shown = anchor_emb[:n_points]
+    anchor_rel, _ = relative_encoding(shown, anchor_emb)
+    prompt_rel, _ = relative_encoding(vectors.float().to(anchor_emb.device), anchor_emb)
+    return anchor_rel.cpu().numpy(), prompt_rel.cpu().numpy(), list(anchors.words[:n_points])
+
+
+def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None) -> np.ndarray:
+    """2-D map of `points` by PCA (instant) or UMAP (seeded). The projection is fitted on the first `fit_rows` rows
+    (e.g. the anchors only) and applied to all, so prompt vectors do not move the map."""
+    fit = points[:fit_rows] if fit_rows else points
+    if method == "pca":
+        mean = fit.mean(0, keepdims=True)
+        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+        return (points - mean) @ vt[:2].T
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=15, metric="cosine")
+        reducer.fit(fit)
+        return reducer.transform(points)
+    raise ValueError(f"unknown projection {method!r}; choose pca or umap")

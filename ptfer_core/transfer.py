@@ -1,0 +1,174 @@
+"""Zero-shot prompt transfer through the relative space (Wu, Wu & Mou, ICLR 2024).
+
+Each source prompt vector is encoded by its cosine similarities to k anchor tokens in the source model.
+Target vectors are searched (Adam, from a seeded random start) so that their encoding against the same
+anchors in the target model matches; with `normalize` they are standardised per vector and rescaled to the
+target embeddings' statistics inside the loop, so the answer lies where target tokens lie. All m vectors
+are searched at once: each step is one [m, d] × [d, k] product per source.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, relative_encoding, select_anchors
+from .artifacts import SoftPrompt
+from .config import Selection, parse_enum
+from .errors import DimensionMismatchError, InputError
+from .evaluation import CandidateSet, Prompt, evaluate
+from .data import Fact
+from .models import PromptedLM
+
+
+@dataclass
+class TransferConfig:
+    n_anchors: int | None = DEFAULT_N_ANCHORS  # None: every shared word
+    top_k: int | None = None  # keep the K largest similarities per vector (None: all k)
+    anchor_filter: AnchorFilter = AnchorFilter.WORDS
+    steps: int = 2000
+    lr: float = 1e-2
+    normalize: bool = True
+    selection: Selection = Selection.LOSS
+    dev_every: int = 50  # with selection=dev: evaluate target dev P@1 every N steps
+    patience: int | None = 200  # stop when the loss has not improved for this many steps (None: never)
+    min_delta: float = 1e-6
+    seed: int = 0
+
+    def __post_init__(self):
+        self.selection = parse_enum(Selection, self.selection, "selection rule")
+        self.anchor_filter = parse_enum(AnchorFilter, self.anchor_filter, "anchor filter")
+        if self.steps < 1 or not self.lr > 0:
+            raise InputError("steps must be at least 1 and lr positive")
+        if self.n_anchors is not None and self.n_anchors < 1:
+            raise InputError(f"n_anchors must be positive (got {self.n_anchors})")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"top_k must be positive (got {self.top_k})")
+        if self.dev_every < 1:
+            raise InputError("dev_every must be at least 1")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value)
+        return d
+
+
+def target_statistics(lm: PromptedLM) -> tuple[float, float]:
+    """Mean and std over all entries of the target's token embeddings (as the model sees them)."""
+    key = ("embedding_scalar_stats",)
+    if key not in lm.cache:
+        emb = lm.embedding_matrix
+        lm.cache[key] = (emb.mean().item(), emb.std().item())
+    return lm.cache[key]
+
+
+def normalize_to(vectors: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """(v − mean_v) / std_v · std_emb + mean_emb, per vector."""
+    centred = vectors - vectors.mean(dim=-1, keepdim=True)
+    return centred / centred.std(dim=-1, keepdim=True).clamp_min(1e-12) * std + mean
+
+
+@dataclass
+class _Source:
+    encoding: torch.Tensor  # [m, k], zeros outside the top-K
+    mask: torch.Tensor  # [m, k]
+    weight: float
+
+
+def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: AnchorSet, top_k: int | None,
+                   weights: list[float] | None) -> list[_Source]:
+    weights = list(weights) if weights is not None else [1.0] * len(sources)
+    if len(weights) != len(sources) or any(w < 0 for w in weights) or not sum(weights) > 0:
+        raise InputError("give one non-negative weight per source, not all zero")
+    total = sum(weights)
+    out = []
+    for (prompt, lm), w in zip(sources, weights):
+        if prompt.width != lm.width:
+            raise DimensionMismatchError(f"source prompt width {prompt.width} does not match {lm.name}'s width {lm.width}")
+        enc, mask = relative_encoding(prompt.vectors.to(lm.embedding_matrix.device), anchors.embeddings(lm), top_k)
+        out.append(_Source(enc.cpu(), mask.cpu(), w / total))
+    return out
+
+
+def matching_loss(vectors: torch.Tensor, target_anchors: torch.Tensor, sources: list[_Source]) -> torch.Tensor:
+    """1 − weighted mean over sources and prompt vectors of cos(masked target encoding, source encoding)."""
+    rel = F.normalize(vectors, dim=-1) @ target_anchors.T  # target_anchors are unit rows
+    sim = sum(s.weight * F.cosine_similarity(rel * s.mask, s.encoding, dim=-1).mean() for s in sources)
+    return 1.0 - sim
+
+
+def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: PromptedLM,
+                    config: TransferConfig | None = None, weights: list[float] | None = None,
+                    dev: list[Fact] | None = None, candidates: CandidateSet | None = None,
+                    anchors: AnchorSet | None = None, on_step=None, should_stop=None) -> SoftPrompt:
+    """Search target vectors whose relative encoding matches the source prompt(s); no target labels with selection=loss."""
+    config = config or TransferConfig()
+    if not sources:
+        raise InputError("transfer needs at least one source prompt")
+    first = sources[0][0]
+    if any(p.prompt_template.text != first.prompt_template.text for p, _ in sources):
+        raise InputError("all source prompts must share one layout (same number and placement of [V] slots)")
+    if config.selection == Selection.DEV and (not dev or candidates is None):
+        raise InputError("selection='dev' needs target dev facts and candidates")
+    lms = [lm for _, lm in sources]
+    anchors = anchors or select_anchors(list({id(x): x for x in lms + [target]}.values()), config.n_anchors,
+                                        config.anchor_filter)
+    encoded = encode_sources(sources, anchors, config.top_k, weights)
+    target_anchors = F.normalize(anchors.embeddings(target), dim=-1).cpu()
+    mean, std = target_statistics(target)
+
+    gen = torch.Generator().manual_seed(config.seed)
+    raw = torch.nn.Parameter(torch.randn(first.n_vectors, target.width, generator=gen))
+    optimizer = torch.optim.Adam([raw], lr=config.lr)
+
+    def realise(x: torch.Tensor) -> torch.Tensor:
+        # Without normalisation the raw vector is only rescaled to the target's spread (cosine ignores scale).
+        return normalize_to(x, mean, std) if config.normalize else x * std
+
+    started = time.perf_counter()
+    trajectory: list[dict] = []
+    best = {"loss": float("inf"), "step": 0, "dev_p_at_1": None, "vectors": None}
+    lowest, since_improved, stopped = float("inf"), 0, False
+    for step in range(1, config.steps + 1):
+        if should_stop and should_stop():
+            stopped = True
+            break
+        vectors = realise(raw)
+        loss = matching_loss(vectors, target_anchors, encoded)
+        value = loss.item()
+        row = {"step": step, "loss": value}
+        # Scores belong to the vectors before this step's update, so the kept vectors and their loss agree.
+        if config.selection == Selection.LOSS and value < best["loss"]:
+            best.update(loss=value, step=step, vectors=vectors.detach().clone())
+        elif config.selection == Selection.DEV and (step == 1 or step % config.dev_every == 0):
+            row["dev_p_at_1"] = evaluate(target, Prompt(first.prompt_template, vectors.detach()), dev, candidates).p_at_1
+            if best["dev_p_at_1"] is None or row["dev_p_at_1"] > best["dev_p_at_1"]:
+                best.update(loss=value, step=step, dev_p_at_1=row["dev_p_at_1"], vectors=vectors.detach().clone())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        trajectory.append(row)
+        if on_step:
+            on_step(step, {**row, "total_steps": config.steps})
+        since_improved = 0 if value < lowest - config.min_delta else since_improved + 1
+        lowest = min(lowest, value)
+        if config.patience is not None and since_improved >= config.patience:
+            break
+    if best["vectors"] is None:  # stopped before the first step
+        best["vectors"] = realise(raw.detach())
+        with torch.no_grad():
+            best["loss"] = matching_loss(best["vectors"], target_anchors, encoded).item()
+    return SoftPrompt(
+        vectors=best["vectors"], model=target.name, relation=first.relation, method="transfer",
+        template=first.template,
+        provenance={
+            "config": config.as_dict(), "n_anchors": len(anchors), "selected_step": best["step"],
+            "steps_run": len(trajectory), "stopped_early": stopped, "seconds": time.perf_counter() - started,
+            "sources": [{"model": p.model, "relation": p.relation, "method": p.method, "created": p.created}
+                        for p, _ in sources],
+            "weights": [s.weight for s in encoded],
+        },
+        metrics={"matching_loss": best["loss"], **({"dev_p_at_1": best["dev_p_at_1"]} if best["dev_p_at_1"] is not None else {})},
+        trajectory=trajectory)

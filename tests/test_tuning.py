@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from ptfer_core.data import Fact, get_relation
+from ptfer_core.errors import DataError, InputError
+from ptfer_core.evaluation import Prompt, candidates_for, evaluate
+from ptfer_core.templates import PromptTemplate
+from ptfer_core.testing import MINI_WORDS, tiny_lm
+from ptfer_core.tuning import TuneConfig, initial_vectors, sample_like_embeddings, tune_prompt
+
+# A learnable relation for a random model: most subjects share one answer.
+FACTS = [Fact(f"Person{i}", "French" if i % 5 else "German", f"u{i}") for i in range(24)]
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_tuning_beats_a_random_prompt_on_the_training_set(arch, mini_data_dir):
+    lm = tiny_lm(arch, MINI_WORDS)
+    cands = candidates_for(lm, data_dir=mini_data_dir)
+    relation = get_relation("P103", mini_data_dir)
+    tuned = tune_prompt(lm, relation, FACTS, FACTS[:6], cands, TuneConfig(epochs=10, lr=0.05, batch_size=8))
+    random_p = Prompt(PromptTemplate.soft(5), sample_like_embeddings(lm, 5, torch.Generator().manual_seed(0)))
+    tuned_score = evaluate(lm, tuned.as_prompt(), FACTS, cands).p_at_1
+    assert tuned_score > evaluate(lm, random_p, FACTS, cands).p_at_1
+    assert tuned_score >= 75.0
+    assert tuned.trajectory[-1]["train_loss"] < tuned.trajectory[0]["train_loss"]
+    assert tuned.model == lm.name and tuned.relation == "P103" and tuned.provenance["config"]["lr"] == 0.05
+
+
+def test_tuning_is_deterministic_and_leaves_the_model_alone(mini_data_dir):
+    lm = tiny_lm("bert", MINI_WORDS)
+    cands = candidates_for(lm, data_dir=mini_data_dir)
+    relation = get_relation("P103", mini_data_dir)
+    before = [p.clone() for p in lm.model.parameters()]
+    config = TuneConfig(epochs=2, seed=3)
+    a = tune_prompt(lm, relation, FACTS, FACTS[:4], cands, config)
+    b = tune_prompt(lm, relation, FACTS, FACTS[:4], cands, config)
+    assert torch.equal(a.vectors, b.vectors)
+    assert all(torch.equal(p, q) for p, q in zip(before, lm.model.parameters()))
+
+
+def test_should_stop_interrupts_tuning_within_one_step(mini_data_dir):
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    cands = candidates_for(lm, data_dir=mini_data_dir)
+    steps = []
+    out = tune_prompt(lm, get_relation("P103", mini_data_dir), FACTS, FACTS[:4], cands, TuneConfig(epochs=50, batch_size=2),
+                      on_step=lambda s, m: steps.append(s), should_stop=lambda: len(steps) >= 2)
+    assert steps == [1, 2] and out.provenance["stopped_early"]
+
+
+@pytest.mark.parametrize("placement,text", [("prefix", "[V] [V] [X] [Y] ."), ("split", "[V] [X] [V] [Y] .")])
+def test_placement_is_recorded_in_the_prompt(placement, text, mini_data_dir):
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    out = tune_prompt(lm, get_relation("P103", mini_data_dir), FACTS, [], candidates_for(lm, data_dir=mini_data_dir),
+                      TuneConfig(n_vectors=2, placement=placement, epochs=1))
+    assert out.template == text
+
+
+def test_manual_initialisation_uses_the_template_words(mini_data_dir):
+    lm = tiny_lm("bert", MINI_WORDS)
+    relation = get_relation("P36", mini_data_dir)  # "The capital of [X] is [Y] ."
+    vectors = initial_vectors(lm, relation, TuneConfig(init="manual", n_vectors=5))
+    ids = lm.tokenizer("The capital of is .", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(vectors, lm.embedding_matrix[torch.tensor(ids)])
+
+
+def test_bad_settings_and_unanswerable_data(mini_data_dir):
+    with pytest.raises(InputError, match="placement"):
+        TuneConfig(placement="sideways")
+    with pytest.raises(InputError, match="learning rate"):
+        TuneConfig(lr=0)
+    lm = tiny_lm("bert", MINI_WORDS)
+    with pytest.raises(DataError, match="single token"):
+        tune_prompt(lm, get_relation("P103", mini_data_dir), [Fact("Person1", "Klingon", "z")], [],
+                    candidates_for(lm, data_dir=mini_data_dir))

@@ -322,6 +322,28 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
+TINY_PREFIX = "tiny:"
+
+
+def load_tiny(name: str) -> PromptedLM:
+    """Built-in random toy models over the miniature LAMA vocabulary: ``tiny:ARCH[:WIDTH[:SEED]]``.
+
+    They need no download, so demos, tests and distributed workers can name them like any other model.
+    """
+    from .testing import MINI_WORDS, TOKENIZER_STYLE, tiny_lm
+
+    parts = name[len(TINY_PREFIX):].split(":")
+    arch = parts[0]
+    if arch not in TOKENIZER_STYLE:
+        raise ModelLoadError(f"unknown tiny model {name!r}; use tiny:ARCH[:WIDTH[:SEED]] with ARCH in {', '.join(TOKENIZER_STYLE)}")
+    try:
+        width = int(parts[1]) if len(parts) > 1 else 32
+        seed = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise ModelLoadError(f"tiny model {name!r}: width and seed must be integers") from None
+    return tiny_lm(arch, MINI_WORDS, width=width, seed=seed, name=name)
+
+
 _HEAD_ARCH_SUFFIXES = ("ForMaskedLM", "ForCausalLM", "LMHeadModel", "ForPreTraining", "ForConditionalGeneration")
 
 
@@ -330,6 +352,8 @@ def load_model(name_or_path: str, *, kind: ModelKind | str | None = None, precis
     """Load a masked or causal LM with its tokenizer from a registry name, hub id, local directory or GGUF file."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+    if name_or_path.startswith(TINY_PREFIX):
+        return load_tiny(name_or_path)
     precision = parse_enum(Precision, precision, "precision")
     location = resolve_model(name_or_path, models_root)
     if location.endswith(".gguf") and gguf_file is None and os.path.isfile(location):

@@ -17,10 +17,19 @@ import torch.nn.functional as F
 from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, relative_encoding, select_anchors
 from .artifacts import SoftPrompt
 from .config import Selection, parse_enum
+from enum import Enum
 from .errors import DimensionMismatchError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate
 from .data import Fact
 from .models import PromptedLM
+
+
+class Projection(str, Enum):
+    """What to do with the searched vectors afterwards (uses no labels, so transfer stays zero-shot)."""
+
+    NONE = "none"  # the paper: keep the searched, normalised vectors
+    NEAREST = "nearest"  # snap each vector to its nearest target token (cosine)
+    MIX = "mix"  # similarity-weighted mix of the top-n target tokens
 
 
 @dataclass
@@ -35,11 +44,18 @@ class TransferConfig:
     dev_every: int = 50  # with selection=dev: evaluate target dev P@1 every N steps
     patience: int | None = 200  # stop when the loss has not improved for this many steps (None: never)
     min_delta: float = 1e-6
+    centre_anchors: bool = False  # subtract each model's mean embedding before taking cosines
+    projection: Projection = Projection.NONE
+    projection_top_n: int = 8  # neighbours mixed by projection=mix
+    projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
     seed: int = 0
 
     def __post_init__(self):
         self.selection = parse_enum(Selection, self.selection, "selection rule")
         self.anchor_filter = parse_enum(AnchorFilter, self.anchor_filter, "anchor filter")
+        self.projection = parse_enum(Projection, self.projection, "projection")
+        if not 0.0 <= self.projection_alpha <= 1.0 or self.projection_top_n < 1:
+            raise InputError("projection_alpha must lie in [0, 1] and projection_top_n be at least 1")
         if self.steps < 1 or not self.lr > 0:
             raise InputError("steps must be at least 1 and lr positive")
         if self.n_anchors is not None and self.n_anchors < 1:
@@ -51,7 +67,7 @@ class TransferConfig:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value)
+        d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value, projection=self.projection.value)
         return d
 
 
@@ -77,8 +93,15 @@ class _Source:
     weight: float
 
 
+def embedding_centre(lm: PromptedLM) -> torch.Tensor:
+    key = ("embedding_centre",)
+    if key not in lm.cache:
+        lm.cache[key] = lm.embedding_matrix.mean(0)
+    return lm.cache[key]
+
+
 def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: AnchorSet, top_k: int | None,
-                   weights: list[float] | None) -> list[_Source]:
+                   weights: list[float] | None, centre: bool = False) -> list[_Source]:
     weights = list(weights) if weights is not None else [1.0] * len(sources)
     if len(weights) != len(sources) or any(w < 0 for w in weights) or not sum(weights) > 0:
         raise InputError("give one non-negative weight per source, not all zero")
@@ -87,14 +110,18 @@ def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: Anchor
     for (prompt, lm), w in zip(sources, weights):
         if prompt.width != lm.width:
             raise DimensionMismatchError(f"source prompt width {prompt.width} does not match {lm.name}'s width {lm.width}")
-        enc, mask = relative_encoding(prompt.vectors.to(lm.embedding_matrix.device), anchors.embeddings(lm), top_k)
+        enc, mask = relative_encoding(prompt.vectors.to(lm.embedding_matrix.device), anchors.embeddings(lm), top_k,
+                                      centre=embedding_centre(lm) if centre else None)
         out.append(_Source(enc.cpu(), mask.cpu(), w / total))
     return out
 
 
-def matching_loss(vectors: torch.Tensor, target_anchors: torch.Tensor, sources: list[_Source]) -> torch.Tensor:
+def matching_loss(vectors: torch.Tensor, target_anchors: torch.Tensor, sources: list[_Source],
+                  centre: torch.Tensor | None = None) -> torch.Tensor:
     """1 − weighted mean over sources and prompt vectors of cos(masked target encoding, source encoding)."""
-    rel = F.normalize(vectors, dim=-1) @ target_anchors.T  # target_anchors are unit rows
+    if centre is not None:
+        vectors = vectors - centre
+    rel = F.normalize(vectors, dim=-1) @ target_anchors.T  # target_anchors are unit rows (centred if centre is given)
     sim = sum(s.weight * F.cosine_similarity(rel * s.mask, s.encoding, dim=-1).mean() for s in sources)
     return 1.0 - sim
 
@@ -115,8 +142,10 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     lms = [lm for _, lm in sources]
     anchors = anchors or select_anchors(list({id(x): x for x in lms + [target]}.values()), config.n_anchors,
                                         config.anchor_filter)
-    encoded = encode_sources(sources, anchors, config.top_k, weights)
-    target_anchors = F.normalize(anchors.embeddings(target), dim=-1).cpu()
+    encoded = encode_sources(sources, anchors, config.top_k, weights, config.centre_anchors)
+    centre = embedding_centre(target).cpu() if config.centre_anchors else None
+    target_anchor_emb = anchors.embeddings(target).cpu()
+    target_anchors = F.normalize(target_anchor_emb - centre if centre is not None else target_anchor_emb, dim=-1)
     mean, std = target_statistics(target)
 
     gen = torch.Generator().manual_seed(config.seed)
@@ -136,7 +165,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
             stopped = True
             break
         vectors = realise(raw)
-        loss = matching_loss(vectors, target_anchors, encoded)
+        loss = matching_loss(vectors, target_anchors, encoded, centre)
         value = loss.item()
         row = {"step": step, "loss": value}
         # Scores belong to the vectors before this step's update, so the kept vectors and their loss agree.
@@ -159,9 +188,11 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     if best["vectors"] is None:  # stopped before the first step
         best["vectors"] = realise(raw.detach())
         with torch.no_grad():
-            best["loss"] = matching_loss(best["vectors"], target_anchors, encoded).item()
+            best["loss"] = matching_loss(best["vectors"], target_anchors, encoded, centre).item()
+    searched = best["vectors"]
+    final, neighbours = project_to_vocabulary(target, searched, config)
     return SoftPrompt(
-        vectors=best["vectors"], model=target.name, relation=first.relation, method="transfer",
+        vectors=final, model=target.name, relation=first.relation, method="transfer",
         template=first.template,
         provenance={
             "config": config.as_dict(), "n_anchors": len(anchors), "selected_step": best["step"],
@@ -169,6 +200,31 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
             "sources": [{"model": p.model, "relation": p.relation, "method": p.method, "created": p.created}
                         for p, _ in sources],
             "weights": [s.weight for s in encoded],
+            **({"projected_to": neighbours} if neighbours else {}),
         },
         metrics={"matching_loss": best["loss"], **({"dev_p_at_1": best["dev_p_at_1"]} if best["dev_p_at_1"] is not None else {})},
         trajectory=trajectory)
+
+
+def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig
+                          ) -> tuple[torch.Tensor, list[list[str]]]:
+    """Pull searched vectors onto the target's token manifold (nearest token, or a top-n mix), then interpolate.
+
+    Returns the new vectors and, per vector, the target tokens used. Uses no labels.
+    """
+    if config.projection == Projection.NONE:
+        return vectors, []
+    from .analysis import display_token
+
+    emb = target.embedding_matrix
+    sims = F.normalize(vectors.to(emb.device), dim=-1) @ F.normalize(emb, dim=-1).T
+    special = torch.tensor(sorted(target.special_token_ids), dtype=torch.long, device=sims.device)
+    if len(special):
+        sims[:, special] = -2.0
+    n = 1 if config.projection == Projection.NEAREST else config.projection_top_n
+    values, ids = sims.topk(n, dim=-1)
+    weights = torch.softmax(values / 0.05, dim=-1) if n > 1 else torch.ones_like(values)  # sharp: near tokens dominate
+    projected = (weights.unsqueeze(-1) * emb[ids]).sum(dim=1).cpu()
+    alpha = config.projection_alpha
+    out = alpha * projected + (1 - alpha) * vectors
+    return out, [[display_token(target, i) for i in row] for row in ids.tolist()]

@@ -199,3 +199,20 @@ def test_run_method_covers_every_method(pair, mini_data_dir):
         run_method("transfer", target=tgt, relation=relation)
     with pytest.raises(InputError, match="unknown method"):
         run_method("telepathy", target=tgt, relation=relation)
+
+
+def test_projection_onto_target_tokens(pair):
+    src, tgt = pair
+    prompt = soft(src, torch.randn(3, src.width, generator=torch.Generator().manual_seed(8)))
+    base = dict(anchor_filter="all", steps=60, patience=None)
+    plain = transfer_prompt([(prompt, src)], tgt, TransferConfig(**base))
+    snapped = transfer_prompt([(prompt, src)], tgt, TransferConfig(**base, projection="nearest"))
+    # Every snapped vector is exactly some target token's embedding: the one nearest to the searched vector.
+    nearest = (F.normalize(plain.vectors, dim=-1) @ F.normalize(tgt.embedding_matrix, dim=-1).T)
+    nearest[:, sorted(tgt.special_token_ids)] = -2
+    torch.testing.assert_close(snapped.vectors, tgt.embedding_matrix[nearest.argmax(-1)])
+    assert len(snapped.provenance["projected_to"]) == 3
+    untouched = transfer_prompt([(prompt, src)], tgt, TransferConfig(**base, projection="mix", projection_alpha=0.0))
+    torch.testing.assert_close(untouched.vectors, plain.vectors)
+    with pytest.raises(InputError, match="projection_alpha"):
+        TransferConfig(projection_alpha=1.5)

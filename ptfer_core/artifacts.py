@@ -103,21 +103,31 @@ class SoftPrompt:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path.safetensors`` and ``path.json`` atomically; returns the .safetensors path."""
-        from safetensors.torch import save
-
         stem = _stem(path)
         tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        meta = self.metadata()
-        atomic_write_bytes(tensor_path, save({TENSOR_KEY: self.vectors}, metadata={"ptfer": json.dumps(meta)}))
-        atomic_write_json(meta_path, meta)
+        # Serialise both files before writing either, so a bad value fails before anything on disk changes.
+        tensor_bytes, meta_bytes = self.to_bytes()
+        previous = tensor_path.read_bytes() if tensor_path.is_file() else None
+        atomic_write_bytes(tensor_path, tensor_bytes)
+        try:
+            atomic_write_bytes(meta_path, meta_bytes)
+        except BaseException:
+            # Never leave new vectors beside old metadata: put the previous tensor file back (or remove the new one).
+            if previous is None:
+                tensor_path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(tensor_path, previous)
+            raise
         return tensor_path
 
     def to_bytes(self) -> tuple[bytes, bytes]:
-        """(safetensors bytes, JSON bytes): for downloads."""
+        """(safetensors bytes, JSON bytes): exactly what `save` writes; the same prompt always gives the same bytes."""
         from safetensors.torch import save
 
         meta = self.metadata()
-        return save({TENSOR_KEY: self.vectors}, metadata={"ptfer": json.dumps(meta)}), json.dumps(meta, indent=2).encode()
+        embedded = json.dumps(meta, sort_keys=True, allow_nan=False)
+        sidecar = (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        return save({TENSOR_KEY: self.vectors}, metadata={"ptfer": embedded}), sidecar
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SoftPrompt":

@@ -11,7 +11,7 @@ import torch
 
 from .data import DEFAULT_COMMON_VOCAB, Fact, Relation, load_common_vocab
 from .errors import DataError, InputError
-from .models import PromptedLM
+from .models import EncodedBatch, PromptedLM
 from .templates import PromptTemplate
 
 DEFAULT_BATCH_SIZE = 64
@@ -116,12 +116,39 @@ def scorable_facts(facts: list[Fact], candidates: CandidateSet) -> tuple[list[Fa
     return kept, [index[f.object] for f in kept]
 
 
+BATCH_OVERHEAD_TOKENS = 32  # the fixed cost of one more forward pass, in padded tokens (measured on CPU)
+
+
+def batch_bounds(lengths: list[int], batch_size: int, overhead: int = BATCH_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+    """Cut rows sorted by length into batches of at most `batch_size` rows, minimising padded tokens + overhead
+    per batch (dynamic programming over the cut points; a batch costs rows x its longest row)."""
+    n = len(lengths)
+    best, prev = [0] + [float("inf")] * n, [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - batch_size), end):
+            cost = best[start] + (end - start) * lengths[end - 1] + overhead
+            if cost < best[end]:
+                best[end], prev[end] = cost, start
+    bounds, end = [], n
+    while end > 0:
+        bounds.append((prev[end], end))
+        end = prev[end]
+    return bounds[::-1]
+
+
 def iter_batches(lm: PromptedLM, prompt: Prompt, subjects: list[str], batch_size: int):
-    """Yield (original indices, encoded batch), subjects grouped by tokenised length to minimise padding."""
-    order = sorted(range(len(subjects)), key=lambda i: (len(subjects[i]), i))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        yield idx, lm.encode(prompt.template, [subjects[i] for i in idx])
+    """Yield (original indices, encoded batch): every row tokenised once, sorted by token length, and cut into
+    batches that are each trimmed to their own longest row (rows are right-padded), so padding is minimal."""
+    if not subjects:
+        return
+    full = lm.encode(prompt.template, subjects)
+    lengths = full.attention_mask.sum(dim=1).tolist()
+    order = sorted(range(len(subjects)), key=lambda i: (lengths[i], i))
+    for start, end in batch_bounds([lengths[i] for i in order], batch_size):
+        idx = order[start:end]
+        rows, width = torch.tensor(idx), lengths[idx[-1]]
+        yield idx, EncodedBatch(full.input_ids[rows, :width], full.attention_mask[rows, :width],
+                                full.soft_positions[rows], full.answer_positions[rows])
 
 
 def evaluate(lm: PromptedLM, prompt: Prompt, facts: list[Fact], candidates: CandidateSet,

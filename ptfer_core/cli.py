@@ -3,6 +3,9 @@
     ptfer models list | fetch [NAME ...]
     ptfer data info
     ptfer evaluate --model M --relation P19|P19,P36|all --prompt manual|FILE|"TEMPLATE" [--split test] [--out results.json]
+    ptfer tune --model M --relation R|all [--placement postfix|prefix|split] [--init random|manual|vocab-sample]
+    ptfer transfer --source M[,M2] --target T --relation R|all [--method transfer|discretization|projector|...]
+    ptfer grid --config grids/real-causal.yaml [--executor local|ray]
 
 Each subcommand is one `add_<name>_command(subparsers)` function that registers its arguments and sets
 `func` to a `cmd_<name>(args) -> int` handler; add a new one (e.g. `tune`, `transfer`, `grid`) by writing such
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .config import Precision
+from .config import Method, Placement, Precision, PromptInit, Selection
 from .errors import InputError, PTferError
 
 EXIT_USAGE = 2  # argparse's own status for bad usage; also used for every PTferError
@@ -275,9 +278,209 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- tune / transfer / grid
+
+
+def engine_options() -> argparse.ArgumentParser:
+    """Options shared by tune and transfer: the prompt layout and the seed."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--relation", required=True, help="relation id, comma-separated ids, or 'all'")
+    parent.add_argument("--n-vectors", type=positive_int, default=5, help="soft prompt length m (default 5)")
+    parent.add_argument("--placement", default="postfix", choices=[p.value for p in Placement],
+                        help="where the vectors sit around [X] (default: postfix, the paper's)")
+    parent.add_argument("--init", default="random", choices=[p.value for p in PromptInit],
+                        help="source prompt initialisation (default: random)")
+    parent.add_argument("--epochs", type=positive_int, default=10)
+    parent.add_argument("--lr", type=float, default=3e-3)
+    parent.add_argument("--max-train", type=positive_int, default=None, help="cap on training facts per relation")
+    parent.add_argument("--seed", type=int, default=0)
+    parent.add_argument("--prompt-dir", default="prompts", help="where tuned prompts are saved and reused (default: prompts/)")
+    parent.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parent
+
+
+def _tune_config(args):
+    from .tuning import TuneConfig
+
+    return TuneConfig(n_vectors=args.n_vectors, placement=args.placement, init=args.init, epochs=args.epochs,
+                      lr=args.lr, seed=args.seed)
+
+
+def _prompt_file(prompt_dir: str, model: str, relation: str, tag: str) -> Path:
+    safe = model.replace("/", "_").replace(":", "_")
+    return Path(prompt_dir) / safe / f"{relation}.{tag}.safetensors"
+
+
+def _tuned_source(lm, relation, args, data_dir):
+    """A tuned prompt for (model, relation, layout): loaded from --prompt-dir when present, else tuned and saved."""
+    from .artifacts import SoftPrompt
+    from .data import load_split
+    from .evaluation import candidates_for
+    from .tuning import tune_prompt
+
+    config = _tune_config(args)
+    tag = f"{config.placement.value}-{config.init.value}-m{config.n_vectors}-s{config.seed}"
+    path = _prompt_file(args.prompt_dir, lm.name, relation.id, tag)
+    if path.is_file():
+        return SoftPrompt.load(path), path
+    train, dev = (load_split(relation.id, s, data_dir) for s in ("train", "dev"))
+    if args.max_train:
+        train = train[: args.max_train]
+    progress = None if args.quiet else (lambda step, m: note(
+        f"  tune {lm.name} {relation.id}: epoch {m['epoch'] + 1} dev P@1 {m['dev_p_at_1']:.1f}") if m.get("epoch_end") else None)
+    prompt = tune_prompt(lm, relation, train, dev, candidates_for(lm, data_dir=data_dir), config, on_step=progress)
+    prompt.save(path)
+    return prompt, path
+
+
+def add_tune_command(subparsers) -> None:
+    tune = subparsers.add_parser("tune", parents=[common_options(), model_options(), engine_options()],
+                                 help="tune soft prompts on a model (OptiPrompt)",
+                                 description="Tune m soft vectors per relation on the model's train split; the epoch "
+                                             "with the best dev P@1 is kept and saved under --prompt-dir.")
+    tune.add_argument("--out", default="tune-results.json", help="JSON results ('-' for none)")
+    tune.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    from .artifacts import atomic_write_json
+    from .data import load_relations, load_split
+    from .evaluation import candidates_for, evaluate
+    from .models import load_model
+
+    relations = load_relations(args.data_dir)
+    rids = select_relations(args.relation, relations, None)
+    _tune_config(args)  # validate settings before loading the model
+    _quiet_transformers()
+    lm = load_model(args.model, precision=args.precision, device=args.device, models_root=args.model_dir)
+    candidates = candidates_for(lm, data_dir=args.data_dir)
+    rows, results = [], {}
+    for rid in rids:
+        prompt, path = _tuned_source(lm, relations[rid], args, args.data_dir)
+        test = evaluate(lm, prompt.as_prompt(), load_split(rid, "test", args.data_dir), candidates)
+        results[rid] = {"file": str(path), "dev_p_at_1": prompt.metrics.get("dev_p_at_1"), "test_p_at_1": test.p_at_1,
+                        "n_test": test.n_facts}
+        rows.append([rid, f"{prompt.metrics.get('dev_p_at_1', float('nan')):.2f}", f"{test.p_at_1:.2f}", str(path)])
+    print(format_table(["relation", "dev P@1", "test P@1", "prompt"], rows, right=(1, 2)))
+    if args.out != "-":
+        atomic_write_json(Path(args.out), {"model": lm.name, "config": _tune_config(args).as_dict(), "relations": results})
+    return 0
+
+
+def add_transfer_command(subparsers) -> None:
+    tr = subparsers.add_parser(
+        "transfer", parents=[common_options(), engine_options()],
+        help="transfer prompts from source model(s) to a target, or run a baseline",
+        description="Tune (or reuse) a prompt on each source model, turn it into a target prompt with --method, save "
+                    "the target prompt and print its test P@1. Several sources (M1,M2) give multi-source transfer.")
+    tr.add_argument("--source", required=True, help="source model(s), comma-separated")
+    tr.add_argument("--target", required=True, help="target model")
+    tr.add_argument("--method", default="transfer", choices=[m.value for m in Method])
+    tr.add_argument("--source-prompt", default=None, help="use this saved source prompt instead of tuning (single source)")
+    tr.add_argument("--selection", default="loss", choices=[s.value for s in Selection],
+                    help="loss: lowest matching loss, no target labels (default); dev: best target dev P@1")
+    tr.add_argument("--steps", type=positive_int, default=2000)
+    tr.add_argument("--anchors", type=positive_int, default=8192, help="number of shared anchor tokens k")
+    tr.add_argument("--top-k", type=positive_int, default=None, help="keep the K largest similarities per vector")
+    tr.add_argument("--no-normalize", action="store_true", help="ablation: skip the target normalisation")
+    tr.add_argument("--projection", default="none", choices=["none", "nearest", "mix"],
+                    help="after the search, pull vectors onto target tokens (label-free)")
+    tr.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
+    tr.add_argument("--out", default="transfer-results.json", help="JSON results ('-' for none)")
+    tr.set_defaults(func=cmd_transfer)
+
+
+def cmd_transfer(args) -> int:
+    from .artifacts import SoftPrompt, atomic_write_json
+    from .baselines import run_method
+    from .data import load_relations, load_split
+    from .evaluation import Prompt, candidates_for, evaluate
+    from .models import load_model
+    from .transfer import TransferConfig
+
+    relations = load_relations(args.data_dir)
+    rids = select_relations(args.relation, relations, None)
+    transfer_config = TransferConfig(n_anchors=args.anchors, top_k=args.top_k, steps=args.steps,
+                                     normalize=not args.no_normalize, selection=args.selection,
+                                     projection=args.projection, seed=args.seed)
+    given = SoftPrompt.load(args.source_prompt) if args.source_prompt else None
+    source_names = [s.strip() for s in args.source.split(",") if s.strip()]
+    if given and len(source_names) != 1:
+        raise InputError("--source-prompt works with exactly one --source")
+    _quiet_transformers()
+    sources = [load_model(n, precision=args.precision, models_root=args.model_dir) for n in source_names]
+    target = load_model(args.target, precision=args.precision, models_root=args.model_dir)
+    if given:
+        sources[0].check_vectors(given.vectors, given.prompt_template.n_soft)
+    cands = candidates_for(target, data_dir=args.data_dir)
+    rows, results = [], {}
+    for rid in rids:
+        relation = relations[rid]
+        train, dev, test = (load_split(rid, s, args.data_dir, 0) for s in ("train", "dev", "test"))
+        source_prompts = [(given, sources[0])] if given else [(_tuned_source(lm, relation, args, args.data_dir)[0], lm)
+                                                              for lm in sources]
+        progress = None if args.quiet else (lambda step, m: note(
+            f"  search {rid}: step {step} loss {m['loss']:.4f}") if "loss" in m and step % 250 == 0 else None)
+        out = run_method(args.method, target=target, relation=relation, sources=source_prompts, train=train, dev=dev,
+                         candidates=cands, seed=args.seed, tune_config=_tune_config(args),
+                         transfer_config=transfer_config, on_step=progress)
+        prompt = out if isinstance(out, Prompt) else out.as_prompt()
+        score = evaluate(target, prompt, test, cands)
+        entry = {"p_at_1": score.p_at_1, "n_facts": score.n_facts}
+        if isinstance(out, SoftPrompt):
+            path = _prompt_file(args.prompt_dir, target.name, rid, f"{args.method}-from-{'+'.join(source_names)}".replace(":", "_").replace("/", "_"))
+            out.metrics["test_p_at_1"] = score.p_at_1
+            out.save(path)
+            entry["file"] = str(path)
+        results[rid] = entry
+        rows.append([rid, relation.type, score.n_facts, f"{score.p_at_1:.2f}"])
+    print(format_table(["relation", "type", "facts", "P@1"], rows, right=(2, 3)))
+    total = sum(r["n_facts"] for r in results.values())
+    micro = sum(r["p_at_1"] * r["n_facts"] for r in results.values()) / max(1, total)
+    print(f"\nmicro P@1 {micro:.2f} over {total} facts; {args.method} {'+'.join(source_names)} -> {target.name}")
+    if args.out != "-":
+        atomic_write_json(Path(args.out), {"sources": source_names, "target": target.name, "method": args.method,
+                                           "transfer": transfer_config.as_dict(), "micro_p_at_1": micro,
+                                           "relations": results})
+    return 0
+
+
+def add_grid_command(subparsers) -> None:
+    grid = subparsers.add_parser("grid", help="run (or resume) the full result grid",
+                                 description="Every method × ordered model pair × relation, resumable; writes "
+                                             "results.csv/.parquet and summary.md under --out.")
+    grid.add_argument("--config", required=True, help="grid YAML, e.g. grids/real-causal.yaml")
+    grid.add_argument("--out", default="runs/grid", help="output directory (default: runs/grid)")
+    grid.add_argument("--executor", default="local", choices=["local", "ray"])
+    grid.add_argument("--ray-address", default=None, help="existing Ray cluster (default: start a local one)")
+    grid.set_defaults(func=cmd_grid)
+
+
+def cmd_grid(args) -> int:
+    from tqdm import tqdm
+
+    from .grid import GridConfig, run_grid
+
+    config = GridConfig.from_file(args.config)
+    _quiet_transformers()
+    bar = tqdm(desc="grid", unit="task", file=sys.stderr)
+
+    def progress(step, m):
+        bar.total = m["total_steps"]
+        bar.set_postfix_str(m["task"] + (" (cached)" if m["skipped"] else ""))
+        bar.update(1)
+
+    table = run_grid(config, args.out, executor=args.executor, ray_address=args.ray_address, on_step=progress)
+    bar.close()
+    print((Path(args.out) / "summary.md").read_text())
+    note(f"{len(table)} result rows in {args.out}/results.csv")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
-COMMANDS: list[Callable] = [add_models_command, add_data_command, add_evaluate_command]
+COMMANDS: list[Callable] = [add_models_command, add_data_command, add_evaluate_command, add_tune_command,
+                            add_transfer_command, add_grid_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -283,7 +283,8 @@ class PromptedLM:
         hidden = self.answer_hidden(batch, vectors)
         features = self._head_transform(hidden) if self._head_transform is not None else hidden
         weight, bias = self._head_rows(candidate_ids)
-        logits = F.linear(features, weight, bias)
+        # The candidate head is small: float32 here keeps bfloat16 predictions close to float32 ones for free.
+        logits = F.linear(features.float(), weight.float(), None if bias is None else bias.float())
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits.float()

@@ -1,10 +1,12 @@
 """Shared fixtures: a miniature LAMA data directory and tiny random LMs over its words (no network, no weights)."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
+
+# Tests never reach the network: fail fast on hub look-ups instead of waiting for time-outs.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ptfer_core.testing import tiny_lm, write_mini_lama, MINI_WORDS
 

@@ -236,3 +236,14 @@ def test_atomic_write_json_refuses_nan_and_keeps_the_old_file(tmp_path):
         atomic_write_json(path, {"p_at_1": float("nan")})
     assert json.loads(path.read_text()) == {"p_at_1": 12.5}
     assert _no_temp_files(tmp_path)
+
+
+def test_dotted_stems_keep_their_name(tmp_path):
+    import torch
+
+    from ptfer_core.artifacts import SoftPrompt
+
+    prompt = SoftPrompt(torch.ones(1, 4), "m", "P19", "tuned", "[X] [V] [Y] .")
+    path = prompt.save(tmp_path / "P19.postfix-random")
+    assert path.name == "P19.postfix-random.safetensors" and (tmp_path / "P19.postfix-random.json").is_file()
+    assert torch.equal(SoftPrompt.load(path).vectors, prompt.vectors)

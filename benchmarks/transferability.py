@@ -182,7 +182,9 @@ def write_doc(rows: list[dict], doc: Path, args, seconds: float) -> None:
             for method, r in pivot.sort_values("micro", ascending=False).iterrows():
                 lines.append(f"| {method} | " + " | ".join("" if v != v else f"{v:.1f}" for v in r) + " |")
             lines.append("")
-    atomic_write_bytes(doc, "\n".join(lines).encode())
+    marker = "<!-- notes: kept when the script rewrites this file -->"
+    notes = doc.read_text().split(marker, 1)[1] if doc.is_file() and marker in doc.read_text() else "\n"
+    atomic_write_bytes(doc, ("\n".join(lines) + "\n" + marker + notes).encode())
 
 
 if __name__ == "__main__":

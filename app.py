@@ -1,0 +1,39 @@
+"""PTfer Studio: zero-shot continuous prompt transfer, in the browser.
+
+Run with ``streamlit run app.py``. This file is the router: shared sidebar (models, relation, seed, all mirrored
+in the URL), then the selected page from ``ptfer_app/pages/``. The engine is ``ptfer_core``; the app's glue is ``ptfer_app``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import streamlit as st  # noqa: E402
+
+from ptfer_app import pipeline, ui  # noqa: E402
+
+st.set_page_config(page_title="PTfer Studio", page_icon=":material/swap_horiz:", layout="wide")
+st.set_option("client.toolbarMode", "minimal")  # no developer menu or Deploy button in a classroom
+
+pipeline.cpu_setup()  # per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS)
+
+PAGES = {
+    "home": st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),
+    "transfer": st.Page(ui.PAGES["transfer"], title="Transfer", icon=":material/swap_horiz:", url_path="transfer"),
+    "nearest": st.Page(ui.PAGES["nearest"], title="Nearest tokens", icon=":material/format_list_numbered:",
+                       url_path="nearest-tokens"),
+    "space": st.Page(ui.PAGES["space"], title="Relative space", icon=":material/scatter_plot:", url_path="relative-space"),
+    "query": st.Page(ui.PAGES["query"], title="Query", icon=":material/chat:", url_path="query"),
+    "results": st.Page(ui.PAGES["results"], title="Results", icon=":material/leaderboard:", url_path="results"),
+}
+
+ui.sync_preset_from_url()
+page = st.navigation(list(PAGES.values()), position="top")
+goto = st.session_state.pop("_goto", None)
+if goto in PAGES and PAGES[goto] is not page:
+    st.switch_page(PAGES[goto])
+st.session_state["_selection"] = ui.sidebar()
+ui.sync_preset_to_url()
+ui.flash()
+page.run()

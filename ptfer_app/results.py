@@ -1,0 +1,111 @@
+"""Result grids (from `ptfer grid`, files in assets/results/, or the presets) as one tidy table. No Streamlit."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ptfer_core.paths import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "assets" / "results"
+FIGURES_DIR = REPO_ROOT / "assets" / "figures"
+ALIASES = {
+    "relation": ("relation", "relation_id", "rid", "relation_id_"),
+    "method": ("method",),
+    "source": ("source", "sources", "source_model", "source_models"),
+    "target": ("target", "target_model", "model"),
+    "p_at_1": ("p_at_1", "p@1", "test_p_at_1", "precision_at_1", "score", "micro_p_at_1"),
+}
+# optional columns that drive the analysis charts
+ANALYSIS = {
+    "matching_loss": "Matching loss vs accuracy",
+    "normalize": "Normalisation on/off",
+    "n_anchors": "Number of anchors",
+    "n_vectors": "Prompt length (vectors)",
+}
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename known aliases, require relation/method/target/p_at_1, add the `pair` column."""
+    lower = {c: c.strip().lower() for c in df.columns}
+    df = df.rename(columns=lower)
+    for canonical, names in ALIASES.items():
+        if canonical not in df.columns:
+            for name in names:
+                if name in df.columns:
+                    df = df.rename(columns={name: canonical})
+                    break
+    missing = [c for c in ("relation", "method", "target", "p_at_1") if c not in df.columns]
+    if missing:
+        raise ValueError(f"the table lacks the column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})")
+    if "source" not in df.columns:
+        df["source"] = "—"
+    df["source"] = df["source"].map(lambda s: " + ".join(s) if isinstance(s, (list, tuple))
+                                    else "—" if pd.isna(s) or s == "" else str(s).replace("+", " + "))
+    df["p_at_1"] = pd.to_numeric(df["p_at_1"], errors="coerce")  # failed cells stay, with no score
+    df["pair"] = df["source"].where(df["source"] != "—", "") .map(lambda s: f"{s} → " if s else "") + df["target"].astype(str)
+    return df.reset_index(drop=True)
+
+
+def read_table(data: bytes, name: str) -> pd.DataFrame:
+    """CSV, JSON lines, or JSON (a list of rows, or {"rows": [...]})."""
+    if name.endswith(".csv"):
+        return tidy(pd.read_csv(io.BytesIO(data)))
+    text = data.decode("utf-8")
+    if name.endswith(".jsonl"):
+        return tidy(pd.DataFrame([json.loads(line) for line in text.splitlines() if line.strip()]))
+    obj = json.loads(text)
+    rows = obj.get("rows") or obj.get("results") if isinstance(obj, dict) else obj
+    if not isinstance(rows, list):
+        raise ValueError("JSON results must be a list of rows or an object with a 'rows' list")
+    return tidy(pd.DataFrame(rows))
+
+
+def find_tables(extra_roots: tuple[Path, ...] = ()) -> dict[str, Path]:
+    """Result tables on this machine, label → path: files shipped in assets/results/, then `ptfer grid` outputs
+    (``results.csv``) under runs/ and the given roots (at most three levels deep)."""
+    found: dict[str, Path] = {}
+    if RESULTS_DIR.is_dir():
+        for p in sorted(RESULTS_DIR.iterdir()):
+            if p.suffix in (".csv", ".jsonl", ".json") and p.is_file():
+                found[f"assets/results/{p.name}"] = p
+    for root in (REPO_ROOT / "runs", *extra_roots):
+        if not root.is_dir():
+            continue
+        for pattern in ("results.csv", "*/results.csv", "*/*/results.csv", "*/*/*/results.csv"):
+            for p in sorted(root.glob(pattern)):
+                label = str(p.parent.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p.parent)
+                found.setdefault(label, p)
+    return found
+
+
+def grid_configs(root: Path = REPO_ROOT / "grids") -> dict[str, Path]:
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
+
+
+def micro(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """P@1 per group: micro-averaged (all correct / all facts) when counts are known, else the mean."""
+    df = df[df["p_at_1"].notna()]
+    if {"n_correct", "n_facts"} <= set(df.columns) and df["n_facts"].notna().all():
+        agg = df.groupby(by, as_index=False)[["n_correct", "n_facts"]].sum()
+        agg["p_at_1"] = 100.0 * agg["n_correct"] / agg["n_facts"].clip(lower=1)
+        return agg
+    return df.groupby(by, as_index=False)["p_at_1"].mean()
+
+
+def presets_table(presets: list[dict]) -> pd.DataFrame:
+    rows = []
+    for meta in presets:
+        for method, score in (meta.get("scores") or {}).items():
+            rows.append({"relation": (meta.get("relation") or {}).get("id"), "method": method,
+                         "source": " + ".join(meta.get("sources") or []), "target": meta.get("target"),
+                         "p_at_1": score.get("p_at_1"), "n_facts": score.get("n_facts"), "preset": meta.get("id")})
+    return tidy(pd.DataFrame(rows, columns=["relation", "method", "source", "target", "p_at_1", "n_facts", "preset"]))
+
+
+def figures(root: Path = FIGURES_DIR) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".svg", ".jpg"))

@@ -1,0 +1,333 @@
+"""Shared Streamlit pieces: the sidebar (models, relation, seed; mirrored in the URL), session state, error display."""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from ptfer_core.errors import ModelLoadError, PTferError
+
+from . import catalog, services
+from .pipeline import METHOD_LABELS, Outcome
+
+PAGES = {
+    "home": "ptfer_app/pages/home.py",
+    "transfer": "ptfer_app/pages/transfer.py",
+    "nearest": "ptfer_app/pages/nearest_tokens.py",
+    "space": "ptfer_app/pages/relative_space.py",
+    "query": "ptfer_app/pages/query.py",
+    "results": "ptfer_app/pages/results.py",
+}
+
+
+@dataclass
+class Selection:
+    """What the sidebar selects; `problem` is a blocking message (e.g. the data are missing)."""
+
+    sources: list[str]
+    target: str
+    relation_id: str | None
+    seed: int
+    data_dir: str | None
+    relations: dict = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def relation(self):
+        return self.relations.get(self.relation_id)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys([*self.sources, self.target]))
+
+    @property
+    def pair_label(self) -> str:
+        return f"{' + '.join(self.sources) or '—'} → {self.target}"
+
+
+# ----------------------------------------------------------------------------- session state
+
+
+def outcome() -> Outcome | None:
+    return st.session_state.get("outcome")
+
+
+def set_outcome(value: Outcome | None) -> None:
+    st.session_state["outcome"] = value
+
+
+def selection() -> Selection:
+    return st.session_state["_selection"]
+
+
+K_OPTIONS = [256, 1024, 4096, 8192, 0]  # anchors; 0: every shared word
+TOPK_OPTIONS = [0, 16, 64, 256, 1024]  # 0: keep all similarities
+
+
+def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
+    """Select the preset's models, relation and settings, so that "Run transfer" repeats it."""
+    cfg = result.settings
+    values = {"src": list(result.sources), "tgt": result.target, "rel": result.relation.id,
+              "seed": int(cfg.get("seed", 0)), "mode": "multi" if len(result.sources) > 1 else "single"}
+    for key, name, ok in (("method", "method", lambda v: v in ("transfer", "direct-transfer")),
+                          ("selection", "selection", lambda v: v in ("loss", "dev")),
+                          ("k", "n_anchors", lambda v: v in K_OPTIONS), ("topk", "top_k", lambda v: v in TOPK_OPTIONS),
+                          ("norm", "normalize", lambda v: isinstance(v, bool)),
+                          ("steps", "steps", lambda v: isinstance(v, int) and 50 <= v <= 10000 and v % 50 == 0),
+                          ("epochs", "tune_epochs", lambda v: isinstance(v, int) and 1 <= v <= 200),
+                          ("m", "n_vectors", lambda v: isinstance(v, int) and 1 <= v <= 20),
+                          ("patience", "patience", lambda v: v is None or isinstance(v, int) and 0 <= v <= 10000),
+                          ("centre", "centre_anchors", lambda v: isinstance(v, bool)),
+                          ("proj_out", "projection", lambda v: v in ("none", "nearest", "mix")),
+                          ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
+                          ("place", "placement", lambda v: v in ("postfix", "prefix", "split"))):
+        if name in cfg:
+            value = cfg[name] if cfg[name] is not None or name not in ("n_anchors", "top_k", "patience") else 0
+            if ok(value):
+                values[key] = value
+    for key, value in values.items():
+        if only_missing and key in st.query_params:
+            continue
+        st.session_state[key] = value
+
+
+def open_preset(path: str, goto: str | None = "transfer") -> None:
+    """Button callback: make a preset the current result, select its models, go to its page."""
+    try:
+        result = services.preset(path)
+    except PTferError as exc:
+        st.session_state["_flash"] = ("error", f"This preset cannot be opened: {exc}")
+        return
+    set_outcome(result)
+    _apply_preset_keys(result)
+    if goto:
+        st.session_state["_goto"] = goto
+
+
+def sync_preset_from_url() -> None:
+    """On a fresh session, ?preset=ID opens that preset (before the sidebar widgets are drawn)."""
+    wanted = st.query_params.get("preset")
+    current = outcome()
+    if not wanted or (current is not None and current.origin == f"preset:{wanted}"):
+        return
+    if current is not None and st.session_state.get("_url_preset_done"):
+        return
+    st.session_state["_url_preset_done"] = True
+    match = next((m for m in services.preset_list() if m["id"] == wanted), None)
+    if match is None:
+        st.session_state["_flash"] = ("warning", f"There is no preset called {wanted!r}.")
+        return
+    try:
+        result = services.preset(match["path"])
+    except PTferError as exc:
+        st.session_state["_flash"] = ("error", f"Preset {wanted!r} cannot be opened: {exc}")
+        return
+    set_outcome(result)
+    _apply_preset_keys(result, only_missing=True)
+
+
+def sync_preset_to_url() -> None:
+    current = outcome()
+    pid = current.origin.split(":", 1)[1] if current is not None and current.origin.startswith("preset:") else None
+    if pid and st.query_params.get("preset") != pid:
+        st.query_params["preset"] = pid
+    elif not pid and "preset" in st.query_params:
+        del st.query_params["preset"]
+
+
+# ----------------------------------------------------------------------------- sidebar
+
+
+def initial(key: str, **default) -> dict:
+    """A widget's default, unless its value was already set through st.session_state (e.g. by opening a preset):
+    passing both makes Streamlit warn."""
+    return {} if key in st.session_state else default
+
+
+def url_init(key: str, options=None, cast=str, multi: bool = False) -> None:
+    """Before a widget is drawn: take its value from the URL when the session has none yet (a shared link)."""
+    if key in st.session_state or key not in st.query_params:
+        return
+    raw = st.query_params.get_all(key) if multi else st.query_params.get(key)
+    try:
+        value = [cast(v) for v in raw] if multi else cast(raw)
+    except (TypeError, ValueError):
+        return
+    if options is not None:
+        if multi:
+            value = [v for v in value if v in options]
+        elif value not in options:
+            return
+    st.session_state[key] = value
+
+
+def url_keep(key: str, value, default) -> None:
+    """After a widget is drawn: mirror its value in the URL (omitted while it equals the default)."""
+    if value == default or value is None or value == [] or value == "":
+        if key in st.query_params:
+            del st.query_params[key]
+        return
+    text = [str(v) for v in value] if isinstance(value, (list, tuple)) else \
+        ("true" if value else "false") if isinstance(value, bool) else str(value)
+    current = st.query_params.get_all(key) if isinstance(text, list) else st.query_params.get(key)
+    if current != text:
+        st.query_params[key] = text
+
+
+def bound(widget, label: str, key: str, default, *, options=None, cast=None, **kw):
+    """Draw a keyed widget whose value is kept in the session across pages and mirrored in the URL."""
+    if cast is None:
+        cast = as_bool if isinstance(default, bool) else type(default) if isinstance(default, (int, float)) else str
+    url_init(key, options, cast)
+    if options is not None and key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # e.g. a vector index from a longer prompt
+    name = getattr(widget, "__name__", "")
+    if key not in st.session_state:
+        if name == "selectbox":
+            kw["index"] = list(options).index(default)
+        elif name in ("segmented_control", "pills", "multiselect"):
+            kw["default"] = default
+        else:
+            kw["value"] = default
+    args = (label,) if options is None else (label, options)
+    value = widget(*args, key=key, persist_state="session", **kw)
+    url_keep(key, value, default)
+    return value
+
+
+def as_bool(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(text)
+    return text == "true"
+
+
+def sidebar() -> Selection:
+    names = catalog.model_names()
+    d_src, d_tgt, d_rel = catalog.default_selection()
+    sb = st.sidebar
+    sb.markdown("**Models and relation**")
+    url_init("src", names, multi=True)
+    url_init("tgt", names)
+    url_init("seed", cast=int)
+    sources = sb.multiselect(
+        "Source model(s)", names, **initial("src", default=[d_src]), format_func=catalog.label, key="src",
+        max_selections=3, help="The model(s) whose tuned prompt is transferred. Pick two or three for multi-source transfer.")
+    target = sb.selectbox("Target model", names, **initial("tgt", index=names.index(d_tgt)), format_func=catalog.label,
+                          key="tgt", help="The model that receives the prompt, zero-shot.")
+    url_keep("src", list(sources), [d_src])
+    url_keep("tgt", target, d_tgt)
+    sel = Selection(sources=list(sources), target=target, relation_id=None, seed=0, data_dir=None)
+    try:
+        sel.data_dir = services.data_dir_for(sel.models)
+        sel.relations = services.relations(sel.data_dir)
+    except PTferError as exc:
+        sel.problem = str(exc)
+    options = list(sel.relations)
+    if options:
+        url_init("rel", options)
+        if st.session_state.get("rel") not in options:
+            st.session_state.pop("rel", None)
+        default = d_rel if d_rel in options else "P36" if "P36" in options else options[0]
+        sel.relation_id = sb.selectbox(
+            "Relation", options, **initial("rel", index=options.index(default)), key="rel",
+            format_func=lambda r: f"{r} · {sel.relations[r].label}" if r in sel.relations else r,
+            help="The LAMA relation the prompt asks about, e.g. P36 (capital).")
+        url_keep("rel", sel.relation_id, default)
+    else:
+        sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
+    sel.seed = int(sb.number_input("Seed", min_value=0, max_value=99_999, **initial("seed", value=0), step=1, key="seed",
+                                   help="Seeds prompt tuning, the transfer search and the random baseline."))
+    url_keep("seed", sel.seed, 0)
+    if not sources:
+        sel.problem = sel.problem or "Pick at least one source model in the sidebar."
+    for name in sel.models:
+        if catalog.is_available(name):
+            continue
+        if catalog.is_local(name):
+            sb.warning(f"**{name}** is not on this machine. Fetch it once:\n\n`{catalog.fetch_command(name)}`",
+                       icon=":material/download:")
+        else:
+            sb.info(f"**{name}** loads from the Hugging Face hub, which needs internet access.", icon=":material/cloud:")
+    if sel.problem:
+        sb.error(sel.problem, icon=":material/error:")
+    if any(catalog.is_tiny(n) for n in sel.models):
+        sb.caption("Tiny demo models are random networks over a 90-word vocabulary: they show the mechanics, their "
+                   "scores mean nothing.")
+    current = outcome()
+    if current is not None:
+        sb.divider()
+        sb.caption(f"**Current prompt** · {current.pair_label} · {current.relation.id}"
+                   f"{' · preset' if current.origin.startswith('preset:') else ''}")
+    return sel
+
+
+# ----------------------------------------------------------------------------- page helpers
+
+
+def header(title: str, intro: str | None = None) -> None:
+    st.title(title, anchor=False)
+    if intro:
+        st.caption(intro)
+
+
+def flash() -> None:
+    message = st.session_state.pop("_flash", None)
+    if message:
+        getattr(st, message[0])(message[1])
+
+
+def show_error(exc: BaseException, what: str = "") -> None:
+    """A PTferError in plain words; anything else as a short message with the details folded away."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, PTferError):
+        st.error(prefix + str(exc), icon=":material/error:")
+    else:
+        st.error(f"{prefix}something went wrong ({type(exc).__name__}: {exc}).", icon=":material/error:")
+        with st.expander("Details for a bug report"):
+            st.code("".join(traceback.format_exception(exc)), language=None)
+
+
+def guard(body) -> None:
+    """Run a page body; errors become in-app messages, never tracebacks."""
+    try:
+        body()
+    except Exception as exc:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through
+        show_error(exc)
+
+
+def require_selection(sel: Selection) -> None:
+    if sel.problem or sel.relation is None:
+        st.info(sel.problem or "Choose models and a relation in the sidebar.", icon=":material/info:")
+        st.stop()
+
+
+def load_models(names: list[str]) -> dict:
+    """Load (or reuse) the models; a model that cannot be loaded stops the page with a clear message."""
+    lms = {}
+    for name in dict.fromkeys(names):
+        try:
+            with st.spinner(f"Loading {name}…"):
+                lms[name] = services.load_model(name)
+        except ModelLoadError as exc:
+            st.error(f"**{name} cannot be loaded.** {exc}", icon=":material/error:")
+            st.stop()
+    return lms
+
+
+def require_outcome(what: str) -> Outcome:
+    result = outcome()
+    if result is None:
+        st.info(f"{what} needs a transferred prompt. Open a preset on the Home page or run a transfer first.",
+                icon=":material/info:")
+        c1, c2, _ = st.columns([1, 1, 3])
+        c1.page_link(PAGES["home"], label="Presets", icon=":material/home:")
+        c2.page_link(PAGES["transfer"], label="Transfer", icon=":material/swap_horiz:")
+        st.stop()
+    return result
+
+
+def outcome_caption(result: Outcome) -> None:
+    origin = "preset" if result.origin.startswith("preset:") else "your run"
+    st.caption(f"Prompt: **{result.pair_label}** · {result.relation.id} ({result.relation.label}) · "
+               f"{METHOD_LABELS.get(result.method, result.method).lower()} · {origin}")

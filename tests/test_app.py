@@ -1,0 +1,362 @@
+"""Smoke tests of the Streamlit app with streamlit.testing.v1.AppTest.
+
+The cached model loader is patched to build tiny random models (ptfer_core.testing.tiny_lm), the model
+directory is empty (so real models read as "not fetched") and the app cache lives in a temporary directory.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from ptfer_app import catalog, presets, services  # noqa: E402
+from ptfer_core.errors import ModelLoadError  # noqa: E402
+from ptfer_core.testing import MINI_WORDS, tiny_lm, write_mini_lama  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGE = {name: f"ptfer_app/pages/{name}.py" for name in ("home", "transfer", "nearest_tokens", "relative_space", "query",
+                                                        "results")}
+DEMO_PRESET = "demo-llama-gpt2-language"
+LOADS: list[str] = []
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny(name: str):
+    LOADS.append(name)
+    if not catalog.is_tiny(name):
+        raise ModelLoadError(f"{name} is not on this machine yet. Fetch it once with `{catalog.fetch_command(name)}`")
+    spec = catalog.TINY_MODELS[name]
+    return tiny_lm(spec.arch, MINI_WORDS, width=spec.width, seed=spec.seed, name=name)
+
+
+@pytest.fixture(autouse=True)
+def app_env(tmp_path_factory, monkeypatch):
+    """Tiny models in the cached loader, no real weights, a private app cache."""
+    monkeypatch.setenv("PTFER_MODEL_DIR", str(tmp_path_factory.mktemp("no-models")))
+    monkeypatch.setenv("PTFER_APP_CACHE", str(tmp_path_factory.mktemp("app-cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(services, "load_model", _tiny)
+    yield
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "error", "warning", "success", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(PAGE[page]).run()
+
+
+def open_demo_preset(at: AppTest) -> AppTest:
+    at.run()
+    at.button(key=f"preset_open_{DEMO_PRESET}").click().run()
+    return at
+
+
+def job_of(at: AppTest):
+    return at.session_state["transfer_job"] if "transfer_job" in at.session_state else None
+
+
+def wait_for_job(at: AppTest, timeout: float = 60.0) -> AppTest:
+    deadline = time.perf_counter() + timeout
+    while job_of(at) is not None:
+        assert time.perf_counter() < deadline, "transfer did not finish in time"
+        time.sleep(0.2)
+        at.run()
+    return at
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def test_every_page_renders_without_a_result():
+    at = new_app().run()
+    assert not at.exception
+    assert at.title[0].value == "PTfer Studio"
+    assert "anchor words" in texts(at)
+    assert at.get("imgs") or at.get("image"), "the diagram is shown"
+    assert any(b.key.startswith("preset_open_") for b in at.button)
+    # sidebar: every widget is keyed and the demo models are the default here (no real weights)
+    assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama"]
+    assert at.sidebar.selectbox(key="tgt").value == "tiny-demo-gpt2"
+    assert at.sidebar.selectbox(key="rel").value == "P103"
+    for page in ("transfer", "nearest_tokens", "relative_space", "query", "results"):
+        goto(at, page)
+        assert not at.exception, page
+        assert not errors(at), (page, errors(at))
+        assert at.title, page
+    goto(at, "transfer")
+    assert at.button(key="run") and at.slider(key="steps")
+
+
+def test_preset_opens_instantly_and_feeds_every_page():
+    at = new_app()
+    started = time.perf_counter()
+    open_demo_preset(at)
+    assert time.perf_counter() - started < 10
+    assert not at.exception
+    assert at.query_params.get("preset") == DEMO_PRESET
+    assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
+    assert at.subheader[0].value == "Result"
+    assert {b.key for b in at.get("download_button")} >= {"dl_st", "dl_json"}
+    assert "a tuned prompt for P103 is cached" in texts(at), "the preset's settings are selected, so its source is reused"
+    assert at.number_input(key="epochs").value == 40
+
+    goto(at, "nearest_tokens")
+    assert not at.exception and not errors(at)
+    assert len(at.dataframe) == 3, "an overview, then source and target vocabularies side by side"
+    assert "Source prompt" in texts(at)
+    assert any(b.key == "nn_csv" for b in at.get("download_button"))
+    at.toggle(key="nn_norm").set_value(True).run()
+    assert not at.exception
+
+    goto(at, "relative_space")
+    assert not at.exception and not errors(at)
+    assert len(at.get("plotly_chart")) == 3, "two linked maps and the fingerprint strip"
+    at.text_input(key="find").input("French").run()
+    assert not at.exception
+    assert at.query_params.get("find") == "French", "page settings are mirrored in the URL"
+
+    goto(at, "query")
+    assert not at.exception and not errors(at)
+    assert len(at.dataframe) == 4, "three answer columns and the facts table"
+    assert "Manual template" in texts(at) and "Transferred prompt" in texts(at)
+    at.text_input(key="subject").input("Person3").run()
+    assert not at.exception
+    assert "The known answer is **Spanish**" in texts(at)
+
+    goto(at, "results")
+    assert not at.exception and not errors(at)
+    assert at.get("plotly_chart")
+
+
+def test_shared_url_opens_the_preset():
+    at = new_app()
+    at.query_params["preset"] = DEMO_PRESET
+    at.run()
+    assert not at.exception
+    assert at.session_state["outcome"].origin == f"preset:{DEMO_PRESET}"
+    at = new_app()
+    at.query_params["preset"] = "no-such-preset"
+    at.run()
+    assert "no preset called" in texts(at)
+
+
+def test_sidebar_state_is_in_the_url_and_survives_reruns():
+    at = new_app().run()
+    at.sidebar.selectbox(key="rel").set_value("P17").run()
+    at.sidebar.number_input(key="seed").set_value(3).run()
+    goto(at, "transfer")
+    at.slider(key="steps").set_value(200).run()
+    goto(at, "query")
+    goto(at, "transfer")
+    assert at.sidebar.selectbox(key="rel").value == "P17"
+    assert at.sidebar.number_input(key="seed").value == 3
+    assert at.slider(key="steps").value == 200, "page settings survive a trip to another page"
+    assert at.query_params.get("rel") == "P17" and at.query_params.get("seed") == "3"
+    assert at.query_params.get("steps") == "200"
+
+
+def test_url_restores_the_view():
+    at = new_app()
+    at.query_params.update({"src": ["tiny-demo-llama", "tiny-demo-bert"], "tgt": "tiny-demo-gpt2", "rel": "P17",
+                            "seed": "7", "bogus": "1"})
+    at.run()
+    assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama", "tiny-demo-bert"]
+    assert at.sidebar.selectbox(key="rel").value == "P17"
+    assert at.sidebar.number_input(key="seed").value == 7
+    at = new_app()
+    at.query_params.update({"rel": "P999", "seed": "x"})  # junk is ignored, not an error
+    at.run()
+    assert not at.exception and at.sidebar.selectbox(key="rel").value == "P103"
+
+
+# ----------------------------------------------------------------------------- live transfer
+
+
+def test_transfer_runs_end_to_end():
+    at = goto(new_app().run(), "transfer")
+    at.slider(key="steps").set_value(100).run()
+    at.button(key="run").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert job_of(at) is not None
+    wait_for_job(at)
+    assert not at.exception and not errors(at), errors(at)
+    result = at.session_state["outcome"]
+    assert result.origin == "live" and result.target == "tiny-demo-gpt2" and result.relation.id == "P103"
+    assert set(result.scores) == {"transfer", "manual", "discretization", "random"}
+    assert 0 < len(result.transferred.trajectory) <= 100
+    assert "Transfer finished" in texts(at)
+    assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
+    # the tuned source prompt was cached: a second run goes straight to the search
+    at.button(key="run").click().run()
+    job = job_of(at)
+    wait_for_job(at)
+    assert [p.name for p in job.phases if not p.name.startswith(("load:", "prepare"))] == ["search", "evaluate"]
+
+
+def test_cancel_stops_within_a_second():
+    at = goto(new_app().run(), "transfer")
+    at.slider(key="steps").set_value(10000).run()
+    at.number_input(key="patience").set_value(0).run()  # never stop early
+    at.button(key="run").click().run()
+    job = job_of(at)
+    deadline = time.perf_counter() + 60
+    while not (job.phase and job.phase.name == "search" and job.phase.step > 5):
+        assert job.running and time.perf_counter() < deadline, job.error
+        time.sleep(0.05)
+    at.run()
+    assert at.button(key="cancel")
+    at.button(key="cancel").click()
+    pressed = time.perf_counter()
+    at.run()
+    shown = texts(at)
+    assert job.join(timeout=1.0), "the job did not stop within a second of Cancel"
+    assert time.perf_counter() - pressed < 1.5
+    assert job.state == job.CANCELLED
+    at.run()
+    shown += texts(at)
+    assert job_of(at) is None
+    assert "Run cancelled" in shown
+    assert "outcome" not in at.session_state, "a cancelled run changes nothing"
+
+
+def test_two_sessions_are_independent():
+    first, second = new_app(), new_app()
+    open_demo_preset(first)
+    second.run()
+    assert "outcome" not in second.session_state
+    goto(second, "transfer")
+    second.slider(key="steps").set_value(50).run()
+    second.button(key="run").click().run()
+    goto(first, "query")
+    assert job_of(first) is None
+    wait_for_job(second)
+    assert second.session_state["outcome"].origin == "live"
+    assert first.session_state["outcome"].origin == f"preset:{DEMO_PRESET}"
+
+
+# ----------------------------------------------------------------------------- clear errors
+
+
+def test_model_that_cannot_be_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTFER_DATA_DIR", str(write_mini_lama(tmp_path)))
+    at = new_app()
+    at.query_params.update({"src": "smollm2-135m", "tgt": "gemma3-270m"})
+    at.run()
+    assert "not on this machine" in texts(at) and "ptfer models fetch" in texts(at)
+    goto(at, "transfer")
+    at.button(key="run").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    assert any("cannot be loaded" in e for e in errors(at)), errors(at)
+
+
+def test_missing_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("PTFER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = new_app()
+    at.query_params.update({"src": "smollm2-135m", "tgt": "gemma3-270m"})
+    at.run()
+    assert not at.exception
+    assert any("LAMA data is not in" in e for e in errors(at)), errors(at)
+    goto(at, "transfer")
+    assert not at.exception
+
+
+def test_mixing_demo_and_real_models_is_explained():
+    at = new_app()
+    at.query_params.update({"src": "smollm2-135m", "tgt": "tiny-demo-gpt2"})
+    at.run()
+    assert any("tiny demo models only know" in e for e in errors(at))
+
+
+def test_relation_with_too_few_facts():
+    at = new_app()
+    at.query_params["rel"] = "P36"  # 8 facts in the mini data, 1 in its test split
+    at.run()
+    goto(at, "transfer")
+    at.button(key="run").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    assert any("too few facts" in e for e in errors(at)), errors(at)
+    assert "outcome" not in at.session_state
+
+
+def test_width_mismatch_for_direct_transfer():
+    at = goto(new_app().run(), "transfer")
+    at.segmented_control(key="method").set_value("direct-transfer").run()
+    at.button(key="run").click().run()
+    wait_for_job(at)
+    assert not at.exception
+    assert any("same embedding width" in e for e in errors(at)), errors(at)
+
+
+def test_corrupt_uploaded_prompt():
+    at = goto(new_app().run(), "transfer")
+    uploader = at.get("file_uploader")[0]
+    uploader.set_value(("prompt.safetensors", b"\x00\x01 this is not a tensor file", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any("is not a usable prompt" in e for e in errors(at)), errors(at)
+
+
+def test_uploaded_prompt_is_used_as_the_source(tmp_path):
+    source = presets.read_preset(ROOT / "assets" / "presets" / DEMO_PRESET).source_prompts[0]
+    data, meta = source.to_bytes()
+    at = goto(new_app().run(), "transfer")
+    at.get("file_uploader")[0].set_value([("p.safetensors", data, "application/octet-stream"),
+                                          ("p.json", meta, "application/json")])
+    at.run()
+    assert not at.exception and not errors(at)
+    assert "uses it as the tiny-demo-llama source prompt" in texts(at)
+    assert "your uploaded prompt is the source" in texts(at)
+
+
+def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
+    from ptfer_app import results
+
+    config = tmp_path / "mini.yaml"
+    config.write_text('models: ["tiny:llama:32:0", "tiny:gpt2:48:1"]\nrelations: [P103]\n'
+                      'methods: [manual, discretization, transfer-loss]\ntune: {epochs: 1}\n'
+                      'transfer: {steps: 20, anchor_filter: all}\n')
+    monkeypatch.setattr(results, "grid_configs", lambda: {"mini": config})
+    at = goto(new_app().run(), "results")
+    at.selectbox(key="res_src").set_value("run").run()
+    at.button(key="grid_run").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    deadline = time.perf_counter() + 60
+    while at.session_state["grid_job"] is not None:
+        assert time.perf_counter() < deadline, "grid did not finish"
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception and not errors(at), errors(at)
+    assert "Grid finished" in texts(at)
+    assert at.selectbox(key="res_src").value.endswith("mini")
+    table = [d for d in at.dataframe if "method" in d.value.columns][0].value
+    assert set(table["method"]) == {"manual", "discretization", "transfer-loss"}
+    assert at.get("plotly_chart")
+
+
+def test_results_upload_of_a_bad_table_is_explained():
+    at = goto(new_app().run(), "results")
+    at.selectbox(key="res_src").set_value("upload").run()
+    at.get("file_uploader")[0].set_value(("grid.csv", b"a,b\n1,2\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert any("is not a results table" in e for e in errors(at)), errors(at)

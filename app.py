@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import streamlit as st  # noqa: E402
 
-from ptfer_app import pipeline, ui  # noqa: E402
+from ptfer_app import pipeline, services, ui  # noqa: E402
 
 st.set_page_config(page_title="PTfer Studio", page_icon=":material/swap_horiz:", layout="wide")
 st.set_option("client.toolbarMode", "minimal")  # no developer menu or Deploy button in a classroom
@@ -34,6 +34,7 @@ goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
 st.session_state["_selection"] = ui.sidebar()
+services.warm_up(st.session_state["_selection"].models)  # load real models in the background, once per process
 ui.sync_preset_to_url()
 ui.flash()
 page.run()

@@ -7,6 +7,7 @@ Arguments starting with "_" are not hashed by Streamlit; each such function also
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,28 @@ from . import catalog, models, presets
 def load_model(name: str):
     """One shared, frozen instance per model name (PromptedLM never changes the model or tokenizer)."""
     return models.load(name)
+
+
+_warm_lock = threading.Lock()
+_warm_started: set[str] = set()
+
+
+def warm_up(names: list[str]) -> None:
+    """Start loading the selected real models in a background thread, once per server process, so the first
+    transfer does not wait for them (tiny models build in a moment and are skipped)."""
+    with _warm_lock:
+        todo = [n for n in dict.fromkeys(names)
+                if n not in _warm_started and not catalog.is_tiny(n) and catalog.is_available(n)]
+        _warm_started.update(todo)
+    if todo:
+        def load_all():
+            for name in todo:
+                try:
+                    load_model(name)
+                except Exception:  # noqa: BLE001 - a failure shows up, with its message, when a page needs the model
+                    pass
+
+        threading.Thread(target=load_all, name="ptfer-warm-up", daemon=True).start()
 
 
 @st.cache_resource(show_spinner=False)

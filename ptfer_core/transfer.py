@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +18,9 @@ import torch.nn.functional as F
 from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, relative_encoding, select_anchors
 from .artifacts import SoftPrompt
 from .config import Selection, parse_enum
-from enum import Enum
 from .errors import DimensionMismatchError, InputError
-from .evaluation import CandidateSet, Prompt, evaluate
 from .data import Fact
+from .evaluation import CandidateSet, Prompt, evaluate
 from .models import PromptedLM
 
 

@@ -78,7 +78,8 @@ def main() -> None:
     opt_a, opt_b = torch.optim.AdamW([vec_a], lr=3e-3), torch.optim.AdamW([vec_b], lr=3e-3)
     gold_ids = cs.token_ids[torch.tensor(gold)]
     for step in range(args.tune_steps):
-        idx = list(range(step * 16 % max(1, len(kept) - 16), step * 16 % max(1, len(kept) - 16) + 16))
+        start = step * 16 % max(1, len(kept) - 16)
+        idx = list(range(start, start + 16))
         subjects = [kept[i].subject for i in idx]
         t0 = time.perf_counter()
         logits = src.answer_logits(src.encode(template, subjects), vec_a, cs.token_ids)

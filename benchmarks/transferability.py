@@ -132,10 +132,11 @@ def main() -> None:
                         continue
                     base = {"relation": rid, "type": relation.type, "source": src, "target": tgt, "setting": setting}
                     prompt = tuned(src, rid, setting)
-                    rows.append({**base, "method": "discretisation", **cell(
-                        f"{rid}/{src}>{tgt}/{setting}/discrete",
-                        lambda: {**score(tgt, discretize(prompt, lms[src], lms[tgt])[0], rid),
-                                 "tokens": discretize(prompt, lms[src], lms[tgt])[1]})})
+                    def run_discretize():
+                        discrete, tokens = discretize(prompt, lms[src], lms[tgt])
+                        return {**score(tgt, discrete, rid), "tokens": tokens}
+                    rows.append({**base, "method": "discretisation",
+                                 **cell(f"{rid}/{src}>{tgt}/{setting}/discrete", run_discretize)})
                     rows.append({**base, "method": "projector", **cell(
                         f"{rid}/{src}>{tgt}/{setting}/projector",
                         lambda: score(tgt, Prompt(prompt.prompt_template, projector_vectors(src, tgt, prompt, rid)), rid))})

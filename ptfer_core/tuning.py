@@ -17,7 +17,7 @@ from .data import Fact, Relation
 from .errors import DataError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate, scorable_facts
 from .models import PromptedLM
-from .templates import PromptTemplate
+from .templates import PromptTemplate, SegmentKind
 
 
 @dataclass
@@ -79,7 +79,7 @@ def initial_vectors(lm: PromptedLM, relation: Relation, config: TuneConfig, cand
         # The manual template's own word tokens, in order, cycled to length m.
         ids = []
         for seg in relation.prompt_template.segments:
-            if seg.kind.value == "text":
+            if seg.kind == SegmentKind.TEXT:
                 ids += lm.tokenizer(seg.text, add_special_tokens=False)["input_ids"]
         ids = [i for i in ids if i not in lm.special_token_ids] or [lm.tokenizer.unk_token_id or 0]
         return lm.embedding_matrix[torch.tensor([ids[j % len(ids)] for j in range(m)])].clone()

@@ -87,25 +87,46 @@ def train_projector(source: PromptedLM, target: PromptedLM, config: ProjectorCon
     return net.eval()
 
 
+def projector_snapshots(source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None,
+                        should_stop=None) -> list[dict]:
+    """The projector's weights after each epoch, trained once per (source, target, config) and kept in the target's cache.
+
+    The projector maps embeddings, not prompts, so every relation reuses the same training run; only the
+    choice of epoch (on each relation's target dev split) differs.
+    """
+    config = config or ProjectorConfig()
+    key = ("projector_snapshots", source.name, tuple(sorted(asdict(config).items())))
+    if key not in target.cache:
+        snapshots: list[dict] = []
+        train_projector(source, target, config, should_stop=should_stop,
+                        on_epoch=lambda epoch, net: snapshots.append({k: v.clone() for k, v in net.state_dict().items()}))
+        if should_stop and should_stop() and len(snapshots) < config.epochs:
+            return snapshots  # a cancelled run is not cached
+        target.cache[key] = snapshots
+    return target.cache[key]
+
+
 def projector_prompt(source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM, dev: list[Fact],
                      candidates: CandidateSet, config: ProjectorConfig | None = None, should_stop=None) -> SoftPrompt:
-    """Project the source prompt with the MLP after each epoch; keep the epoch best on target dev (as the paper)."""
-    best: dict = {"dev_p_at_1": -1.0}
+    """Project the source prompt with the MLP of each epoch; keep the epoch best on target dev (as the paper)."""
+    config = config or ProjectorConfig()
+    snapshots = projector_snapshots(source, target, config, should_stop)
+    if not snapshots:
+        raise InputError("projector training was stopped before its first epoch")
+    net = torch.nn.Sequential(torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(),
+                              torch.nn.Linear(config.hidden, target.width))
     template = source_prompt.prompt_template
-
-    def on_epoch(epoch, net):
+    best: dict = {"dev_p_at_1": -1.0}
+    for epoch, state in enumerate(snapshots):
+        net.load_state_dict(state)
         with torch.no_grad():
             vectors = net(source_prompt.vectors)
         score = evaluate(target, Prompt(template, vectors), dev, candidates).p_at_1 if dev else 0.0
         if score > best["dev_p_at_1"]:
             best.update(dev_p_at_1=score, epoch=epoch, vectors=vectors)
-
-    train_projector(source, target, config, on_epoch=on_epoch, should_stop=should_stop)
-    if "vectors" not in best:
-        raise InputError("projector training was stopped before its first epoch")
     return SoftPrompt(best["vectors"], target.name, source_prompt.relation, Method.PROJECTOR.value, source_prompt.template,
                       provenance={"source": source_prompt.model, "selected_epoch": best["epoch"],
-                                  "config": asdict(config or ProjectorConfig()), "selection": "target dev P@1"},
+                                  "config": asdict(config), "selection": "target dev P@1"},
                       metrics={"dev_p_at_1": best["dev_p_at_1"]})
 
 

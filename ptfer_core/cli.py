@@ -15,6 +15,7 @@ a pair and listing the adder in `COMMANDS`. Every error derived from `PTferError
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,9 +49,18 @@ def model_options() -> argparse.ArgumentParser:
     parent.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
     parent.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parent.add_argument("--batch-size", type=positive_int, default=None, help="facts per forward pass")
-    parent.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is faster on a machine busy with other work)")
+    add_threads_option(parent)
     return parent
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=default_threads(),
+                        help="CPU threads for torch (default: half the cores, at most 8; on a small busy machine "
+                             "extra threads mostly wait on each other)")
+
+
+def default_threads() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def positive_int(text: str) -> int:
@@ -243,10 +253,6 @@ def cmd_evaluate(args) -> int:
 
     started = time.perf_counter()
     _quiet_transformers()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     lm = load_model(args.model, precision=args.precision, device=args.device, models_root=args.model_dir)
     if soft:
         lm.check_vectors(soft.vectors, soft.prompt_template.n_soft)  # wrong width etc.: fail before any work
@@ -387,6 +393,7 @@ def add_transfer_command(subparsers) -> None:
                     help="after the search, pull vectors onto target tokens (label-free)")
     tr.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
     tr.add_argument("--out", default="transfer-results.json", help="JSON results ('-' for none)")
+    add_threads_option(tr)
     tr.set_defaults(func=cmd_transfer)
 
 
@@ -453,6 +460,7 @@ def add_grid_command(subparsers) -> None:
     grid.add_argument("--out", default="runs/grid", help="output directory (default: runs/grid)")
     grid.add_argument("--executor", default="local", choices=["local", "ray"])
     grid.add_argument("--ray-address", default=None, help="existing Ray cluster (default: start a local one)")
+    add_threads_option(grid)
     grid.set_defaults(func=cmd_grid)
 
 
@@ -504,6 +512,10 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except PTferError as exc:

@@ -42,6 +42,7 @@ class GridConfig:
     transfer: dict = field(default_factory=dict)  # TransferConfig fields
     projector: dict = field(default_factory=dict)  # ProjectorConfig fields
     dev_every: int = 50  # for transfer-dev
+    max_train_facts: int | None = None  # cap on training facts per relation when tuning (a CPU budget; None: all)
 
     def __post_init__(self):
         if len(self.models) < 1:
@@ -49,6 +50,8 @@ class GridConfig:
         unknown = sorted(set(self.methods) - set(ALL_METHODS))
         if unknown:
             raise InputError(f"unknown grid methods {unknown}; choose from {', '.join(ALL_METHODS)}")
+        if self.max_train_facts is not None and self.max_train_facts < 1:
+            raise InputError(f"max_train_facts must be positive (got {self.max_train_facts})")
         TuneConfig(**self.tune), TransferConfig(**self.transfer), ProjectorConfig(**self.projector)  # validate early
 
     @classmethod
@@ -125,9 +128,17 @@ def _prompt_path(out: Path, model: str, relation: str) -> Path:
     return out / "prompts" / model.replace("/", "_").replace(":", "_") / f"{relation}.safetensors"
 
 
+def _safe(key: str) -> str:
+    return key.replace("/", "_").replace(":", "_").replace(">", "__to__")
+
+
 def _cell_path(out: Path, task: Task) -> Path:
-    safe = task.key.replace("/", "_").replace(":", "_").replace(">", "__to__")
-    return out / "cells" / f"{safe}.json"
+    return out / "cells" / f"{_safe(task.key)}.json"
+
+
+def transferred_path(out: Path, task: Task, method: str) -> Path:
+    """Where a cell's transferred prompt (with its search trajectory) is kept, for the app and the figures."""
+    return out / "transferred" / f"{_safe(task.key)}__{method}.safetensors"
 
 
 def run_task(config_dict: dict, task: Task, out: str) -> dict:
@@ -140,6 +151,7 @@ def run_task(config_dict: dict, task: Task, out: str) -> dict:
         lm = _Models.get(task.target)
         relation = get_relation(task.relation, config.data_dir)
         train, dev = (load_split(task.relation, s, config.data_dir, config.split_seed) for s in ("train", "dev"))
+        train = train[: config.max_train_facts]  # the split's order is already a seeded shuffle
         prompt = tune_prompt(lm, relation, train, dev, candidates_for(lm, data_dir=config.data_dir),
                              TuneConfig(**{"seed": config.seed, **config.tune}))
         prompt.save(path)
@@ -189,7 +201,9 @@ def _evaluate_task(config: GridConfig, task: Task, out: Path) -> list[dict]:
     transfer_base = {"seed": config.seed, **config.transfer}
     if task.kind == "multi":
         t = time.perf_counter()
-        score("multi-source", transfer_prompt(sources, target, TransferConfig(**transfer_base)), t)
+        prompt = transfer_prompt(sources, target, TransferConfig(**transfer_base))
+        prompt.save(transferred_path(out, task, "multi-source"))
+        score("multi-source", prompt, t)
         return rows
     (source_prompt, source_lm), = sources
     for method in config.methods:
@@ -207,6 +221,7 @@ def _evaluate_task(config: GridConfig, task: Task, out: Path) -> list[dict]:
                 selection = Selection.LOSS if method == "transfer-loss" else Selection.DEV
                 cfg = TransferConfig(**{**transfer_base, "selection": selection, "dev_every": config.dev_every})
                 prompt = transfer_prompt(sources, target, cfg, dev=dev, candidates=cands)
+                prompt.save(transferred_path(out, task, method))
                 score(method, prompt, t, matching_loss=prompt.metrics["matching_loss"])
         except PTferError as exc:  # e.g. direct transfer across widths: recorded, not fatal
             method_error(method, exc)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ptfer_core.artifacts import SoftPrompt, atomic_write_json
-from ptfer_core.baselines import discretize, random_prompt, train_projector
+from ptfer_core.baselines import discretize, projector_prompt, random_prompt
 from ptfer_core.data import get_relation, load_split
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.models import load_model
@@ -29,6 +29,9 @@ RELATIONS = ["P36", "P1376", "P103", "P37", "P364", "P176", "P140", "P1412", "P1
 SOURCE_SETTINGS = {  # name -> TuneConfig fields
     "postfix-random": {"placement": "postfix", "init": "random"},  # the paper's recipe
     "split-manual": {"placement": "split", "init": "manual"},  # v1..v4 [X] v5, initialised from the template words
+    # ... and pulled towards the token manifold while tuning, so the prompt stays word-like
+    "split-manual-reg": {"placement": "split", "init": "manual", "manifold_weight": 1.0},
+    "prefix-manual": {"placement": "prefix", "init": "manual"},  # v1..v5 [X]
 }
 TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss selection)
     "relative (paper)": {},
@@ -36,7 +39,10 @@ TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss sel
     "relative + top-8 mix": {"projection": "mix"},
     "relative + top-8 mix, alpha 0.5": {"projection": "mix", "projection_alpha": 0.5},
     "relative, centred anchors + top-8 mix": {"projection": "mix", "centre_anchors": True},
+    "relative, 4 restarts": {"restarts": 4},
 }
+DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + top-8 mix, alpha 0.5",
+                    "relative, 4 restarts"]
 
 
 def main() -> None:
@@ -44,20 +50,28 @@ def main() -> None:
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--relations", default=",".join(RELATIONS))
     ap.add_argument("--settings", default=",".join(SOURCE_SETTINGS))
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--max-train", type=int, default=400, help="cap on training facts per relation (CPU budget)")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="transfer variants, comma-separated: "
+                    + "; ".join(TRANSFER_VARIANTS))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-train", type=int, default=320, help="cap on training facts per relation (CPU budget)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     ap.add_argument("--out", default="runs/transferability")
     ap.add_argument("--doc", default="docs/transferability.md")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     names = args.models.split(",")
     lms = {n: load_model(n) for n in names}
     cands = {n: candidates_for(lm) for n, lm in lms.items()}
     relations = args.relations.split(",")
     settings = args.settings.split(",")
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in TRANSFER_VARIANTS] + [x for x in settings if x not in SOURCE_SETTINGS]
+    if unknown:
+        ap.error(f"unknown variants or settings: {unknown}")
     started = time.perf_counter()
 
     def cell(key: str, compute):
@@ -84,33 +98,9 @@ def main() -> None:
             prompt.save(path)
         return SoftPrompt.load(path)
 
-    # One projector per direction; its per-epoch snapshots are chosen per relation on target dev (as the paper).
-    projectors: dict[tuple[str, str], list] = {}
-
-    def projector_snapshots(src: str, tgt: str):
-        if (src, tgt) not in projectors:
-            snaps = []
-            train_projector(lms[src], lms[tgt], on_epoch=lambda e, net: snaps.append(
-                {k: v.clone() for k, v in net.state_dict().items()}))
-            projectors[(src, tgt)] = snaps
-        return projectors[(src, tgt)]
-
     def projector_vectors(src: str, tgt: str, prompt: SoftPrompt, rid: str) -> torch.Tensor:
-        from ptfer_core.baselines import ProjectorConfig
-
-        cfg = ProjectorConfig()
-        net = torch.nn.Sequential(torch.nn.Linear(lms[src].width, cfg.hidden), torch.nn.LeakyReLU(),
-                                  torch.nn.Linear(cfg.hidden, lms[tgt].width))
-        dev = load_split(rid, "dev")
-        best = (-1.0, None)
-        for state in projector_snapshots(src, tgt):
-            net.load_state_dict(state)
-            with torch.no_grad():
-                vectors = net(prompt.vectors)
-            dev_score = evaluate(lms[tgt], Prompt(prompt.prompt_template, vectors), dev, cands[tgt]).p_at_1
-            if dev_score > best[0]:
-                best = (dev_score, vectors)
-        return best[1]
+        # The projector is trained once per direction (cached); its epoch is chosen per relation on target dev.
+        return projector_prompt(prompt, lms[src], lms[tgt], load_split(rid, "dev"), cands[tgt]).vectors
 
     rows = []
     for rid in relations:
@@ -140,7 +130,8 @@ def main() -> None:
                     rows.append({**base, "method": "projector", **cell(
                         f"{rid}/{src}>{tgt}/{setting}/projector",
                         lambda: score(tgt, Prompt(prompt.prompt_template, projector_vectors(src, tgt, prompt, rid)), rid))})
-                    for variant, fields in TRANSFER_VARIANTS.items():
+                    for variant in variants:
+                        fields = TRANSFER_VARIANTS[variant]
                         def run_transfer():
                             t0 = time.perf_counter()
                             res = transfer_prompt([(prompt, lms[src])], lms[tgt],

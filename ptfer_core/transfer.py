@@ -48,6 +48,7 @@ class TransferConfig:
     projection: Projection = Projection.NONE
     projection_top_n: int = 8  # neighbours mixed by projection=mix
     projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
+    restarts: int = 1  # independent random starts searched side by side; the lowest matching loss wins
     seed: int = 0
 
     def __post_init__(self):
@@ -64,6 +65,8 @@ class TransferConfig:
             raise InputError(f"top_k must be positive (got {self.top_k})")
         if self.dev_every < 1:
             raise InputError("dev_every must be at least 1")
+        if self.restarts < 1:
+            raise InputError(f"restarts must be at least 1 (got {self.restarts})")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -118,11 +121,14 @@ def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: Anchor
 
 def matching_loss(vectors: torch.Tensor, target_anchors: torch.Tensor, sources: list[_Source],
                   centre: torch.Tensor | None = None) -> torch.Tensor:
-    """1 − weighted mean over sources and prompt vectors of cos(masked target encoding, source encoding)."""
+    """1 − weighted mean over sources and prompt vectors of cos(masked target encoding, source encoding).
+
+    `vectors` is [m, d] (a scalar loss) or [R, m, d] for R restarts searched together (one loss per restart).
+    """
     if centre is not None:
         vectors = vectors - centre
     rel = F.normalize(vectors, dim=-1) @ target_anchors.T  # target_anchors are unit rows (centred if centre is given)
-    sim = sum(s.weight * F.cosine_similarity(rel * s.mask, s.encoding, dim=-1).mean() for s in sources)
+    sim = sum(s.weight * F.cosine_similarity(rel * s.mask, s.encoding, dim=-1).mean(dim=-1) for s in sources)
     return 1.0 - sim
 
 
@@ -149,7 +155,8 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     mean, std = target_statistics(target)
 
     gen = torch.Generator().manual_seed(config.seed)
-    raw = torch.nn.Parameter(torch.randn(first.n_vectors, target.width, generator=gen))
+    # Restarts share every step: Adam is elementwise, so summing their losses updates each exactly as if alone.
+    raw = torch.nn.Parameter(torch.randn(config.restarts, first.n_vectors, target.width, generator=gen))
     optimizer = torch.optim.Adam([raw], lr=config.lr)
 
     def realise(x: torch.Tensor) -> torch.Tensor:
@@ -164,9 +171,10 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         if should_stop and should_stop():
             stopped = True
             break
-        vectors = realise(raw)
-        loss = matching_loss(vectors, target_anchors, encoded, centre)
-        value = loss.item()
+        all_vectors = realise(raw)
+        losses = matching_loss(all_vectors, target_anchors, encoded, centre)
+        leader = int(losses.argmin())
+        vectors, value = all_vectors[leader], losses[leader].item()
         row = {"step": step, "loss": value}
         # Scores belong to the vectors before this step's update, so the kept vectors and their loss agree.
         if config.selection == Selection.LOSS and value < best["loss"]:
@@ -176,7 +184,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
             if best["dev_p_at_1"] is None or row["dev_p_at_1"] > best["dev_p_at_1"]:
                 best.update(loss=value, step=step, dev_p_at_1=row["dev_p_at_1"], vectors=vectors.detach().clone())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()
         optimizer.step()
         trajectory.append(row)
         if on_step:
@@ -186,7 +194,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         if config.patience is not None and since_improved >= config.patience:
             break
     if best["vectors"] is None:  # stopped before the first step
-        best["vectors"] = realise(raw.detach())
+        best["vectors"] = realise(raw.detach()[0])
         with torch.no_grad():
             best["loss"] = matching_loss(best["vectors"], target_anchors, encoded, centre).item()
     searched = best["vectors"]

@@ -31,6 +31,9 @@ class TuneConfig:
     batch_size: int = 16
     warmup: float = 0.1  # fraction of steps with linearly rising learning rate
     weight_decay: float = 0.01
+    # Pull towards the token manifold: weight × squared distance of each vector to its nearest token embedding,
+    # relative to the embeddings' mean squared norm. 0 is OptiPrompt; > 0 keeps prompts word-like (transferable?).
+    manifold_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -42,6 +45,8 @@ class TuneConfig:
             raise InputError("epochs and batch_size must be at least 1")
         if not self.lr > 0:
             raise InputError(f"learning rate must be positive (got {self.lr})")
+        if not self.manifold_weight >= 0:
+            raise InputError(f"manifold_weight must be non-negative (got {self.manifold_weight})")
         if not 0 <= self.warmup < 1:
             raise InputError(f"warmup is a fraction in [0, 1) (got {self.warmup})")
 
@@ -86,6 +91,19 @@ def initial_vectors(lm: PromptedLM, relation: Relation, config: TuneConfig, cand
     pool = candidates.token_ids if candidates is not None else torch.arange(lm.vocab_size)
     pick = pool[torch.randperm(len(pool), generator=gen)[:m]]
     return lm.embedding_matrix[pick].clone()
+
+
+def manifold_distance(vectors: torch.Tensor, lm: PromptedLM) -> torch.Tensor:
+    """Per vector: squared distance to the nearest token embedding over the embeddings' mean squared norm."""
+    key = ("embedding_sq_norms",)
+    if key not in lm.cache:
+        emb = lm.embedding_matrix
+        lm.cache[key] = (emb.pow(2).sum(-1), emb.pow(2).sum(-1).mean())
+    sq_norms, mean_sq = lm.cache[key]
+    emb = lm.embedding_matrix
+    with torch.no_grad():  # which token is nearest needs no gradient; the distance to it does
+        nearest = (sq_norms - 2 * vectors.detach() @ emb.T).argmin(dim=-1)
+    return (vectors - emb[nearest]).pow(2).sum(-1) / mean_sq
 
 
 def _linear_warmup(total: int, warmup_frac: float):
@@ -134,6 +152,8 @@ def tune_prompt(lm: PromptedLM, relation: Relation, train: list[Fact], dev: list
             batch = lm.encode(template, [kept[i].subject for i in idx])
             logits = lm.answer_logits(batch, vectors, cand_ids)
             loss = F.cross_entropy(logits, gold_t[idx].to(logits.device))
+            if config.manifold_weight:
+                loss = loss + config.manifold_weight * manifold_distance(vectors, lm).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -6,7 +6,7 @@ from ptfer_core.errors import DataError, InputError
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.testing import MINI_WORDS, tiny_lm
-from ptfer_core.tuning import TuneConfig, initial_vectors, sample_like_embeddings, tune_prompt
+from ptfer_core.tuning import TuneConfig, initial_vectors, manifold_distance, sample_like_embeddings, tune_prompt
 
 # A learnable relation for a random model: most subjects share one answer.
 FACTS = [Fact(f"Person{i}", "French" if i % 5 else "German", f"u{i}") for i in range(24)]
@@ -61,6 +61,19 @@ def test_manual_initialisation_uses_the_template_words(mini_data_dir):
     vectors = initial_vectors(lm, relation, TuneConfig(init="manual", n_vectors=5))
     ids = lm.tokenizer("The capital of is .", add_special_tokens=False)["input_ids"]
     torch.testing.assert_close(vectors, lm.embedding_matrix[torch.tensor(ids)])
+
+
+def test_manifold_penalty_keeps_tuned_vectors_near_tokens(mini_data_dir):
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    cands = candidates_for(lm, data_dir=mini_data_dir)
+    relation = get_relation("P103", mini_data_dir)
+    assert manifold_distance(lm.embedding_matrix[:3], lm).max() < 1e-4  # a token is on the manifold
+    free, pulled = (tune_prompt(lm, relation, FACTS, [], cands, TuneConfig(epochs=6, lr=0.05, manifold_weight=w))
+                    for w in (0.0, 50.0))
+    assert manifold_distance(pulled.vectors, lm).mean() < 0.5 * manifold_distance(free.vectors, lm).mean()
+    assert pulled.provenance["config"]["manifold_weight"] == 50.0
+    with pytest.raises(InputError, match="manifold_weight"):
+        TuneConfig(manifold_weight=-1)
 
 
 def test_bad_settings_and_unanswerable_data(mini_data_dir):

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--relations", default=",".join(RELATIONS))
     ap.add_argument("--settings", default=",".join(SOURCE_SETTINGS))
-    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="transfer variants, comma-separated: "
+    ap.add_argument("--variants", default=";".join(DEFAULT_VARIANTS), help="transfer variants, separated by ';': "
                     + "; ".join(TRANSFER_VARIANTS))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-train", type=int, default=320, help="cap on training facts per relation (CPU budget)")
@@ -68,7 +68,7 @@ def main() -> None:
     cands = {n: candidates_for(lm) for n, lm in lms.items()}
     relations = args.relations.split(",")
     settings = args.settings.split(",")
-    variants = args.variants.split(",")
+    variants = args.variants.split(";")
     unknown = [v for v in variants if v not in TRANSFER_VARIANTS] + [x for x in settings if x not in SOURCE_SETTINGS]
     if unknown:
         ap.error(f"unknown variants or settings: {unknown}")

@@ -106,6 +106,11 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
 
 
 def figures(root: Path = FIGURES_DIR) -> list[Path]:
+    """Saved figures, one per name: the plotly JSON (interactive) when there is one, else the image."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".svg", ".jpg"))
+    by_stem: dict[str, Path] = {}
+    for p in sorted(root.iterdir()):
+        if p.suffix.lower() in (".json", ".png", ".svg", ".jpg") and (p.stem not in by_stem or p.suffix == ".json"):
+            by_stem[p.stem] = p
+    return [by_stem[stem] for stem in sorted(by_stem)]

@@ -485,10 +485,63 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def add_ablate_command(subparsers) -> None:
+    ab = subparsers.add_parser(
+        "ablate", parents=[common_options()], help="the paper's analyses (loss vs accuracy, normalisation, anchors, prompt length) as figures",
+        description="Matching loss vs target dev P@1 along the search (with and without normalisation), and target "
+                    "P@1 against the anchor count and the prompt length, for one source -> target pair; writes "
+                    "HTML, PNG and plotly JSON figures plus CSV tables under --out. Resumable through --work.")
+    ab.add_argument("--source", required=True, help="source model")
+    ab.add_argument("--target", required=True, help="target model")
+    ab.add_argument("--relation", required=True, help="comma-separated relation ids")
+    ab.add_argument("--anchors", default="512,1024,2048,4096,all", help="anchor counts to sweep ('all': every shared word)")
+    ab.add_argument("--lengths", default="1,3,5,10", help="prompt lengths to sweep")
+    ab.add_argument("--steps", type=positive_int, default=2000)
+    ab.add_argument("--dev-every", type=positive_int, default=100, help="resolution of the loss-vs-accuracy curves")
+    ab.add_argument("--epochs", type=positive_int, default=3, help="source tuning epochs")
+    ab.add_argument("--max-train", type=positive_int, default=320, help="cap on training facts per relation")
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--work", default="runs/ablations", help="cache of finished points and tuned prompts")
+    ab.add_argument("--out", default="assets/figures", help="where figures and tables go (default: assets/figures)")
+    ab.add_argument("--no-png", action="store_true", help="HTML and JSON only (PNG needs kaleido and a Chromium)")
+    ab.add_argument("--quiet", action="store_true")
+    add_threads_option(ab)
+    ab.set_defaults(func=cmd_ablate)
+
+
+def cmd_ablate(args) -> int:
+    import pandas as pd
+
+    from .ablations import AblationConfig, ablation_figures, run_ablations, save_figures
+    from .artifacts import atomic_write_bytes
+    from .models import load_model
+
+    try:
+        anchors = [None if a.strip() == "all" else int(a) for a in args.anchors.split(",")]
+        lengths = [int(m) for m in args.lengths.split(",")]
+    except ValueError:
+        raise InputError("--anchors and --lengths take comma-separated integers ('all' allowed for anchors)") from None
+    config = AblationConfig(relations=args.relation.split(","), anchor_counts=anchors, prompt_lengths=lengths,
+                            steps=args.steps, dev_every=args.dev_every, max_train_facts=args.max_train,
+                            tune={"epochs": args.epochs}, seed=args.seed, data_dir=args.data_dir)
+    _quiet_transformers()
+    source = load_model(args.source, models_root=args.model_dir)
+    target = load_model(args.target, models_root=args.model_dir)
+    progress = None if args.quiet else (lambda step, m: note(f"[{step}/{m['total_steps']}] {m['point']}"))
+    work = Path(args.work) / f"{source.name}__{target.name}"
+    tables = run_ablations(source, target, config, work, on_step=progress)
+    out = Path(args.out)
+    for kind, rows in tables.items():
+        atomic_write_bytes(out / f"ablation_{kind}.csv", pd.DataFrame(rows).to_csv(index=False).encode())
+    written = save_figures(ablation_figures(tables), out, png=not args.no_png)
+    note(f"wrote {len(written)} figure files and 3 tables under {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- entry point
 
 COMMANDS: list[Callable] = [add_models_command, add_data_command, add_evaluate_command, add_tune_command,
-                            add_transfer_command, add_grid_command]
+                            add_transfer_command, add_grid_command, add_ablate_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

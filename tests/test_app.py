@@ -360,3 +360,12 @@ def test_results_upload_of_a_bad_table_is_explained():
     at.run()
     assert not at.exception
     assert any("is not a results table" in e for e in errors(at)), errors(at)
+
+
+def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):
+    from ptfer_app import results
+
+    for name in ("fig2_loss_vs_dev.png", "fig2_loss_vs_dev.json", "fig4_anchor_count.png", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in results.figures(tmp_path)] == ["fig2_loss_vs_dev.json", "fig4_anchor_count.png"]
+    assert results.figures(tmp_path / "missing") == []

@@ -169,7 +169,12 @@ def analysis(df) -> None:
                              key=f"an_{column}", config={"displayModeBar": False})
             shown += 1
     for path in results.figures():
-        st.image(str(path), caption=path.stem.replace("_", " "))
+        if path.suffix == ".json":
+            import plotly.io as pio
+
+            st.plotly_chart(pio.from_json(path.read_text()), key=f"fig_{path.stem}", config={"displayModeBar": False})
+        else:
+            st.image(str(path), caption=path.stem.replace("_", " "))
         shown += 1
     if not shown:
         st.caption("The analysis charts (matching loss vs accuracy, normalisation, number of anchors, prompt length) "

@@ -1,0 +1,188 @@
+"""The paper's analyses on any source → target pair: the search trajectory (matching loss against target dev
+P@1, with and without normalisation: Figs. 2 and 3) and the effect of the anchor count and the prompt length
+(Fig. 4).
+
+`run_ablations` computes every point (each one cached as JSON under `work`, so a stopped run resumes) and
+returns tidy tables; `ablation_figures` turns them into plotly figures, `save_figures` writes HTML + PNG.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .artifacts import SoftPrompt, atomic_write_bytes, atomic_write_json
+from .config import Selection
+from .data import get_relation, load_split
+from .errors import InputError
+from .evaluation import candidates_for, evaluate
+from .models import PromptedLM
+from .transfer import TransferConfig, transfer_prompt
+from .tuning import TuneConfig, tune_prompt
+
+ANCHOR_COUNTS = (512, 1024, 2048, 4096, None)  # None: every shared word
+PROMPT_LENGTHS = (1, 3, 5, 10)
+
+
+@dataclass
+class AblationConfig:
+    relations: list[str]
+    anchor_counts: list[int | None] = field(default_factory=lambda: list(ANCHOR_COUNTS))
+    prompt_lengths: list[int] = field(default_factory=lambda: list(PROMPT_LENGTHS))
+    steps: int = 2000
+    dev_every: int = 100  # trajectory resolution of the loss-vs-accuracy curves
+    max_train_facts: int | None = 320
+    tune: dict = field(default_factory=lambda: {"epochs": 3})  # TuneConfig fields (n_vectors is swept)
+    seed: int = 0
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if not self.relations:
+            raise InputError("an ablation needs at least one relation")
+        if any(n is not None and n < 1 for n in self.anchor_counts) or any(m < 1 for m in self.prompt_lengths):
+            raise InputError("anchor counts and prompt lengths must be positive")
+        if "n_vectors" in self.tune:
+            raise InputError("the prompt length is swept by prompt_lengths; leave n_vectors out of tune")
+        TuneConfig(**self.tune)
+        for rid in self.relations:
+            get_relation(rid, self.data_dir)
+
+
+def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig, work: str | Path,
+                  on_step=None, should_stop=None) -> dict[str, list[dict]]:
+    """{"trajectory": rows, "anchors": rows, "length": rows}; each point is cached under `work`."""
+    work = Path(work)
+    cands = {lm.name: candidates_for(lm, data_dir=config.data_dir) for lm in (source, target)}
+    jobs = [("trajectory", rid, normalize) for rid in config.relations for normalize in (True, False)]
+    jobs += [("anchors", rid, n) for rid in config.relations for n in config.anchor_counts]
+    jobs += [("length", rid, m) for rid in config.relations for m in config.prompt_lengths]
+    tables: dict[str, list[dict]] = {"trajectory": [], "anchors": [], "length": []}
+    for done, (kind, rid, value) in enumerate(jobs):
+        if should_stop and should_stop():
+            break
+        path = work / "points" / f"{kind}_{rid}_{value}.json"
+        if path.is_file():
+            rows = json.loads(path.read_text())
+        else:
+            rows = _compute(kind, rid, value, source, target, cands, config, work)
+            atomic_write_json(path, rows)
+        tables[kind] += rows
+        if on_step:
+            on_step(done + 1, {"total_steps": len(jobs), "point": f"{kind} {rid} {value}"})
+    return tables
+
+
+def _source_prompt(source: PromptedLM, rid: str, m: int, cands, config: AblationConfig, work: Path) -> SoftPrompt:
+    path = work / "prompts" / f"{rid}_m{m}.safetensors"
+    if not path.is_file():
+        train = load_split(rid, "train", config.data_dir)[: config.max_train_facts]
+        dev = load_split(rid, "dev", config.data_dir)
+        tune_config = TuneConfig(**{"seed": config.seed, **config.tune, "n_vectors": m})
+        tune_prompt(source, get_relation(rid, config.data_dir), train, dev, cands[source.name], tune_config).save(path)
+    return SoftPrompt.load(path)
+
+
+def _compute(kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, cands, config: AblationConfig,
+             work: Path) -> list[dict]:
+    base_length = 5 if 5 in config.prompt_lengths else config.prompt_lengths[0]
+    prompt = _source_prompt(source, rid, value if kind == "length" else base_length, cands, config, work)
+    test = load_split(rid, "test", config.data_dir)
+    common = {"relation": rid, "source": source.name, "target": target.name}
+    if kind == "trajectory":
+        dev = load_split(rid, "dev", config.data_dir)
+        result = transfer_prompt([(prompt, source)], target, TransferConfig(
+            steps=config.steps, normalize=value, selection=Selection.DEV, dev_every=config.dev_every, patience=None,
+            seed=config.seed), dev=dev, candidates=cands[target.name])
+        return [{**common, "normalize": value, **row} for row in result.trajectory if "dev_p_at_1" in row]
+    started = time.perf_counter()
+    transfer_config = TransferConfig(steps=config.steps, seed=config.seed,
+                                     **({"n_anchors": value} if kind == "anchors" else {}))
+    result = transfer_prompt([(prompt, source)], target, transfer_config)
+    score = evaluate(target, result.as_prompt(), test, cands[target.name])
+    source_score = evaluate(source, prompt.as_prompt(), test, cands[source.name])
+    return [{**common, kind: "all" if value is None else value, "n_anchors_used": result.provenance["n_anchors"],
+             "p_at_1": score.p_at_1, "n_correct": score.n_correct, "n_facts": score.n_facts,
+             "source_p_at_1": source_score.p_at_1, "matching_loss": result.metrics["matching_loss"],
+             "seconds": time.perf_counter() - started}]
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _micro(rows: list[dict], key: str) -> tuple[list, list[float], list[float], list[float]]:
+    """Per value of `key`: micro-averaged target P@1, mean source P@1, mean matching loss."""
+    values = list(dict.fromkeys(r[key] for r in rows))
+    target, source, loss = [], [], []
+    for v in values:
+        sub = [r for r in rows if r[key] == v]
+        target.append(100.0 * sum(r["n_correct"] for r in sub) / max(1, sum(r["n_facts"] for r in sub)))
+        source.append(sum(r["source_p_at_1"] for r in sub) / len(sub))
+        loss.append(sum(r["matching_loss"] for r in sub) / len(sub))
+    return values, target, source, loss
+
+
+def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, "plotly.graph_objects.Figure"]:  # noqa: F821
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figures = {}
+    traj = tables.get("trajectory", [])
+    if traj:
+        pair = f"{traj[0]['source']} → {traj[0]['target']}"
+        for name, normalize_values, title in (
+                ("fig2_loss_vs_dev", [True], f"Matching loss vs target dev P@1 along the search ({pair})"),
+                ("fig3_normalisation", [True, False], f"With and without normalisation ({pair})")):
+            fig = make_subplots(specs=[[{"secondary_y": True}]])
+            for rid in dict.fromkeys(r["relation"] for r in traj):
+                for normalize in normalize_values:
+                    rows = [r for r in traj if r["relation"] == rid and r["normalize"] == normalize]
+                    label = rid if name == "fig2_loss_vs_dev" else f"{rid}, {'normalised' if normalize else 'raw'}"
+                    dash = "solid" if normalize else "dot"
+                    fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["loss"] for r in rows], name=f"{label}: loss",
+                                             line={"dash": dash}), secondary_y=False)
+                    fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["dev_p_at_1"] for r in rows],
+                                             name=f"{label}: dev P@1", line={"dash": dash}, mode="lines+markers"),
+                                  secondary_y=True)
+            fig.update_layout(title=title, template="plotly_white", legend={"font": {"size": 10}})
+            fig.update_xaxes(title_text="search step")
+            fig.update_yaxes(title_text="matching loss (1 − cosine)", secondary_y=False)
+            fig.update_yaxes(title_text="target dev P@1 (%)", secondary_y=True)
+            figures[name] = fig
+    for key, name, axis in (("anchors", "fig4_anchor_count", "anchors k"), ("length", "fig4_prompt_length", "prompt length m")):
+        rows = tables.get(key, [])
+        if not rows:
+            continue
+        values, target, source, loss = _micro(rows, key)
+        labels = [str(v) for v in values]
+        fig = make_subplots(specs=[[{"secondary_y": True}]])
+        fig.add_trace(go.Scatter(x=labels, y=target, name="target P@1 (transferred)", mode="lines+markers"))
+        fig.add_trace(go.Scatter(x=labels, y=source, name="source P@1 (tuned)", mode="lines+markers",
+                                 line={"dash": "dot"}))
+        fig.add_trace(go.Scatter(x=labels, y=loss, name="matching loss", mode="lines+markers", line={"dash": "dash"}),
+                      secondary_y=True)
+        pair = f"{rows[0]['source']} → {rows[0]['target']}"
+        n_rel = len({r["relation"] for r in rows})
+        fig.update_layout(title=f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)",
+                          template="plotly_white")
+        fig.update_xaxes(title_text=axis, type="category")
+        fig.update_yaxes(title_text="P@1 (%)", secondary_y=False)
+        fig.update_yaxes(title_text="matching loss", secondary_y=True)
+        figures[name] = fig
+    return figures
+
+
+def save_figures(figures: dict, out: str | Path, png: bool = True) -> list[Path]:
+    """Write each figure as self-contained HTML (and PNG when kaleido can render); returns the written paths."""
+    out = Path(out)
+    written = []
+    for name, fig in figures.items():
+        path = out / f"{name}.html"
+        atomic_write_bytes(path, fig.to_html(include_plotlyjs="cdn", full_html=True).encode())
+        atomic_write_bytes(out / f"{name}.json", fig.to_json().encode())  # what the app draws
+        written += [path, out / f"{name}.json"]
+        if png:
+            atomic_write_bytes(out / f"{name}.png", fig.to_image(format="png", width=900, height=500, scale=1))
+            written.append(out / f"{name}.png")
+    return written
+

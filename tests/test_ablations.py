@@ -1,0 +1,76 @@
+import json
+
+import plotly.graph_objects as go
+import pytest
+
+from ptfer_core.ablations import AblationConfig, ablation_figures, run_ablations, save_figures
+from ptfer_core.cli import main
+from ptfer_core.errors import InputError
+from ptfer_core.models import load_model
+
+
+def tiny_config(data_dir, **kw):
+    base = dict(relations=["P36"], anchor_counts=[4, None], prompt_lengths=[1, 2], steps=20, dev_every=5,
+                tune={"epochs": 1}, data_dir=str(data_dir))
+    return AblationConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return load_model("tiny:bert:32:1"), load_model("tiny:llama:48:2")
+
+
+def test_ablations_compute_every_point_and_resume(pair, mini_data_dir, tmp_path):
+    source, target = pair
+    config = tiny_config(mini_data_dir)
+    steps = []
+    tables = run_ablations(source, target, config, tmp_path, on_step=lambda s, m: steps.append(m["point"]))
+    assert len(steps) == 2 + 2 + 2  # normalisation on/off, two anchor counts, two lengths
+    traj = tables["trajectory"]
+    assert {r["normalize"] for r in traj} == {True, False}
+    assert [r["step"] for r in traj if r["normalize"]] == [1, 5, 10, 15, 20]  # dev P@1 every 5 steps, no early stop
+    assert all(0 <= r["dev_p_at_1"] <= 100 for r in traj)
+    anchors = {r["anchors"]: r for r in tables["anchors"]}
+    assert anchors[4]["n_anchors_used"] == 4 and anchors["all"]["n_anchors_used"] > 4
+    assert sorted(r["length"] for r in tables["length"]) == [1, 2]
+    assert (tmp_path / "prompts" / "P36_m1.safetensors").is_file()
+
+    # A second run reads every point from the cache: same tables, and no source prompt is tuned again.
+    for prompt in (tmp_path / "prompts").iterdir():
+        prompt.unlink()
+    assert run_ablations(source, target, config, tmp_path) == tables
+    assert not any((tmp_path / "prompts").iterdir())
+
+
+def test_figures_are_written_as_html_and_json(pair, mini_data_dir, tmp_path):
+    tables = run_ablations(*pair, tiny_config(mini_data_dir), tmp_path / "work")
+    figures = ablation_figures(tables)
+    assert set(figures) == {"fig2_loss_vs_dev", "fig3_normalisation", "fig4_anchor_count", "fig4_prompt_length"}
+    # Fig. 3 draws both the normalised and the raw search: twice the traces of Fig. 2.
+    assert len(figures["fig3_normalisation"].data) == 2 * len(figures["fig2_loss_vs_dev"].data)
+    written = save_figures(figures, tmp_path / "figs", png=False)
+    assert len(written) == 8
+    restored = go.Figure(json.loads((tmp_path / "figs" / "fig4_anchor_count.json").read_text()))
+    assert list(restored.data[0].x) == ["4", "all"]
+
+
+def test_bad_ablation_settings(mini_data_dir):
+    with pytest.raises(InputError, match="relation"):
+        AblationConfig(relations=[], data_dir=str(mini_data_dir))
+    with pytest.raises(InputError, match="positive"):
+        tiny_config(mini_data_dir, prompt_lengths=[0])
+    with pytest.raises(InputError, match="n_vectors"):
+        tiny_config(mini_data_dir, tune={"n_vectors": 3})
+
+
+def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsys):
+    code = main(["ablate", "--source", "tiny:bert:32:1", "--target", "tiny:gpt2:32:3", "--relation", "P103",
+                 "--anchors", "4,all", "--lengths", "1", "--steps", "10", "--dev-every", "5", "--epochs", "1",
+                 "--data-dir", str(mini_data_dir), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"),
+                 "--no-png", "--quiet"])
+    assert code == 0
+    assert (tmp_path / "o" / "fig2_loss_vs_dev.html").is_file()
+    assert "P103" in (tmp_path / "o" / "ablation_anchors.csv").read_text()
+    assert main(["ablate", "--source", "tiny:bert", "--target", "tiny:gpt2", "--relation", "P36", "--anchors", "x",
+                 "--data-dir", str(mini_data_dir)]) == 2
+    assert "--anchors" in capsys.readouterr().err

@@ -145,27 +145,60 @@ def main() -> None:
     write_doc(rows, Path(args.doc), args, time.perf_counter() - started)
 
 
+def micro_table(table) -> "pd.DataFrame":  # noqa: F821
+    """Micro P@1 per (setting, method) × direction "src → tgt"; target-only rows count for the direction's target."""
+    import pandas as pd
+
+    out = {}
+    for (src, tgt), _ in table[table.source != ""].groupby(["source", "target"]):
+        part = table[((table.source == src) | (table.source == "")) & (table.target == tgt)]
+        # Only relations that this direction has finished, so every row averages over the same facts.
+        done = set(part[part.source == src].relation)
+        part = part[part.relation.isin(done)]
+        grouped = part.groupby(["setting", "method"])[["n_correct", "n_facts"]].sum()
+        out[f"{src} → {tgt}"] = 100 * grouped["n_correct"] / grouped["n_facts"].clip(lower=1)
+    return pd.DataFrame(out)
+
+
 def write_doc(rows: list[dict], doc: Path, args, seconds: float) -> None:
     import pandas as pd
 
-    from ptfer_core.artifacts import atomic_write_bytes
+    from ptfer_core.artifacts import atomic_write_bytes, atomic_write_json
 
     table = pd.DataFrame(rows)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(args.out) / "results.csv", index=False)
+    # For the app: one tidy table (setting folded into the method label) and the micro-averaged summary.
+    assets = Path("assets/results")
+    app_table = table.assign(method=[f"{st} · {m}" if st else m for st, m in zip(table.setting, table.method)])
+    atomic_write_bytes(assets / "transferability.csv", app_table.drop(columns=["tokens"], errors="ignore")
+                       .to_csv(index=False).encode())
+    summary = micro_table(table)
+    n_rel = table.relation.nunique()
+    atomic_write_json(assets / "transferability-summary.json", {
+        "relations": sorted(table.relation.unique()), "doc": "docs/transferability.md",
+        "micro_p_at_1": {d: {f"{st} · {m}" if st else m: round(v, 2) for (st, m), v in col.dropna().items()}
+                         for d, col in summary.items()}})
     lines = ["# Transferability on the real causal pair (SmolLM2-135M ↔ Gemma-3-270M)", "",
-             f"Command: `python benchmarks/transferability.py --relations {args.relations} --epochs {args.epochs} "
-             f"--max-train {args.max_train} --steps {args.steps} --seed {args.seed}` "
-             f"({seconds / 60:.0f} min on a 2-core CPU). Test split of the seeded 60/20/20 split; candidates = common "
-             "vocabulary ∩ single tokens of the target; micro-averaged P@1 (all correct / all facts). Source prompts: "
-             f"{args.epochs} epochs on at most {args.max_train} training facts per relation (CPU budget), best epoch on "
-             "the source's dev split. Every transfer variant selects by matching loss (no target labels); the "
-             "projector is chosen on target dev as in the paper.", ""]
+             f"Command: `python benchmarks/transferability.py --relations {args.relations} --settings {args.settings} "
+             f"--epochs {args.epochs} --max-train {args.max_train} --steps {args.steps} --seed {args.seed}` "
+             f"(this invocation: {seconds / 60:.0f} min on a 2-core CPU; finished cells are reused). Test split of the "
+             "seeded 60/20/20 split; candidates = common vocabulary ∩ single tokens of the target; micro-averaged P@1 "
+             f"(all correct / all facts). Source prompts: {args.epochs} epochs on at most {args.max_train} training "
+             "facts per relation (CPU budget), best epoch on the source's dev split. Every transfer variant selects by "
+             "matching loss (no target labels); the projector is chosen on target dev as in the paper. Settings: "
+             + "; ".join(f"`{k}` = {v}" for k, v in SOURCE_SETTINGS.items()) + ".", "",
+             f"## Summary: micro-averaged P@1 over {n_rel} relations", "",
+             "| setting | method | " + " | ".join(summary.columns) + " |", "|---|---|" + "---:|" * len(summary.columns)]
+    for (setting, method), r in summary.iterrows():
+        lines.append(f"| {setting or '(any)'} | {method} | " + " | ".join("" if v != v else f"{v:.1f}" for v in r) + " |")
+    lines.append("")
     for setting in [s for s in table["setting"].unique() if s]:
         sub = table[(table["setting"].isin([setting, ""]))]
         lines += [f"## Source setting: {setting}", ""]
         for (src, tgt), _ in sub[sub.source != ""].groupby(["source", "target"]):
             part = sub[((sub.source == src) & (sub.target == tgt)) | ((sub.source == "") & (sub.target == tgt))]
+            part = part[part.relation.isin(set(part[part.source == src].relation))]
             pivot = part.pivot_table(index="method", columns="relation", values="p_at_1", aggfunc="first")
             micro = part.groupby("method")[["n_correct", "n_facts"]].sum()
             pivot["micro"] = 100 * micro["n_correct"] / micro["n_facts"].clip(lower=1)

@@ -114,3 +114,33 @@ def figures(root: Path = FIGURES_DIR) -> list[Path]:
         if p.suffix.lower() in (".json", ".png", ".svg", ".jpg") and (p.stem not in by_stem or p.suffix == ".json"):
             by_stem[p.stem] = p
     return [by_stem[stem] for stem in sorted(by_stem)]
+
+
+def transferability_summary(path: Path = RESULTS_DIR / "transferability-summary.json") -> dict:
+    """Micro P@1 per direction and method from the study on the real pair (benchmarks/transferability.py), or {}."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def why_transfer_fell_short(source: str, target: str, summary: dict | None = None) -> str | None:
+    """A sentence with the study's evidence when it covers this direction, for results below the manual template."""
+    summary = transferability_summary() if summary is None else summary
+    scores = summary.get("micro_p_at_1", {}).get(f"{source} → {target}")
+    if not scores or "manual" not in scores:
+        return None
+    transfers = {m: v for m, v in scores.items() if "transfer:" in m}
+    discrete = max((v for m, v in scores.items() if m.endswith("discretisation")), default=None)
+    if not transfers:
+        return None
+    best = max(transfers, key=transfers.get)
+    n = len(summary.get("relations", []))
+    text = (f"This is what the study on this pair measures over {n} relations: the best label-free transfer "
+            f"(*{best}*) reaches {transfers[best]:.1f} % micro P@1 against {scores['manual']:.1f} % for the manual "
+            "template")
+    if discrete is not None:
+        text += f" and {discrete:.1f} % for discretisation"
+    return text + (". The relative space carries *which* words a prompt vector is near across the two models, but "
+                   "not the exact position the target needs, and these causal models are sensitive to that "
+                   f"position. Details: `{summary.get('doc', 'docs/transferability.md')}`.")

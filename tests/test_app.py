@@ -369,3 +369,15 @@ def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):
         (tmp_path / name).write_text("x")
     assert [p.name for p in results.figures(tmp_path)] == ["fig2_loss_vs_dev.json", "fig4_anchor_count.png"]
     assert results.figures(tmp_path / "missing") == []
+
+
+def test_shortfall_on_the_real_pair_is_explained_with_the_study():
+    from ptfer_app import results
+
+    summary = {"relations": ["P36", "P103"], "doc": "docs/transferability.md", "micro_p_at_1": {
+        "a → b": {"manual": 24.2, "split · discretisation": 7.0, "split · transfer: relative (paper)": 0.0,
+                  "split · transfer: relative + snap": 1.6}}}
+    why = results.why_transfer_fell_short("a", "b", summary)
+    assert "2 relations" in why and "relative + snap" in why and "1.6 %" in why and "24.2 %" in why and "7.0 %" in why
+    assert results.why_transfer_fell_short("b", "a", summary) is None  # the study does not cover this direction
+    assert results.transferability_summary(Path("/nonexistent.json")) == {}

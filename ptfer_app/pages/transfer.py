@@ -1,7 +1,7 @@
 """Transfer (live): settings, a cancellable background run with a live chart, and the result card."""
 import streamlit as st
 
-from ptfer_app import catalog, charts, pipeline, services, ui
+from ptfer_app import catalog, charts, pipeline, results, services, ui
 from ptfer_app.jobs import Job
 from ptfer_core.errors import DimensionMismatchError, ModelLoadError, PTferError
 
@@ -219,6 +219,12 @@ def result_card(result: pipeline.Outcome) -> None:
             delta = f"{score['p_at_1'] - manual:+.1f} vs manual"
         col.metric(pipeline.METHOD_LABELS.get(method, method), f"{score['p_at_1']:.1f}", delta=delta,
                    delta_color="normal", help=f"P@1 (%) over {score['n_facts']} test facts of {result.target}")
+    transferred = result.scores.get(result.method, {}).get("p_at_1")
+    if manual and transferred is not None and transferred < manual / 2:
+        why = results.why_transfer_fell_short(result.sources[0], result.target) if result.sources else None
+        if why:
+            st.info(f"**The transferred prompt scores below half the manual template.** {why}",
+                    icon=":material/science:")
     n = result.scores.get(result.method, {}).get("n_facts", 0)
     st.caption(f"Precision@1 (%) on {n} test facts of {result.relation.id} whose answer is a single token of "
                f"{result.target}. Random: vectors drawn like {result.target}'s embeddings. Discretisation: each source "

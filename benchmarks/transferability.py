@@ -23,14 +23,16 @@ from ptfer_core.data import get_relation, load_split
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.models import load_model
 from ptfer_core.transfer import TransferConfig, transfer_prompt
-from ptfer_core.tuning import TuneConfig, tune_prompt
+from ptfer_core.tuning import TuneConfig, template_shape, tune_prompt
 
 RELATIONS = ["P36", "P1376", "P103", "P37", "P364", "P176", "P140", "P1412", "P178", "P101"]
 SOURCE_SETTINGS = {  # name -> TuneConfig fields
     "postfix-random": {"placement": "postfix", "init": "random"},  # the paper's recipe
     "split-manual": {"placement": "split", "init": "manual"},  # v1..v4 [X] v5, initialised from the template words
+    # ... shaped like the manual template (one vector per template token, before and after [X]): starts as the template
+    "template-manual": {"placement": "split", "init": "manual", "shape": "template"},
     # ... and pulled towards the token manifold while tuning, so the prompt stays word-like
-    "split-manual-reg": {"placement": "split", "init": "manual", "manifold_weight": 1.0},
+    "template-manual-reg": {"placement": "split", "init": "manual", "shape": "template", "manifold_weight": 10.0},
     "prefix-manual": {"placement": "prefix", "init": "manual"},  # v1..v5 [X]
 }
 TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss selection)
@@ -93,7 +95,10 @@ def main() -> None:
         path = out / "prompts" / model / setting / f"{rid}.safetensors"
         if not path.is_file():
             train = load_split(rid, "train")[: args.max_train]
-            cfg = TuneConfig(epochs=args.epochs, seed=args.seed, **SOURCE_SETTINGS[setting])
+            fields = dict(SOURCE_SETTINGS[setting])
+            if fields.pop("shape", None) == "template":
+                fields["n_vectors"], fields["split_at"] = template_shape(lms[model], get_relation(rid))
+            cfg = TuneConfig(epochs=args.epochs, seed=args.seed, **fields)
             prompt = tune_prompt(lms[model], get_relation(rid), train, load_split(rid, "dev"), cands[model], cfg)
             prompt.save(path)
         return SoftPrompt.load(path)

@@ -106,6 +106,25 @@ def manifold_distance(vectors: torch.Tensor, lm: PromptedLM) -> torch.Tensor:
     return (vectors - emb[nearest]).pow(2).sum(-1) / mean_sq
 
 
+def template_shape(lm: PromptedLM, relation: Relation) -> tuple[int, int]:
+    """(n_vectors, split_at) mirroring the manual template in this model's tokens: one vector per word token
+    before [X] and one per token between [X] and [Y]. With init=manual the prompt starts as the template itself."""
+    before = after = 0
+    seen_subject = False
+    for seg in relation.prompt_template.segments:
+        if seg.kind == SegmentKind.SUBJECT:
+            seen_subject = True
+        elif seg.kind == SegmentKind.ANSWER:
+            break
+        elif seg.kind == SegmentKind.TEXT:
+            ids = [i for i in lm.tokenizer(seg.text, add_special_tokens=False)["input_ids"] if i not in lm.special_token_ids]
+            after, before = (after + len(ids), before) if seen_subject else (after, before + len(ids))
+    if before + after == 0:
+        raise InputError(f"relation {relation.id}: the template {relation.prompt_template.text!r} has no words "
+                         "before [Y] to shape a prompt on")
+    return before + after, before
+
+
 def _linear_warmup(total: int, warmup_frac: float):
     warm = max(1, int(total * warmup_frac))
 

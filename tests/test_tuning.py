@@ -6,7 +6,8 @@ from ptfer_core.errors import DataError, InputError
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.testing import MINI_WORDS, tiny_lm
-from ptfer_core.tuning import TuneConfig, initial_vectors, manifold_distance, sample_like_embeddings, tune_prompt
+from ptfer_core.tuning import (TuneConfig, initial_vectors, manifold_distance, sample_like_embeddings, template_shape,
+                               tune_prompt)
 
 # A learnable relation for a random model: most subjects share one answer.
 FACTS = [Fact(f"Person{i}", "French" if i % 5 else "German", f"u{i}") for i in range(24)]
@@ -74,6 +75,18 @@ def test_manifold_penalty_keeps_tuned_vectors_near_tokens(mini_data_dir):
     assert pulled.provenance["config"]["manifold_weight"] == 50.0
     with pytest.raises(InputError, match="manifold_weight"):
         TuneConfig(manifold_weight=-1)
+
+
+def test_template_shaped_prompt_starts_as_the_manual_template(mini_data_dir):
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    relation = get_relation("P36", mini_data_dir)  # "The capital of [X] is [Y] ."
+    before = lm.tokenizer("The capital of", add_special_tokens=False)["input_ids"]
+    m, split_at = template_shape(lm, relation)
+    assert (m, split_at) == (len(before) + 1, len(before))
+    config = TuneConfig(n_vectors=m, placement="split", split_at=split_at, init="manual")
+    assert config.template.text == " ".join(["[V]"] * split_at + ["[X]", "[V]", "[Y]", "."])
+    ids = lm.tokenizer("The capital of is", add_special_tokens=False)["input_ids"]
+    torch.testing.assert_close(initial_vectors(lm, relation, config), lm.embedding_matrix[torch.tensor(ids)])
 
 
 def test_bad_settings_and_unanswerable_data(mini_data_dir):

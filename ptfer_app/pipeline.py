@@ -90,7 +90,7 @@ class RunSettings:
     weights: tuple[float, ...] | None = None  # multi-source blend, one per source
     n_vectors: int = 5
     tune_init: str = "random"  # "random" | "manual" | "vocab-sample"
-    placement: str = "postfix"  # "postfix" | "prefix" | "split"
+    placement: str = "postfix"  # "postfix" | "prefix" | "split" | "template"
     tune_epochs: int = 10
     tune_lr: float = 3e-3
     seed: int = 0
@@ -197,10 +197,13 @@ def find_cached_source(model: str, relation_id: str, settings: RunSettings, extr
         except PromptFileError:
             path.unlink(missing_ok=True)  # a damaged cache entry is simply re-tuned
     want = settings.tune_config().as_dict()
+    # A template-shaped prompt records the split layout it resolved to, and the placement that was asked for.
+    keys = ("epochs", "lr", "seed", "init") + (() if settings.placement == "template" else ("n_vectors",))
     for prompt in extra:
         config = prompt.provenance.get("config", {})
+        asked = prompt.provenance.get("placement_requested", config.get("placement"))
         if (prompt.model == model and prompt.relation == relation_id and prompt.method == "tuned"
-                and all(config.get(k) == want[k] for k in ("n_vectors", "epochs", "lr", "seed", "placement", "init"))):
+                and asked == settings.placement and all(config.get(k) == want[k] for k in keys)):
             return prompt
     return None
 

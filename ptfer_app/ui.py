@@ -81,7 +81,7 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("centre", "centre_anchors", lambda v: isinstance(v, bool)),
                           ("proj_out", "projection", lambda v: v in ("none", "nearest", "mix")),
                           ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
-                          ("place", "placement", lambda v: v in ("postfix", "prefix", "split"))):
+                          ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):
         if name in cfg:
             value = cfg[name] if cfg[name] is not None or name not in ("n_anchors", "top_k", "patience") else 0
             if ok(value):

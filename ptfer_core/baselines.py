@@ -145,7 +145,8 @@ def run_method(method: Method | str, *, target: PromptedLM, relation: Relation,
     if method == Method.MANUAL:
         return Prompt.manual(relation)
     if method == Method.RANDOM:
-        layout = template or (sources[0][0].template if sources else (tune_config or TuneConfig()).template.text)
+        layout = template or (sources[0][0].template if sources else
+                              (tune_config or TuneConfig()).resolved(target, relation).template.text)
         return random_prompt(target, layout, relation.id, seed)
     if method == Method.DIRECT_TUNING:
         config = tune_config or TuneConfig(seed=seed)

@@ -20,6 +20,7 @@ class Placement(str, Enum):
     POSTFIX = "postfix"  # [X] v1 … vm [Y] .   (the paper's layout)
     PREFIX = "prefix"  # v1 … vm [X] [Y] .
     SPLIT = "split"  # v1 … vj [X] vj+1 … vm [Y] .
+    TEMPLATE = "template"  # split, shaped like the relation's manual template: one vector per template token
 
 
 class PromptInit(str, Enum):

@@ -184,7 +184,7 @@ def _evaluate_task(config: GridConfig, task: Task, out: Path) -> list[dict]:
                      "target": task.target, "method": method, "p_at_1": None, "n_facts": 0, "n_correct": 0,
                      "seconds": 0.0, "seed": config.seed, "error": str(exc)})
 
-    tuned_template = TuneConfig(**config.tune).template.text
+    tuned_template = TuneConfig(**config.tune).resolved(target, relation).template.text
     if task.kind == "target":
         if "manual" in config.methods:
             t = time.perf_counter()

@@ -6,7 +6,7 @@ measures and far cheaper than a full-vocabulary loss at every position.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,16 @@ class TuneConfig:
 
     @property
     def template(self) -> PromptTemplate:
+        if self.placement == Placement.TEMPLATE:
+            raise InputError("a template-shaped layout depends on the model and relation: use config.resolved(lm, relation)")
         return PromptTemplate.soft(self.n_vectors, self.placement, self.split_at)
+
+    def resolved(self, lm: PromptedLM, relation: Relation) -> "TuneConfig":
+        """The concrete layout: `template` placement becomes the split layout mirroring the relation's template."""
+        if self.placement != Placement.TEMPLATE:
+            return self
+        n_vectors, split_at = template_shape(lm, relation)
+        return replace(self, placement=Placement.SPLIT, n_vectors=n_vectors, split_at=split_at)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -76,6 +85,7 @@ def sample_like_embeddings(lm: PromptedLM, n: int, generator: torch.Generator) -
 
 
 def initial_vectors(lm: PromptedLM, relation: Relation, config: TuneConfig, candidates: CandidateSet | None = None) -> torch.Tensor:
+    config = config.resolved(lm, relation)
     gen = torch.Generator().manual_seed(config.seed)
     m = config.n_vectors
     if config.init == PromptInit.RANDOM:
@@ -139,7 +149,8 @@ def _linear_warmup(total: int, warmup_frac: float):
 def tune_prompt(lm: PromptedLM, relation: Relation, train: list[Fact], dev: list[Fact], candidates: CandidateSet,
                 config: TuneConfig | None = None, on_step=None, should_stop=None) -> SoftPrompt:
     """Tune m soft vectors on `train`; the epoch with the best P@1 on `dev` (of this same model) wins."""
-    config = config or TuneConfig()
+    requested = config or TuneConfig()
+    config = requested.resolved(lm, relation)
     kept, gold = scorable_facts(train, candidates)
     if not kept:
         raise DataError(f"relation {relation.id}: no training fact has an answer that is a single token of {lm.name}")
@@ -191,6 +202,6 @@ def tune_prompt(lm: PromptedLM, relation: Relation, train: list[Fact], dev: list
             best = {"epoch": epoch, "dev_p_at_1": dev_score, "vectors": vectors.detach().clone()}
     return SoftPrompt(
         vectors=best["vectors"], model=lm.name, relation=relation.id, method="tuned", template=template.text,
-        provenance={"config": config.as_dict(), "selected_epoch": best["epoch"], "selection": "source dev P@1",
+        provenance={"config": config.as_dict(), "placement_requested": requested.placement.value, "selected_epoch": best["epoch"], "selection": "source dev P@1",
                     "n_train": len(kept), "stopped_early": stopped, "seconds": time.perf_counter() - started},
         metrics={"dev_p_at_1": best["dev_p_at_1"]}, trajectory=curve)

@@ -87,6 +87,17 @@ def test_template_shaped_prompt_starts_as_the_manual_template(mini_data_dir):
     assert config.template.text == " ".join(["[V]"] * split_at + ["[X]", "[V]", "[Y]", "."])
     ids = lm.tokenizer("The capital of is", add_special_tokens=False)["input_ids"]
     torch.testing.assert_close(initial_vectors(lm, relation, config), lm.embedding_matrix[torch.tensor(ids)])
+    # placement="template" resolves to exactly that layout when tuning, and starts as the manual prompt.
+    shaped = TuneConfig(placement="template", init="manual", epochs=1)
+    assert shaped.resolved(lm, relation) == config.__class__(**{**config.__dict__, "epochs": 1})
+    with pytest.raises(InputError, match="resolved"):
+        shaped.template
+    cands = candidates_for(lm, data_dir=mini_data_dir)
+    manual = evaluate(lm, Prompt.manual(relation), FACTS, cands)
+    start = evaluate(lm, Prompt(config.template, initial_vectors(lm, relation, shaped)), FACTS, cands)
+    assert start.predictions == manual.predictions and len(set(manual.predictions)) > 1
+    tuned = tune_prompt(lm, relation, FACTS, [], cands, shaped)
+    assert tuned.template == config.template.text and tuned.provenance["placement_requested"] == "template"
 
 
 def test_bad_settings_and_unanswerable_data(mini_data_dir):

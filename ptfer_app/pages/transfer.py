@@ -57,9 +57,13 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                         format_func={"random": "random vectors", "manual": "the manual template's words",
                                      "vocab-sample": "random vocabulary tokens"}.get,
                         help="Initialisation of the source prompt, when one has to be tuned.")
-        placement = ui.bound(a5.selectbox, "Vectors placed", "place", "postfix", options=["postfix", "prefix", "split"],
+        placement = ui.bound(a5.selectbox, "Vectors placed", "place", "postfix",
+                             options=["postfix", "prefix", "split", "template"],
                              format_func={"postfix": "after [X] (the paper)", "prefix": "before [X]",
-                                          "split": "around [X]"}.get)
+                                          "split": "around [X]", "template": "like the manual template"}.get,
+                             help="“Like the manual template”: one vector per template token before and after [X] "
+                                  "(m follows the template); with the template's words as the start it begins as "
+                                  "the manual prompt. It tunes best on causal models (docs/transferability.md).")
         b1, b2, _ = st.columns(3)
         centre = ui.bound(b1.toggle, "Centre anchors", "centre", False, disabled=method != "transfer",
                           help="Subtract each model's mean embedding before taking cosines.")

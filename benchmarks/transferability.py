@@ -38,12 +38,14 @@ SOURCE_SETTINGS = {  # name -> TuneConfig fields
 TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss selection)
     "relative (paper)": {},
     "relative + nearest-token snap": {"projection": "nearest"},
+    "relative + shared-word snap": {"projection": "nearest", "project_to_shared": True},
     "relative + top-8 mix": {"projection": "mix"},
     "relative + top-8 mix, alpha 0.5": {"projection": "mix", "projection_alpha": 0.5},
     "relative, centred anchors + top-8 mix": {"projection": "mix", "centre_anchors": True},
     "relative, 4 restarts": {"restarts": 4},
 }
-DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + top-8 mix, alpha 0.5",
+DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + shared-word snap",
+                    "relative + top-8 mix, alpha 0.5",
                     "relative, 4 restarts"]
 
 

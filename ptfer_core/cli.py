@@ -391,6 +391,8 @@ def add_transfer_command(subparsers) -> None:
     tr.add_argument("--no-normalize", action="store_true", help="ablation: skip the target normalisation")
     tr.add_argument("--projection", default="none", choices=["none", "nearest", "mix"],
                     help="after the search, pull vectors onto target tokens (label-free)")
+    tr.add_argument("--shared-words-only", action="store_true",
+                    help="with --projection: use only the words the models share, not the whole target vocabulary")
     tr.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision])
     tr.add_argument("--out", default="transfer-results.json", help="JSON results ('-' for none)")
     add_threads_option(tr)
@@ -409,7 +411,8 @@ def cmd_transfer(args) -> int:
     rids = select_relations(args.relation, relations, None)
     transfer_config = TransferConfig(n_anchors=args.anchors, top_k=args.top_k, steps=args.steps,
                                      normalize=not args.no_normalize, selection=args.selection,
-                                     projection=args.projection, seed=args.seed)
+                                     projection=args.projection, project_to_shared=args.shared_words_only,
+                                     seed=args.seed)
     given = SoftPrompt.load(args.source_prompt) if args.source_prompt else None
     source_names = [s.strip() for s in args.source.split(",") if s.strip()]
     if given and len(source_names) != 1:

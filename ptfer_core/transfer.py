@@ -48,6 +48,7 @@ class TransferConfig:
     projection: Projection = Projection.NONE
     projection_top_n: int = 8  # neighbours mixed by projection=mix
     projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
+    project_to_shared: bool = False  # project onto the words shared with the source(s) only, not the whole vocabulary
     restarts: int = 1  # independent random starts searched side by side; the lowest matching loss wins
     seed: int = 0
 
@@ -198,7 +199,11 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         with torch.no_grad():
             best["loss"] = matching_loss(best["vectors"], target_anchors, encoded, centre).item()
     searched = best["vectors"]
-    final, neighbours = project_to_vocabulary(target, searched, config)
+    allowed = None
+    if config.project_to_shared and config.projection != Projection.NONE:
+        everyone = list({id(x): x for x in lms + [target]}.values())
+        allowed = select_anchors(everyone, None, config.anchor_filter).token_ids(target)
+    final, neighbours = project_to_vocabulary(target, searched, config, allowed)
     return SoftPrompt(
         vectors=final, model=target.name, relation=first.relation, method="transfer",
         template=first.template,
@@ -214,11 +219,12 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         trajectory=trajectory)
 
 
-def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig
-                          ) -> tuple[torch.Tensor, list[list[str]]]:
+def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig,
+                          allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, list[list[str]]]:
     """Pull searched vectors onto the target's token manifold (nearest token, or a top-n mix), then interpolate.
 
-    Returns the new vectors and, per vector, the target tokens used. Uses no labels.
+    `allowed` restricts the tokens to those ids (e.g. the shared words). Returns the new vectors and, per vector,
+    the target tokens used. Uses no labels.
     """
     if config.projection == Projection.NONE:
         return vectors, []
@@ -229,6 +235,10 @@ def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: Tra
     special = torch.tensor(sorted(target.special_token_ids), dtype=torch.long, device=sims.device)
     if len(special):
         sims[:, special] = -2.0
+    if allowed is not None:
+        keep = torch.full_like(sims, -2.0)
+        keep[:, allowed.to(sims.device)] = sims[:, allowed.to(sims.device)]
+        sims = keep
     n = 1 if config.projection == Projection.NEAREST else config.projection_top_n
     values, ids = sims.topk(n, dim=-1)
     weights = torch.softmax(values / 0.05, dim=-1) if n > 1 else torch.ones_like(values)  # sharp: near tokens dominate

@@ -229,3 +229,18 @@ def test_projection_onto_target_tokens(pair):
     torch.testing.assert_close(untouched.vectors, plain.vectors)
     with pytest.raises(InputError, match="projection_alpha"):
         TransferConfig(projection_alpha=1.5)
+
+
+def test_projection_onto_shared_words_only(pair):
+    from ptfer_core.anchors import word_index
+
+    src, tgt = pair
+    prompt = soft(src, torch.randn(4, src.width, generator=torch.Generator().manual_seed(9)))
+    config = TransferConfig(anchor_filter="words", steps=40, patience=None, projection="nearest", project_to_shared=True)
+    snapped = transfer_prompt([(prompt, src)], tgt, config)
+    shared = select_anchors([src, tgt], None, "words")
+    shared_rows = tgt.embedding_matrix[shared.token_ids(tgt)]
+    for vector, (word,) in zip(snapped.vectors, snapped.provenance["projected_to"]):
+        assert word in shared.words  # a word both models know, never a target-only token
+        assert torch.equal(vector, tgt.embedding_matrix[word_index(tgt)[word]])
+        assert (shared_rows == vector).all(-1).any()

@@ -28,6 +28,18 @@ def test_tune_then_transfer_reuses_the_saved_source_prompt(workdir, capsys):
     assert "P36" in capsys.readouterr().out
 
 
+def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
+    assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--placement", "template", "--init", "manual",
+                 "--epochs", "1", "--quiet"]) == 0
+    tuned = json.loads(next((workdir / "prompts" / "tiny_gpt2_32_3").glob("P36.*.json")).read_text())
+    assert tuned["template"].count("[V]") >= 2 and tuned["template"].index("[V]") < tuned["template"].index("[X]")
+    assert main(["transfer", "--source", "tiny:gpt2:32:3", "--target", "tiny:llama:48:2", "--relation", "P36",
+                 "--placement", "template", "--init", "manual", "--epochs", "1", "--steps", "20",
+                 "--projection", "nearest", "--shared-words-only", "--quiet"]) == 0
+    out = json.loads((workdir / "transfer-results.json").read_text())
+    assert out["transfer"]["project_to_shared"] is True and out["relations"]["P36"]["file"]
+
+
 def test_transfer_errors_are_one_line(workdir, capsys):
     code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
                  "--method", "direct-transfer", "--epochs", "1", "--quiet"])

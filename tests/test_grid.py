@@ -3,6 +3,7 @@ import json
 import pytest
 import yaml
 
+from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.errors import InputError
 from ptfer_core.grid import GridConfig, plan, run_grid
 
@@ -25,7 +26,7 @@ def test_plan_covers_every_pair_and_method(mini_data_dir):
 
 
 def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
-    config = tiny_config(mini_data_dir)
+    config = tiny_config(mini_data_dir, max_train_facts=5)
     table = run_grid(config, tmp_path)
     methods = set(table["method"])
     assert {"manual", "random", "direct-tuning", "discretization", "projector", "transfer-loss", "transfer-dev",
@@ -38,6 +39,13 @@ def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
     assert same["p_at_1"].notna().all()
     summary = (tmp_path / "summary.md").read_text()
     assert "| transfer-loss |" in summary and "tiny:llama:48:2" in summary
+    # The training cap holds, and every transfer keeps its prompt with the search trajectory.
+    tuned = SoftPrompt.load(next((tmp_path / "prompts").rglob("P36.safetensors")))
+    assert tuned.provenance["n_train"] <= 5
+    kept = sorted((tmp_path / "transferred").glob("*transfer-dev.safetensors"))
+    assert len(kept) == 2 * 3 * 2  # relations × ordered pairs
+    dev_curve = SoftPrompt.load(kept[0]).trajectory
+    assert [r["step"] for r in dev_curve if "dev_p_at_1" in r][:3] == [1, 10, 20]
     # Resume: delete one cell; only it is recomputed, and the table is identical.
     cells = sorted((tmp_path / "cells").glob("*.json"))
     cells[0].unlink()
@@ -51,6 +59,8 @@ def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
 def test_grid_config_errors(tmp_path, mini_data_dir):
     with pytest.raises(InputError, match="unknown grid methods"):
         tiny_config(mini_data_dir, methods=["manual", "astrology"])
+    with pytest.raises(InputError, match="max_train_facts"):
+        tiny_config(mini_data_dir, max_train_facts=0)
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [a\n")
     with pytest.raises(InputError, match="not valid YAML"):

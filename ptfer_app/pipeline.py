@@ -87,6 +87,7 @@ class RunSettings:
     dev_every: int = 50
     centre_anchors: bool = False  # subtract each model's mean embedding before taking cosines
     projection: str = "none"  # "none" | "nearest" | "mix": label-free snap onto the target's tokens afterwards
+    solver: str = "adam"  # "adam" (the paper's search) | "lstsq" (its closed form, instant)
     weights: tuple[float, ...] | None = None  # multi-source blend, one per source
     n_vectors: int = 5
     tune_init: str = "random"  # "random" | "manual" | "vocab-sample"
@@ -101,7 +102,7 @@ class RunSettings:
         return TransferConfig(n_anchors=self.n_anchors, top_k=self.top_k, steps=self.steps, lr=self.lr,
                               normalize=self.normalize, selection=self.selection, dev_every=self.dev_every,
                               patience=self.patience, centre_anchors=self.centre_anchors,
-                              projection=self.projection, seed=self.seed)
+                              projection=self.projection, solver=self.solver, seed=self.seed)
 
     def tune_config(self):
         from ptfer_core.tuning import TuneConfig

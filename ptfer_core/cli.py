@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -386,6 +387,8 @@ def add_transfer_command(subparsers) -> None:
     tr.add_argument("--selection", default="loss", choices=[s.value for s in Selection],
                     help="loss: lowest matching loss, no target labels (default); dev: best target dev P@1")
     tr.add_argument("--steps", type=positive_int, default=2000)
+    tr.add_argument("--solver", default="adam", choices=["adam", "lstsq"],
+                    help="adam: the paper's search (default); lstsq: its closed form, one least-squares solve per vector")
     tr.add_argument("--anchors", type=positive_int, default=8192, help="number of shared anchor tokens k")
     tr.add_argument("--top-k", type=positive_int, default=None, help="keep the K largest similarities per vector")
     tr.add_argument("--no-normalize", action="store_true", help="ablation: skip the target normalisation")
@@ -412,7 +415,7 @@ def cmd_transfer(args) -> int:
     transfer_config = TransferConfig(n_anchors=args.anchors, top_k=args.top_k, steps=args.steps,
                                      normalize=not args.no_normalize, selection=args.selection,
                                      projection=args.projection, project_to_shared=args.shared_words_only,
-                                     seed=args.seed)
+                                     solver=args.solver, seed=args.seed)
     given = SoftPrompt.load(args.source_prompt) if args.source_prompt else None
     source_names = [s.strip() for s in args.source.split(",") if s.strip()]
     if given and len(source_names) != 1:
@@ -463,6 +466,8 @@ def add_grid_command(subparsers) -> None:
     grid.add_argument("--out", default="runs/grid", help="output directory (default: runs/grid)")
     grid.add_argument("--executor", default="local", choices=["local", "ray"])
     grid.add_argument("--ray-address", default=None, help="existing Ray cluster (default: start a local one)")
+    grid.add_argument("--relations", default=None,
+                      help="comma-separated relation ids overriding the config's (e.g. to run part of a grid first)")
     add_threads_option(grid)
     grid.set_defaults(func=cmd_grid)
 
@@ -473,6 +478,8 @@ def cmd_grid(args) -> int:
     from .grid import GridConfig, run_grid
 
     config = GridConfig.from_file(args.config)
+    if args.relations:
+        config = replace(config, relations=[r.strip() for r in args.relations.split(",") if r.strip()])
     _quiet_transformers()
     bar = tqdm(desc="grid", unit="task", file=sys.stderr)
 

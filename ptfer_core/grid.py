@@ -252,8 +252,9 @@ def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_a
     config_dict = asdict(config)
     rows: list[dict] = []
     if executor == "local":
-        for stage in (stage1, stage2):
-            for task in stage:
+        # Relation by relation (its prompts, then its cells), so an interrupted run leaves whole relations done.
+        for relation in config.relation_ids():
+            for task in [t for stage in (stage1, stage2) for t in stage if t.relation == relation]:
                 if should_stop and should_stop():
                     return _write_tables(rows, out)
                 result = run_task(config_dict, task, str(out))

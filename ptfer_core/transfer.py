@@ -5,6 +5,11 @@ Target vectors are searched (Adam, from a seeded random start) so that their enc
 anchors in the target model matches; with `normalize` they are standardised per vector and rescaled to the
 target embeddings' statistics inside the loop, so the answer lies where target tokens lie. All m vectors
 are searched at once: each step is one [m, d] × [d, k] product per source.
+
+`solver=lstsq` replaces the search by its closed form. With unit anchor rows A (the source's top-K rows only)
+the encoding of u is A u, and cos(A u, r) is largest when A u is the projection of r onto A's column space,
+i.e. u ∝ A⁺ r: one least-squares solve per vector, exact for the unnormalised objective. Normalisation is
+then applied to the solution (it cannot be inside a closed form); the reported loss is the normalised one.
 """
 from __future__ import annotations
 
@@ -22,6 +27,13 @@ from .errors import DimensionMismatchError, InputError
 from .data import Fact
 from .evaluation import CandidateSet, Prompt, evaluate
 from .models import PromptedLM
+
+
+class Solver(str, Enum):
+    """How the target vectors are found."""
+
+    ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
+    LSTSQ = "lstsq"  # closed form per vector (u ∝ A⁺ r), normalised afterwards; milliseconds instead of seconds
 
 
 class Projection(str, Enum):
@@ -50,12 +62,17 @@ class TransferConfig:
     projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
     project_to_shared: bool = False  # project onto the words shared with the source(s) only, not the whole vocabulary
     restarts: int = 1  # independent random starts searched side by side; the lowest matching loss wins
+    solver: Solver = Solver.ADAM
     seed: int = 0
 
     def __post_init__(self):
         self.selection = parse_enum(Selection, self.selection, "selection rule")
         self.anchor_filter = parse_enum(AnchorFilter, self.anchor_filter, "anchor filter")
         self.projection = parse_enum(Projection, self.projection, "projection")
+        self.solver = parse_enum(Solver, self.solver, "solver")
+        if self.solver == Solver.LSTSQ and self.selection == Selection.DEV:
+            raise InputError("selection='dev' picks among search steps; the closed-form solver (lstsq) has only one "
+                             "answer: use selection='loss' with it")
         if not 0.0 <= self.projection_alpha <= 1.0 or self.projection_top_n < 1:
             raise InputError("projection_alpha must lie in [0, 1] and projection_top_n be at least 1")
         if self.steps < 1 or not self.lr > 0:
@@ -71,7 +88,8 @@ class TransferConfig:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value, projection=self.projection.value)
+        d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value, projection=self.projection.value,
+                 solver=self.solver.value)
         return d
 
 
@@ -155,16 +173,46 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     target_anchors = F.normalize(target_anchor_emb - centre if centre is not None else target_anchor_emb, dim=-1)
     mean, std = target_statistics(target)
 
-    gen = torch.Generator().manual_seed(config.seed)
-    # Restarts share every step: Adam is elementwise, so summing their losses updates each exactly as if alone.
-    raw = torch.nn.Parameter(torch.randn(config.restarts, first.n_vectors, target.width, generator=gen))
-    optimizer = torch.optim.Adam([raw], lr=config.lr)
-
     def realise(x: torch.Tensor) -> torch.Tensor:
         # Without normalisation the raw vector is only rescaled to the target's spread (cosine ignores scale).
         return normalize_to(x, mean, std) if config.normalize else x * std
 
     started = time.perf_counter()
+    if config.solver == Solver.LSTSQ:
+        best, trajectory, stopped = _solve_lstsq(first.n_vectors, target_anchors, encoded, centre, realise, target.width,
+                                                 on_step)
+    else:
+        best, trajectory, stopped = _search_adam(first, target, config, target_anchors, encoded, centre, realise,
+                                                 dev, candidates, on_step, should_stop)
+    searched = best["vectors"]
+    allowed = None
+    if config.project_to_shared and config.projection != Projection.NONE:
+        everyone = list({id(x): x for x in lms + [target]}.values())
+        allowed = select_anchors(everyone, None, config.anchor_filter).token_ids(target)
+    final, neighbours = project_to_vocabulary(target, searched, config, allowed)
+    return SoftPrompt(
+        vectors=final, model=target.name, relation=first.relation, method="transfer",
+        template=first.template,
+        provenance={
+            "config": config.as_dict(), "n_anchors": len(anchors), "selected_step": best["step"],
+            "steps_run": len(trajectory), "stopped_early": stopped, "seconds": time.perf_counter() - started,
+            "sources": [{"model": p.model, "relation": p.relation, "method": p.method, "created": p.created}
+                        for p, _ in sources],
+            "weights": [s.weight for s in encoded],
+            **({"projected_to": neighbours} if neighbours else {}),
+        },
+        metrics={"matching_loss": best["loss"], **({"dev_p_at_1": best["dev_p_at_1"]} if best["dev_p_at_1"] is not None else {})},
+        trajectory=trajectory)
+
+
+def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, target_anchors: torch.Tensor,
+                 encoded: list[_Source], centre: torch.Tensor | None, realise, dev, candidates, on_step, should_stop):
+    """The paper's search: Adam from seeded random starts, kept by matching loss (or target dev P@1)."""
+    gen = torch.Generator().manual_seed(config.seed)
+    # Restarts share every step: Adam is elementwise, so summing their losses updates each exactly as if alone.
+    raw = torch.nn.Parameter(torch.randn(config.restarts, first.n_vectors, target.width, generator=gen))
+    optimizer = torch.optim.Adam([raw], lr=config.lr)
+
     trajectory: list[dict] = []
     best = {"loss": float("inf"), "step": 0, "dev_p_at_1": None, "vectors": None}
     lowest, since_improved, stopped = float("inf"), 0, False
@@ -198,25 +246,41 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         best["vectors"] = realise(raw.detach()[0])
         with torch.no_grad():
             best["loss"] = matching_loss(best["vectors"], target_anchors, encoded, centre).item()
-    searched = best["vectors"]
-    allowed = None
-    if config.project_to_shared and config.projection != Projection.NONE:
-        everyone = list({id(x): x for x in lms + [target]}.values())
-        allowed = select_anchors(everyone, None, config.anchor_filter).token_ids(target)
-    final, neighbours = project_to_vocabulary(target, searched, config, allowed)
-    return SoftPrompt(
-        vectors=final, model=target.name, relation=first.relation, method="transfer",
-        template=first.template,
-        provenance={
-            "config": config.as_dict(), "n_anchors": len(anchors), "selected_step": best["step"],
-            "steps_run": len(trajectory), "stopped_early": stopped, "seconds": time.perf_counter() - started,
-            "sources": [{"model": p.model, "relation": p.relation, "method": p.method, "created": p.created}
-                        for p, _ in sources],
-            "weights": [s.weight for s in encoded],
-            **({"projected_to": neighbours} if neighbours else {}),
-        },
-        metrics={"matching_loss": best["loss"], **({"dev_p_at_1": best["dev_p_at_1"]} if best["dev_p_at_1"] is not None else {})},
-        trajectory=trajectory)
+    return best, trajectory, stopped
+
+
+def _solve_lstsq(n_vectors: int, target_anchors: torch.Tensor, encoded: list[_Source], centre: torch.Tensor | None,
+                 realise, width: int, on_step):
+    """Closed form: per vector, least squares over the kept anchor rows of every source (weighted, stacked).
+
+    For one source this is the exact optimum of the unnormalised cosine objective; for several it is the
+    optimum of the summed squared errors against unit-norm source encodings, a close stand-in for the summed cosines.
+    It takes milliseconds, one "step", so there is nothing for `should_stop` to interrupt.
+    """
+    anchors64 = target_anchors.double()
+    if len(encoded) == 1 and bool(encoded[0].mask.all()):  # the common case: one solve with m right-hand sides
+        solutions = torch.linalg.lstsq(anchors64, encoded[0].encoding.double().T, driver="gelsd").solution.T
+    else:
+        solutions = []
+        for i in range(n_vectors):
+            rows, rhs = [], []
+            for s in encoded:
+                keep = s.mask[i]
+                scale = s.weight ** 0.5 / s.encoding[i].norm().clamp_min(1e-12).item()
+                rows.append(anchors64[keep] * scale)
+                rhs.append(s.encoding[i][keep].double() * scale)
+            solutions.append(torch.linalg.lstsq(torch.cat(rows), torch.cat(rhs).unsqueeze(-1), driver="gelsd")
+                             .solution.squeeze(-1))
+        solutions = torch.stack(solutions)
+    direction = F.normalize(solutions.float(), dim=-1) * width ** 0.5  # the scale of the random starts
+    raw = direction + centre if centre is not None else direction
+    with torch.no_grad():
+        vectors = realise(raw)
+        loss = matching_loss(vectors, target_anchors, encoded, centre).item()
+    row = {"step": 1, "loss": loss}
+    if on_step:
+        on_step(1, {**row, "total_steps": 1})
+    return {"loss": loss, "step": 1, "dev_p_at_1": None, "vectors": vectors}, [row], False
 
 
 def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig,

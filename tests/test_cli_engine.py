@@ -1,5 +1,6 @@
 """`ptfer tune | transfer | grid` end to end on built-in tiny models and the miniature LAMA."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,27 @@ def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
                  "--projection", "nearest", "--shared-words-only", "--quiet"]) == 0
     out = json.loads((workdir / "transfer-results.json").read_text())
     assert out["transfer"]["project_to_shared"] is True and out["relations"]["P36"]["file"]
+
+
+def test_closed_form_transfer_from_the_cli(workdir):
+    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
+                 "--epochs", "1", "--solver", "lstsq", "--quiet"]) == 0
+    out = json.loads((workdir / "transfer-results.json").read_text())
+    assert out["transfer"]["solver"] == "lstsq"
+    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
+    assert saved["provenance"]["steps_run"] == 1
+
+
+def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
+    config = tmp_path / "g.yaml"
+    config.write_text('models: ["tiny:bert:32:1", "tiny:gpt2:32:3"]\nrelations: all\nmethods: [manual]\n')
+    assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P36,P103"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(workdir / "g" / "results.csv")
+    assert sorted(table.relation.unique()) == ["P103", "P36"]
+    assert main(["grid", "--config", str(config), "--out", "g2", "--relations", "P999"]) == 2
+    assert "P999" in capsys.readouterr().err
 
 
 def test_transfer_errors_are_one_line(workdir, capsys):

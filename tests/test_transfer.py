@@ -244,3 +244,45 @@ def test_projection_onto_shared_words_only(pair):
         assert word in shared.words  # a word both models know, never a target-only token
         assert torch.equal(vector, tgt.embedding_matrix[word_index(tgt)[word]])
         assert (shared_rows == vector).all(-1).any()
+
+
+def test_lstsq_self_transfer_recovers_the_vectors_exactly(pair):
+    lm = pair[1]
+    source = torch.randn(4, lm.width, generator=torch.Generator().manual_seed(5))
+    out = transfer_prompt([(soft(lm, source), lm)], lm,
+                          TransferConfig(n_anchors=None, anchor_filter="all", normalize=False, solver="lstsq"))
+    assert F.cosine_similarity(out.vectors, source).min() > 0.9999
+    assert out.metrics["matching_loss"] < 1e-6
+    assert out.provenance["steps_run"] == 1 and out.provenance["config"]["solver"] == "lstsq"
+
+
+def test_lstsq_is_the_optimum_that_adam_approaches(pair):
+    source_lm, target = pair
+    source = soft(source_lm, torch.randn(3, source_lm.width, generator=torch.Generator().manual_seed(6)))
+    common = dict(n_anchors=None, anchor_filter="all", normalize=False)
+    closed = transfer_prompt([(source, source_lm)], target, TransferConfig(solver="lstsq", **common))
+    searched = transfer_prompt([(source, source_lm)], target, TransferConfig(steps=1500, lr=0.05, patience=None, **common))
+    # Across models the match is not perfect, and no search does better than the closed form.
+    assert 0 < closed.metrics["matching_loss"] <= searched.metrics["matching_loss"] + 1e-5
+    assert F.cosine_similarity(closed.vectors, searched.vectors).min() > 0.99
+
+
+def test_lstsq_respects_top_k_and_normalisation(pair):
+    source_lm, target = pair
+    source = soft(source_lm, torch.randn(3, source_lm.width, generator=torch.Generator().manual_seed(7)))
+    out = transfer_prompt([(source, source_lm)], target,
+                          TransferConfig(n_anchors=None, anchor_filter="all", top_k=20, solver="lstsq"))
+    mean, std = target_statistics(target)
+    torch.testing.assert_close(out.vectors.mean(-1), torch.full((3,), mean), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.vectors.std(-1), torch.full((3,), std), atol=1e-4, rtol=1e-4)
+    # Two identical sources (the per-vector path) give the single-source answer.
+    twice = transfer_prompt([(source, source_lm), (source, source_lm)], target,
+                            TransferConfig(n_anchors=None, anchor_filter="all", top_k=20, solver="lstsq"))
+    torch.testing.assert_close(twice.vectors, out.vectors, atol=1e-4, rtol=1e-4)
+
+
+def test_lstsq_refuses_dev_selection():
+    with pytest.raises(InputError, match="lstsq"):
+        TransferConfig(solver="lstsq", selection="dev")
+    with pytest.raises(InputError, match="solver"):
+        TransferConfig(solver="newton")

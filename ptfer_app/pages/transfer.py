@@ -64,7 +64,7 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                              help="“Like the manual template”: one vector per template token before and after [X] "
                                   "(m follows the template); with the template's words as the start it begins as "
                                   "the manual prompt. It tunes best on causal models (docs/transferability.md).")
-        b1, b2, _ = st.columns(3)
+        b1, b2, b3 = st.columns(3)
         centre = ui.bound(b1.toggle, "Centre anchors", "centre", False, disabled=method != "transfer",
                           help="Subtract each model's mean embedding before taking cosines.")
         projection = ui.bound(b2.selectbox, "Afterwards, move onto target tokens", "proj_out", "none",
@@ -73,6 +73,12 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                                            "mix": "mix of nearest tokens"}.get,
                               help="A label-free last step: replace each searched vector by its nearest target token, "
                                    "or by a similarity-weighted mix of its nearest tokens.")
+        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", "adam", options=["adam", "lstsq"],
+                          disabled=method != "transfer",
+                          format_func={"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)"}.get,
+                          help="The closed form solves for the best-matching direction of each vector at once "
+                               "(milliseconds) and normalises it afterwards; it has no steps to pick from, so the "
+                               "result is chosen by matching loss.")
         weights = None
         if mode == "multi" and multi_ok and method == "transfer":
             st.caption("Blend of the source prompts (relative weight of each model's encoding)")
@@ -80,7 +86,8 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
             weights = tuple(float(col.slider(name, 0.0, 1.0, 1.0, 0.05, key=f"w_{i}")) for i, (col, name)
                             in enumerate(zip(cols, sel.sources)))
     return pipeline.RunSettings(
-        method=method, n_anchors=k or None, top_k=top_k or None, normalize=normalize, selection=selection,
+        method=method, n_anchors=k or None, top_k=top_k or None, normalize=normalize,
+        selection="loss" if solver == "lstsq" else selection, solver=solver,
         steps=int(steps), patience=int(patience) or None, weights=weights, n_vectors=int(n_vectors), tune_epochs=int(epochs),
         centre_anchors=bool(centre), projection=projection, tune_init=init, placement=placement, seed=sel.seed)
 

@@ -3,7 +3,8 @@
 For each relation and source setting (placement x initialisation) it tunes a prompt on each model, then
 transfers it to the other model with several label-free variants, and scores every baseline on the target's
 test split. Every cell is cached under --out, so the script resumes where it stopped. Writes
-docs/transferability.md.
+docs/transferability.md; rows of earlier runs found in assets/results/transferability.csv that this run
+did not recompute are kept, so settings and variants can be added run by run.
 
     python benchmarks/transferability.py                      # the full study (about an hour on 2 CPU cores)
     python benchmarks/transferability.py --relations P36 --epochs 1 --max-train 64   # a smoke run
@@ -43,6 +44,8 @@ TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss sel
     "relative + top-8 mix, alpha 0.5": {"projection": "mix", "projection_alpha": 0.5},
     "relative, centred anchors + top-8 mix": {"projection": "mix", "centre_anchors": True},
     "relative, 4 restarts": {"restarts": 4},
+    "relative, least-squares solve": {"solver": "lstsq"},
+    "relative, best-matching words": {"solver": "vocabulary"},
 }
 DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + shared-word snap",
                     "relative + top-8 mix, alpha 0.5",
@@ -167,12 +170,29 @@ def micro_table(table) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(out)
 
 
+def merge_earlier(table, earlier_csv: Path):
+    """This run's rows plus the earlier runs' rows (from the app table) for cells this run did not compute."""
+    import pandas as pd
+
+    if not earlier_csv.is_file():
+        return table
+    earlier = pd.read_csv(earlier_csv, keep_default_na=False, na_values=[""])
+    earlier["setting"] = earlier["setting"].fillna("")
+    earlier["source"] = earlier["source"].fillna("")
+    prefix = earlier["setting"].where(earlier["setting"] == "", earlier["setting"] + " · ")
+    earlier["method"] = [m[len(p):] if p and m.startswith(p) else m for m, p in zip(earlier["method"], prefix)]
+    key = ["relation", "source", "target", "setting", "method"]
+    fresh = set(map(tuple, table[key].astype(str).values))
+    kept = earlier[[tuple(k) not in fresh for k in earlier[key].astype(str).values]]
+    return pd.concat([kept, table], ignore_index=True)
+
+
 def write_doc(rows: list[dict], doc: Path, args, seconds: float) -> None:
     import pandas as pd
 
     from ptfer_core.artifacts import atomic_write_bytes, atomic_write_json
 
-    table = pd.DataFrame(rows)
+    table = merge_earlier(pd.DataFrame(rows), Path("assets/results/transferability.csv"))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(args.out) / "results.csv", index=False)
     # For the app: one tidy table (setting folded into the method label) and the micro-averaged summary.

@@ -87,7 +87,7 @@ class RunSettings:
     dev_every: int = 50
     centre_anchors: bool = False  # subtract each model's mean embedding before taking cosines
     projection: str = "none"  # "none" | "nearest" | "mix": label-free snap onto the target's tokens afterwards
-    solver: str = "adam"  # "adam" (the paper's search) | "lstsq" (its closed form, instant)
+    solver: str = "adam"  # "adam" (the paper's search) | "lstsq" (its closed form) | "vocabulary" (real target words)
     weights: tuple[float, ...] | None = None  # multi-source blend, one per source
     n_vectors: int = 5
     tune_init: str = "random"  # "random" | "manual" | "vocab-sample"

@@ -387,8 +387,9 @@ def add_transfer_command(subparsers) -> None:
     tr.add_argument("--selection", default="loss", choices=[s.value for s in Selection],
                     help="loss: lowest matching loss, no target labels (default); dev: best target dev P@1")
     tr.add_argument("--steps", type=positive_int, default=2000)
-    tr.add_argument("--solver", default="adam", choices=["adam", "lstsq"],
-                    help="adam: the paper's search (default); lstsq: its closed form, one least-squares solve per vector")
+    tr.add_argument("--solver", default="adam", choices=["adam", "lstsq", "vocabulary"],
+                    help="adam: the paper's search (default); lstsq: its closed form, one least-squares solve per "
+                         "vector; vocabulary: per vector, the shared target word whose relative encoding matches best")
     tr.add_argument("--anchors", type=positive_int, default=8192, help="number of shared anchor tokens k")
     tr.add_argument("--top-k", type=positive_int, default=None, help="keep the K largest similarities per vector")
     tr.add_argument("--no-normalize", action="store_true", help="ablation: skip the target normalisation")

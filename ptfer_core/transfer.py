@@ -10,6 +10,11 @@ are searched at once: each step is one [m, d] × [d, k] product per source.
 the encoding of u is A u, and cos(A u, r) is largest when A u is the projection of r onto A's column space,
 i.e. u ∝ A⁺ r: one least-squares solve per vector, exact for the unnormalised objective. Normalisation is
 then applied to the solution (it cannot be inside a closed form); the reported loss is the normalised one.
+
+`solver=vocabulary` minimises the same matching loss over the target's own token embeddings (the words shared
+by all models): each vector becomes the real token whose relative encoding is closest to the source's. Unlike
+snapping a searched vector to its nearest token in embedding space, the choice is made in the relative space,
+where directions the anchors barely constrain cannot mislead it. It still uses no target labels.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class Solver(str, Enum):
 
     ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
     LSTSQ = "lstsq"  # closed form per vector (u ∝ A⁺ r), normalised afterwards; milliseconds instead of seconds
+    VOCABULARY = "vocabulary"  # the same objective over real tokens: per vector, the shared word matching best
 
 
 class Projection(str, Enum):
@@ -70,8 +76,8 @@ class TransferConfig:
         self.anchor_filter = parse_enum(AnchorFilter, self.anchor_filter, "anchor filter")
         self.projection = parse_enum(Projection, self.projection, "projection")
         self.solver = parse_enum(Solver, self.solver, "solver")
-        if self.solver == Solver.LSTSQ and self.selection == Selection.DEV:
-            raise InputError("selection='dev' picks among search steps; the closed-form solver (lstsq) has only one "
+        if self.solver != Solver.ADAM and self.selection == Selection.DEV:
+            raise InputError(f"selection='dev' picks among search steps; the {self.solver.value} solver has only one "
                              "answer: use selection='loss' with it")
         if not 0.0 <= self.projection_alpha <= 1.0 or self.projection_top_n < 1:
             raise InputError("projection_alpha must lie in [0, 1] and projection_top_n be at least 1")
@@ -178,7 +184,11 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         return normalize_to(x, mean, std) if config.normalize else x * std
 
     started = time.perf_counter()
-    if config.solver == Solver.LSTSQ:
+    everyone = list({id(x): x for x in lms + [target]}.values())
+    if config.solver == Solver.VOCABULARY:
+        words = select_anchors(everyone, None, config.anchor_filter)
+        best, trajectory, stopped = _solve_vocabulary(target, words, target_anchors, encoded, centre, on_step)
+    elif config.solver == Solver.LSTSQ:
         best, trajectory, stopped = _solve_lstsq(first.n_vectors, target_anchors, encoded, centre, realise, target.width,
                                                  on_step)
     else:
@@ -187,7 +197,6 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     searched = best["vectors"]
     allowed = None
     if config.project_to_shared and config.projection != Projection.NONE:
-        everyone = list({id(x): x for x in lms + [target]}.values())
         allowed = select_anchors(everyone, None, config.anchor_filter).token_ids(target)
     final, neighbours = project_to_vocabulary(target, searched, config, allowed)
     return SoftPrompt(
@@ -200,6 +209,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
                         for p, _ in sources],
             "weights": [s.weight for s in encoded],
             **({"projected_to": neighbours} if neighbours else {}),
+            **({"tokens": best["tokens"]} if "tokens" in best else {}),
         },
         metrics={"matching_loss": best["loss"], **({"dev_p_at_1": best["dev_p_at_1"]} if best["dev_p_at_1"] is not None else {})},
         trajectory=trajectory)
@@ -249,6 +259,14 @@ def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, 
     return best, trajectory, stopped
 
 
+def _one_step(vectors: torch.Tensor, loss: float, on_step, **extra):
+    """The (best, trajectory, stopped) triple of a solver that answers in one step."""
+    row = {"step": 1, "loss": loss}
+    if on_step:
+        on_step(1, {**row, "total_steps": 1})
+    return {"loss": loss, "step": 1, "dev_p_at_1": None, "vectors": vectors, **extra}, [row], False
+
+
 def _solve_lstsq(n_vectors: int, target_anchors: torch.Tensor, encoded: list[_Source], centre: torch.Tensor | None,
                  realise, width: int, on_step):
     """Closed form: per vector, least squares over the kept anchor rows of every source (weighted, stacked).
@@ -277,10 +295,35 @@ def _solve_lstsq(n_vectors: int, target_anchors: torch.Tensor, encoded: list[_So
     with torch.no_grad():
         vectors = realise(raw)
         loss = matching_loss(vectors, target_anchors, encoded, centre).item()
-    row = {"step": 1, "loss": loss}
-    if on_step:
-        on_step(1, {**row, "total_steps": 1})
-    return {"loss": loss, "step": 1, "dev_p_at_1": None, "vectors": vectors}, [row], False
+    return _one_step(vectors, loss, on_step)
+
+
+def _solve_vocabulary(target: PromptedLM, words: AnchorSet, target_anchors: torch.Tensor, encoded: list[_Source],
+                      centre: torch.Tensor | None, on_step):
+    """Per vector, the shared word w maximising Σ_s weight_s · cos(A_s e_w, r_s) (A_s: the kept anchor rows).
+
+    Encodings are never materialised ([V, k] would not fit for every word): with unit token vectors ê,
+    A ê · r = ê · (Aᵀ r) and |A ê|² = ê (AᵀA) ê, so each source costs one [V, d] × [d, d] product per mask.
+    """
+    ids = words.token_ids(target)
+    emb = target.embedding_matrix.index_select(0, ids.to(target.embedding_matrix.device)).float().cpu()
+    unit = F.normalize(emb - centre if centre is not None else emb, dim=-1)
+    m = encoded[0].encoding.shape[0]
+    score = torch.zeros(m, len(ids))
+    with torch.no_grad():
+        for s in encoded:
+            full = bool(s.mask.all())
+            norms = None
+            for i in range(m):
+                rows = target_anchors if full else target_anchors[s.mask[i]]
+                if norms is None or not full:  # one Gram matrix per distinct mask
+                    norms = ((unit @ (rows.T @ rows)) * unit).sum(-1).clamp_min(1e-12).sqrt()
+                dots = unit @ (rows.T @ s.encoding[i][s.mask[i]])
+                score[i] += s.weight * dots / (norms * s.encoding[i].norm().clamp_min(1e-12))
+        chosen = score.argmax(dim=-1)
+        vectors = emb[chosen].clone()  # the tokens themselves, as the model embeds them
+        loss = matching_loss(vectors, target_anchors, encoded, centre).item()
+    return _one_step(vectors, loss, on_step, tokens=[words.words[i] for i in chosen.tolist()])
 
 
 def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig,

@@ -41,11 +41,12 @@ def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
     assert out["transfer"]["project_to_shared"] is True and out["relations"]["P36"]["file"]
 
 
-def test_closed_form_transfer_from_the_cli(workdir):
+@pytest.mark.parametrize("solver", ["lstsq", "vocabulary"])
+def test_one_step_solvers_from_the_cli(workdir, solver):
     assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--solver", "lstsq", "--quiet"]) == 0
+                 "--epochs", "1", "--solver", solver, "--quiet"]) == 0
     out = json.loads((workdir / "transfer-results.json").read_text())
-    assert out["transfer"]["solver"] == "lstsq"
+    assert out["transfer"]["solver"] == solver
     saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
     assert saved["provenance"]["steps_run"] == 1
 

@@ -286,3 +286,27 @@ def test_lstsq_refuses_dev_selection():
         TransferConfig(solver="lstsq", selection="dev")
     with pytest.raises(InputError, match="solver"):
         TransferConfig(solver="newton")
+
+
+def test_vocabulary_solver_picks_the_tokens_a_source_spells(pair):
+    source_lm, target = pair
+    anchors = select_anchors([source_lm, target], k=None, word_filter="all")
+    words = ["capital", "France", "Paris"]
+    ids = anchors.token_ids(source_lm)[[anchors.words.index(w) for w in words]]
+    source = soft(source_lm, source_lm.embedding_matrix[ids].clone())
+    self_out = transfer_prompt([(source, source_lm)], source_lm,
+                               TransferConfig(n_anchors=None, anchor_filter="all", solver="vocabulary"))
+    assert self_out.provenance["tokens"] == words  # in the source's own space every word is its own best match
+    torch.testing.assert_close(self_out.vectors, source.vectors)
+    assert self_out.metrics["matching_loss"] < 1e-5
+    # Across models the answer is always a real target token, and no token matches better (checked by brute force).
+    cross = transfer_prompt([(source, source_lm)], target, TransferConfig(n_anchors=None, anchor_filter="all",
+                                                                          solver="vocabulary", top_k=10))
+    target_ids = anchors.token_ids(target)
+    chosen = [anchors.words.index(w) for w in cross.provenance["tokens"]]
+    torch.testing.assert_close(cross.vectors, target.embedding_matrix[target_ids[chosen]])
+    src_rel, mask = relative_encoding(source.vectors, anchors.embeddings(source_lm), top_k=10)
+    every, _ = relative_encoding(anchors.embeddings(target), anchors.embeddings(target))
+    for i, c in enumerate(chosen):
+        cos = F.cosine_similarity(every * mask[i], src_rel[i].expand_as(every), dim=-1)
+        assert cos[c] >= cos.max() - 1e-5

@@ -73,12 +73,15 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                                            "mix": "mix of nearest tokens"}.get,
                               help="A label-free last step: replace each searched vector by its nearest target token, "
                                    "or by a similarity-weighted mix of its nearest tokens.")
-        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", "adam", options=["adam", "lstsq"],
-                          disabled=method != "transfer",
-                          format_func={"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)"}.get,
+        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", "adam",
+                          options=["adam", "lstsq", "vocabulary"], disabled=method != "transfer",
+                          format_func={"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)",
+                                       "vocabulary": "best-matching target words"}.get,
                           help="The closed form solves for the best-matching direction of each vector at once "
-                               "(milliseconds) and normalises it afterwards; it has no steps to pick from, so the "
-                               "result is chosen by matching loss.")
+                               "(milliseconds) and normalises it afterwards. “Best-matching target words” picks, for "
+                               "each vector, the shared word whose relative encoding in the target matches the "
+                               "source's best. Neither has steps to pick from, so the result is chosen by matching "
+                               "loss.")
         weights = None
         if mode == "multi" and multi_ok and method == "transfer":
             st.caption("Blend of the source prompts (relative weight of each model's encoding)")
@@ -87,7 +90,7 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                             in enumerate(zip(cols, sel.sources)))
     return pipeline.RunSettings(
         method=method, n_anchors=k or None, top_k=top_k or None, normalize=normalize,
-        selection="loss" if solver == "lstsq" else selection, solver=solver,
+        selection="loss" if solver != "adam" else selection, solver=solver,
         steps=int(steps), patience=int(patience) or None, weights=weights, n_vectors=int(n_vectors), tune_epochs=int(epochs),
         centre_anchors=bool(centre), projection=projection, tune_init=init, placement=placement, seed=sel.seed)
 

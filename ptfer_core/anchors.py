@@ -143,6 +143,83 @@ def select_anchors(lms: list[PromptedLM], k: int | None = DEFAULT_N_ANCHORS,
     return AnchorSet(tuple(shared[:k] if k else shared), parse_enum(AnchorFilter, word_filter, "anchor filter").value)
 
 
+class SpaceMode(str, Enum):
+    """How similarities to the anchors are taken (the paper uses plain cosines)."""
+
+    RAW = "raw"  # cos(v, a_j): the paper
+    CENTRED = "centred"  # cos(v − c, a_j − c), c = the mean of all the model's token embeddings
+    # cos(v − c, a_j − c) with c = the anchors' mean, then each anchor's similarity z-scored over the anchor set:
+    # removes each model's common offset (anisotropy) and the hub anchors that are near everything
+    STANDARDISED = "standardised"
+
+
+@dataclass(frozen=True)
+class RelativeSpace:
+    """One model's view of an anchor set: unit anchor rows [k, d], and what to subtract / divide by.
+
+    encode(v)_j = (cos(v − centre, a_j − centre) − mean_j) / std_j, with centre, mean and std optional.
+    """
+
+    unit_anchors: torch.Tensor
+    centre: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    typical_norm: float = 1.0  # mean |a_j − centre|: how far from the centre this model's tokens lie
+
+    def cosines(self, vectors: torch.Tensor) -> torch.Tensor:
+        if self.centre is not None:
+            vectors = vectors - self.centre
+        return F.normalize(vectors, dim=-1) @ self.unit_anchors.T
+
+    def encode(self, vectors: torch.Tensor) -> torch.Tensor:
+        """[..., k] encoding of [..., d] vectors; differentiable."""
+        rel = self.cosines(vectors)
+        return rel if self.mean is None else (rel - self.mean) / self.std
+
+    def encode_top_k(self, vectors: torch.Tensor, top_k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoding with all but each row's K largest entries zeroed, and the mask of those kept."""
+        rel = self.encode(vectors)
+        if top_k is None or top_k >= rel.shape[-1]:
+            return rel, torch.ones_like(rel, dtype=torch.bool)
+        mask = torch.zeros_like(rel, dtype=torch.bool).scatter_(-1, rel.topk(top_k, dim=-1).indices, True)
+        return rel * mask, mask
+
+
+def relative_space(lm: PromptedLM, anchors: AnchorSet, mode: SpaceMode | str = SpaceMode.RAW) -> RelativeSpace:
+    """The model's relative space over `anchors` (float32, CPU), cached per model, anchor set and mode."""
+    mode = parse_enum(SpaceMode, mode, "relative space")
+    key = ("relative_space", hash(anchors.words), len(anchors), mode.value)
+    if key not in lm.cache:
+        vocabulary_mean = lm.embedding_matrix.float().mean(0).cpu() if mode == SpaceMode.CENTRED else None
+        lm.cache[key] = build_space(anchors.embeddings(lm).float().cpu(), mode, vocabulary_mean)
+    return lm.cache[key]
+
+
+def build_space(anchor_embeddings: torch.Tensor, mode: SpaceMode | str = SpaceMode.RAW,
+                vocabulary_mean: torch.Tensor | None = None) -> RelativeSpace:
+    """A relative space from [k, d] anchor embeddings; `vocabulary_mean` is the centre of the `centred` mode."""
+    mode = parse_enum(SpaceMode, mode, "relative space")
+    emb = anchor_embeddings
+    if mode == SpaceMode.RAW:
+        return RelativeSpace(F.normalize(emb, dim=-1), typical_norm=emb.norm(dim=-1).mean().item())
+    if mode == SpaceMode.CENTRED:
+        if vocabulary_mean is None:
+            raise InputError("the centred relative space needs the model's mean token embedding")
+        return RelativeSpace(F.normalize(emb - vocabulary_mean, dim=-1), vocabulary_mean,
+                             typical_norm=(emb - vocabulary_mean).norm(dim=-1).mean().item())
+    centre = emb.mean(0)
+    unit = F.normalize(emb - centre, dim=-1)
+    # Statistics of each anchor's similarity over the anchor set, in row chunks ([k, k] may be large).
+    total, squares = torch.zeros(len(unit), dtype=unit.dtype), torch.zeros(len(unit), dtype=unit.dtype)
+    for chunk in unit.split(2048):
+        sims = chunk @ unit.T
+        total += sims.sum(0)
+        squares += sims.pow(2).sum(0)
+    mean = total / len(unit)
+    std = (squares / len(unit) - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return RelativeSpace(unit, centre, mean, std, (emb - centre).norm(dim=-1).mean().item())
+
+
 def relative_encoding(vectors: torch.Tensor, anchor_embeddings: torch.Tensor, top_k: int | None = None,
                       centre: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine of each vector to each anchor, [m, k], and the mask of the top-K entries kept per vector.
@@ -153,10 +230,5 @@ def relative_encoding(vectors: torch.Tensor, anchor_embeddings: torch.Tensor, to
     if vectors.shape[-1] != anchor_embeddings.shape[-1]:
         raise InputError(f"vectors of width {vectors.shape[-1]} cannot be compared with anchors of width "
                          f"{anchor_embeddings.shape[-1]}")
-    if centre is not None:
-        vectors, anchor_embeddings = vectors - centre, anchor_embeddings - centre
-    rel = F.normalize(vectors, dim=-1) @ F.normalize(anchor_embeddings, dim=-1).T
-    if top_k is None or top_k >= rel.shape[-1]:
-        return rel, torch.ones_like(rel, dtype=torch.bool)
-    mask = torch.zeros_like(rel, dtype=torch.bool).scatter_(-1, rel.topk(top_k, dim=-1).indices, True)
-    return rel * mask, mask
+    unit = F.normalize(anchor_embeddings - centre if centre is not None else anchor_embeddings, dim=-1)
+    return RelativeSpace(unit, centre).encode_top_k(vectors, top_k)

@@ -25,7 +25,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, relative_encoding, select_anchors
+from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, RelativeSpace, SpaceMode, relative_space, select_anchors
 from .artifacts import SoftPrompt
 from .config import Selection, parse_enum
 from .errors import DimensionMismatchError, InputError
@@ -62,7 +62,8 @@ class TransferConfig:
     dev_every: int = 50  # with selection=dev: evaluate target dev P@1 every N steps
     patience: int | None = 200  # stop when the loss has not improved for this many steps (None: never)
     min_delta: float = 1e-6
-    centre_anchors: bool = False  # subtract each model's mean embedding before taking cosines
+    space: SpaceMode = SpaceMode.RAW  # how similarities to the anchors are taken (raw: the paper)
+    centre_anchors: bool = False  # shorthand for space="centred" (kept for saved settings and URLs)
     projection: Projection = Projection.NONE
     projection_top_n: int = 8  # neighbours mixed by projection=mix
     projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
@@ -76,6 +77,11 @@ class TransferConfig:
         self.anchor_filter = parse_enum(AnchorFilter, self.anchor_filter, "anchor filter")
         self.projection = parse_enum(Projection, self.projection, "projection")
         self.solver = parse_enum(Solver, self.solver, "solver")
+        self.space = parse_enum(SpaceMode, self.space, "relative space")
+        if self.centre_anchors:
+            if self.space == SpaceMode.STANDARDISED:
+                raise InputError("centre_anchors means space='centred'; it cannot be combined with space='standardised'")
+            self.space = SpaceMode.CENTRED
         if self.solver != Solver.ADAM and self.selection == Selection.DEV:
             raise InputError(f"selection='dev' picks among search steps; the {self.solver.value} solver has only one "
                              "answer: use selection='loss' with it")
@@ -95,7 +101,7 @@ class TransferConfig:
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(selection=self.selection.value, anchor_filter=self.anchor_filter.value, projection=self.projection.value,
-                 solver=self.solver.value)
+                 solver=self.solver.value, space=self.space.value)
         return d
 
 
@@ -121,15 +127,9 @@ class _Source:
     weight: float
 
 
-def embedding_centre(lm: PromptedLM) -> torch.Tensor:
-    key = ("embedding_centre",)
-    if key not in lm.cache:
-        lm.cache[key] = lm.embedding_matrix.mean(0)
-    return lm.cache[key]
-
-
 def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: AnchorSet, top_k: int | None,
-                   weights: list[float] | None, centre: bool = False) -> list[_Source]:
+                   weights: list[float] | None, space: SpaceMode | str = SpaceMode.RAW) -> list[_Source]:
+    """Each source prompt's relative encoding (top-K masked) in its own model's space, with normalised weights."""
     weights = list(weights) if weights is not None else [1.0] * len(sources)
     if len(weights) != len(sources) or any(w < 0 for w in weights) or not sum(weights) > 0:
         raise InputError("give one non-negative weight per source, not all zero")
@@ -138,21 +138,17 @@ def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: Anchor
     for (prompt, lm), w in zip(sources, weights):
         if prompt.width != lm.width:
             raise DimensionMismatchError(f"source prompt width {prompt.width} does not match {lm.name}'s width {lm.width}")
-        enc, mask = relative_encoding(prompt.vectors.to(lm.embedding_matrix.device), anchors.embeddings(lm), top_k,
-                                      centre=embedding_centre(lm) if centre else None)
-        out.append(_Source(enc.cpu(), mask.cpu(), w / total))
+        enc, mask = relative_space(lm, anchors, space).encode_top_k(prompt.vectors.float().cpu(), top_k)
+        out.append(_Source(enc, mask, w / total))
     return out
 
 
-def matching_loss(vectors: torch.Tensor, target_anchors: torch.Tensor, sources: list[_Source],
-                  centre: torch.Tensor | None = None) -> torch.Tensor:
+def matching_loss(vectors: torch.Tensor, target_space: RelativeSpace, sources: list[_Source]) -> torch.Tensor:
     """1 − weighted mean over sources and prompt vectors of cos(masked target encoding, source encoding).
 
     `vectors` is [m, d] (a scalar loss) or [R, m, d] for R restarts searched together (one loss per restart).
     """
-    if centre is not None:
-        vectors = vectors - centre
-    rel = F.normalize(vectors, dim=-1) @ target_anchors.T  # target_anchors are unit rows (centred if centre is given)
+    rel = target_space.encode(vectors)
     sim = sum(s.weight * F.cosine_similarity(rel * s.mask, s.encoding, dim=-1).mean(dim=-1) for s in sources)
     return 1.0 - sim
 
@@ -173,10 +169,8 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     lms = [lm for _, lm in sources]
     anchors = anchors or select_anchors(list({id(x): x for x in lms + [target]}.values()), config.n_anchors,
                                         config.anchor_filter)
-    encoded = encode_sources(sources, anchors, config.top_k, weights, config.centre_anchors)
-    centre = embedding_centre(target).cpu() if config.centre_anchors else None
-    target_anchor_emb = anchors.embeddings(target).cpu()
-    target_anchors = F.normalize(target_anchor_emb - centre if centre is not None else target_anchor_emb, dim=-1)
+    encoded = encode_sources(sources, anchors, config.top_k, weights, config.space)
+    space = relative_space(target, anchors, config.space)
     mean, std = target_statistics(target)
 
     def realise(x: torch.Tensor) -> torch.Tensor:
@@ -187,13 +181,17 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     everyone = list({id(x): x for x in lms + [target]}.values())
     if config.solver == Solver.VOCABULARY:
         words = select_anchors(everyone, None, config.anchor_filter)
-        best, trajectory, stopped = _solve_vocabulary(target, words, target_anchors, encoded, centre, on_step)
+        best, trajectory, stopped = _solve_vocabulary(target, words, space, encoded, on_step)
     elif config.solver == Solver.LSTSQ:
-        best, trajectory, stopped = _solve_lstsq(first.n_vectors, target_anchors, encoded, centre, realise, target.width,
-                                                 on_step)
+        def place(direction: torch.Tensor) -> torch.Tensor:
+            # (v − centre) along the solved direction, as far out as the target's tokens lie; then normalised.
+            v = direction * space.typical_norm + (space.centre if space.centre is not None else 0.0)
+            return normalize_to(v, mean, std) if config.normalize else v
+
+        best, trajectory, stopped = _solve_lstsq(first.n_vectors, space, encoded, place, on_step)
     else:
-        best, trajectory, stopped = _search_adam(first, target, config, target_anchors, encoded, centre, realise,
-                                                 dev, candidates, on_step, should_stop)
+        best, trajectory, stopped = _search_adam(first, target, config, space, encoded, realise, dev, candidates,
+                                                 on_step, should_stop)
     searched = best["vectors"]
     allowed = None
     if config.project_to_shared and config.projection != Projection.NONE:
@@ -215,8 +213,8 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         trajectory=trajectory)
 
 
-def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, target_anchors: torch.Tensor,
-                 encoded: list[_Source], centre: torch.Tensor | None, realise, dev, candidates, on_step, should_stop):
+def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, space: RelativeSpace,
+                 encoded: list[_Source], realise, dev, candidates, on_step, should_stop):
     """The paper's search: Adam from seeded random starts, kept by matching loss (or target dev P@1)."""
     gen = torch.Generator().manual_seed(config.seed)
     # Restarts share every step: Adam is elementwise, so summing their losses updates each exactly as if alone.
@@ -231,7 +229,7 @@ def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, 
             stopped = True
             break
         all_vectors = realise(raw)
-        losses = matching_loss(all_vectors, target_anchors, encoded, centre)
+        losses = matching_loss(all_vectors, space, encoded)
         leader = int(losses.argmin())
         vectors, value = all_vectors[leader], losses[leader].item()
         row = {"step": step, "loss": value}
@@ -255,7 +253,7 @@ def _search_adam(first: SoftPrompt, target: PromptedLM, config: TransferConfig, 
     if best["vectors"] is None:  # stopped before the first step
         best["vectors"] = realise(raw.detach()[0])
         with torch.no_grad():
-            best["loss"] = matching_loss(best["vectors"], target_anchors, encoded, centre).item()
+            best["loss"] = matching_loss(best["vectors"], space, encoded).item()
     return best, trajectory, stopped
 
 
@@ -267,47 +265,55 @@ def _one_step(vectors: torch.Tensor, loss: float, on_step, **extra):
     return {"loss": loss, "step": 1, "dev_p_at_1": None, "vectors": vectors, **extra}, [row], False
 
 
-def _solve_lstsq(n_vectors: int, target_anchors: torch.Tensor, encoded: list[_Source], centre: torch.Tensor | None,
-                 realise, width: int, on_step):
+def _implied_cosines(space: RelativeSpace, encoding: torch.Tensor) -> torch.Tensor:
+    """The target cosines an encoding asks for: itself, or mean + std · z in a standardised space."""
+    return encoding if space.mean is None else space.mean + space.std * encoding
+
+
+def _solve_lstsq(n_vectors: int, space: RelativeSpace, encoded: list[_Source], place, on_step):
     """Closed form: per vector, least squares over the kept anchor rows of every source (weighted, stacked).
 
-    For one source this is the exact optimum of the unnormalised cosine objective; for several it is the
-    optimum of the summed squared errors against unit-norm source encodings, a close stand-in for the summed cosines.
+    For one source in a raw or centred space this is the exact optimum of the unnormalised cosine objective; for
+    several it is the optimum of the summed squared errors against unit-norm encodings, a close stand-in for the
+    summed cosines. In a standardised space it solves for the cosines the source's z-scores imply.
     It takes milliseconds, one "step", so there is nothing for `should_stop` to interrupt.
     """
-    anchors64 = target_anchors.double()
+    anchors64 = space.unit_anchors.double()
+    wanted = [_implied_cosines(space, s.encoding).double() for s in encoded]
     if len(encoded) == 1 and bool(encoded[0].mask.all()):  # the common case: one solve with m right-hand sides
-        solutions = torch.linalg.lstsq(anchors64, encoded[0].encoding.double().T, driver="gelsd").solution.T
+        solutions = torch.linalg.lstsq(anchors64, wanted[0].T, driver="gelsd").solution.T
     else:
         solutions = []
         for i in range(n_vectors):
             rows, rhs = [], []
-            for s in encoded:
+            for s, b in zip(encoded, wanted):
                 keep = s.mask[i]
-                scale = s.weight ** 0.5 / s.encoding[i].norm().clamp_min(1e-12).item()
+                scale = s.weight ** 0.5 / b[i][keep].norm().clamp_min(1e-12).item()
                 rows.append(anchors64[keep] * scale)
-                rhs.append(s.encoding[i][keep].double() * scale)
+                rhs.append(b[i][keep] * scale)
             solutions.append(torch.linalg.lstsq(torch.cat(rows), torch.cat(rhs).unsqueeze(-1), driver="gelsd")
                              .solution.squeeze(-1))
         solutions = torch.stack(solutions)
-    direction = F.normalize(solutions.float(), dim=-1) * width ** 0.5  # the scale of the random starts
-    raw = direction + centre if centre is not None else direction
     with torch.no_grad():
-        vectors = realise(raw)
-        loss = matching_loss(vectors, target_anchors, encoded, centre).item()
+        vectors = place(F.normalize(solutions.float(), dim=-1))
+        loss = matching_loss(vectors, space, encoded).item()
     return _one_step(vectors, loss, on_step)
 
 
-def _solve_vocabulary(target: PromptedLM, words: AnchorSet, target_anchors: torch.Tensor, encoded: list[_Source],
-                      centre: torch.Tensor | None, on_step):
-    """Per vector, the shared word w maximising Σ_s weight_s · cos(A_s e_w, r_s) (A_s: the kept anchor rows).
+def _solve_vocabulary(target: PromptedLM, words: AnchorSet, space: RelativeSpace, encoded: list[_Source], on_step):
+    """Per vector, the shared word w maximising Σ_s weight_s · cos(encoding of e_w under s's mask, r_s).
 
-    Encodings are never materialised ([V, k] would not fit for every word): with unit token vectors ê,
-    A ê · r = ê · (Aᵀ r) and |A ê|² = ê (AᵀA) ê, so each source costs one [V, d] × [d, d] product per mask.
+    Encodings of every word ([V, k]) are never built. With unit vectors ê (centred if the space is) and the
+    encoding (A ê − μ)/σ restricted to the kept rows M: its dot with z is ê·A_Mᵀ(z/σ) − Σ μ z/σ, and its squared
+    norm is ê G ê − 2 ê·h + c with G = A_Mᵀ diag(1/σ²) A_M, h = A_Mᵀ(μ/σ²), c = Σ μ²/σ². One [V, d] × [d, d]
+    product per source and distinct mask.
     """
     ids = words.token_ids(target)
     emb = target.embedding_matrix.index_select(0, ids.to(target.embedding_matrix.device)).float().cpu()
-    unit = F.normalize(emb - centre if centre is not None else emb, dim=-1)
+    unit = F.normalize(emb - space.centre if space.centre is not None else emb, dim=-1)
+    k = space.unit_anchors.shape[0]
+    inv_std = 1.0 / space.std if space.std is not None else torch.ones(k)
+    mu = space.mean if space.mean is not None else torch.zeros(k)
     m = encoded[0].encoding.shape[0]
     score = torch.zeros(m, len(ids))
     with torch.no_grad():
@@ -315,14 +321,19 @@ def _solve_vocabulary(target: PromptedLM, words: AnchorSet, target_anchors: torc
             full = bool(s.mask.all())
             norms = None
             for i in range(m):
-                rows = target_anchors if full else target_anchors[s.mask[i]]
+                keep = s.mask[i]
+                rows, w, mu_k = space.unit_anchors[keep], inv_std[keep], mu[keep]
                 if norms is None or not full:  # one Gram matrix per distinct mask
-                    norms = ((unit @ (rows.T @ rows)) * unit).sum(-1).clamp_min(1e-12).sqrt()
-                dots = unit @ (rows.T @ s.encoding[i][s.mask[i]])
-                score[i] += s.weight * dots / (norms * s.encoding[i].norm().clamp_min(1e-12))
+                    gram = (rows * w.pow(2).unsqueeze(1)).T @ rows
+                    squares = ((unit @ gram) * unit).sum(-1) - 2 * unit @ (rows.T @ (mu_k * w.pow(2))) \
+                        + (mu_k * w).pow(2).sum()
+                    norms = squares.clamp_min(1e-12).sqrt()
+                z = s.encoding[i][keep]
+                dots = unit @ (rows.T @ (z * w)) - (mu_k * w * z).sum()
+                score[i] += s.weight * dots / (norms * z.norm().clamp_min(1e-12))
         chosen = score.argmax(dim=-1)
         vectors = emb[chosen].clone()  # the tokens themselves, as the model embeds them
-        loss = matching_loss(vectors, target_anchors, encoded, centre).item()
+        loss = matching_loss(vectors, space, encoded).item()
     return _one_step(vectors, loss, on_step, tokens=[words.words[i] for i in chosen.tolist()])
 
 

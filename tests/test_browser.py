@@ -1,7 +1,8 @@
 """End-to-end in a real browser: `streamlit run app.py` on a free port, driven by headless Chromium via Selenium.
 
 Opens the demo preset and asks a query, asserting on visible text, and saves screenshots of every page to
-docs/screenshots/ (referenced from the README). Skipped, with the reason, when Chromium, its driver or Selenium
+runs/screenshots/, or to docs/screenshots/ (referenced from the README) with PTFER_UPDATE_SCREENSHOTS=1, so a
+plain test run leaves the checkout unchanged. Skipped, with the reason, when Chromium, its driver or Selenium
 is missing. Uses the built-in tiny demo models (no weights needed), so it runs the same in CI.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / ("docs" if os.environ.get("PTFER_UPDATE_SCREENSHOTS") == "1" else "runs") / "screenshots"
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium") or "",
                              shutil.which("google-chrome") or "") if p and Path(p).exists()), None)
 DRIVER = next((p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "") if p and Path(p).exists()), None)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptfer_core.anchors import relative_encoding, select_anchors, shared_vocabulary, word_of_token
+from ptfer_core.anchors import build_space, relative_encoding, select_anchors, shared_vocabulary, word_of_token
 from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.baselines import direct_transfer, discretize, projector_prompt, random_prompt, run_method
 from ptfer_core.data import Fact, get_relation
@@ -288,25 +288,62 @@ def test_lstsq_refuses_dev_selection():
         TransferConfig(solver="newton")
 
 
-def test_vocabulary_solver_picks_the_tokens_a_source_spells(pair):
+@pytest.mark.parametrize("space", ["raw", "standardised"])
+def test_vocabulary_solver_picks_the_tokens_a_source_spells(pair, space):
     source_lm, target = pair
     anchors = select_anchors([source_lm, target], k=None, word_filter="all")
     words = ["capital", "France", "Paris"]
     ids = anchors.token_ids(source_lm)[[anchors.words.index(w) for w in words]]
     source = soft(source_lm, source_lm.embedding_matrix[ids].clone())
     self_out = transfer_prompt([(source, source_lm)], source_lm,
-                               TransferConfig(n_anchors=None, anchor_filter="all", solver="vocabulary"))
+                               TransferConfig(n_anchors=None, anchor_filter="all", solver="vocabulary", space=space))
     assert self_out.provenance["tokens"] == words  # in the source's own space every word is its own best match
     torch.testing.assert_close(self_out.vectors, source.vectors)
     assert self_out.metrics["matching_loss"] < 1e-5
     # Across models the answer is always a real target token, and no token matches better (checked by brute force).
     cross = transfer_prompt([(source, source_lm)], target, TransferConfig(n_anchors=None, anchor_filter="all",
-                                                                          solver="vocabulary", top_k=10))
+                                                                          solver="vocabulary", top_k=10, space=space))
     target_ids = anchors.token_ids(target)
     chosen = [anchors.words.index(w) for w in cross.provenance["tokens"]]
     torch.testing.assert_close(cross.vectors, target.embedding_matrix[target_ids[chosen]])
-    src_rel, mask = relative_encoding(source.vectors, anchors.embeddings(source_lm), top_k=10)
-    every, _ = relative_encoding(anchors.embeddings(target), anchors.embeddings(target))
+    src_rel, mask = build_space(anchors.embeddings(source_lm), space).encode_top_k(source.vectors, 10)
+    every = build_space(anchors.embeddings(target), space).encode(anchors.embeddings(target))
     for i, c in enumerate(chosen):
         cos = F.cosine_similarity(every * mask[i], src_rel[i].expand_as(every), dim=-1)
         assert cos[c] >= cos.max() - 1e-5
+
+
+def test_standardised_space_z_scores_each_anchor_and_is_rotation_invariant():
+    gen = torch.Generator().manual_seed(8)
+    anchors = torch.randn(60, 12, generator=gen, dtype=torch.float64) + 3.0  # a common offset, as real embeddings have
+    vectors = torch.randn(4, 12, generator=gen, dtype=torch.float64) + 3.0
+    space = build_space(anchors, "standardised")
+    on_anchors = space.encode(anchors)
+    torch.testing.assert_close(on_anchors.mean(0), torch.zeros(60, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(on_anchors.std(0, unbiased=False), torch.ones(60, dtype=torch.float64), atol=1e-9, rtol=0)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=gen, dtype=torch.float64))
+    rotated = build_space(anchors @ q, "standardised").encode(vectors @ q)
+    torch.testing.assert_close(rotated, space.encode(vectors), atol=1e-9, rtol=0)
+    # The common offset is gone: raw cosines are all near 1, standardised encodings are not.
+    assert build_space(anchors, "raw").encode(vectors).min() > 0.5 and space.encode(vectors).min() < -0.5
+
+
+@pytest.mark.parametrize("space", ["raw", "centred", "standardised"])
+def test_lstsq_self_transfer_in_every_space(pair, space):
+    lm = pair[1]
+    source = torch.randn(3, lm.width, generator=torch.Generator().manual_seed(9))
+    out = transfer_prompt([(soft(lm, source), lm)], lm, TransferConfig(n_anchors=None, anchor_filter="all",
+                                                                       normalize=False, solver="lstsq", space=space))
+    centre = out.vectors.new_zeros(lm.width) if space == "raw" else (
+        lm.embedding_matrix.mean(0) if space == "centred" else
+        select_anchors([lm], None, "all").embeddings(lm).mean(0))
+    assert F.cosine_similarity(out.vectors - centre, source - centre).min() > 0.999
+    assert out.metrics["matching_loss"] < 1e-4 and out.provenance["config"]["space"] == space
+
+
+def test_space_settings_are_validated():
+    assert TransferConfig(centre_anchors=True).space.value == "centred"
+    with pytest.raises(InputError, match="standardised"):
+        TransferConfig(centre_anchors=True, space="standardised")
+    with pytest.raises(InputError, match="relative space"):
+        TransferConfig(space="whitened")

@@ -85,7 +85,8 @@ class RunSettings:
     patience: int | None = 100
     lr: float = 1e-2
     dev_every: int = 50
-    centre_anchors: bool = False  # subtract each model's mean embedding before taking cosines
+    centre_anchors: bool = False  # older settings' name for space="centred"
+    space: str = "raw"  # "raw" (the paper) | "centred" | "standardised": how similarities to the anchors are taken
     projection: str = "none"  # "none" | "nearest" | "mix": label-free snap onto the target's tokens afterwards
     solver: str = "adam"  # "adam" (the paper's search) | "lstsq" (its closed form) | "vocabulary" (real target words)
     weights: tuple[float, ...] | None = None  # multi-source blend, one per source
@@ -102,7 +103,7 @@ class RunSettings:
         return TransferConfig(n_anchors=self.n_anchors, top_k=self.top_k, steps=self.steps, lr=self.lr,
                               normalize=self.normalize, selection=self.selection, dev_every=self.dev_every,
                               patience=self.patience, centre_anchors=self.centre_anchors,
-                              projection=self.projection, solver=self.solver, seed=self.seed)
+                              projection=self.projection, solver=self.solver, space=self.space, seed=self.seed)
 
     def tune_config(self):
         from ptfer_core.tuning import TuneConfig

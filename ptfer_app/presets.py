@@ -185,11 +185,13 @@ def main(argv=None) -> int:
     parser.add_argument("--top-k", type=int, default=0, help="0: keep all similarities")
     parser.add_argument("--selection", choices=["loss", "dev"], default="loss")
     parser.add_argument("--no-normalize", action="store_true")
-    parser.add_argument("--centre-anchors", action="store_true")
+    parser.add_argument("--space", choices=["raw", "centred", "standardised"], default="raw",
+                        help="how similarities to the anchors are taken (raw: the paper)")
+    parser.add_argument("--solver", choices=["adam", "lstsq", "vocabulary"], default="adam")
     parser.add_argument("--projection", choices=["none", "nearest", "mix"], default="none")
     parser.add_argument("--init", choices=["random", "manual", "vocab-sample"], default="random",
                         help="source prompt initialisation")
-    parser.add_argument("--placement", choices=["postfix", "prefix", "split"], default="postfix")
+    parser.add_argument("--placement", choices=["postfix", "prefix", "split", "template"], default="postfix")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small CPUs)")
     parser.add_argument("--root", default=str(PRESETS_DIR))
     parser.add_argument("--data-dir", default=None)
@@ -202,7 +204,7 @@ def main(argv=None) -> int:
     cpu_setup()
     settings = RunSettings(steps=args.steps, tune_epochs=args.tune_epochs, seed=args.seed, n_anchors=args.n_anchors or None,
                            top_k=args.top_k or None, selection=args.selection, normalize=not args.no_normalize,
-                           centre_anchors=args.centre_anchors, projection=args.projection, tune_init=args.init,
+                           space=args.space, solver=args.solver, projection=args.projection, tune_init=args.init,
                            placement=args.placement)
     title = args.title or f"{' + '.join(args.source)} → {args.target}, {args.relation}"
     make_preset(args.source, args.target, args.relation, args.id, title, args.description, settings, args.root,

@@ -78,11 +78,14 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("epochs", "tune_epochs", lambda v: isinstance(v, int) and 1 <= v <= 200),
                           ("m", "n_vectors", lambda v: isinstance(v, int) and 1 <= v <= 20),
                           ("patience", "patience", lambda v: v is None or isinstance(v, int) and 0 <= v <= 10000),
-                          ("centre", "centre_anchors", lambda v: isinstance(v, bool)),
+                          ("space", "space", lambda v: v in ("raw", "centred", "standardised")),
+                          ("solver", "solver", lambda v: v in ("adam", "lstsq", "vocabulary")),
                           ("proj_out", "projection", lambda v: v in ("none", "nearest", "mix")),
                           ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
                           ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):
-        if name in cfg:
+        if name == "space" and cfg.get("centre_anchors") and cfg.get("space", "raw") == "raw":
+            values[key] = "centred"  # settings saved before the space setting existed
+        elif name in cfg:
             value = cfg[name] if cfg[name] is not None or name not in ("n_anchors", "top_k", "patience") else 0
             if ok(value):
                 values[key] = value

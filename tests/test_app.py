@@ -211,17 +211,20 @@ def test_transfer_runs_end_to_end():
     assert [p.name for p in job.phases if not p.name.startswith(("load:", "prepare"))] == ["search", "evaluate"]
 
 
-def test_closed_form_solver_from_the_page():
+@pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
+def test_one_step_solvers_and_spaces_from_the_page(solver, space):
     at = goto(new_app().run(), "transfer")
     at.segmented_control(key="selection").set_value("dev").run()
-    at.selectbox(key="solver").set_value("lstsq").run()
-    assert at.query_params.get("solver") == "lstsq"
+    at.selectbox(key="solver").set_value(solver).run()
+    at.selectbox(key="space").set_value(space).run()
+    assert at.query_params.get("solver") == solver
     at.button(key="run").click().run()
     wait_for_job(at)
     assert not at.exception and not errors(at), errors(at)
     result = at.session_state["outcome"]
     config = result.transferred.provenance["config"]
-    assert config["solver"] == "lstsq" and config["selection"] == "loss"  # no steps to pick among: loss, not dev
+    assert config["solver"] == solver and config["space"] == space
+    assert config["selection"] == "loss"  # no steps to pick among: loss, not dev
     assert len(result.transferred.trajectory) == 1
 
 

@@ -41,12 +41,12 @@ def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
     assert out["transfer"]["project_to_shared"] is True and out["relations"]["P36"]["file"]
 
 
-@pytest.mark.parametrize("solver", ["lstsq", "vocabulary"])
-def test_one_step_solvers_from_the_cli(workdir, solver):
+@pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
+def test_one_step_solvers_from_the_cli(workdir, solver, space):
     assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--solver", solver, "--quiet"]) == 0
+                 "--epochs", "1", "--solver", solver, "--space", space, "--quiet"]) == 0
     out = json.loads((workdir / "transfer-results.json").read_text())
-    assert out["transfer"]["solver"] == solver
+    assert out["transfer"]["solver"] == solver and out["transfer"]["space"] == space
     saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
     assert saved["provenance"]["steps_run"] == 1
 

@@ -65,8 +65,14 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                                   "(m follows the template); with the template's words as the start it begins as "
                                   "the manual prompt. It tunes best on causal models (docs/transferability.md).")
         b1, b2, b3 = st.columns(3)
-        centre = ui.bound(b1.toggle, "Centre anchors", "centre", False, disabled=method != "transfer",
-                          help="Subtract each model's mean embedding before taking cosines.")
+        space = ui.bound(b1.selectbox, "Similarities to the anchors", "space", "raw",
+                         options=["raw", "centred", "standardised"], disabled=method != "transfer",
+                         format_func={"raw": "cosine (the paper)", "centred": "cosine, centred on the vocabulary",
+                                      "standardised": "standardised (centred, z-scored per anchor)"}.get,
+                         help="Standardised: cosines taken around the anchors' mean, then each anchor's similarity "
+                              "z-scored over the anchor set. It removes each model's common offset and the hub "
+                              "words that are near everything; on SmolLM2 ↔ Gemma it matches words across the two "
+                              "models 3-4× as often (docs/transferability.md).")
         projection = ui.bound(b2.selectbox, "Afterwards, move onto target tokens", "proj_out", "none",
                               options=["none", "nearest", "mix"], disabled=method != "transfer",
                               format_func={"none": "no (the paper)", "nearest": "nearest token",
@@ -92,7 +98,7 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
         method=method, n_anchors=k or None, top_k=top_k or None, normalize=normalize,
         selection="loss" if solver != "adam" else selection, solver=solver,
         steps=int(steps), patience=int(patience) or None, weights=weights, n_vectors=int(n_vectors), tune_epochs=int(epochs),
-        centre_anchors=bool(centre), projection=projection, tune_init=init, placement=placement, seed=sel.seed)
+        space=space, projection=projection, tune_init=init, placement=placement, seed=sel.seed)
 
 
 def run_sources(sel: ui.Selection, settings: pipeline.RunSettings) -> list[str]:

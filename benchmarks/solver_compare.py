@@ -6,6 +6,7 @@ and each followed by the label-free shared-word snap (the study's best variant).
 writes the rows as JSON.
 
     python benchmarks/solver_compare.py --prompts runs/grid-real-10/prompts
+    python benchmarks/solver_compare.py --prompts runs/transferability/prompts --subfolder template-manual
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ VARIANTS = {  # name -> TransferConfig fields; the paper's search settings other
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
-    ap.add_argument("--prompts", default="runs/grid-real-10/prompts", help="folder with MODEL/RELATION.safetensors")
+    ap.add_argument("--prompts", default="runs/grid-real-10/prompts",
+                    help="folder with MODEL/[SUBFOLDER/]RELATION.safetensors")
+    ap.add_argument("--subfolder", default="", help="e.g. template-manual for the study's prompts")
     ap.add_argument("--relations", default=None, help="comma-separated (default: every relation tuned on all models)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)
@@ -46,7 +49,8 @@ def main() -> None:
     if args.relations:
         relations = args.relations.split(",")
     else:
-        per_model = [{p.stem for p in (folder / n.replace(":", "_")).glob("*.safetensors")} for n in names]
+        per_model = [{p.stem for p in (folder / n.replace(":", "_") / args.subfolder).glob("*.safetensors")}
+                     for n in names]
         relations = sorted(set.intersection(*per_model), key=lambda r: int(r[1:]))
     if not relations:
         ap.error(f"no relation has a prompt for every model under {folder}")
@@ -56,7 +60,7 @@ def main() -> None:
     for rid in relations:
         test = load_split(rid, "test")
         for src in names:
-            prompt = SoftPrompt.load(folder / src.replace(":", "_") / f"{rid}.safetensors")
+            prompt = SoftPrompt.load(folder / src.replace(":", "_") / args.subfolder / f"{rid}.safetensors")
             for tgt in [n for n in names if n != src]:
                 answers = {}
                 for variant, fields in VARIANTS.items():

@@ -46,6 +46,9 @@ TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss sel
     "relative, 4 restarts": {"restarts": 4},
     "relative, least-squares solve": {"solver": "lstsq"},
     "relative, best-matching words": {"solver": "vocabulary"},
+    "standardised": {"space": "standardised"},
+    "standardised + shared-word snap": {"space": "standardised", "projection": "nearest", "project_to_shared": True},
+    "standardised, best-matching words": {"space": "standardised", "solver": "vocabulary"},
 }
 DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + shared-word snap",
                     "relative + top-8 mix, alpha 0.5",

@@ -70,3 +70,33 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows:
         reducer.fit(fit)
         return reducer.transform(points)
     raise ValueError(f"unknown projection {method!r}; choose pca or umap")
+
+
+def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", n_words: int = 100,
+                    pool: int = 3000, n_anchors: int = 8192, seed: int = 0) -> tuple[float, list[tuple[str, str]]]:
+    """How often a shared word's relative encoding in `source` is closest to the same word's encoding in `target`.
+
+    Draws `n_words` (seeded) of the `pool` most frequent shared words that are not anchors (an anchor would find
+    itself through its own similarity of 1), transfers their source embeddings with the `vocabulary` solver
+    (candidates: every shared word) and counts exact matches. It measures how well the two relative spaces line
+    up before any prompt is involved. Returns (rate in [0, 1], [(word, match), ...]).
+    """
+    from .anchors import select_anchors
+    from .artifacts import SoftPrompt
+    from .errors import InputError
+    from .templates import PromptTemplate
+    from .transfer import TransferConfig, transfer_prompt
+
+    shared = select_anchors([source, target], None)
+    candidates = range(n_anchors, min(len(shared), n_anchors + pool))
+    if not len(candidates):
+        raise InputError(f"the models share {len(shared)} words: none is left to probe beyond {n_anchors} anchors")
+    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n_words].sort().values
+    picks = torch.tensor([candidates[i] for i in order.tolist()])
+    words = [shared.words[i] for i in picks.tolist()]
+    ids = shared.token_ids(source)[picks]
+    probe = SoftPrompt(source.embedding_matrix[ids.to(source.embedding_matrix.device)].float().cpu(), source.name,
+                       "probe", "probe", PromptTemplate.soft(len(words)).text)
+    out = transfer_prompt([(probe, source)], target, TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors))
+    pairs = list(zip(words, out.provenance["tokens"]))
+    return sum(a == b for a, b in pairs) / len(pairs), pairs

@@ -347,3 +347,16 @@ def test_space_settings_are_validated():
         TransferConfig(centre_anchors=True, space="standardised")
     with pytest.raises(InputError, match="relative space"):
         TransferConfig(space="whitened")
+
+
+def test_word_match_rate_is_perfect_within_one_model_and_lower_across(pair):
+    from ptfer_core.analysis import word_match_rate
+
+    source_lm, target = pair
+    rate, matches = word_match_rate(source_lm, source_lm, "standardised", n_words=15, n_anchors=16)
+    assert rate == 1.0 and len(matches) == 15 and all(a == b for a, b in matches)
+    assert not {w for w, _ in matches} & set(select_anchors([source_lm, source_lm], 16).words)  # probes are not anchors
+    across, _ = word_match_rate(source_lm, target, "raw", n_words=15, n_anchors=16)
+    assert across < 0.5  # two unrelated random models do not line up
+    with pytest.raises(InputError, match="none is left"):
+        word_match_rate(source_lm, target, n_anchors=10_000)

@@ -22,7 +22,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default="smollm2-135m")
     ap.add_argument("--target", default="gemma3-270m")
-    ap.add_argument("--spaces", default="raw,centred,standardised")
+    ap.add_argument("--spaces", default="raw,centred,standardised,standardised+csls",
+                    help="space modes; '+csls' adds the hub penalty to the word matching")
     ap.add_argument("--n-words", type=int, default=200)
     ap.add_argument("--pool", type=int, default=4000, help="probe among this many most frequent non-anchor words")
     ap.add_argument("--anchors", type=int, default=8192)
@@ -34,7 +35,9 @@ def main() -> None:
     for src, tgt in [(args.source, args.target), (args.target, args.source)]:
         for space in args.spaces.split(","):
             t0 = time.perf_counter()
-            rate, pairs = word_match_rate(models[src], models[tgt], space, args.n_words, args.pool, args.anchors)
+            mode, _, extra = space.partition("+")
+            rate, pairs = word_match_rate(models[src], models[tgt], mode, args.n_words, args.pool, args.anchors,
+                                          hub_penalty=extra == "csls")
             rows.append({"source": src, "target": tgt, "space": space, "match_rate": rate,
                          "seconds": time.perf_counter() - t0, "examples": pairs[:12]})
             print(json.dumps(rows[-1]), flush=True)

@@ -49,6 +49,7 @@ TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss sel
     "standardised": {"space": "standardised"},
     "standardised + shared-word snap": {"space": "standardised", "projection": "nearest", "project_to_shared": True},
     "standardised, best-matching words": {"space": "standardised", "solver": "vocabulary"},
+    "standardised, best-matching words + CSLS": {"space": "standardised", "solver": "vocabulary", "hub_penalty": True},
 }
 DEFAULT_VARIANTS = ["relative (paper)", "relative + nearest-token snap", "relative + shared-word snap",
                     "relative + top-8 mix, alpha 0.5",

@@ -80,6 +80,7 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("patience", "patience", lambda v: v is None or isinstance(v, int) and 0 <= v <= 10000),
                           ("space", "space", lambda v: v in ("raw", "centred", "standardised")),
                           ("solver", "solver", lambda v: v in ("adam", "lstsq", "vocabulary")),
+                          ("hubs", "hub_penalty", lambda v: isinstance(v, bool)),
                           ("proj_out", "projection", lambda v: v in ("none", "nearest", "mix")),
                           ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
                           ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):

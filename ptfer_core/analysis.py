@@ -73,7 +73,8 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows:
 
 
 def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", n_words: int = 100,
-                    pool: int = 3000, n_anchors: int = 8192, seed: int = 0) -> tuple[float, list[tuple[str, str]]]:
+                    pool: int = 3000, n_anchors: int = 8192, seed: int = 0,
+                    hub_penalty: bool = False) -> tuple[float, list[tuple[str, str]]]:
     """How often a shared word's relative encoding in `source` is closest to the same word's encoding in `target`.
 
     Draws `n_words` (seeded) of the `pool` most frequent shared words that are not anchors (an anchor would find
@@ -97,6 +98,7 @@ def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", 
     ids = shared.token_ids(source)[picks]
     probe = SoftPrompt(source.embedding_matrix[ids.to(source.embedding_matrix.device)].float().cpu(), source.name,
                        "probe", "probe", PromptTemplate.soft(len(words)).text)
-    out = transfer_prompt([(probe, source)], target, TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors))
+    config = TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors, hub_penalty=hub_penalty)
+    out = transfer_prompt([(probe, source)], target, config)
     pairs = list(zip(words, out.provenance["tokens"]))
     return sum(a == b for a, b in pairs) / len(pairs), pairs

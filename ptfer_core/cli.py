@@ -393,6 +393,8 @@ def add_transfer_command(subparsers) -> None:
     tr.add_argument("--space", default="raw", choices=["raw", "centred", "standardised"],
                     help="similarities to the anchors: raw cosines (the paper), centred on the vocabulary mean, or "
                          "standardised (centred on the anchors' mean, z-scored per anchor)")
+    tr.add_argument("--hub-penalty", action="store_true",
+                    help="with --solver vocabulary: CSLS, so words near everything stop winning every vector")
     tr.add_argument("--anchors", type=positive_int, default=8192, help="number of shared anchor tokens k")
     tr.add_argument("--top-k", type=positive_int, default=None, help="keep the K largest similarities per vector")
     tr.add_argument("--no-normalize", action="store_true", help="ablation: skip the target normalisation")
@@ -419,7 +421,7 @@ def cmd_transfer(args) -> int:
     transfer_config = TransferConfig(n_anchors=args.anchors, top_k=args.top_k, steps=args.steps,
                                      normalize=not args.no_normalize, selection=args.selection,
                                      projection=args.projection, project_to_shared=args.shared_words_only,
-                                     solver=args.solver, space=args.space, seed=args.seed)
+                                     solver=args.solver, space=args.space, hub_penalty=args.hub_penalty, seed=args.seed)
     given = SoftPrompt.load(args.source_prompt) if args.source_prompt else None
     source_names = [s.strip() for s in args.source.split(",") if s.strip()]
     if given and len(source_names) != 1:

@@ -69,6 +69,9 @@ class TransferConfig:
     projection_alpha: float = 1.0  # 1: the projection only; 0: the searched vector only; between: interpolate
     project_to_shared: bool = False  # project onto the words shared with the source(s) only, not the whole vocabulary
     restarts: int = 1  # independent random starts searched side by side; the lowest matching loss wins
+    # solver=vocabulary: CSLS (Conneau et al., 2018): 2·cos − each target word's mean cosine to its 10 nearest
+    # source words, so hub words that are near everything stop winning every vector
+    hub_penalty: bool = False
     solver: Solver = Solver.ADAM
     seed: int = 0
 
@@ -78,6 +81,8 @@ class TransferConfig:
         self.projection = parse_enum(Projection, self.projection, "projection")
         self.solver = parse_enum(Solver, self.solver, "solver")
         self.space = parse_enum(SpaceMode, self.space, "relative space")
+        if self.hub_penalty and self.solver != Solver.VOCABULARY:
+            raise InputError("hub_penalty re-scores candidate words: it needs solver='vocabulary'")
         if self.centre_anchors:
             if self.space == SpaceMode.STANDARDISED:
                 raise InputError("centre_anchors means space='centred'; it cannot be combined with space='standardised'")
@@ -181,7 +186,9 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     everyone = list({id(x): x for x in lms + [target]}.values())
     if config.solver == Solver.VOCABULARY:
         words = select_anchors(everyone, None, config.anchor_filter)
-        best, trajectory, stopped = _solve_vocabulary(target, words, space, encoded, on_step)
+        penalties = [hub_penalty(lm, target, anchors, words, config.space) if config.hub_penalty else None
+                     for lm in lms]
+        best, trajectory, stopped = _solve_vocabulary(target, words, space, encoded, on_step, penalties)
     elif config.solver == Solver.LSTSQ:
         def place(direction: torch.Tensor) -> torch.Tensor:
             # (v − centre) along the solved direction, as far out as the target's tokens lie; then normalised.
@@ -300,8 +307,34 @@ def _solve_lstsq(n_vectors: int, space: RelativeSpace, encoded: list[_Source], p
     return _one_step(vectors, loss, on_step)
 
 
-def _solve_vocabulary(target: PromptedLM, words: AnchorSet, space: RelativeSpace, encoded: list[_Source], on_step):
+def hub_penalty(source: PromptedLM, target: PromptedLM, anchors: AnchorSet, words: AnchorSet, space: SpaceMode,
+                n_reference: int = 2048, neighbours: int = 10) -> torch.Tensor:
+    """Per target word of `words`: its mean cosine to its `neighbours` nearest source words (CSLS's r term).
+
+    Full (unmasked) encodings; the source side is its `n_reference` most frequent anchors. Cached on the target:
+    it depends on the pair, the anchors and the space, not on the prompt.
+    """
+    key = ("hub_penalty", source.name, hash(anchors.words), hash(words.words), SpaceMode(space).value, n_reference)
+    if key not in target.cache:
+        reference = AnchorSet(anchors.words[:n_reference])
+        source_space, target_space = relative_space(source, anchors, space), relative_space(target, anchors, space)
+        queries = F.normalize(source_space.encode(reference.embeddings(source).float().cpu()), dim=-1)
+        ids = words.token_ids(target)
+        penalty = torch.empty(len(ids))
+        with torch.no_grad():
+            for start in range(0, len(ids), 2048):
+                chunk = target.embedding_matrix.index_select(0, ids[start:start + 2048].to(target.embedding_matrix.device))
+                sims = F.normalize(target_space.encode(chunk.float().cpu()), dim=-1) @ queries.T
+                penalty[start:start + 2048] = sims.topk(min(neighbours, len(queries)), dim=-1).values.mean(-1)
+        target.cache[key] = penalty
+    return target.cache[key]
+
+
+def _solve_vocabulary(target: PromptedLM, words: AnchorSet, space: RelativeSpace, encoded: list[_Source], on_step,
+                      penalties: list[torch.Tensor | None] | None = None):
     """Per vector, the shared word w maximising Σ_s weight_s · cos(encoding of e_w under s's mask, r_s).
+
+    With a hub penalty p_s per source, each term is 2·cos − p_s(w) instead (CSLS).
 
     Encodings of every word ([V, k]) are never built. With unit vectors ê (centred if the space is) and the
     encoding (A ê − μ)/σ restricted to the kept rows M: its dot with z is ê·A_Mᵀ(z/σ) − Σ μ z/σ, and its squared
@@ -317,7 +350,7 @@ def _solve_vocabulary(target: PromptedLM, words: AnchorSet, space: RelativeSpace
     m = encoded[0].encoding.shape[0]
     score = torch.zeros(m, len(ids))
     with torch.no_grad():
-        for s in encoded:
+        for s, penalty in zip(encoded, penalties or [None] * len(encoded)):
             full = bool(s.mask.all())
             norms = None
             for i in range(m):
@@ -330,7 +363,8 @@ def _solve_vocabulary(target: PromptedLM, words: AnchorSet, space: RelativeSpace
                     norms = squares.clamp_min(1e-12).sqrt()
                 z = s.encoding[i][keep]
                 dots = unit @ (rows.T @ (z * w)) - (mu_k * w * z).sum()
-                score[i] += s.weight * dots / (norms * z.norm().clamp_min(1e-12))
+                cos = dots / (norms * z.norm().clamp_min(1e-12))
+                score[i] += s.weight * (cos if penalty is None else 2 * cos - penalty)
         chosen = score.argmax(dim=-1)
         vectors = emb[chosen].clone()  # the tokens themselves, as the model embeds them
         loss = matching_loss(vectors, space, encoded).item()

@@ -215,15 +215,18 @@ def test_transfer_runs_end_to_end():
 def test_one_step_solvers_and_spaces_from_the_page(solver, space):
     at = goto(new_app().run(), "transfer")
     at.segmented_control(key="selection").set_value("dev").run()
+    assert at.toggle(key="hubs").disabled  # CSLS only re-scores candidate words
     at.selectbox(key="solver").set_value(solver).run()
     at.selectbox(key="space").set_value(space).run()
+    if solver == "vocabulary":
+        at.toggle(key="hubs").set_value(True).run()
     assert at.query_params.get("solver") == solver
     at.button(key="run").click().run()
     wait_for_job(at)
     assert not at.exception and not errors(at), errors(at)
     result = at.session_state["outcome"]
     config = result.transferred.provenance["config"]
-    assert config["solver"] == solver and config["space"] == space
+    assert config["solver"] == solver and config["space"] == space and config["hub_penalty"] == (solver == "vocabulary")
     assert config["selection"] == "loss"  # no steps to pick among: loss, not dev
     assert len(result.transferred.trajectory) == 1
 

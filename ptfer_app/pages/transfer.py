@@ -88,6 +88,10 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                                "each vector, the shared word whose relative encoding in the target matches the "
                                "source's best. Neither has steps to pick from, so the result is chosen by matching "
                                "loss.")
+        hubs = ui.bound(st.toggle, "Penalise hub words (CSLS)", "hubs", False,
+                        disabled=method != "transfer" or solver != "vocabulary",
+                        help="For “best-matching target words”: subtract each word's mean similarity to its 10 nearest "
+                             "source words, so words that are near everything stop winning every vector.")
         weights = None
         if mode == "multi" and multi_ok and method == "transfer":
             st.caption("Blend of the source prompts (relative weight of each model's encoding)")
@@ -98,7 +102,7 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
         method=method, n_anchors=k or None, top_k=top_k or None, normalize=normalize,
         selection="loss" if solver != "adam" else selection, solver=solver,
         steps=int(steps), patience=int(patience) or None, weights=weights, n_vectors=int(n_vectors), tune_epochs=int(epochs),
-        space=space, projection=projection, tune_init=init, placement=placement, seed=sel.seed)
+        space=space, hub_penalty=bool(hubs), projection=projection, tune_init=init, placement=placement, seed=sel.seed)
 
 
 def run_sources(sel: ui.Selection, settings: pipeline.RunSettings) -> list[str]:

@@ -172,8 +172,8 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     if config.selection == Selection.DEV and (not dev or candidates is None):
         raise InputError("selection='dev' needs target dev facts and candidates")
     lms = [lm for _, lm in sources]
-    anchors = anchors or select_anchors(list({id(x): x for x in lms + [target]}.values()), config.n_anchors,
-                                        config.anchor_filter)
+    everyone = list({id(x): x for x in lms + [target]}.values())  # each model once, in order
+    anchors = anchors or select_anchors(everyone, config.n_anchors, config.anchor_filter)
     encoded = encode_sources(sources, anchors, config.top_k, weights, config.space)
     space = relative_space(target, anchors, config.space)
     mean, std = target_statistics(target)
@@ -183,7 +183,6 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         return normalize_to(x, mean, std) if config.normalize else x * std
 
     started = time.perf_counter()
-    everyone = list({id(x): x for x in lms + [target]}.values())
     if config.solver == Solver.VOCABULARY:
         words = select_anchors(everyone, None, config.anchor_filter)
         penalties = [hub_penalty(lm, target, anchors, words, config.space) if config.hub_penalty else None

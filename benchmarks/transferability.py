@@ -152,7 +152,7 @@ def main() -> None:
                                                   TransferConfig(steps=args.steps, seed=args.seed, **fields))
                             return {**score(tgt, res, rid), "matching_loss": res.metrics["matching_loss"],
                                     "seconds": time.perf_counter() - t0,
-                                    "tokens": res.provenance.get("projected_to", [])}
+                                    "tokens": res.provenance.get("tokens") or res.provenance.get("projected_to", [])}
                         rows.append({**base, "method": f"transfer: {variant}",
                                      **cell(f"{rid}/{src}>{tgt}/{setting}/transfer/{variant}", run_transfer)})
         write_doc(rows, Path(args.doc), args, time.perf_counter() - started)

@@ -46,6 +46,11 @@ TRANSFER_VARIANTS = {  # name -> TransferConfig fields (all label-free: loss sel
     "relative, 4 restarts": {"restarts": 4},
     "relative, least-squares solve": {"solver": "lstsq"},
     "relative, best-matching words": {"solver": "vocabulary"},
+    "relative, least-squares + shared-word snap": {"solver": "lstsq", "projection": "nearest", "project_to_shared": True},
+    "relative, least-squares + nearest-token snap": {"solver": "lstsq", "projection": "nearest"},
+    "standardised, least-squares + shared-word snap": {"space": "standardised", "solver": "lstsq",
+                                                       "projection": "nearest", "project_to_shared": True},
+    "relative, 2000 steps + shared-word snap": {"steps": 2000, "projection": "nearest", "project_to_shared": True},
     "standardised": {"space": "standardised"},
     "standardised + shared-word snap": {"space": "standardised", "projection": "nearest", "project_to_shared": True},
     "standardised, best-matching words": {"space": "standardised", "solver": "vocabulary"},
@@ -149,7 +154,7 @@ def main() -> None:
                         def run_transfer():
                             t0 = time.perf_counter()
                             res = transfer_prompt([(prompt, lms[src])], lms[tgt],
-                                                  TransferConfig(steps=args.steps, seed=args.seed, **fields))
+                                                  TransferConfig(**{"steps": args.steps, "seed": args.seed, **fields}))
                             return {**score(tgt, res, rid), "matching_loss": res.metrics["matching_loss"],
                                     "seconds": time.perf_counter() - t0,
                                     "tokens": res.provenance.get("tokens") or res.provenance.get("projected_to", [])}

@@ -88,7 +88,8 @@ class RunSettings:
     centre_anchors: bool = False  # older settings' name for space="centred"
     space: str = "raw"  # "raw" (the paper) | "centred" | "standardised": how similarities to the anchors are taken
     hub_penalty: bool = False  # solver="vocabulary" only: CSLS against hub words
-    projection: str = "none"  # "none" | "nearest" | "mix": label-free snap onto the target's tokens afterwards
+    # label-free snap onto the target's tokens afterwards: "none" | "nearest" | "shared" (nearest shared word) | "mix"
+    projection: str = "none"
     solver: str = "adam"  # "adam" (the paper's search) | "lstsq" (its closed form) | "vocabulary" (real target words)
     weights: tuple[float, ...] | None = None  # multi-source blend, one per source
     n_vectors: int = 5
@@ -104,7 +105,8 @@ class RunSettings:
         return TransferConfig(n_anchors=self.n_anchors, top_k=self.top_k, steps=self.steps, lr=self.lr,
                               normalize=self.normalize, selection=self.selection, dev_every=self.dev_every,
                               patience=self.patience, centre_anchors=self.centre_anchors,
-                              projection=self.projection, solver=self.solver, space=self.space,
+                              projection="nearest" if self.projection == "shared" else self.projection,
+                              project_to_shared=self.projection == "shared", solver=self.solver, space=self.space,
                               hub_penalty=self.hub_penalty and self.solver == "vocabulary", seed=self.seed)
 
     def tune_config(self):

@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--space", choices=["raw", "centred", "standardised"], default="raw",
                         help="how similarities to the anchors are taken (raw: the paper)")
     parser.add_argument("--solver", choices=["adam", "lstsq", "vocabulary"], default="adam")
-    parser.add_argument("--projection", choices=["none", "nearest", "mix"], default="none")
+    parser.add_argument("--projection", choices=["none", "nearest", "shared", "mix"], default="none",
+                        help="shared: the nearest word the models share")
     parser.add_argument("--init", choices=["random", "manual", "vocab-sample"], default="random",
                         help="source prompt initialisation")
     parser.add_argument("--placement", choices=["postfix", "prefix", "split", "template"], default="postfix")

@@ -81,7 +81,7 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("space", "space", lambda v: v in ("raw", "centred", "standardised")),
                           ("solver", "solver", lambda v: v in ("adam", "lstsq", "vocabulary")),
                           ("hubs", "hub_penalty", lambda v: isinstance(v, bool)),
-                          ("proj_out", "projection", lambda v: v in ("none", "nearest", "mix")),
+                          ("proj_out", "projection", lambda v: v in ("none", "nearest", "shared", "mix")),
                           ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
                           ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):
         if name == "space" and cfg.get("centre_anchors") and cfg.get("space", "raw") == "raw":

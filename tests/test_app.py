@@ -220,6 +220,8 @@ def test_one_step_solvers_and_spaces_from_the_page(solver, space):
     at.selectbox(key="space").set_value(space).run()
     if solver == "vocabulary":
         at.toggle(key="hubs").set_value(True).run()
+    else:
+        at.selectbox(key="proj_out").set_value("shared").run()
     assert at.query_params.get("solver") == solver
     at.button(key="run").click().run()
     wait_for_job(at)
@@ -227,6 +229,8 @@ def test_one_step_solvers_and_spaces_from_the_page(solver, space):
     result = at.session_state["outcome"]
     config = result.transferred.provenance["config"]
     assert config["solver"] == solver and config["space"] == space and config["hub_penalty"] == (solver == "vocabulary")
+    assert config["project_to_shared"] == (solver == "lstsq") and config["projection"] == (
+        "nearest" if solver == "lstsq" else "none")
     assert config["selection"] == "loss"  # no steps to pick among: loss, not dev
     assert len(result.transferred.trajectory) == 1
 

@@ -187,12 +187,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-normalize", action="store_true")
     parser.add_argument("--space", choices=["raw", "centred", "standardised"], default="raw",
                         help="how similarities to the anchors are taken (raw: the paper)")
-    parser.add_argument("--solver", choices=["adam", "lstsq", "vocabulary"], default="adam")
-    parser.add_argument("--projection", choices=["none", "nearest", "shared", "mix"], default="none",
+    parser.add_argument("--solver", choices=["adam", "lstsq", "vocabulary"], default=RunSettings.solver)
+    parser.add_argument("--projection", choices=["none", "nearest", "shared", "mix"], default=RunSettings.projection,
                         help="shared: the nearest word the models share")
-    parser.add_argument("--init", choices=["random", "manual", "vocab-sample"], default="random",
+    parser.add_argument("--init", choices=["random", "manual", "vocab-sample"], default=RunSettings.tune_init,
                         help="source prompt initialisation")
-    parser.add_argument("--placement", choices=["postfix", "prefix", "split", "template"], default="postfix")
+    parser.add_argument("--placement", choices=["postfix", "prefix", "split", "template"], default=RunSettings.placement)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small CPUs)")
     parser.add_argument("--root", default=str(PRESETS_DIR))
     parser.add_argument("--data-dir", default=None)

@@ -86,6 +86,8 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):
         if name == "space" and cfg.get("centre_anchors") and cfg.get("space", "raw") == "raw":
             values[key] = "centred"  # settings saved before the space setting existed
+        elif name not in cfg and name in SETTINGS_BEFORE_THEY_EXISTED:
+            values[key] = SETTINGS_BEFORE_THEY_EXISTED[name]  # what an older preset was made with
         elif name in cfg:
             value = cfg[name] if cfg[name] is not None or name not in ("n_anchors", "top_k", "patience") else 0
             if ok(value):
@@ -94,6 +96,10 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
         if only_missing and key in st.query_params:
             continue
         st.session_state[key] = value
+
+
+# Settings added after some presets were saved, with the values those presets used (the paper's recipe).
+SETTINGS_BEFORE_THEY_EXISTED = {"solver": "adam", "projection": "none", "tune_init": "random", "placement": "postfix"}
 
 
 def open_preset(path: str, goto: str | None = "transfer") -> None:

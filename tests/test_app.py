@@ -214,15 +214,16 @@ def test_transfer_runs_end_to_end():
 @pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
 def test_one_step_solvers_and_spaces_from_the_page(solver, space):
     at = goto(new_app().run(), "transfer")
+    # The defaults: the study's best zero-shot setting (closed form, then the nearest shared word).
+    assert at.selectbox(key="solver").value == "lstsq" and at.selectbox(key="proj_out").value == "shared"
     at.segmented_control(key="selection").set_value("dev").run()
     assert at.toggle(key="hubs").disabled  # CSLS only re-scores candidate words
     at.selectbox(key="solver").set_value(solver).run()
     at.selectbox(key="space").set_value(space).run()
     if solver == "vocabulary":
         at.toggle(key="hubs").set_value(True).run()
-    else:
-        at.selectbox(key="proj_out").set_value("shared").run()
-    assert at.query_params.get("solver") == solver
+        at.selectbox(key="proj_out").set_value("none").run()
+        assert at.query_params.get("solver") == solver  # differs from the default: kept in the URL
     at.button(key="run").click().run()
     wait_for_job(at)
     assert not at.exception and not errors(at), errors(at)
@@ -237,6 +238,7 @@ def test_one_step_solvers_and_spaces_from_the_page(solver, space):
 
 def test_cancel_stops_within_a_second():
     at = goto(new_app().run(), "transfer")
+    at.selectbox(key="solver").set_value("adam").run()  # the paper's search: long enough to cancel
     at.slider(key="steps").set_value(10000).run()
     at.number_input(key="patience").set_value(0).run()  # never stop early
     at.button(key="run").click().run()

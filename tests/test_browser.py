@@ -239,7 +239,7 @@ def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
     assert "Random prompt" in body_text(browser)
 
     # a long run: the live chart, then Cancel
-    browser.get(f"{server}/transfer?steps=10000&patience=0&seed=5")
+    browser.get(f"{server}/transfer?steps=10000&patience=0&seed=5&solver=adam&proj_out=none")
     wait_text(browser, "Run transfer", 60)
     settle(browser)
     click_button(browser, "Run transfer")

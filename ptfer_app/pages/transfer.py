@@ -52,12 +52,12 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
         patience = ui.bound(a3.number_input, "Early stop after (steps without progress)", "patience", DEFAULTS.patience,
                             min_value=0, max_value=10000, step=10, help="0: never stop early.")
         a4, a5, _ = st.columns(3)
-        init = ui.bound(a4.selectbox, "Source prompt starts from", "init", "random",
+        init = ui.bound(a4.selectbox, "Source prompt starts from", "init", DEFAULTS.tune_init,
                         options=["random", "manual", "vocab-sample"],
                         format_func={"random": "random vectors", "manual": "the manual template's words",
                                      "vocab-sample": "random vocabulary tokens"}.get,
                         help="Initialisation of the source prompt, when one has to be tuned.")
-        placement = ui.bound(a5.selectbox, "Vectors placed", "place", "postfix",
+        placement = ui.bound(a5.selectbox, "Vectors placed", "place", DEFAULTS.placement,
                              options=["postfix", "prefix", "split", "template"],
                              format_func={"postfix": "after [X] (the paper)", "prefix": "before [X]",
                                           "split": "around [X]", "template": "like the manual template"}.get,
@@ -74,14 +74,14 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                               "words that are near everything. On SmolLM2 ↔ Gemma a word's encoding finds the same word "
                               "in the other model 0 % of the time with plain cosines, 13–63 % standardised, about 60 % "
                               "with the hub penalty as well (docs/transferability.md).")
-        projection = ui.bound(b2.selectbox, "Afterwards, move onto target tokens", "proj_out", "none",
+        projection = ui.bound(b2.selectbox, "Afterwards, move onto target tokens", "proj_out", DEFAULTS.projection,
                               options=["none", "nearest", "shared", "mix"], disabled=method != "transfer",
                               format_func={"none": "no (the paper)", "nearest": "nearest token",
                                            "shared": "nearest shared word", "mix": "mix of nearest tokens"}.get,
                               help="A label-free last step: replace each searched vector by its nearest target token, "
                                    "by its nearest word among those the models share, or by a similarity-weighted mix "
                                    "of its nearest tokens.")
-        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", "adam",
+        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", DEFAULTS.solver,
                           options=["adam", "lstsq", "vocabulary"], disabled=method != "transfer",
                           format_func={"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)",
                                        "vocabulary": "best-matching target words"}.get,

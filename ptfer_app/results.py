@@ -141,8 +141,7 @@ def why_transfer_fell_short(source: str, target: str, summary: dict | None = Non
             "template")
     if discrete is not None:
         text += f" and {discrete:.1f} % for discretisation"
-    return text + (". With the paper's plain cosines the two models' relative spaces do not line up: a word encoded "
-                   "in one model is almost never closest to the same word in the other. Standardising the space and "
-                   "penalising hub words fixes that for about 60 % of words, but the small function words a prompt "
-                   "leans on (*is*, *of*, *by*) still come out wrong, and these causal models need them exactly. "
+    return text + (". What carries over between these two causal models is which words the prompt vectors are near, "
+                   "not the small moves tuning made away from them: the best setting lands back on the template's "
+                   "words and scores like discretisation, not like the tuned prompt. "
                    f"Details: `{summary.get('doc', 'docs/transferability.md')}`.")

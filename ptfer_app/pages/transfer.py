@@ -65,31 +65,32 @@ def settings_panel(sel: ui.Selection) -> pipeline.RunSettings:
                                   "(m follows the template); with the template's words as the start it begins as "
                                   "the manual prompt. It tunes best on causal models (docs/transferability.md).")
         b1, b2, b3 = st.columns(3)
-        space = ui.bound(b1.selectbox, "Similarities to the anchors", "space", "raw",
-                         options=["raw", "centred", "standardised"], disabled=method != "transfer",
-                         format_func={"raw": "cosine (the paper)", "centred": "cosine, centred on the vocabulary",
-                                      "standardised": "standardised (centred, z-scored per anchor)"}.get,
-                         help="Standardised: cosines taken around the anchors' mean, then each anchor's similarity "
-                              "z-scored over the anchor set. It removes each model's common offset and the hub "
-                              "words that are near everything. On SmolLM2 ↔ Gemma a word's encoding finds the same word "
-                              "in the other model 0 % of the time with plain cosines, 13–63 % standardised, about 60 % "
-                              "with the hub penalty as well (docs/transferability.md).")
-        projection = ui.bound(b2.selectbox, "Afterwards, move onto target tokens", "proj_out", DEFAULTS.projection,
-                              options=["none", "nearest", "shared", "mix"], disabled=method != "transfer",
-                              format_func={"none": "no (the paper)", "nearest": "nearest token",
-                                           "shared": "nearest shared word", "mix": "mix of nearest tokens"}.get,
-                              help="A label-free last step: replace each searched vector by its nearest target token, "
-                                   "by its nearest word among those the models share, or by a similarity-weighted mix "
-                                   "of its nearest tokens.")
-        solver = ui.bound(b3.selectbox, "Find target vectors by", "solver", DEFAULTS.solver,
-                          options=["adam", "lstsq", "vocabulary"], disabled=method != "transfer",
-                          format_func={"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)",
-                                       "vocabulary": "best-matching target words"}.get,
-                          help="The closed form solves for the best-matching direction of each vector at once "
-                               "(milliseconds) and normalises it afterwards. “Best-matching target words” picks, for "
-                               "each vector, the shared word whose relative encoding in the target matches the "
-                               "source's best. Neither has steps to pick from, so the result is chosen by matching "
-                               "loss.")
+
+        def choice(column, label: str, key: str, default: str, labels: dict[str, str], help: str) -> str:
+            return ui.bound(column.selectbox, label, key, default, options=list(labels), format_func=labels.get,
+                            disabled=method != "transfer", help=help)
+
+        space = choice(b1, "Similarities to the anchors", "space", DEFAULTS.space,
+                       {"raw": "cosine (the paper)", "centred": "cosine, centred on the vocabulary",
+                        "standardised": "standardised (centred, z-scored per anchor)"},
+                       "Standardised: cosines taken around the anchors' mean, then each anchor's similarity z-scored "
+                       "over the anchor set. It removes each model's common offset and the hub words that are near "
+                       "everything. On SmolLM2 ↔ Gemma a word's encoding finds the same word in the other model 0 % "
+                       "of the time with plain cosines, 13–63 % standardised, about 60 % with the hub penalty as well "
+                       "(docs/transferability.md).")
+        projection = choice(b2, "Afterwards, move onto target tokens", "proj_out", DEFAULTS.projection,
+                            {"none": "no (the paper)", "nearest": "nearest token", "shared": "nearest shared word",
+                             "mix": "mix of nearest tokens"},
+                            "A label-free last step: replace each vector by its nearest target token, by its nearest "
+                            "word among those the models share (the default: best in the study), or by a "
+                            "similarity-weighted mix of its nearest tokens.")
+        solver = choice(b3, "Find target vectors by", "solver", DEFAULTS.solver,
+                        {"adam": "search (Adam, the paper)", "lstsq": "closed form (least squares)",
+                         "vocabulary": "best-matching target words"},
+                        "The closed form solves for the best-matching direction of each vector at once (milliseconds) "
+                        "and normalises it afterwards. “Best-matching target words” picks, for each vector, the shared "
+                        "word whose relative encoding in the target matches the source's best. Neither has steps to "
+                        "pick from, so the result is chosen by matching loss.")
         hubs = ui.bound(st.toggle, "Penalise hub words (CSLS)", "hubs", False,
                         disabled=method != "transfer" or solver != "vocabulary",
                         help="For “best-matching target words”: subtract each word's mean similarity to its 10 nearest "

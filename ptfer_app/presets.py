@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ptfer_core.artifacts import SoftPrompt, atomic_write_json
+from ptfer_core.config import Solver, SpaceMode
 from ptfer_core.data import Relation
 from ptfer_core.errors import PromptFileError
 from ptfer_core.paths import REPO_ROOT
@@ -185,9 +186,9 @@ def main(argv=None) -> int:
     parser.add_argument("--top-k", type=int, default=0, help="0: keep all similarities")
     parser.add_argument("--selection", choices=["loss", "dev"], default="loss")
     parser.add_argument("--no-normalize", action="store_true")
-    parser.add_argument("--space", choices=["raw", "centred", "standardised"], default="raw",
+    parser.add_argument("--space", choices=[s.value for s in SpaceMode], default=RunSettings.space,
                         help="how similarities to the anchors are taken (raw: the paper)")
-    parser.add_argument("--solver", choices=["adam", "lstsq", "vocabulary"], default=RunSettings.solver)
+    parser.add_argument("--solver", choices=[s.value for s in Solver], default=RunSettings.solver)
     parser.add_argument("--projection", choices=["none", "nearest", "shared", "mix"], default=RunSettings.projection,
                         help="shared: the nearest word the models share")
     parser.add_argument("--init", choices=["random", "manual", "vocab-sample"], default=RunSettings.tune_init,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from ptfer_core.config import Solver, SpaceMode
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
@@ -78,8 +79,8 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
                           ("epochs", "tune_epochs", lambda v: isinstance(v, int) and 1 <= v <= 200),
                           ("m", "n_vectors", lambda v: isinstance(v, int) and 1 <= v <= 20),
                           ("patience", "patience", lambda v: v is None or isinstance(v, int) and 0 <= v <= 10000),
-                          ("space", "space", lambda v: v in ("raw", "centred", "standardised")),
-                          ("solver", "solver", lambda v: v in ("adam", "lstsq", "vocabulary")),
+                          ("space", "space", lambda v: v in {s.value for s in SpaceMode}),
+                          ("solver", "solver", lambda v: v in {s.value for s in Solver}),
                           ("hubs", "hub_penalty", lambda v: isinstance(v, bool)),
                           ("proj_out", "projection", lambda v: v in ("none", "nearest", "shared", "mix")),
                           ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),

@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .config import parse_enum
+from .config import SpaceMode, parse_enum
 from .errors import InputError
 from .models import PromptedLM
 
@@ -141,16 +141,6 @@ def select_anchors(lms: list[PromptedLM], k: int | None = DEFAULT_N_ANCHORS,
     if not shared:
         raise InputError(f"models {[lm.name for lm in lms]} share no vocabulary: no anchors to relate them")
     return AnchorSet(tuple(shared[:k] if k else shared), parse_enum(AnchorFilter, word_filter, "anchor filter").value)
-
-
-class SpaceMode(str, Enum):
-    """How similarities to the anchors are taken (the paper uses plain cosines)."""
-
-    RAW = "raw"  # cos(v, a_j): the paper
-    CENTRED = "centred"  # cos(v − c, a_j − c), c = the mean of all the model's token embeddings
-    # cos(v − c, a_j − c) with c = the anchors' mean, then each anchor's similarity z-scored over the anchor set:
-    # removes each model's common offset (anisotropy) and the hub anchors that are near everything
-    STANDARDISED = "standardised"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .config import Method, Placement, Precision, PromptInit, Selection
+from .config import Method, Placement, Precision, PromptInit, Selection, Solver, SpaceMode
 from .errors import InputError, PTferError
 
 EXIT_USAGE = 2  # argparse's own status for bad usage; also used for every PTferError
@@ -387,10 +387,10 @@ def add_transfer_command(subparsers) -> None:
     tr.add_argument("--selection", default="loss", choices=[s.value for s in Selection],
                     help="loss: lowest matching loss, no target labels (default); dev: best target dev P@1")
     tr.add_argument("--steps", type=positive_int, default=2000)
-    tr.add_argument("--solver", default="adam", choices=["adam", "lstsq", "vocabulary"],
+    tr.add_argument("--solver", default=Solver.ADAM.value, choices=[s.value for s in Solver],
                     help="adam: the paper's search (default); lstsq: its closed form, one least-squares solve per "
                          "vector; vocabulary: per vector, the shared target word whose relative encoding matches best")
-    tr.add_argument("--space", default="raw", choices=["raw", "centred", "standardised"],
+    tr.add_argument("--space", default=SpaceMode.RAW.value, choices=[s.value for s in SpaceMode],
                     help="similarities to the anchors: raw cosines (the paper), centred on the vocabulary mean, or "
                          "standardised (centred on the anchors' mean, z-scored per anchor)")
     tr.add_argument("--hub-penalty", action="store_true",

@@ -36,6 +36,24 @@ class Selection(str, Enum):
     DEV = "dev"
 
 
+class SpaceMode(str, Enum):
+    """How similarities to the anchors are taken (the paper uses plain cosines)."""
+
+    RAW = "raw"  # cos(v, a_j): the paper
+    CENTRED = "centred"  # cos(v − c, a_j − c), c = the mean of all the model's token embeddings
+    # cos(v − c, a_j − c) with c = the anchors' mean, then each anchor's similarity z-scored over the anchor set:
+    # removes each model's common offset (anisotropy) and the hub anchors that are near everything
+    STANDARDISED = "standardised"
+
+
+class Solver(str, Enum):
+    """How the target vectors are found."""
+
+    ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
+    LSTSQ = "lstsq"  # closed form per vector (u ∝ A⁺ r), normalised afterwards; milliseconds instead of seconds
+    VOCABULARY = "vocabulary"  # the same objective over real tokens: per vector, the shared word matching best
+
+
 class Method(str, Enum):
     MANUAL = "manual"
     RANDOM = "random"

@@ -253,8 +253,11 @@ def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_a
     rows: list[dict] = []
     if executor == "local":
         # Relation by relation (its prompts, then its cells), so an interrupted run leaves whole relations done.
-        for relation in config.relation_ids():
-            for task in [t for stage in (stage1, stage2) for t in stage if t.relation == relation]:
+        by_relation: dict[str, list[Task]] = {}
+        for task in stage1 + stage2:  # the plan's relation order; within a relation, tuning first
+            by_relation.setdefault(task.relation, []).append(task)
+        for tasks in by_relation.values():
+            for task in tasks:
                 if should_stop and should_stop():
                     return _write_tables(rows, out)
                 result = run_task(config_dict, task, str(out))

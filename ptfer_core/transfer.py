@@ -25,21 +25,13 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, RelativeSpace, SpaceMode, relative_space, select_anchors
+from .anchors import DEFAULT_N_ANCHORS, AnchorFilter, AnchorSet, RelativeSpace, relative_space, select_anchors
 from .artifacts import SoftPrompt
-from .config import Selection, parse_enum
+from .config import Selection, Solver, SpaceMode, parse_enum
 from .errors import DimensionMismatchError, InputError
 from .data import Fact
 from .evaluation import CandidateSet, Prompt, evaluate
 from .models import PromptedLM
-
-
-class Solver(str, Enum):
-    """How the target vectors are found."""
-
-    ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
-    LSTSQ = "lstsq"  # closed form per vector (u ∝ A⁺ r), normalised afterwards; milliseconds instead of seconds
-    VOCABULARY = "vocabulary"  # the same objective over real tokens: per vector, the shared word matching best
 
 
 class Projection(str, Enum):
@@ -183,8 +175,11 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         return normalize_to(x, mean, std) if config.normalize else x * std
 
     started = time.perf_counter()
+    snap_to_shared = config.project_to_shared and config.projection != Projection.NONE
+    # Every word all models share: the vocabulary solver's candidates and the shared-word snap's targets.
+    words = select_anchors(everyone, None, config.anchor_filter) if (
+        config.solver == Solver.VOCABULARY or snap_to_shared) else None
     if config.solver == Solver.VOCABULARY:
-        words = select_anchors(everyone, None, config.anchor_filter)
         penalties = [hub_penalty(lm, target, anchors, words, config.space) if config.hub_penalty else None
                      for lm in lms]
         best, trajectory, stopped = _solve_vocabulary(target, words, space, encoded, on_step, penalties)
@@ -199,9 +194,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
         best, trajectory, stopped = _search_adam(first, target, config, space, encoded, realise, dev, candidates,
                                                  on_step, should_stop)
     searched = best["vectors"]
-    allowed = None
-    if config.project_to_shared and config.projection != Projection.NONE:
-        allowed = select_anchors(everyone, None, config.anchor_filter).token_ids(target)
+    allowed = words.token_ids(target) if snap_to_shared else None
     final, neighbours = project_to_vocabulary(target, searched, config, allowed)
     return SoftPrompt(
         vectors=final, model=target.name, relation=first.relation, method="transfer",

@@ -1,7 +1,8 @@
 """PTfer Studio: zero-shot continuous prompt transfer, in the browser.
 
-Run with ``streamlit run app.py``. This file is the router: shared sidebar (models, relation, seed, all mirrored
-in the URL), then the selected page from ``ptfer_app/pages/``. The engine is ``ptfer_core``; the app's glue is ``ptfer_app``.
+Run with ``streamlit run app.py``. This file is the router: the shared sidebar (models, relation or task, seed, all
+mirrored in the URL), then the selected page from ``pages/``. The engine is ``ptfer_core``; ``ptfer_app`` holds the
+Streamlit glue.
 """
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import streamlit as st  # noqa: E402
 
-from ptfer_app import pipeline, services, ui  # noqa: E402
+from ptfer_app import services, ui  # noqa: E402
 
 st.set_page_config(page_title="PTfer Studio", page_icon=":material/swap_horiz:", layout="wide")
-st.set_option("client.toolbarMode", "minimal")  # no developer menu or Deploy button in a classroom
 
-pipeline.cpu_setup()  # per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS)
+services.cpu_setup()  # per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS)
 
 PAGES = {
     "home": st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),
@@ -34,7 +34,8 @@ goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
 st.session_state["_selection"] = ui.sidebar()
-services.warm_up(st.session_state["_selection"].models)  # load real models in the background, once per process
+services.warm_up(st.session_state["_selection"].models)  # real models load in the background, once per process
+services.warm_umap()  # UMAP's numba kernels compile in the background, once per process
 ui.sync_preset_to_url()
 ui.flash()
 page.run()

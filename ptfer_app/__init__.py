@@ -1,5 +1,6 @@
-"""PTfer Studio, the Streamlit app: page scripts live in ``pages/``, shared code here.
+"""PTfer Studio's Streamlit glue: page scripts live in the top-level ``pages/``, shared pieces here.
 
-Only `services`, `state` and `ui` import Streamlit; `catalog`, `pipeline`, `jobs`, `presets`, `charts` and
-`results` are plain Python over `ptfer_core`, so they can be used (and tested) without a running app.
+`services` (Streamlit caches around `ptfer_core`), `ui` (sidebar, URL state, errors) and `settings_ui` (widgets
+derived from the settings dataclasses) use Streamlit; `catalog` (which models the app offers), `charts` (plotly
+figures) and `results` (which result tables exist) are plain Python. The engine itself is `ptfer_core`.
 """

@@ -6,11 +6,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 SOURCE, TARGET = "#4C78A8", "#E4572E"
-METHOD_COLORS = {"transfer": "#E4572E", "transfer-loss": "#E4572E", "transfer-dev": "#F28E2B", "multi-source": "#B2182B",
+METHOD_COLORS = {"transfer": "#E4572E", "self-transfer": "#F28E2B", "dual-source": "#B2182B",
                  "direct-transfer": "#F2A541", "manual": "#4C78A8", "discretization": "#72B7B2", "random": "#BAB0AC",
                  "projector": "#9D7660", "direct-tuning": "#54A24B"}
-METHOD_ORDER = ["random", "manual", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
-                "transfer-loss", "transfer-dev", "multi-source"]
+METHOD_ORDER = ["manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
+                "self-transfer", "dual-source"]
 FONT = dict(family="Source Sans Pro, sans-serif", size=13)
 
 

@@ -18,6 +18,7 @@ ALIASES = {
     "target": ("target", "target_model", "model"),
     "p_at_1": ("p_at_1", "p@1", "test_p_at_1", "precision_at_1", "score", "micro_p_at_1"),
 }
+DEFAULT_TABLE = "assets/results/real-causal.csv"
 # optional columns that drive the analysis charts
 ANALYSIS = {
     "matching_loss": "Matching loss vs accuracy",
@@ -45,6 +46,9 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     df["source"] = df["source"].map(lambda s: " + ".join(s) if isinstance(s, (list, tuple))
                                     else "—" if pd.isna(s) or s == "" else str(s).replace("+", " + "))
     df["p_at_1"] = pd.to_numeric(df["p_at_1"], errors="coerce")  # failed cells stay, with no score
+    if "recipe" not in df.columns:
+        df["recipe"] = "—"
+    df["recipe"] = df["recipe"].fillna("—").astype(str)
     df["pair"] = df["source"].where(df["source"] != "—", "") .map(lambda s: f"{s} → " if s else "") + df["target"].astype(str)
     return df.reset_index(drop=True)
 
@@ -67,6 +71,9 @@ def find_tables(extra_roots: tuple[Path, ...] = ()) -> dict[str, Path]:
     """Result tables on this machine, label → path: files shipped in assets/results/, then `ptfer grid` outputs
     (``results.csv``) under runs/ and the given roots (at most three levels deep)."""
     found: dict[str, Path] = {}
+    default = REPO_ROOT / DEFAULT_TABLE
+    if default.is_file():
+        found[DEFAULT_TABLE] = default  # the full grid on the real pair comes first
     if RESULTS_DIR.is_dir():
         for p in sorted(RESULTS_DIR.iterdir()):
             if p.suffix in (".csv", ".jsonl", ".json") and p.is_file():
@@ -85,10 +92,11 @@ def grid_configs(root: Path = REPO_ROOT / "grids") -> dict[str, Path]:
     return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
 
 
-def micro(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """P@1 per group: micro-averaged (all correct / all facts) when counts are known, else the mean."""
+def averaged(df: pd.DataFrame, by: list[str], how: str = "relation mean") -> pd.DataFrame:
+    """P@1 per group: the relation mean (mean of per-relation P@1, the paper's average) or, when the counts are
+    known, pooled (all correct / all facts)."""
     df = df[df["p_at_1"].notna()]
-    if {"n_correct", "n_facts"} <= set(df.columns) and df["n_facts"].notna().all():
+    if how == "pooled" and {"n_correct", "n_facts"} <= set(df.columns) and df["n_facts"].notna().all():
         agg = df.groupby(by, as_index=False)[["n_correct", "n_facts"]].sum()
         agg["p_at_1"] = 100.0 * agg["n_correct"] / agg["n_facts"].clip(lower=1)
         return agg
@@ -99,7 +107,7 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
     rows = []
     for meta in presets:
         for method, score in (meta.get("scores") or {}).items():
-            rows.append({"relation": (meta.get("relation") or {}).get("id"), "method": method,
+            rows.append({"relation": (meta.get("task") or {}).get("id"), "method": method,
                          "source": " + ".join(meta.get("sources") or []), "target": meta.get("target"),
                          "p_at_1": score.get("p_at_1"), "n_facts": score.get("n_facts"), "preset": meta.get("id")})
     return tidy(pd.DataFrame(rows, columns=["relation", "method", "source", "target", "p_at_1", "n_facts", "preset"]))

@@ -1,11 +1,12 @@
 """The app's cached view of `ptfer_core`: models and shared objects with st.cache_resource (never mutated),
-derived tables with st.cache_data. Page code calls these, never the engine's heavy functions directly.
+derived tables with st.cache_data (bounded). Page code calls these, never the engine's heavy functions directly.
 
 Arguments starting with "_" are not hashed by Streamlit; each such function also takes a small hashable key
 (model name, prompt digest) that identifies what the unhashed argument is.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -15,19 +16,74 @@ import pandas as pd
 import streamlit as st
 
 from ptfer_core import data as core_data
-from ptfer_core.errors import DataError
+from ptfer_core import presets
+from ptfer_core.errors import DataError, InputError
+from ptfer_core.paths import REPO_ROOT
 from ptfer_core.paths import data_dir as core_data_dir
 
-from . import catalog, models, presets
+from . import catalog
+
+CACHE_ENV = "PTFER_APP_CACHE"
+THREADS_ENV = "PTFER_APP_THREADS"
+UPLOAD_LIMIT_MB = 16  # a soft prompt is kilobytes; anything near this is not one
+
+
+def cpu_setup() -> None:
+    """CPU settings for the calling thread (both are per-thread: call it in every worker thread).
+
+    Flushing denormals keeps ops on tiny values fast; one intra-op thread per run is much faster on a small shared
+    CPU (the transfer search is thousands of small ops), and concurrent sessions then share the cores instead of
+    oversubscribing them. $PTFER_APP_THREADS overrides the 1.
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+    threads = max(1, int(os.environ.get(THREADS_ENV) or 1))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def cache_root() -> Path:
+    """Where the app keeps tuned source prompts and baseline scores ($PTFER_APP_CACHE, else runs/app-cache)."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "runs" / "app-cache")
 
 
 # ----------------------------------------------------------------------------- models and data
+
+_load_lock = threading.Lock()  # one model loads at a time: loads share transformers' lazy imports and the CPU
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def load_model(name: str):
     """One shared, frozen instance per model name (PromptedLM never changes the model or tokenizer)."""
-    return models.load(name)
+    from ptfer_core.loading import load_model as core_load
+    from ptfer_core.errors import ModelLoadError
+
+    spec = catalog.REGISTRY.get(name)
+    if spec is not None and spec.local and not catalog.is_available(name):
+        raise ModelLoadError(f"{name} is not on this machine yet. Fetch it once with `{catalog.fetch_command(name)}`, "
+                             "then reload.")
+    with _load_lock:
+        return core_load(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_ref(name: str):
+    """A model's name and identity without loading it (enough to look up its stored prompts)."""
+    from ptfer_core.loading import model_ref as core_ref
+
+    return core_ref(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_width(name: str) -> int | None:
+    """A model's embedding width from its config (no weights loaded), or None when unknown."""
+    from ptfer_core.loading import config_width
+
+    try:
+        return config_width(name)
+    except Exception:  # noqa: BLE001 - unknown here: the run itself will say what is wrong
+        return None
 
 
 _warm_lock = threading.Lock()
@@ -36,10 +92,10 @@ _warm_started: set[str] = set()
 
 def warm_up(names: list[str]) -> None:
     """Start loading the selected real models in a background thread, once per server process, so the first
-    transfer does not wait for them (tiny models build in a moment and are skipped)."""
+    transfer does not wait for them (toy models load in a moment and are skipped)."""
     with _warm_lock:
         todo = [n for n in dict.fromkeys(names)
-                if n not in _warm_started and not catalog.is_tiny(n) and catalog.is_available(n)]
+                if n not in _warm_started and not catalog.is_toy(n) and catalog.is_available(n)]
         _warm_started.update(todo)
     if todo:
         def load_all():
@@ -52,45 +108,60 @@ def warm_up(names: list[str]) -> None:
         threading.Thread(target=load_all, name="ptfer-warm-up", daemon=True).start()
 
 
+def warm_umap() -> None:
+    """Compile UMAP's numba kernels in the background once per server, so the first UMAP map does not wait ~45 s."""
+    with _warm_lock:
+        if "umap" in _warm_started:
+            return
+        _warm_started.add("umap")
+
+    def compile_umap():
+        try:
+            from ptfer_core.analysis import project_2d
+
+            project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
+        except Exception:  # noqa: BLE001 - the page still works; the first map just takes longer
+            pass
+
+    threading.Thread(target=compile_umap, name="ptfer-umap-warm-up", daemon=True).start()
+
+
 @st.cache_resource(show_spinner=False)
 def demo_data_dir() -> str:
-    return models.demo_data_dir(Path(tempfile.mkdtemp(prefix="ptfer-mini-lama-")))
+    from ptfer_core.toy_models import write_mini_lama
+
+    return str(write_mini_lama(Path(tempfile.mkdtemp(prefix="ptfer-mini-lama-"))))
 
 
 def data_dir_for(names: list[str]) -> str:
-    """Mini LAMA for the tiny demo models, the LAMA data directory otherwise (DataError when it is missing)."""
+    """Mini LAMA for the toy models, the data directory otherwise (DataError when it is missing)."""
     if catalog.uses_demo_data(names):
         return demo_data_dir()
     root = core_data_dir()
     if not (root / "relations.jsonl").is_file():
         raise DataError(f"The LAMA data is not in {root}. Put relations.jsonl and lama_trex/ there, or set "
-                        f"$PTFER_DATA_DIR to its location, then reload. The tiny demo models work without it.")
+                        f"$PTFER_DATA_DIR to its location, then reload. The built-in toy models work without it.")
     return str(root)
 
 
 @st.cache_data(show_spinner=False)
-def relations(data_dir: str) -> dict:
-    return core_data.load_relations(data_dir)
+def tasks(data_dir: str) -> dict:
+    return core_data.load_tasks(data_dir)
 
 
-@st.cache_data(show_spinner=False)
-def splits(relation_id: str, data_dir: str) -> dict:
-    from .pipeline import relation_splits
+@st.cache_resource(show_spinner=False, max_entries=16)
+def task_data(task_id: str, data_dir: str, split_seed: int = core_data.DEFAULT_SPLIT_SEED):
+    from ptfer_core.runs import TaskData
 
-    return relation_splits(relation_id, data_dir)
-
-
-def candidates(lm, data_dir: str):
-    from ptfer_core.evaluation import candidates_for
-
-    return candidates_for(lm, data_dir=data_dir)  # built once per model, kept in lm.cache
+    return TaskData.load(task_id, data_dir, split_seed)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def anchors(model_names: tuple[str, ...], k: int | None):
-    from ptfer_core.anchors import select_anchors
+@st.cache_resource(show_spinner=False)
+def prompt_store():
+    """Tuned prompts: the app's cache, then the ones shipped in assets/prompts (read-only)."""
+    from ptfer_core.runs import PromptStore
 
-    return select_anchors([load_model(n) for n in dict.fromkeys(model_names)], k)
+    return PromptStore(cache_root() / "prompts", [REPO_ROOT / "assets" / "prompts"])
 
 
 # ----------------------------------------------------------------------------- presets
@@ -105,16 +176,6 @@ def preset_list() -> list[dict]:
 def preset(path: str):
     """A preset's Outcome: shared read-only (pages never modify an Outcome)."""
     return presets.read_preset(path)
-
-
-def preset_source_prompts() -> list:
-    out = []
-    for meta in preset_list():
-        try:
-            out += preset(meta["path"]).source_prompts
-        except Exception:  # noqa: BLE001 - a damaged preset only loses its cached prompts
-            continue
-    return out
 
 
 # ----------------------------------------------------------------------------- derived tables
@@ -133,55 +194,80 @@ def nearest_table(model: str, prompt_key: str, _vectors, k: int) -> pd.DataFrame
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def norms(model: str, prompt_key: str, _vectors) -> dict:
-    """Prompt norms, the prompt normalised to the model's embedding statistics, and the vocabulary's norms."""
+    """Prompt norms, the prompt after Eq. 6's normalisation to the model, and the vocabulary's norms."""
     from ptfer_core.analysis import norm_table
-    from ptfer_core.transfer import normalize_to, target_statistics
+    from ptfer_core.config import Normalization
+    from ptfer_core.solvers import Normalizer
+    from ptfer_core.transfer import target_statistics
 
     lm = load_model(model)
     table = norm_table(lm, _vectors)
-    mean, std = target_statistics(lm)
-    table["normalized_norms"] = normalize_to(_vectors.float(), mean, std).norm(dim=-1).tolist()
+    table["normalized_norms"] = Normalizer(Normalization.GLOBAL, *target_statistics(lm))(_vectors.float()).norm(dim=-1).tolist()
     return table
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def anchors(model_names: tuple[str, ...], k: int | None, source: str, word_filter: str, data_dir: str):
+    from ptfer_core.anchors import select_anchors
+
+    return select_anchors([load_model(n) for n in dict.fromkeys(model_names)], k, source, word_filter, data_dir)
+
+
+def run_anchors(result, data_dir: str):
+    """The anchor set the run used (its own source, filter and k)."""
+    t = result.settings.get("transfer", {})
+    return anchors(tuple(dict.fromkeys([*result.sources, result.target])), t.get("n_anchors"),
+                   t.get("anchor_source", "common-vocab"), t.get("anchor_filter", "words"), data_dir)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
-def relative_map(model: str, anchor_models: tuple[str, ...], k: int, prompt_key: str, _vectors, n_points: int,
+def relative_map(model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int,
                  method: str, seed: int) -> dict:
-    """2-D map of the first n anchors and the prompt vectors in one model's relative space."""
+    """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
     from ptfer_core.analysis import project_2d, relative_coordinates
 
-    lm = load_model(model)
-    anchor_rel, prompt_rel, words = relative_coordinates(lm, _vectors, anchors(anchor_models, k), n_points)
-    xy = project_2d(np.vstack([anchor_rel, prompt_rel]), method, seed, fit_rows=len(anchor_rel))
-    # similarity of each shown anchor to each prompt vector = the prompt's relative encoding at that anchor
+    anchor_rel, prompt_rel, words = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)
+    xy, explained = project_2d(np.vstack([anchor_rel, prompt_rel]), method, seed, fit_rows=len(anchor_rel))
     return {"anchor_xy": xy[: len(anchor_rel)], "prompt_xy": xy[len(anchor_rel):], "words": words,
-            "anchor_sim": prompt_rel[:, : len(words)].T}
+            "anchor_sim": prompt_rel[:, : len(words)].T, "explained": explained}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fingerprints(source_model: str, target_model: str, anchor_models: tuple[str, ...], k: int, src_key: str, _src,
-                 tgt_key: str, _tgt) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Relative encodings (cosine to every anchor) of the source prompt and of the transferred prompt."""
-    from ptfer_core.anchors import relative_encoding
+def fingerprints(source_model: str, target_model: str, anchor_key: str, _anchors, mode: str, top_k: int | None,
+                 src_key: str, _src, tgt_key: str, _tgt):
+    """The source prompt's (top-K) encoding and the transferred prompt's on the same entries, in the run's space."""
+    from ptfer_core.analysis import fingerprints as core_fingerprints
 
-    aset = anchors(anchor_models, k)
-    src, _ = relative_encoding(_src.float(), aset.embeddings(load_model(source_model)).cpu())
-    tgt, _ = relative_encoding(_tgt.float(), aset.embeddings(load_model(target_model)).cpu())
-    return src.numpy(), tgt.numpy(), list(aset.words)
+    src, tgt, mask = core_fingerprints(load_model(source_model), _src, load_model(target_model), _tgt, _anchors, mode,
+                                       top_k)
+    return src, tgt, mask, list(_anchors.words)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def top_answers(model: str, prompt_key: str, template: str, _vectors, subject: str, data_dir: str, k: int = 5):
-    from ptfer_core.evaluation import Prompt, top_k
+def top_answers(model: str, prompt_key: str, template: str, _vectors, subject: str, task_id: str, data_dir: str,
+                k: int = 5):
+    from ptfer_core.evaluation import Prompt, candidates_for, top_k
     from ptfer_core.templates import PromptTemplate
 
     lm = load_model(model)
+    task = tasks(data_dir)[task_id]
     prompt = Prompt(PromptTemplate.parse(template), _vectors)
-    return [(p.word, p.probability) for p in top_k(lm, prompt, subject, candidates(lm, data_dir), k)]
+    return [(p.word, p.probability) for p in top_k(lm, prompt, subject, candidates_for(lm, task, data_dir), k,
+                                                    task.max_input_tokens)]
 
 
-@st.cache_data(show_spinner=False)
-def vectors_from_upload(data: bytes, sidecar: bytes | None, name: str):
+@st.cache_data(show_spinner=False, max_entries=8, ttl=3600)
+def prompt_from_upload(data: bytes, sidecar: bytes | None, name: str):
+    """An uploaded prompt (safetensors, its JSON, or a PEFT adapter zip), bounded in size and in cache entries."""
     from ptfer_core.artifacts import SoftPrompt
 
+    if len(data) + len(sidecar or b"") > UPLOAD_LIMIT_MB << 20:
+        raise InputError(f"{name} is larger than {UPLOAD_LIMIT_MB} MB: a soft prompt is a few kilobytes")
+    if name.endswith(".zip"):
+        from ptfer_core.peft_io import read_peft_adapter
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "adapter.zip"
+            path.write_bytes(data)
+            return read_peft_adapter(path)
     return SoftPrompt.from_bytes(data, sidecar, name=name)

@@ -6,19 +6,18 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from ptfer_core.config import Solver, SpaceMode
+from ptfer_core.compare import METHOD_LABELS, Outcome
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
-from .pipeline import METHOD_LABELS, Outcome
 
 PAGES = {
-    "home": "ptfer_app/pages/home.py",
-    "transfer": "ptfer_app/pages/transfer.py",
-    "nearest": "ptfer_app/pages/nearest_tokens.py",
-    "space": "ptfer_app/pages/relative_space.py",
-    "query": "ptfer_app/pages/query.py",
-    "results": "ptfer_app/pages/results.py",
+    "home": "pages/home.py",
+    "transfer": "pages/transfer.py",
+    "nearest": "pages/nearest_tokens.py",
+    "space": "pages/relative_space.py",
+    "query": "pages/query.py",
+    "results": "pages/results.py",
 }
 
 
@@ -28,15 +27,15 @@ class Selection:
 
     sources: list[str]
     target: str
-    relation_id: str | None
+    task_id: str | None
     seed: int
     data_dir: str | None
-    relations: dict = field(default_factory=dict)
+    tasks: dict = field(default_factory=dict)
     problem: str | None = None
 
     @property
-    def relation(self):
-        return self.relations.get(self.relation_id)
+    def task(self):
+        return self.tasks.get(self.task_id)
 
     @property
     def models(self) -> list[str]:
@@ -62,45 +61,23 @@ def selection() -> Selection:
     return st.session_state["_selection"]
 
 
-K_OPTIONS = [256, 1024, 4096, 8192, 0]  # anchors; 0: every shared word
-TOPK_OPTIONS = [0, 16, 64, 256, 1024]  # 0: keep all similarities
-
-
 def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
-    """Select the preset's models, relation and settings, so that "Run transfer" repeats it."""
+    """Select the preset's models, task, recipe and settings, so that "Run transfer" repeats it."""
     cfg = result.settings
-    values = {"src": list(result.sources), "tgt": result.target, "rel": result.relation.id,
-              "seed": int(cfg.get("seed", 0)), "mode": "multi" if len(result.sources) > 1 else "single"}
-    for key, name, ok in (("method", "method", lambda v: v in ("transfer", "direct-transfer")),
-                          ("selection", "selection", lambda v: v in ("loss", "dev")),
-                          ("k", "n_anchors", lambda v: v in K_OPTIONS), ("topk", "top_k", lambda v: v in TOPK_OPTIONS),
-                          ("norm", "normalize", lambda v: isinstance(v, bool)),
-                          ("steps", "steps", lambda v: isinstance(v, int) and 50 <= v <= 10000 and v % 50 == 0),
-                          ("epochs", "tune_epochs", lambda v: isinstance(v, int) and 1 <= v <= 200),
-                          ("m", "n_vectors", lambda v: isinstance(v, int) and 1 <= v <= 20),
-                          ("patience", "patience", lambda v: v is None or isinstance(v, int) and 0 <= v <= 10000),
-                          ("space", "space", lambda v: v in {s.value for s in SpaceMode}),
-                          ("solver", "solver", lambda v: v in {s.value for s in Solver}),
-                          ("hubs", "hub_penalty", lambda v: isinstance(v, bool)),
-                          ("proj_out", "projection", lambda v: v in ("none", "nearest", "shared", "mix")),
-                          ("init", "tune_init", lambda v: v in ("random", "manual", "vocab-sample")),
-                          ("place", "placement", lambda v: v in ("postfix", "prefix", "split", "template"))):
-        if name == "space" and cfg.get("centre_anchors") and cfg.get("space", "raw") == "raw":
-            values[key] = "centred"  # settings saved before the space setting existed
-        elif name not in cfg and name in SETTINGS_BEFORE_THEY_EXISTED:
-            values[key] = SETTINGS_BEFORE_THEY_EXISTED[name]  # what an older preset was made with
-        elif name in cfg:
-            value = cfg[name] if cfg[name] is not None or name not in ("n_anchors", "top_k", "patience") else 0
-            if ok(value):
-                values[key] = value
+    recipe = cfg.get("recipe", "studio")
+    values = {"src": list(result.sources), "tgt": result.target, "rel": result.task.id,
+              "seed": int(cfg.get("tune", {}).get("seed", 0)), "mode": "multi" if len(result.sources) > 1 else "single",
+              "method": cfg.get("method", "transfer"), "recipe": recipe}
+    for group in ("tune", "transfer"):
+        for name, value in (cfg.get(group) or {}).items():
+            if name != "settings_version":
+                values[f"set.{recipe}.{group}.{name}"] = value
+    # Settings without a widget (a learning rate, say) still come from the preset, so "Run transfer" repeats it.
+    values["_hidden_overrides"] = {"recipe": recipe, "overrides": cfg.get("overrides") or {}}
     for key, value in values.items():
-        if only_missing and key in st.query_params:
+        if only_missing and (key in st.query_params or key.split(".")[-1] in st.query_params):
             continue
         st.session_state[key] = value
-
-
-# Settings added after some presets were saved, with the values those presets used (the paper's recipe).
-SETTINGS_BEFORE_THEY_EXISTED = {"solver": "adam", "projection": "none", "tune_init": "random", "placement": "postfix"}
 
 
 def open_preset(path: str, goto: str | None = "transfer") -> None:
@@ -193,6 +170,13 @@ def bound(widget, label: str, key: str, default, *, options=None, cast=None, **k
     url_init(key, options, cast)
     if options is not None and key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]  # e.g. a vector index from a longer prompt
+    low, high = kw.get("min_value"), kw.get("max_value")
+    current = st.session_state.get(key)
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and (
+            (low is not None and current < low) or (high is not None and current > high)):
+        st.session_state[key] = min(max(current, low if low is not None else current), high if high is not None else current)
+        st.session_state.setdefault("_url_notes", []).append(
+            f"The link's {key}={current} is outside {low}–{high}; {st.session_state[key]} is used.")
     name = getattr(widget, "__name__", "")
     if key not in st.session_state:
         if name == "selectbox":
@@ -228,25 +212,29 @@ def sidebar() -> Selection:
                           key="tgt", help="The model that receives the prompt, zero-shot.")
     url_keep("src", list(sources), [d_src])
     url_keep("tgt", target, d_tgt)
-    sel = Selection(sources=list(sources), target=target, relation_id=None, seed=0, data_dir=None)
+    sel = Selection(sources=list(sources), target=target, task_id=None, seed=0, data_dir=None)
     try:
         sel.data_dir = services.data_dir_for(sel.models)
-        sel.relations = services.relations(sel.data_dir)
+        sel.tasks = services.tasks(sel.data_dir)
     except PTferError as exc:
         sel.problem = str(exc)
-    options = list(sel.relations)
+    options = list(sel.tasks)
     if options:
         url_init("rel", options)
         if st.session_state.get("rel") not in options:
             st.session_state.pop("rel", None)
         default = d_rel if d_rel in options else "P36" if "P36" in options else options[0]
-        sel.relation_id = sb.selectbox(
-            "Relation", options, **initial("rel", index=options.index(default)), key="rel",
-            format_func=lambda r: f"{r} · {sel.relations[r].label}" if r in sel.relations else r,
-            help="The LAMA relation the prompt asks about, e.g. P36 (capital).")
-        url_keep("rel", sel.relation_id, default)
+        sel.task_id = sb.selectbox(
+            "Relation or task", options, **initial("rel", index=options.index(default)), key="rel",
+            format_func=lambda r: (f"{r} · {sel.tasks[r].label}" + (" (classification)" if sel.tasks[r].is_classification
+                                                                    else "")) if r in sel.tasks else r,
+            help="A LAMA relation the prompt asks about (e.g. P36, capital), or a classification task (SST-2 "
+                 "sentiment, DBpedia topic) when the data has them.")
+        url_keep("rel", sel.task_id, default)
     else:
         sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
+    if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= 99_999:
+        st.session_state["seed"] = 0
     sel.seed = int(sb.number_input("Seed", min_value=0, max_value=99_999, **initial("seed", value=0), step=1, key="seed",
                                    help="Seeds prompt tuning, the transfer search and the random baseline."))
     url_keep("seed", sel.seed, 0)
@@ -262,13 +250,13 @@ def sidebar() -> Selection:
             sb.info(f"**{name}** loads from the Hugging Face hub, which needs internet access.", icon=":material/cloud:")
     if sel.problem:
         sb.error(sel.problem, icon=":material/error:")
-    if any(catalog.is_tiny(n) for n in sel.models):
-        sb.caption("Tiny demo models are random networks over a 90-word vocabulary: they show the mechanics, their "
-                   "scores mean nothing.")
+    if any(catalog.is_toy(n) for n in sel.models):
+        sb.caption("Toy models: tiny networks trained on a miniature LAMA (about 120 words). They show the mechanics "
+                   "quickly; their numbers say nothing about real language models.")
     current = outcome()
     if current is not None:
         sb.divider()
-        sb.caption(f"**Current prompt** · {current.pair_label} · {current.relation.id}"
+        sb.caption(f"**Current prompt** · {current.pair_label} · {current.task.id}"
                    f"{' · preset' if current.origin.startswith('preset:') else ''}")
     return sel
 
@@ -308,7 +296,7 @@ def guard(body) -> None:
 
 
 def require_selection(sel: Selection) -> None:
-    if sel.problem or sel.relation is None:
+    if sel.problem or sel.task is None:
         st.info(sel.problem or "Choose models and a relation in the sidebar.", icon=":material/info:")
         st.stop()
 
@@ -340,5 +328,30 @@ def require_outcome(what: str) -> Outcome:
 
 def outcome_caption(result: Outcome) -> None:
     origin = "preset" if result.origin.startswith("preset:") else "your run"
-    st.caption(f"Prompt: **{result.pair_label}** · {result.relation.id} ({result.relation.label}) · "
-               f"{METHOD_LABELS.get(result.method, result.method).lower()} · {origin}")
+    recipe = result.settings.get("recipe")
+    st.caption(f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
+               f"{METHOD_LABELS.get(result.method, result.method).lower()}" +
+               (f" · recipe {recipe}" if recipe else "") + f" · {origin}")
+
+
+def digest(vectors) -> str:
+    """A short hash naming these exact vectors (keys for the cached tables)."""
+    import hashlib
+
+    return hashlib.sha1(vectors.detach().cpu().numpy().tobytes()).hexdigest()[:12]
+
+
+def ensure_app_shell() -> None:
+    """Called first by every page script: make sure it runs inside app.py's navigation and sidebar.
+
+    Streamlit still honours its old multipage convention: on a fresh server, a request for a page whose script sits in
+    a `pages/` folder beside the main script can run that script on its own, without app.py. Switching that mode off
+    and rerunning puts the request through app.py's `st.navigation`, which maps it to the same page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the old mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()

@@ -8,18 +8,17 @@ returns tidy tables; `ablation_figures` turns them into plotly figures, `save_fi
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import SoftPrompt, atomic_write_bytes, atomic_write_json
-from .config import Selection
-from .data import get_relation, load_split
+from .artifacts import atomic_write_bytes, atomic_write_json
+from .config import Normalization, Recipe, Selection
+from .data import get_task
 from .errors import InputError
-from .evaluation import candidates_for, evaluate
+from .evaluation import evaluate
 from .models import PromptedLM
-from .transfer import TransferConfig, transfer_prompt
-from .tuning import TuneConfig, tune_prompt
+from .runs import PromptStore, TaskData, run
+from .settings import recipe_settings
 
 ANCHOR_COUNTS = (512, 1024, 2048, 4096, None)  # None: every shared word
 PROMPT_LENGTHS = (1, 3, 5, 10)
@@ -34,6 +33,8 @@ class AblationConfig:
     dev_every: int = 100  # trajectory resolution of the loss-vs-accuracy curves
     max_train_facts: int | None = 320
     tune: dict = field(default_factory=lambda: {"epochs": 3})  # TuneConfig fields (n_vectors is swept)
+    transfer: dict = field(default_factory=dict)  # TransferConfig fields on top of the recipe's
+    recipe: str = Recipe.PAPER.value  # the paper's search, whose trajectory the figures show
     seed: int = 0
     data_dir: str | None = None
 
@@ -44,16 +45,20 @@ class AblationConfig:
             raise InputError("anchor counts and prompt lengths must be positive")
         if "n_vectors" in self.tune:
             raise InputError("the prompt length is swept by prompt_lengths; leave n_vectors out of tune")
-        TuneConfig(**self.tune)
+        self.settings(5)
         for rid in self.relations:
-            get_relation(rid, self.data_dir)
+            get_task(rid, self.data_dir)
+
+    def settings(self, n_vectors: int, **transfer):
+        tune = {"seed": self.seed, "max_train": self.max_train_facts, **self.tune, "n_vectors": n_vectors}
+        return recipe_settings(self.recipe, {"tune": tune, "transfer": {"steps": self.steps, "seed": self.seed,
+                                                                        **self.transfer, **transfer}})
 
 
 def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig, work: str | Path,
                   on_step=None, should_stop=None) -> dict[str, list[dict]]:
     """{"trajectory": rows, "anchors": rows, "length": rows}; each point is cached under `work`."""
     work = Path(work)
-    cands = {lm.name: candidates_for(lm, data_dir=config.data_dir) for lm in (source, target)}
     jobs = [("trajectory", rid, normalize) for rid in config.relations for normalize in (True, False)]
     jobs += [("anchors", rid, n) for rid in config.relations for n in config.anchor_counts]
     jobs += [("length", rid, m) for rid in config.relations for m in config.prompt_lengths]
@@ -65,7 +70,7 @@ def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig
         if path.is_file():
             rows = json.loads(path.read_text())
         else:
-            rows = _compute(kind, rid, value, source, target, cands, config, work)
+            rows = _compute(kind, rid, value, source, target, config, work)
             atomic_write_json(path, rows)
         tables[kind] += rows
         if on_step:
@@ -73,38 +78,27 @@ def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig
     return tables
 
 
-def _source_prompt(source: PromptedLM, rid: str, m: int, cands, config: AblationConfig, work: Path) -> SoftPrompt:
-    path = work / "prompts" / f"{rid}_m{m}.safetensors"
-    if not path.is_file():
-        train = load_split(rid, "train", config.data_dir)[: config.max_train_facts]
-        dev = load_split(rid, "dev", config.data_dir)
-        tune_config = TuneConfig(**{"seed": config.seed, **config.tune, "n_vectors": m})
-        tune_prompt(source, get_relation(rid, config.data_dir), train, dev, cands[source.name], tune_config).save(path)
-    return SoftPrompt.load(path)
-
-
-def _compute(kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, cands, config: AblationConfig,
+def _compute(kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, config: AblationConfig,
              work: Path) -> list[dict]:
     base_length = 5 if 5 in config.prompt_lengths else config.prompt_lengths[0]
-    prompt = _source_prompt(source, rid, value if kind == "length" else base_length, cands, config, work)
-    test = load_split(rid, "test", config.data_dir)
+    data = TaskData.load(rid, config.data_dir)
+    store = PromptStore(work / "prompts")
     common = {"relation": rid, "source": source.name, "target": target.name}
     if kind == "trajectory":
-        dev = load_split(rid, "dev", config.data_dir)
-        result = transfer_prompt([(prompt, source)], target, TransferConfig(
-            steps=config.steps, normalize=value, selection=Selection.DEV, dev_every=config.dev_every, patience=None,
-            seed=config.seed), dev=dev, candidates=cands[target.name])
-        return [{**common, "normalize": value, **row} for row in result.trajectory if "dev_p_at_1" in row]
-    started = time.perf_counter()
-    transfer_config = TransferConfig(steps=config.steps, seed=config.seed,
-                                     **({"n_anchors": value} if kind == "anchors" else {}))
-    result = transfer_prompt([(prompt, source)], target, transfer_config)
-    score = evaluate(target, result.as_prompt(), test, cands[target.name])
-    source_score = evaluate(source, prompt.as_prompt(), test, cands[source.name])
-    return [{**common, kind: "all" if value is None else value, "n_anchors_used": result.provenance["n_anchors"],
-             "p_at_1": score.p_at_1, "n_correct": score.n_correct, "n_facts": score.n_facts,
-             "source_p_at_1": source_score.p_at_1, "matching_loss": result.metrics["matching_loss"],
-             "seconds": time.perf_counter() - started}]
+        settings = config.settings(base_length,
+                                   normalization=(Normalization.GLOBAL if value else Normalization.NONE).value,
+                                   selection=Selection.DEV.value, dev_every=config.dev_every, patience=None)
+        result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
+        return [{**common, "normalize": value, **row} for row in result.prompt.trajectory if "dev_p_at_1" in row]
+    settings = config.settings(value if kind == "length" else base_length, selection=Selection.LOSS.value,
+                               **({"n_anchors": value} if kind == "anchors" else {}))
+    result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
+    prompt = result.source_prompts[0]
+    source_score = evaluate(source, prompt.as_prompt(), data.splits["test"], data.candidates(source))
+    return [{**common, kind: "all" if value is None else value, "n_anchors_used": result.prompt.provenance["n_anchors"],
+             "p_at_1": result.p_at_1, "n_correct": result.result.n_correct, "n_facts": result.result.n_facts,
+             "source_p_at_1": source_score.p_at_1, "matching_loss": result.prompt.metrics["matching_loss"],
+             "seconds": result.seconds}]
 
 
 # ----------------------------------------------------------------------------- figures

@@ -5,15 +5,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .anchors import AnchorSet, relative_encoding, tokenizer_style, word_of_token
+from .anchors import AnchorSet, tokenizer_style, word_of_token
+from .config import SpaceMode
 from .models import PromptedLM
+from .space import relative_space
 
 
 def _unit_embeddings(lm: PromptedLM) -> torch.Tensor:
-    key = ("unit_embeddings",)
-    if key not in lm.cache:
-        lm.cache[key] = F.normalize(lm.embedding_matrix, dim=-1)
-    return lm.cache[key]
+    return lm.memo.get(("unit_embeddings",), lambda: F.normalize(lm.embedding_matrix, dim=-1))
 
 
 def display_token(lm: PromptedLM, token_id: int) -> str:
@@ -41,34 +40,50 @@ def norm_table(lm: PromptedLM, vectors: torch.Tensor, sample: int = 20000, seed:
     return {"prompt_norms": vectors.float().norm(dim=-1).tolist(), "vocab_norms": norms.tolist()}
 
 
-def relative_coordinates(lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, n_points: int = 1000
-                         ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Relative encodings (cosine to every anchor) of the first `n_points` anchors and of the prompt vectors.
+def relative_coordinates(lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, n_points: int = 1000,
+                         mode: SpaceMode | str = SpaceMode.RAW) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Relative encodings (in the run's own space) of the first `n_points` anchors and of the prompt vectors.
 
     Both models' points are expressed against the same anchor words, so source and target maps are comparable.
     Returns (anchor rows [n, k], prompt rows [m, k], the n anchor words).
     """
-    anchor_emb = anchors.embeddings(lm)
-    shown = anchor_emb[:n_points]
-    anchor_rel, _ = relative_encoding(shown, anchor_emb)
-    prompt_rel, _ = relative_encoding(vectors.float().to(anchor_emb.device), anchor_emb)
-    return anchor_rel.cpu().numpy(), prompt_rel.cpu().numpy(), list(anchors.words[:n_points])
+    space = relative_space(lm, anchors, mode)
+    with torch.no_grad():
+        anchor_rel = space.encode(anchors.embeddings(lm)[:n_points].float().cpu())
+        prompt_rel = space.encode(vectors.float().cpu())
+    return anchor_rel.numpy(), prompt_rel.numpy(), list(anchors.words[:n_points])
 
 
-def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None) -> np.ndarray:
-    """2-D map of `points` by PCA (instant) or UMAP (seeded). The projection is fitted on the first `fit_rows` rows
-    (e.g. the anchors only) and applied to all, so prompt vectors do not move the map."""
+def fingerprints(source: PromptedLM, source_vectors: torch.Tensor, target: PromptedLM, target_vectors: torch.Tensor,
+                 anchors: AnchorSet, mode: SpaceMode | str = SpaceMode.RAW, top_k: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source prompt's encoding (its top-K kept, the rest zero) and the transferred prompt's encoding on the
+    same entries: what the transfer objective compares. Returns (source [m, k], target [m, k], mask [m, k])."""
+    with torch.no_grad():
+        src, mask = relative_space(source, anchors, mode).encode_top_k(source_vectors.float().cpu(), top_k)
+        tgt = relative_space(target, anchors, mode).encode(target_vectors.float().cpu()) * mask
+    return src.numpy(), tgt.numpy(), mask.numpy()
+
+
+def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None
+               ) -> tuple[np.ndarray, list[float] | None]:
+    """2-D map of `points` by PCA (instant) or UMAP (seeded), and (PCA only) the share of variance each axis keeps.
+
+    The projection is fitted on the first `fit_rows` rows (e.g. the anchors only) and applied to all, so prompt
+    vectors do not move the map."""
     fit = points[:fit_rows] if fit_rows else points
     if method == "pca":
         mean = fit.mean(0, keepdims=True)
-        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-        return (points - mean) @ vt[:2].T
+        _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
+        variance = singular ** 2
+        return (points - mean) @ vt[:2].T, (variance[:2] / max(variance.sum(), 1e-12)).tolist()
     if method == "umap":
         import umap
 
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=15, metric="cosine")
+        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(fit) - 1)),
+                            metric="cosine")
         reducer.fit(fit)
-        return reducer.transform(points)
+        return reducer.transform(points), None
     raise ValueError(f"unknown projection {method!r}; choose pca or umap")
 
 
@@ -86,9 +101,10 @@ def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", 
     from .artifacts import SoftPrompt
     from .errors import InputError
     from .templates import PromptTemplate
-    from .transfer import TransferConfig, transfer_prompt
+    from .settings import TransferConfig
+    from .transfer import transfer_prompt
 
-    shared = select_anchors([source, target], None)
+    shared = select_anchors([source, target])
     candidates = range(n_anchors, min(len(shared), n_anchors + pool))
     if not len(candidates):
         raise InputError(f"the models share {len(shared)} words: none is left to probe beyond {n_anchors} anchors")
@@ -98,7 +114,8 @@ def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", 
     ids = shared.token_ids(source)[picks]
     probe = SoftPrompt(source.embedding_matrix[ids.to(source.embedding_matrix.device)].float().cpu(), source.name,
                        "probe", "probe", PromptTemplate.soft(len(words)).text)
-    config = TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors, hub_penalty=hub_penalty)
+    config = TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors, hub_penalty=hub_penalty,
+                            anchor_source="frequency", top_k=None)
     out = transfer_prompt([(probe, source)], target, config)
     pairs = list(zip(words, out.provenance["tokens"]))
     return sum(a == b for a, b in pairs) / len(pairs), pairs

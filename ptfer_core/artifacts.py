@@ -5,6 +5,7 @@ crash or a bad input never leaves a half-written file or clobbers a good one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,11 +23,22 @@ FORMAT_VERSION = 1
 TENSOR_KEY = "vectors"
 
 
+def _read_umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once at import: changing the umask is process-wide, so never from worker threads
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename it into place (readable as any new file would be)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -88,6 +100,11 @@ class SoftPrompt:
     @property
     def prompt_template(self) -> PromptTemplate:
         return PromptTemplate.parse(self.template)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the vectors: names these exact numbers (caches, provenance)."""
+        return hashlib.sha1(self.vectors.numpy().tobytes()).hexdigest()[:12]
 
     def as_prompt(self):
         from .evaluation import Prompt
@@ -151,9 +168,19 @@ class SoftPrompt:
         if TENSOR_KEY not in tensors:
             raise PromptFileError(f"{name} has no '{TENSOR_KEY}' tensor (found: {', '.join(tensors) or 'none'})")
         try:
-            meta = json.loads(sidecar) if sidecar is not None else json.loads(_embedded_metadata(data)["ptfer"])
+            embedded = _embedded_metadata(data).get("ptfer")
+            embedded = json.loads(embedded) if embedded is not None else None
+            meta = json.loads(sidecar) if sidecar is not None else embedded
+            if meta is None:
+                raise KeyError("ptfer")
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise PromptFileError(f"{name}: its metadata is missing or not valid JSON ({exc})") from None
+        if isinstance(meta, dict) and isinstance(embedded, dict):
+            differ = [k for k in ("model", "relation", "method", "template", "shape") if meta.get(k) != embedded.get(k)]
+            if differ:
+                raise PromptFileError(f"{name}: its .json sidecar contradicts the metadata inside the tensor file "
+                                      f"({', '.join(f'{k}: {meta.get(k)!r} vs {embedded.get(k)!r}' for k in differ)}); "
+                                      "remove the wrong .json or re-save the prompt")
         if not isinstance(meta, dict):
             raise PromptFileError(f"{name}: its metadata is not a JSON object")
         version = meta.get("format_version")

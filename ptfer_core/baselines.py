@@ -1,30 +1,27 @@
-"""Every way of getting a prompt for the target, behind one function: `run_method(method, ...)`.
+"""The paper's baselines, each a function that returns a prompt for the target model.
 
-random · manual · direct tuning (upper bound) · direct transfer (same width only) · discretisation ·
-neural projector · transfer (single or multi-source, through the relative space).
+random · direct transfer (same width only) · discretisation · neural projector. (The manual template is
+`Prompt.manual`, direct tuning is `tuning.tune_prompt` on the target; `runs.run_method` dispatches them all.)
 """
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .anchors import AnchorSet, select_anchors, word_index
+from .anchors import AnchorSet, select_anchors
 from .artifacts import SoftPrompt
-from .config import Method, parse_enum
-from .data import Fact, Relation
+from .config import Method
+from .data import Fact
 from .errors import DimensionMismatchError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate
 from .models import PromptedLM
-from .transfer import TransferConfig, transfer_prompt
-from .tuning import TuneConfig, sample_like_embeddings, tune_prompt
+from .settings import ProjectorConfig
+from .templates import PromptTemplate
+from .tuning import sample_like_embeddings
 
 
 def random_prompt(target: PromptedLM, template_text: str, relation: str, seed: int = 0) -> SoftPrompt:
     """Vectors drawn from a normal fitted per dimension to the target's embeddings."""
-    from .templates import PromptTemplate
-
     m = PromptTemplate.parse(template_text).n_soft
     vectors = sample_like_embeddings(target, m, torch.Generator().manual_seed(seed))
     return SoftPrompt(vectors, target.name, relation, Method.RANDOM.value, template_text, provenance={"seed": seed})
@@ -43,31 +40,21 @@ def direct_transfer(source_prompt: SoftPrompt, target: PromptedLM) -> SoftPrompt
 def discretize(source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM,
                anchors: AnchorSet | None = None) -> tuple[SoftPrompt, list[str]]:
     """Each source vector → its nearest shared word by cosine in the source space → that word's target embedding."""
-    shared = anchors or select_anchors([source, target], k=None)
+    shared = anchors or select_anchors([source, target])
     src_emb = F.normalize(shared.embeddings(source), dim=-1)
-    nearest = (F.normalize(source_prompt.vectors, dim=-1) @ src_emb.T).argmax(dim=-1).tolist()
-    words = [shared.words[i] for i in nearest]
-    tgt_index = word_index(target)
-    vectors = target.embedding_matrix[torch.tensor([tgt_index[w] for w in words])].clone()
+    nearest = (F.normalize(source_prompt.vectors, dim=-1) @ src_emb.T).argmax(dim=-1)
+    words = [shared.words[i] for i in nearest.tolist()]
+    vectors = shared.embeddings(target)[nearest].clone()
     prompt = SoftPrompt(vectors, target.name, source_prompt.relation, Method.DISCRETIZATION.value, source_prompt.template,
                         provenance={"source": source_prompt.model, "tokens": words, "n_shared": len(shared)})
     return prompt, words
-
-
-@dataclass
-class ProjectorConfig:
-    hidden: int = 768
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 16
-    seed: int = 0
 
 
 def train_projector(source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None,
                     pairs: AnchorSet | None = None, on_epoch=None, should_stop=None) -> torch.nn.Module:
     """2-layer MLP (LeakyReLU) mapping source to target embeddings, MSE on shared-vocabulary pairs."""
     config = config or ProjectorConfig()
-    pairs = pairs or select_anchors([source, target], k=None)
+    pairs = pairs or select_anchors([source, target])
     x, y = pairs.embeddings(source).cpu(), pairs.embeddings(target).cpu()
     torch.manual_seed(config.seed)
     net = torch.nn.Sequential(torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(),
@@ -95,19 +82,21 @@ def projector_snapshots(source: PromptedLM, target: PromptedLM, config: Projecto
     choice of epoch (on each relation's target dev split) differs.
     """
     config = config or ProjectorConfig()
-    key = ("projector_snapshots", source.name, tuple(sorted(asdict(config).items())))
-    if key not in target.cache:
-        snapshots: list[dict] = []
-        train_projector(source, target, config, should_stop=should_stop,
-                        on_epoch=lambda epoch, net: snapshots.append({k: v.clone() for k, v in net.state_dict().items()}))
-        if should_stop and should_stop() and len(snapshots) < config.epochs:
-            return snapshots  # a cancelled run is not cached
-        target.cache[key] = snapshots
-    return target.cache[key]
+    key = ("projector_snapshots", source.identity, tuple(sorted(config.to_dict().items())))
+    cached = target.memo.peek(key)
+    if cached is not None:
+        return cached
+    snapshots: list[dict] = []
+    train_projector(source, target, config, should_stop=should_stop,
+                    on_epoch=lambda epoch, net: snapshots.append({k: v.clone() for k, v in net.state_dict().items()}))
+    if len(snapshots) < config.epochs:
+        return snapshots  # a cancelled run is not kept
+    return target.memo.get(key, lambda: snapshots)
 
 
 def projector_prompt(source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM, dev: list[Fact],
-                     candidates: CandidateSet, config: ProjectorConfig | None = None, should_stop=None) -> SoftPrompt:
+                     candidates: CandidateSet, config: ProjectorConfig | None = None, should_stop=None,
+                     max_subject_tokens: int | None = None) -> SoftPrompt:
     """Project the source prompt with the MLP of each epoch; keep the epoch best on target dev (as the paper)."""
     config = config or ProjectorConfig()
     snapshots = projector_snapshots(source, target, config, should_stop)
@@ -121,45 +110,11 @@ def projector_prompt(source_prompt: SoftPrompt, source: PromptedLM, target: Prom
         net.load_state_dict(state)
         with torch.no_grad():
             vectors = net(source_prompt.vectors)
-        score = evaluate(target, Prompt(template, vectors), dev, candidates).p_at_1 if dev else 0.0
+        score = evaluate(target, Prompt(template, vectors), dev, candidates,
+                         max_subject_tokens=max_subject_tokens).p_at_1 if dev else 0.0
         if score > best["dev_p_at_1"]:
             best.update(dev_p_at_1=score, epoch=epoch, vectors=vectors)
     return SoftPrompt(best["vectors"], target.name, source_prompt.relation, Method.PROJECTOR.value, source_prompt.template,
                       provenance={"source": source_prompt.model, "selected_epoch": best["epoch"],
-                                  "config": asdict(config), "selection": "target dev P@1"},
+                                  "projector": config.stamped(), "selection": "target dev P@1"},
                       metrics={"dev_p_at_1": best["dev_p_at_1"]})
-
-
-def run_method(method: Method | str, *, target: PromptedLM, relation: Relation,
-               sources: list[tuple[SoftPrompt, PromptedLM]] = (), train: list[Fact] | None = None,
-               dev: list[Fact] | None = None, candidates: CandidateSet | None = None, seed: int = 0,
-               template: str | None = None, tune_config: TuneConfig | None = None,
-               transfer_config: TransferConfig | None = None, projector_config: ProjectorConfig | None = None,
-               on_step=None, should_stop=None) -> Prompt | SoftPrompt:
-    """One entry point for every method. Returns a `Prompt` (manual) or a `SoftPrompt` for the target."""
-    method = parse_enum(Method, method, "method")
-    sources = list(sources)
-    needs_source = {Method.DIRECT_TRANSFER, Method.DISCRETIZATION, Method.PROJECTOR, Method.TRANSFER}
-    if method in needs_source and not sources:
-        raise InputError(f"method {method.value!r} needs a source prompt")
-    if method == Method.MANUAL:
-        return Prompt.manual(relation)
-    if method == Method.RANDOM:
-        layout = template or (sources[0][0].template if sources else
-                              (tune_config or TuneConfig()).resolved(target, relation).template.text)
-        return random_prompt(target, layout, relation.id, seed)
-    if method == Method.DIRECT_TUNING:
-        config = tune_config or TuneConfig(seed=seed)
-        prompt = tune_prompt(target, relation, train or [], dev or [], candidates, config, on_step, should_stop)
-        prompt.method = Method.DIRECT_TUNING.value
-        return prompt
-    if method == Method.DIRECT_TRANSFER:
-        return direct_transfer(sources[0][0], target)
-    if method == Method.DISCRETIZATION:
-        return discretize(sources[0][0], sources[0][1], target)[0]
-    if method == Method.PROJECTOR:
-        return projector_prompt(sources[0][0], sources[0][1], target, dev or [], candidates, projector_config,
-                                should_stop)
-    config = transfer_config or TransferConfig(seed=seed)
-    return transfer_prompt(sources, target, config, dev=dev, candidates=candidates, on_step=on_step,
-                           should_stop=should_stop)

@@ -1,7 +1,17 @@
-"""Small validated settings shared across the library. String enums so they round-trip through JSON/CLI/URLs."""
+"""Every setting's vocabulary: the string enums, and the base of the settings dataclasses.
+
+Enums are `str` subclasses so they round-trip through JSON, YAML, command lines and URLs unchanged. A settings
+dataclass (`settings.py`) describes each field once, with `setting(default, help)`; the CLI options, the app's
+widgets, saved prompts, presets and grid files are all derived from that one description.
+"""
 from __future__ import annotations
 
+import dataclasses
+import typing
+import warnings
 from enum import Enum
+
+SETTINGS_VERSION = 2  # bump when a field changes meaning; older files are migrated in `from_dict`
 
 
 class ModelKind(str, Enum):
@@ -15,22 +25,29 @@ class Precision(str, Enum):
 
 
 class Placement(str, Enum):
-    """Where the m soft vectors sit relative to the subject [X]."""
+    """Where the m soft vectors sit around the input [X]."""
 
     POSTFIX = "postfix"  # [X] v1 … vm [Y] .   (the paper's layout)
-    PREFIX = "prefix"  # v1 … vm [X] [Y] .
+    PREFIX = "prefix"  # v1 … vm [X] [Y] .   (after the model's own start token)
     SPLIT = "split"  # v1 … vj [X] vj+1 … vm [Y] .
     TEMPLATE = "template"  # split, shaped like the relation's manual template: one vector per template token
+    PEFT = "peft"  # v1 … vm before everything, special tokens included: exactly PEFT's prompt tuning
 
 
 class PromptInit(str, Enum):
-    RANDOM = "random"
-    MANUAL = "manual"
-    VOCAB_SAMPLE = "vocab-sample"
+    OPTIPROMPT = "optiprompt"  # N(0, initializer_range²) in the embedding weights' space, as OptiPrompt's new [V] rows
+    RANDOM = "random"  # a normal fitted per dimension to the model's token embeddings
+    MANUAL = "manual"  # the manual template's own tokens, in order
+    VOCAB_SAMPLE = "vocab-sample"  # embeddings of randomly drawn answer-candidate words
+
+
+class TuneLoss(str, Enum):
+    FULL_VOCABULARY = "full-vocabulary"  # OptiPrompt: cross-entropy over the whole vocabulary at the answer slot
+    CANDIDATES = "candidates"  # cross-entropy over the answer candidates only (what P@1 measures; cheaper)
 
 
 class Selection(str, Enum):
-    """How the transfer search picks its answer: `loss` uses no target labels (truly zero-shot)."""
+    """How a search or a training run picks its answer. `loss` uses no target labels (truly zero-shot)."""
 
     LOSS = "loss"
     DEV = "dev"
@@ -41,8 +58,7 @@ class SpaceMode(str, Enum):
 
     RAW = "raw"  # cos(v, a_j): the paper
     CENTRED = "centred"  # cos(v − c, a_j − c), c = the mean of all the model's token embeddings
-    # cos(v − c, a_j − c) with c = the anchors' mean, then each anchor's similarity z-scored over the anchor set:
-    # removes each model's common offset (anisotropy) and the hub anchors that are near everything
+    # cos(v − c, a_j − c) with c = the anchors' mean, then each anchor's similarity z-scored over the anchor set
     STANDARDISED = "standardised"
 
 
@@ -50,8 +66,41 @@ class Solver(str, Enum):
     """How the target vectors are found."""
 
     ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
-    LSTSQ = "lstsq"  # closed form per vector (u ∝ A⁺ r), normalised afterwards; milliseconds instead of seconds
+    LSTSQ = "lstsq"  # the objective's closed form (unnormalised optimum), normalised afterwards
+    REFINED = "refined"  # the closed form, then refined with the normalisation inside the loop: the exact optimum
     VOCABULARY = "vocabulary"  # the same objective over real tokens: per vector, the shared word matching best
+
+
+class SearchInit(str, Enum):
+    XAVIER = "xavier"  # the reference: Xavier-normal, std √(2/(m + d))
+    NORMAL = "normal"  # unit normal
+
+
+class Normalization(str, Enum):
+    """Eq. 6: map the found vectors onto the target's embedding distribution."""
+
+    GLOBAL = "global"  # the paper: one mean/std over all found values → the target embedding matrix's mean/std
+    PER_VECTOR = "per-vector"  # each vector standardised on its own (forces equal norms)
+    NONE = "none"  # ablation: only rescaled to the target's spread
+
+
+class Projection(str, Enum):
+    """What to do with the found vectors afterwards (uses no labels, so transfer stays zero-shot)."""
+
+    NONE = "none"  # the paper
+    NEAREST = "nearest"  # snap each vector to its nearest target token (cosine)
+    NEAREST_SHARED = "nearest-shared"  # snap to the nearest word both models share
+    MIX = "mix"  # similarity-weighted mix of the top-n target tokens
+
+
+class AnchorSource(str, Enum):
+    COMMON_VOCAB = "common-vocab"  # the reference: the common-vocabulary file's words, file order
+    FREQUENCY = "frequency"  # every shared word-initial token, ordered by a token-id frequency proxy
+
+
+class AnchorFilter(str, Enum):
+    WORDS = "words"  # alphabetic whole words only
+    ALL = "all"  # any word-initial token spelled the same in every vocabulary
 
 
 class Method(str, Enum):
@@ -62,6 +111,19 @@ class Method(str, Enum):
     DISCRETIZATION = "discretization"
     PROJECTOR = "projector"
     TRANSFER = "transfer"
+
+
+class Recipe(str, Enum):
+    """A named, complete set of tuning and transfer settings (see `settings.recipe_settings`)."""
+
+    PAPER = "paper"  # the reference code, faithfully: OptiPrompt tuning, Adam search, target-dev selection
+    PAPER_ZERO_SHOT = "paper-zero-shot"  # the same, selected by the lowest matching loss (no target labels)
+    STUDIO = "studio"  # PTfer Studio's default: the paper's objective solved exactly, zero-shot
+
+
+class TaskKind(str, Enum):
+    RELATION = "relation"  # a LAMA T-REx relation: the answer is one word of the common vocabulary
+    CLASSIFICATION = "classification"  # a label, predicted through its label word(s)
 
 
 def parse_enum(enum_type: type[Enum], value, what: str):
@@ -75,3 +137,102 @@ def parse_enum(enum_type: type[Enum], value, what: str):
         from .errors import InputError
 
         raise InputError(f"unknown {what} {value!r}; choose one of: {choices}") from None
+
+
+# ----------------------------------------------------------------------------- settings dataclasses
+
+
+def setting(default, help: str, *, label: str | None = None, cli: bool = True, minimum=None, maximum=None):
+    """A settings field with its help text (and optional bounds), the one description every interface reads."""
+    meta = {"help": help, "label": label, "cli": cli, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class Settings:
+    """Mixin for settings dataclasses: validation from field metadata, JSON round trip with a version stamp."""
+
+    def _check_fields(self) -> None:
+        """Coerce enum fields from strings and check numeric bounds; subclasses call it from __post_init__."""
+        from .errors import InputError
+
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            enum_type = enum_of(hints[f.name])
+            if enum_type is not None and value is not None:
+                setattr(self, f.name, parse_enum(enum_type, value, f.name.replace("_", " ")))
+                continue
+            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+                continue
+            low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
+            if value != value or (low is not None and value < low) or (high is not None and value > high):
+                bounds = " and ".join(b for b in (f"at least {low}" if low is not None else "",
+                                                  f"at most {high}" if high is not None else "") if b)
+                raise InputError(f"{f.name} must be {bounds} (got {value})")
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict | None, *, where: str = "settings", version: int = SETTINGS_VERSION):
+        """Build from a dict; unknown keys are dropped with a warning naming them (never silently, never fatal).
+
+        A stamped dict's own `settings_version` wins over `version`; pass version=1 for files older than stamps.
+        """
+        from .errors import InputError
+
+        data = dict(data or {})
+        version = data.pop("settings_version", version)
+        if version < SETTINGS_VERSION:
+            data = cls.migrate(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"{where}: ignoring unknown {cls.__name__} keys {', '.join(unknown)}", stacklevel=2)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise InputError(f"{where}: {exc}") from None
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        """Map settings saved before version stamps onto today's fields (override per class)."""
+        return data
+
+    def stamped(self) -> dict:
+        return {**self.to_dict(), "settings_version": SETTINGS_VERSION}
+
+    @classmethod
+    def describe(cls) -> list[dict]:
+        """One entry per field: name, default, help, choices (for enums), type; what CLIs and UIs are built from."""
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            enum_type = enum_of(hints[f.name])
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append({"name": f.name, "default": default.value if isinstance(default, Enum) else default,
+                         "help": f.metadata.get("help", ""), "label": f.metadata.get("label"),
+                         "choices": [e.value for e in enum_type] if enum_type else None,
+                         "type": base_type(hints[f.name]), "optional": type(None) in typing.get_args(hints[f.name]),
+                         "cli": f.metadata.get("cli", True), "minimum": f.metadata.get("minimum"),
+                         "maximum": f.metadata.get("maximum")})
+        return rows
+
+
+def enum_of(hint) -> type[Enum] | None:
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return candidate
+    return None
+
+
+def base_type(hint):
+    """int for `int | None`, Enum class for enums, etc."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else hint

@@ -1,18 +1,25 @@
-"""LAMA T-REx relations, facts, templates, common vocabularies and the deterministic train/dev/test split.
+"""Tasks and their examples: the 41 LAMA T-REx relations and the classification tasks (SST-2, DBpedia).
 
-Split: each fact goes to train/dev/test by hashing ``f"{seed}:{uuid}"`` with SHA-256 into [0, 1) and cutting
-at 0.6 and 0.8 (60/20/20). The split depends on nothing but the uuid and the seed: it is identical across
-machines, processes and Python hash seeds, and stable when facts are added or filtered.
+A `Task` is what a prompt is tuned for. For a relation, an example is a fact (subject, object); for a
+classification task, the "subject" is the text and the "object" is the class name, predicted through the class's
+label words. Both run through the same tuning, transfer and evaluation code.
+
+LAMA split: duplicate (subject, object) pairs are dropped first (the first in file order is kept, as LAMA and
+OptiPrompt do); then each fact goes to train/dev/test by hashing ``f"{seed}:{uuid}"`` with SHA-256 into [0, 1)
+and cutting at 0.6 and 0.8. The split depends on nothing but the uuid and the seed: identical across machines,
+processes and hash seeds, and stable when facts are added or filtered. Classification splits: `classification.py`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .config import TaskKind
 from .errors import DataError
 from .paths import DATA_DIR_ENV, data_dir as resolve_data_dir
 from .templates import PromptTemplate
@@ -22,29 +29,39 @@ SPLITS = tuple(SPLIT_RATIOS)
 DEFAULT_SPLIT_SEED = 0
 COMMON_VOCABS = {"be_ro_al": "common_vocab_cased_be_ro_al.txt", "lama": "common_vocab_cased.txt"}
 DEFAULT_COMMON_VOCAB = "be_ro_al"
+_RELATION_ID = re.compile(r"^P\d+$")
 
 
 @dataclass(frozen=True)
 class Fact:
-    subject: str
-    object: str
+    subject: str  # the input: a LAMA subject, or a classification text
+    object: str  # the answer: a LAMA object word, or a class name
     uuid: str
 
 
 @dataclass(frozen=True)
-class Relation:
+class Task:
     id: str
     label: str
-    template: str
-    type: str  # 1-1, N-1, N-M
+    template: str  # the manual template, with [X] and [Y]
+    type: str  # 1-1, N-1, N-M for relations; "classification"
     description: str = ""
+    kind: TaskKind = TaskKind.RELATION
+    classes: tuple[str, ...] = ()  # classification: the class names, in label order
+    label_words: tuple[tuple[str, ...], ...] = ()  # classification: per class, its words (first = preferred)
+    max_input_tokens: int | None = None  # classification: longer texts keep their first N tokens
+    sources: tuple[str, ...] = field(default=(), compare=False)  # the files it was read from
 
     @property
     def prompt_template(self) -> PromptTemplate:
         return PromptTemplate.parse(self.template)
 
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == TaskKind.CLASSIFICATION
 
-def _checked_dir(data_dir: str | os.PathLike | None) -> Path:
+
+def check_data_dir(data_dir: str | os.PathLike | None) -> Path:
     root = resolve_data_dir(data_dir)
     if not (root / "relations.jsonl").is_file() or not (root / "lama_trex").is_dir():
         raise DataError(
@@ -53,63 +70,106 @@ def _checked_dir(data_dir: str | os.PathLike | None) -> Path:
     return root
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; a clear DataError for anything that is not a JSON object."""
     rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno} is a JSON {type(row).__name__}, not an object")
+            rows.append((lineno, row))
     return rows
 
 
 @lru_cache(maxsize=8)
-def _relations_cached(root: Path) -> dict[str, Relation]:
+def _relations_cached(root: Path) -> dict[str, Task]:
     out = {}
-    for row in _read_jsonl(root / "relations.jsonl"):
-        if (root / "lama_trex" / f"{row['relation']}.jsonl").is_file():
-            out[row["relation"]] = Relation(row["relation"], row.get("label", ""), row["template"], row.get("type", ""),
-                                            row.get("description", ""))
+    path = root / "relations.jsonl"
+    for lineno, row in read_jsonl(path):
+        rid, template = row.get("relation"), row.get("template")
+        if not isinstance(rid, str) or not _RELATION_ID.match(rid):
+            raise DataError(f"{path}:{lineno}: 'relation' must be an id like P19 (got {rid!r})")
+        if not isinstance(template, str):
+            raise DataError(f"{path}:{lineno}: relation {rid} has no 'template' text")
+        facts_file = root / "lama_trex" / f"{rid}.jsonl"
+        if facts_file.is_file():
+            try:
+                PromptTemplate.parse(template)
+            except Exception as exc:  # noqa: BLE001 - the template error names the problem
+                raise DataError(f"{path}:{lineno}: relation {rid}: {exc}") from None
+            out[rid] = Task(rid, str(row.get("label", "")), template, str(row.get("type", "")),
+                            str(row.get("description", "")), sources=(str(facts_file),))
     return dict(sorted(out.items(), key=lambda kv: int(kv[0][1:])))
 
 
-def load_relations(data_dir: str | os.PathLike | None = None) -> dict[str, Relation]:
-    """The relations that have both a manual template and facts, ordered by P-number."""
-    return _relations_cached(_checked_dir(data_dir).resolve())
+def load_relations(data_dir: str | os.PathLike | None = None) -> dict[str, Task]:
+    """The LAMA relations that have both a manual template and facts, ordered by P-number."""
+    return _relations_cached(check_data_dir(data_dir).resolve())
 
 
-def get_relation(relation_id: str, data_dir: str | os.PathLike | None = None) -> Relation:
-    relations = load_relations(data_dir)
-    if relation_id not in relations:
-        raise DataError(f"relation {relation_id!r} is not in the data (known: {', '.join(relations)})")
-    return relations[relation_id]
+def load_tasks(data_dir: str | os.PathLike | None = None) -> dict[str, Task]:
+    """Every task: the LAMA relations, then the classification tasks whose data is present."""
+    from .classification import classification_tasks
+
+    return {**load_relations(data_dir), **classification_tasks(check_data_dir(data_dir))}
+
+
+def get_task(task_id: str, data_dir: str | os.PathLike | None = None) -> Task:
+    tasks = load_tasks(data_dir)
+    if task_id not in tasks:
+        relations = [t for t in tasks if _RELATION_ID.match(t)]
+        others = [t for t in tasks if not _RELATION_ID.match(t)]
+        raise DataError(f"unknown relation or task {task_id!r} (relations: {', '.join(relations)}; "
+                        f"classification tasks: {', '.join(others) or 'none in this data directory'})")
+    return tasks[task_id]
 
 
 @lru_cache(maxsize=64)
 def _facts_cached(path: Path) -> tuple[Fact, ...]:
-    facts = []
-    for row in _read_jsonl(path):
+    facts, seen = [], set()
+    for lineno, row in read_jsonl(path):
         try:
-            facts.append(Fact(row["sub_label"], row["obj_label"], row["uuid"]))
+            subject, obj, uuid = row["sub_label"], row["obj_label"], row["uuid"]
         except KeyError as exc:
-            raise DataError(f"{path}: a fact lacks the field {exc.args[0]!r}") from None
+            raise DataError(f"{path}:{lineno}: a fact lacks the field {exc.args[0]!r}") from None
+        if not all(isinstance(v, str) for v in (subject, obj, uuid)):
+            raise DataError(f"{path}:{lineno}: sub_label, obj_label and uuid must be strings")
+        if not subject.strip() or not obj.strip():
+            raise DataError(f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject.strip() else 'object'}")
+        if (subject, obj) in seen:  # LAMA and OptiPrompt keep distinct (subject, object) pairs only
+            continue
+        seen.add((subject, obj))
+        facts.append(Fact(subject, obj, uuid))
     return tuple(facts)
 
 
-def load_facts(relation_id: str, data_dir: str | os.PathLike | None = None) -> list[Fact]:
-    get_relation(relation_id, data_dir)
-    facts = list(_facts_cached((_checked_dir(data_dir) / "lama_trex" / f"{relation_id}.jsonl").resolve()))
+def load_facts(task_id: str, data_dir: str | os.PathLike | None = None) -> list[Fact]:
+    """All examples of a relation (distinct (subject, object) pairs, file order)."""
+    task = get_task(task_id, data_dir)
+    if task.is_classification:
+        from .classification import load_examples
+
+        return load_examples(task, "all", check_data_dir(data_dir))
+    facts = list(_facts_cached((check_data_dir(data_dir) / "lama_trex" / f"{task_id}.jsonl").resolve()))
     if not facts:
-        raise DataError(f"relation {relation_id} has no facts")
+        raise DataError(f"relation {task_id} has no facts")
     return facts
 
 
 def split_of(uuid: str, seed: int = DEFAULT_SPLIT_SEED) -> str:
-    digest = hashlib.sha256(f"{seed}:{uuid}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = unit_hash(f"{seed}:{uuid}")
     return "train" if u < SPLIT_RATIOS["train"] else "dev" if u < SPLIT_RATIOS["train"] + SPLIT_RATIOS["dev"] else "test"
+
+
+def unit_hash(text: str) -> float:
+    """A number in [0, 1) from SHA-256: the same on every machine and in every process."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
 
 
 def split_facts(facts: list[Fact], seed: int = DEFAULT_SPLIT_SEED) -> dict[str, list[Fact]]:
@@ -119,23 +179,29 @@ def split_facts(facts: list[Fact], seed: int = DEFAULT_SPLIT_SEED) -> dict[str, 
     return out
 
 
-def load_split(relation_id: str, split: str, data_dir=None, seed: int = DEFAULT_SPLIT_SEED) -> list[Fact]:
+def load_split(task_id: str, split: str, data_dir=None, seed: int = DEFAULT_SPLIT_SEED) -> list[Fact]:
     if split not in SPLITS and split != "all":
         raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}, all")
-    facts = load_facts(relation_id, data_dir)
+    task = get_task(task_id, data_dir)
+    if task.is_classification:
+        from .classification import load_examples
+
+        return load_examples(task, split, check_data_dir(data_dir), seed)
+    facts = load_facts(task_id, data_dir)
     return facts if split == "all" else split_facts(facts, seed)[split]
 
 
 def load_paraphrases(relation_id: str, data_dir=None) -> list[str]:
     """ParaRel paraphrased templates of a relation (empty when ParaRel has none for it)."""
-    path = _checked_dir(data_dir) / "pararel_patterns" / f"{relation_id}.jsonl"
-    return [row["pattern"] for row in _read_jsonl(path)] if path.is_file() else []
+    path = check_data_dir(data_dir) / "pararel_patterns" / f"{relation_id}.jsonl"
+    return [row["pattern"] for _, row in read_jsonl(path) if "pattern" in row] if path.is_file() else []
 
 
 def load_common_vocab(name: str = DEFAULT_COMMON_VOCAB, data_dir=None) -> list[str]:
+    """The common vocabulary's words in file order (the reference's anchors and LAMA's answer candidates)."""
     if name not in COMMON_VOCABS:
         raise DataError(f"unknown common vocabulary {name!r}; choose one of: {', '.join(COMMON_VOCABS)}")
-    path = _checked_dir(data_dir) / COMMON_VOCABS[name]
+    path = check_data_dir(data_dir) / COMMON_VOCABS[name]
     if not path.is_file():
         raise DataError(f"common vocabulary file {path} is missing")
-    return [w.strip() for w in path.read_text(encoding="utf-8").split("\n") if w.strip()]  # be_ro_al lines are space-indented
+    return [w.strip() for w in path.read_text(encoding="utf-8").split("\n") if w.strip()]  # be_ro_al lines are indented

@@ -1,7 +1,11 @@
-"""Precision@1 of discrete or soft prompts, restricted to a common vocabulary.
+"""Precision@1 (and, for classification, macro-F1) of discrete or soft prompts over a restricted answer set.
 
-Speed comes from computing only what P@1 needs: one hidden state per fact (the answer position), logits
-for the candidate rows only, facts batched in order of length so padding is small, no autograd.
+Speed comes from computing only what P@1 needs: one hidden state per example (the answer position), logits for
+the candidate rows only, examples batched in order of length so padding is small, no autograd, and, for soft
+prompts on causal LMs, the subject's keys/values computed once and reused (`fastpath`).
+
+Two averages over relations are reported and always named: the **relation mean** (the mean of per-relation P@1:
+what the paper and OptiPrompt call "micro") and the **pooled** P@1 (all correct over all facts).
 """
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import DEFAULT_COMMON_VOCAB, Fact, Relation, load_common_vocab
+from .config import Precision
+from .data import DEFAULT_COMMON_VOCAB, Fact, Task, load_common_vocab
 from .errors import DataError, InputError
-from .models import EncodedBatch, PromptedLM
+from .models import PromptedLM
 from .templates import PromptTemplate
 
 DEFAULT_BATCH_SIZE = 64
@@ -19,21 +24,37 @@ DEFAULT_BATCH_SIZE = 64
 
 @dataclass(frozen=True)
 class CandidateSet:
-    """Answer candidates of one model: common-vocabulary words that are single tokens of that model."""
+    """The answers a model may give: common-vocabulary words (relations) or classes (through label words)."""
 
-    words: tuple[str, ...]
-    token_ids: torch.Tensor  # [C] ids into the model's vocabulary
-    n_vocab_words: int  # size of the common vocabulary before the single-token filter
+    words: tuple[str, ...]  # the answers: words, or class names
+    token_ids: torch.Tensor  # [C] the token scored for each answer
+    n_vocab_words: int  # answers asked for before the single-token filter
+    token_words: tuple[str, ...] = ()  # classification: the label word used for each class
 
     @classmethod
     def build(cls, lm: PromptedLM, vocab_words: list[str]) -> "CandidateSet":
-        ids = lm.word_token_ids(vocab_words)
         seen: dict[int, str] = {}
-        for word, tid in zip(vocab_words, ids):
-            if tid is not None and tid not in seen and tid not in lm.special_token_ids:
+        for word, tid in zip(vocab_words, lm.word_token_ids(vocab_words)):
+            if tid is not None and tid not in seen:
                 seen[tid] = word
-        words = tuple(seen.values())
-        return cls(words, torch.tensor(list(seen.keys()), dtype=torch.long), len(vocab_words))
+        return cls(tuple(seen.values()), torch.tensor(list(seen.keys()), dtype=torch.long), len(vocab_words))
+
+    @classmethod
+    def for_classes(cls, lm: PromptedLM, task: Task) -> "CandidateSet":
+        """One token per class: the first of its label words that is a single token of `lm`."""
+        chosen_ids, chosen_words = [], []
+        for name, words in zip(task.classes, task.label_words):
+            ids = lm.word_token_ids(list(words))
+            pick = next(((w, i) for w, i in zip(words, ids) if i is not None), None)
+            if pick is None:
+                parts = {w: len(lm.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in words}
+                raise InputError(f"task {task.id}: no label word of class {name!r} is a single token of {lm.name} "
+                                 f"({', '.join(f'{w!r} splits into {n} tokens' for w, n in parts.items())})")
+            chosen_words.append(pick[0])
+            chosen_ids.append(pick[1])
+        if len(set(chosen_ids)) != len(chosen_ids):
+            raise InputError(f"task {task.id}: two classes share a label token in {lm.name}")
+        return cls(task.classes, torch.tensor(chosen_ids, dtype=torch.long), len(task.classes), tuple(chosen_words))
 
     @property
     def index(self) -> dict[str, int]:
@@ -43,12 +64,13 @@ class CandidateSet:
         return len(self.words)
 
 
-def candidates_for(lm: PromptedLM, vocab: str = DEFAULT_COMMON_VOCAB, data_dir=None) -> CandidateSet:
-    """The model's candidate set for a named common vocabulary, built once per model."""
-    key = ("candidates", vocab, str(data_dir))
-    if key not in lm.cache:
-        lm.cache[key] = CandidateSet.build(lm, load_common_vocab(vocab, data_dir))
-    return lm.cache[key]
+def candidates_for(lm: PromptedLM, task: Task | None = None, data_dir=None,
+                   vocab: str = DEFAULT_COMMON_VOCAB) -> CandidateSet:
+    """The answers of `task` for this model (a relation: the common vocabulary's single-token words), built once."""
+    if task is not None and task.is_classification:
+        return lm.memo.get(("candidates", "task", task.id, task.label_words), lambda: CandidateSet.for_classes(lm, task))
+    return lm.memo.get(("candidates", vocab, str(data_dir)),
+                       lambda: CandidateSet.build(lm, load_common_vocab(vocab, data_dir)))
 
 
 @dataclass(frozen=True)
@@ -60,8 +82,8 @@ class Prompt:
     label: str = "prompt"
 
     @classmethod
-    def manual(cls, relation: Relation) -> "Prompt":
-        return cls(relation.prompt_template, None, "manual")
+    def manual(cls, task: Task) -> "Prompt":
+        return cls(task.prompt_template, None, "manual")
 
     @classmethod
     def from_text(cls, template: str, label: str = "template") -> "Prompt":
@@ -70,15 +92,27 @@ class Prompt:
 
 @dataclass
 class EvalResult:
-    n_facts: int  # facts scored (answer is a candidate of this model)
+    n_facts: int  # examples scored (the answer is a candidate of this model)
     n_correct: int
-    n_skipped: int  # facts dropped because their object is not a single-token candidate of the model
-    predictions: list[str] = field(default_factory=list, repr=False)  # in the order of `facts` that were kept
+    n_skipped: int  # examples dropped because their answer is not a single-token candidate of the model
+    predictions: list[str] = field(default_factory=list, repr=False)  # in the order of `kept`
     kept: list[Fact] = field(default_factory=list, repr=False)
 
     @property
     def p_at_1(self) -> float:
         return 100.0 * self.n_correct / self.n_facts if self.n_facts else 0.0
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean over answers that occur (as gold or prediction) of per-answer F1, in %: the classification metric."""
+        gold = [f.object for f in self.kept]
+        labels = sorted(set(gold) | set(self.predictions))
+        scores = []
+        for label in labels:
+            tp = sum(g == label and p == label for g, p in zip(gold, self.predictions))
+            predicted, actual = self.predictions.count(label), gold.count(label)
+            scores.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
+        return 100.0 * sum(scores) / len(scores) if scores else 0.0
 
 
 @dataclass
@@ -86,14 +120,16 @@ class EvalReport:
     per_relation: dict[str, EvalResult]
 
     @property
-    def micro_p_at_1(self) -> float:
-        n = sum(r.n_facts for r in self.per_relation.values())
-        return 100.0 * sum(r.n_correct for r in self.per_relation.values()) / n if n else 0.0
-
-    @property
-    def macro_p_at_1(self) -> float:
+    def relation_mean(self) -> float:
+        """Mean of per-relation P@1 (the paper's and OptiPrompt's "micro" average)."""
         scored = [r.p_at_1 for r in self.per_relation.values() if r.n_facts]
         return sum(scored) / len(scored) if scored else 0.0
+
+    @property
+    def pooled(self) -> float:
+        """All correct answers over all scored facts."""
+        n = self.n_facts
+        return 100.0 * sum(r.n_correct for r in self.per_relation.values()) / n if n else 0.0
 
     @property
     def n_facts(self) -> int:
@@ -101,9 +137,7 @@ class EvalReport:
 
     def as_dict(self) -> dict:
         return {
-            "micro_p_at_1": self.micro_p_at_1,
-            "macro_p_at_1": self.macro_p_at_1,
-            "n_facts": self.n_facts,
+            "p_at_1_relation_mean": self.relation_mean, "p_at_1_pooled": self.pooled, "n_facts": self.n_facts,
             "relations": {rid: {"p_at_1": r.p_at_1, "n_facts": r.n_facts, "n_correct": r.n_correct,
                                 "n_skipped": r.n_skipped} for rid, r in self.per_relation.items()},
         }
@@ -136,32 +170,34 @@ def batch_bounds(lengths: list[int], batch_size: int, overhead: int = BATCH_OVER
     return bounds[::-1]
 
 
-def iter_batches(lm: PromptedLM, prompt: Prompt, subjects: list[str], batch_size: int):
-    """Yield (original indices, encoded batch): every row tokenised once, sorted by token length, and cut into
-    batches that are each trimmed to their own longest row (rows are right-padded), so padding is minimal."""
+def iter_batches(lm: PromptedLM, prompt: Prompt, subjects: list[str], batch_size: int, model=None,
+                 max_subject_tokens: int | None = None):
+    """Yield (original indices, encoded batch): every row tokenised once (its prefix keys/values computed once
+    when that pays), sorted by token length and cut into batches trimmed to their own longest row."""
     if not subjects:
         return
-    full = lm.encode(prompt.template, subjects)
+    full = lm.encode(prompt.template, subjects, max_subject_tokens)
+    if prompt.vectors is not None:
+        full = lm.with_prefix(full, model if model is not None else lm.model)
     lengths = full.attention_mask.sum(dim=1).tolist()
     order = sorted(range(len(subjects)), key=lambda i: (lengths[i], i))
     for start, end in batch_bounds([lengths[i] for i in order], batch_size):
         idx = order[start:end]
-        rows, width = torch.tensor(idx), lengths[idx[-1]]
-        yield idx, EncodedBatch(full.input_ids[rows, :width], full.attention_mask[rows, :width],
-                                full.soft_positions[rows], full.answer_positions[rows])
+        yield idx, full.rows(idx)
 
 
 def evaluate(lm: PromptedLM, prompt: Prompt, facts: list[Fact], candidates: CandidateSet,
-             batch_size: int = DEFAULT_BATCH_SIZE) -> EvalResult:
+             batch_size: int = DEFAULT_BATCH_SIZE, *, precision: Precision | str = Precision.FLOAT32,
+             max_subject_tokens: int | None = None) -> EvalResult:
     """P@1 of `prompt` on `facts`, argmax over the candidate rows only."""
     if prompt.vectors is not None:
         lm.check_vectors(prompt.vectors, prompt.template.n_soft)
     kept, gold = scorable_facts(facts, candidates)
     preds = [0] * len(kept)
-    cand_ids = candidates.token_ids
+    model = lm.compute_model(precision)
     with torch.inference_mode():
-        for idx, batch in iter_batches(lm, prompt, [f.subject for f in kept], batch_size):
-            top = lm.answer_logits(batch, prompt.vectors, cand_ids).argmax(dim=-1).tolist()
+        for idx, batch in iter_batches(lm, prompt, [f.subject for f in kept], batch_size, model, max_subject_tokens):
+            top = lm.answer_logits(batch, prompt.vectors, candidates.token_ids, model).argmax(dim=-1).tolist()
             for i, p in zip(idx, top):
                 preds[i] = p
     n_correct = sum(p == g for p, g in zip(preds, gold))
@@ -169,14 +205,17 @@ def evaluate(lm: PromptedLM, prompt: Prompt, facts: list[Fact], candidates: Cand
 
 
 def evaluate_relations(lm: PromptedLM, prompts: dict[str, Prompt], facts: dict[str, list[Fact]],
-                       candidates: CandidateSet, batch_size: int = DEFAULT_BATCH_SIZE, on_step=None,
-                       should_stop=None) -> EvalReport:
-    """Evaluate one prompt per relation; micro-average = all correct / all facts."""
+                       candidates: CandidateSet | dict[str, CandidateSet], batch_size: int = DEFAULT_BATCH_SIZE, on_step=None,
+                       should_stop=None, precision: Precision | str = Precision.FLOAT32,
+                       max_subject_tokens: dict[str, int | None] | None = None) -> EvalReport:
+    """Evaluate one prompt per relation (or task), against one candidate set or one per task."""
     results = {}
     for step, (rid, prompt) in enumerate(prompts.items()):
         if should_stop and should_stop():
             break
-        results[rid] = evaluate(lm, prompt, facts[rid], candidates, batch_size)
+        cands = candidates[rid] if isinstance(candidates, dict) else candidates
+        results[rid] = evaluate(lm, prompt, facts[rid], cands, batch_size, precision=precision,
+                                max_subject_tokens=(max_subject_tokens or {}).get(rid))
         if on_step:
             on_step(step, {"relation": rid, "p_at_1": results[rid].p_at_1, "n_facts": results[rid].n_facts})
     return EvalReport(results)
@@ -188,20 +227,26 @@ class Prediction:
     probability: float  # softmax over the candidate set
 
 
-def top_k(lm: PromptedLM, prompt: Prompt, subject: str, candidates: CandidateSet, k: int = 5) -> list[Prediction]:
+def top_k(lm: PromptedLM, prompt: Prompt, subject: str, candidates: CandidateSet, k: int = 5,
+          max_subject_tokens: int | None = None) -> list[Prediction]:
     """The model's k most likely candidate answers for one subject."""
     if not isinstance(subject, str) or not subject.strip():
         raise InputError("empty subject: type the entity the question is about")
     if k < 1:
         raise InputError(f"k must be at least 1 (got {k})")
     with torch.inference_mode():
-        logits = lm.answer_logits(lm.encode(prompt.template, [subject]), prompt.vectors, candidates.token_ids)[0]
+        batch = lm.encode(prompt.template, [subject], max_subject_tokens)
+        logits = lm.answer_logits(batch, prompt.vectors, candidates.token_ids)[0]
     probs = logits.softmax(-1)
     values, idx = probs.topk(min(k, len(candidates)))
     return [Prediction(candidates.words[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]
 
 
-def require_facts(facts: list[Fact], relation_id: str, minimum: int = 1) -> list[Fact]:
-    if len(facts) < minimum:
-        raise DataError(f"relation {relation_id} has {len(facts)} usable facts; at least {minimum} are needed")
-    return facts
+def require_scorable(facts: list[Fact], candidates: CandidateSet, what: str, minimum: int = 1) -> list[Fact]:
+    """The scorable facts, or a DataError naming `what` when fewer than `minimum` remain."""
+    kept, _ = scorable_facts(facts, candidates)
+    if len(kept) < minimum:
+        raise DataError(f"{what}: {len(kept)} example(s) whose answer is a single-token candidate of the model; "
+                        f"at least {minimum} needed")
+    return kept
+

@@ -1,58 +1,75 @@
-"""The result grid: every method × ordered (source → target) pair × relation, resumable and parallelisable.
+"""The result grid: every method × recipe × ordered (source → target) pair × task, resumable and parallelisable.
 
-Work is split into tasks. Stage 1 tunes one source prompt per (model, relation); stage 2 runs every method
-for one (relation, source→target) pair, or the target-only methods (manual, random, direct tuning) once per
-(relation, target). Each finished cell is written atomically as its own JSON file under ``OUT/cells`` and
-skipped on restart, so an interrupted run loses at most the work in flight. Tasks are pure functions of
-(config, task), so the local and the Ray executor give identical tables for the same seed.
+Work is split into cells. Stage 1 tunes one source prompt per (model, task, tuning settings) into a `PromptStore`;
+stage 2 runs the methods of one (task, target, recipe[, sources]) cell. Each finished cell is written atomically
+as its own JSON file under ``OUT/cells``, stamped with a hash of everything that determines it and a checksum of
+its rows. On a rerun a cell is reused only when both still match: a changed setting recomputes exactly the cells
+it touches, and a damaged or edited cell file is recomputed with a warning naming it, never folded into the table.
+A task that cannot run for a model (no training fact has a single-token answer, say) becomes rows marked not
+applicable, with the reason, and the grid goes on. Cells are pure functions of (config, cell), so the local and
+the Ray executor give identical tables for the same seed.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import SoftPrompt, atomic_write_bytes, atomic_write_json
-from .baselines import ProjectorConfig, direct_transfer, discretize, projector_prompt, random_prompt
-from .config import Method, Selection
-from .data import get_relation, load_relations, load_split
+from .artifacts import atomic_write_json
+from .config import Precision, Recipe, parse_enum
+from .data import get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
-from .evaluation import Prompt, candidates_for, evaluate
-from .transfer import TransferConfig, transfer_prompt
-from .tuning import TuneConfig, tune_prompt
+from .runs import PromptStore, TaskData
+from .settings import recipe_settings
 
-# Row labels of the results table (methods × targets, as in the paper's tables).
-TARGET_ONLY = ("manual", "random", "direct-tuning")
-PAIR_METHODS = ("direct-transfer", "discretization", "projector", "transfer-loss", "transfer-dev")
-MULTI = ("multi-source",)
-ALL_METHODS = TARGET_ONLY + PAIR_METHODS + MULTI
+GRID_METHODS = ("manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
+                "self-transfer", "dual-source")
+TARGET_METHODS = ("manual", "random", "direct-tuning")
+BASELINE_METHODS = ("direct-transfer", "discretization", "projector")
+CELL_FORMAT = 3
 
 
 @dataclass
 class GridConfig:
     models: list[str]
-    relations: list[str] | str = "all"
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
+    relations: list[str] | str = "all"  # task ids (relations and classification tasks), or "all" (the 41 relations)
+    recipes: list[str] = field(default_factory=lambda: [Recipe.STUDIO.value])
+    methods: list[str] = field(default_factory=lambda: list(GRID_METHODS))
+    overrides: dict = field(default_factory=dict)  # {"tune": {...}, "transfer": {...}, "projector": {...}}
     seed: int = 0
     split_seed: int = 0
     data_dir: str | None = None
     eval_split: str = "test"
-    tune: dict = field(default_factory=dict)  # TuneConfig fields
-    transfer: dict = field(default_factory=dict)  # TransferConfig fields
-    projector: dict = field(default_factory=dict)  # ProjectorConfig fields
-    dev_every: int = 50  # for transfer-dev
-    max_train_facts: int | None = None  # cap on training facts per relation when tuning (a CPU budget; None: all)
+    eval_precision: str = Precision.FLOAT32.value
 
     def __post_init__(self):
-        if len(self.models) < 1:
-            raise InputError("a grid needs at least one model")
-        unknown = sorted(set(self.methods) - set(ALL_METHODS))
+        if not isinstance(self.models, list) or not self.models or not all(isinstance(m, str) and m for m in self.models):
+            raise InputError(f"grid 'models' must be a list of model names (got {self.models!r}); "
+                             "write models: [tiny:llama] rather than models: tiny:llama")
+        if len(set(self.models)) != len(self.models):
+            raise InputError("grid 'models' lists a model twice")
+        for key in ("recipes", "methods"):
+            value = getattr(self, key)
+            if not isinstance(value, list) or not value:
+                raise InputError(f"grid '{key}' must be a non-empty list (got {value!r})")
+        unknown = sorted(set(self.methods) - set(GRID_METHODS))
         if unknown:
-            raise InputError(f"unknown grid methods {unknown}; choose from {', '.join(ALL_METHODS)}")
-        if self.max_train_facts is not None and self.max_train_facts < 1:
-            raise InputError(f"max_train_facts must be positive (got {self.max_train_facts})")
-        TuneConfig(**self.tune), TransferConfig(**self.transfer), ProjectorConfig(**self.projector)  # validate early
+            raise InputError(f"unknown grid methods {unknown}; choose from {', '.join(GRID_METHODS)}")
+        self.recipes = [parse_enum(Recipe, r, "recipe").value for r in self.recipes]
+        self.eval_precision = parse_enum(Precision, self.eval_precision, "precision").value
+        if self.eval_split not in ("train", "dev", "test"):
+            raise InputError(f"eval_split must be train, dev or test (got {self.eval_split!r})")
+        if not isinstance(self.overrides, dict):
+            raise InputError("grid 'overrides' must be a mapping of tune/transfer/projector settings")
+        for recipe in self.recipes:  # every setting is checked before anything runs
+            recipe_settings(recipe, self.overrides)
+        if self.relations != "all":
+            if not isinstance(self.relations, list) or not all(isinstance(r, str) for r in self.relations):
+                raise InputError(f"grid 'relations' must be 'all' or a list of ids (got {self.relations!r})")
+        for name in self.models:
+            check_model_name(name)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "GridConfig":
@@ -63,184 +80,216 @@ class GridConfig:
         except FileNotFoundError:
             raise InputError(f"grid config {path} does not exist") from None
         except yaml.YAMLError as exc:
-            raise InputError(f"grid config {path} is not valid YAML: {exc}") from None
+            raise InputError(f"grid config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(raw, dict):
             raise InputError(f"grid config {path} must be a mapping")
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise InputError(f"grid config {path}: {exc}") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"grid config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**raw)
 
-    def relation_ids(self) -> list[str]:
-        known = list(load_relations(self.data_dir))
+    def task_ids(self) -> list[str]:
         if self.relations == "all":
-            return known
+            return list(load_relations(self.data_dir))
+        tasks = load_tasks(self.data_dir)
         for rid in self.relations:
-            get_relation(rid, self.data_dir)
+            if rid not in tasks:
+                get_task(rid, self.data_dir)  # raises the error that lists what exists
         return list(self.relations)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def check_model_name(name: str) -> None:
+    """A clear error for a model name that cannot exist (before hours of grid)."""
+    from .loading import REGISTRY
+    from .toy_models import is_toy, parse_toy
+
+    if is_toy(name):
+        parse_toy(name)
+    elif name not in REGISTRY and not Path(name).exists() and "/" not in name:
+        raise InputError(f"unknown model {name!r}: not a registry name ({', '.join(REGISTRY)}), a toy model "
+                         "(tiny:ARCH[:WIDTH[:SEED]]), a local path or a hub id (org/name)")
 
 
 @dataclass(frozen=True)
-class Task:
-    kind: str  # "tune" | "target" | "pair" | "multi"
+class Cell:
+    kind: str  # "tune" | "target" | "baseline" | "transfer" | "self" | "dual"
     relation: str
     target: str
+    recipe: str
     sources: tuple[str, ...] = ()
+    shared_with: tuple[str, ...] = ()  # other recipes whose tuning (and projector) settings equal this one's
+
+    @property
+    def depends_on_search(self) -> bool:
+        return self.kind in ("transfer", "self", "dual")
 
     @property
     def key(self) -> str:
-        return f"{self.kind}:{self.relation}:{'+'.join(self.sources)}>{self.target}"
+        return f"{self.kind}:{self.recipe}:{self.relation}:{'+'.join(self.sources)}>{self.target}"
+
+    @property
+    def filename(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in self.key.replace(">", "__to__"))
+        return f"{safe}.json"
 
 
-def plan(config: GridConfig) -> tuple[list[Task], list[Task]]:
-    """(stage-1 tuning tasks, stage-2 evaluation tasks), in a fixed order."""
-    relations = config.relation_ids()
-    tune = [Task("tune", r, m) for r in relations for m in config.models]
-    evals: list[Task] = []
-    wants_pairs = any(m in config.methods for m in PAIR_METHODS)
-    for r in relations:
-        for t in config.models:
-            if any(m in config.methods for m in TARGET_ONLY):
-                evals.append(Task("target", r, t))
-            others = tuple(s for s in config.models if s != t)
-            if wants_pairs:
-                evals += [Task("pair", r, t, (s,)) for s in others]
-            if "multi-source" in config.methods and len(others) >= 2:
-                evals.append(Task("multi", r, t, others))
-    return tune, evals
+def recipe_groups(config: GridConfig) -> dict[str, tuple[str, ...]]:
+    """Each recipe → the recipes after it with the same tuning and projector settings (their baselines coincide)."""
+    def part(recipe):
+        s = recipe_settings(recipe, config.overrides)
+        return json.dumps([s.tune.stamped(), s.projector.stamped()], sort_keys=True)
+
+    groups: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
+    for recipe in config.recipes:
+        leader = seen.setdefault(part(recipe), recipe)
+        groups[leader] = groups.get(leader, ()) + (() if leader == recipe else (recipe,))
+    return groups
+
+
+def plan(config: GridConfig) -> tuple[list[Cell], list[Cell]]:
+    """(stage-1 tuning cells, stage-2 cells), in a fixed order: task by task. Baselines that do not depend on the
+    search (manual, random, direct tuning, direct transfer, discretisation, projector) run once per group of recipes
+    that tune alike; their rows are repeated for each recipe of the group."""
+    tune, cells = [], []
+    groups = recipe_groups(config)
+    wants_baselines = any(m in config.methods for m in BASELINE_METHODS)
+    for rid in config.task_ids():
+        for recipe, shared in groups.items():
+            for model in config.models:
+                tune.append(Cell("tune", rid, model, recipe, (), shared))
+            for target in config.models:
+                if any(m in config.methods for m in TARGET_METHODS):
+                    cells.append(Cell("target", rid, target, recipe, (), shared))
+                if wants_baselines:
+                    cells += [Cell("baseline", rid, target, recipe, (s,), shared) for s in config.models if s != target]
+        for recipe in config.recipes:
+            for target in config.models:
+                if "self-transfer" in config.methods:
+                    cells.append(Cell("self", rid, target, recipe, (target,)))
+                if "transfer" in config.methods:
+                    cells += [Cell("transfer", rid, target, recipe, (s,)) for s in config.models if s != target]
+                if "dual-source" in config.methods and len(config.models) >= 2:
+                    cells.append(Cell("dual", rid, target, recipe, tuple(config.models)))
+    return tune, cells
 
 
 class _Models:
-    """Per-process model cache (each Ray worker keeps its own)."""
+    """Per-process model cache (each Ray actor keeps its own)."""
 
     cache: dict = {}
 
     @classmethod
     def get(cls, name: str):
-        from .models import load_model
+        from .loading import load_model
 
         if name not in cls.cache:
             cls.cache[name] = load_model(name)
         return cls.cache[name]
 
 
-def _prompt_path(out: Path, model: str, relation: str) -> Path:
-    return out / "prompts" / model.replace("/", "_").replace(":", "_") / f"{relation}.safetensors"
+def cell_hash(config: GridConfig, cell: Cell) -> str:
+    """Everything a cell's rows depend on: its recipe's settings (only tuning and projector ones for baselines),
+    the seeds, the split scored, the precision, the methods asked for."""
+    settings = recipe_settings(cell.recipe, config.overrides).describe()
+    if not cell.depends_on_search:
+        settings = {k: settings[k] for k in ("tune", "projector")}
+    blob = {"cell": cell.key, "settings": settings, "seed": config.seed, "split_seed": config.split_seed,
+            "eval_split": config.eval_split, "eval_precision": config.eval_precision, "methods": sorted(config.methods),
+            "format": CELL_FORMAT}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _safe(key: str) -> str:
-    return key.replace("/", "_").replace(":", "_").replace(">", "__to__")
+def rows_checksum(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _cell_path(out: Path, task: Task) -> Path:
-    return out / "cells" / f"{_safe(task.key)}.json"
+def read_cell(path: Path, cell: Cell, expected_hash: str) -> list[dict] | None:
+    """The cell's rows if the file is whole and still describes this cell under these settings, else None
+    (with a warning naming the file when it exists but cannot be trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        ok = (isinstance(saved, dict) and saved.get("task") == cell.key and isinstance(saved.get("rows"), list)
+              and saved.get("checksum") == rows_checksum(saved["rows"]) and saved["rows"])
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        ok = False
+    if not ok:
+        warnings.warn(f"grid cell {path} is damaged or was edited; recomputing it", stacklevel=2)
+        return None
+    if saved.get("settings_hash") != expected_hash:
+        return None  # made under other settings: recomputed (the new file replaces it)
+    return saved["rows"]
 
 
-def transferred_path(out: Path, task: Task, method: str) -> Path:
-    """Where a cell's transferred prompt (with its search trajectory) is kept, for the app and the figures."""
-    return out / "transferred" / f"{_safe(task.key)}__{method}.safetensors"
-
-
-def run_task(config_dict: dict, task: Task, out: str) -> dict:
-    """Run one task unless its output exists; returns {"task": key, "rows": [...], "skipped": bool}."""
+def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
+    """Run one cell unless a trustworthy result exists; returns {"task": key, "rows": [...], "skipped": bool}."""
     config, out = GridConfig(**config_dict), Path(out)
-    if task.kind == "tune":
-        path = _prompt_path(out, task.target, task.relation)
-        if path.is_file():
-            return {"task": task.key, "rows": [], "skipped": True}
-        lm = _Models.get(task.target)
-        relation = get_relation(task.relation, config.data_dir)
-        train, dev = (load_split(task.relation, s, config.data_dir, config.split_seed) for s in ("train", "dev"))
-        train = train[: config.max_train_facts]  # the split's order is already a seeded shuffle
-        prompt = tune_prompt(lm, relation, train, dev, candidates_for(lm, data_dir=config.data_dir),
-                             TuneConfig(**{"seed": config.seed, **config.tune}))
-        prompt.save(path)
-        return {"task": task.key, "rows": [], "skipped": False}
-    cell = _cell_path(out, task)
-    if cell.is_file():
-        return {"task": task.key, "rows": json.loads(cell.read_text())["rows"], "skipped": True}
-    rows = _evaluate_task(config, task, out)
-    atomic_write_json(cell, {"task": task.key, "rows": rows})
-    return {"task": task.key, "rows": rows, "skipped": False}
-
-
-def _evaluate_task(config: GridConfig, task: Task, out: Path) -> list[dict]:
-    target = _Models.get(task.target)
-    relation = get_relation(task.relation, config.data_dir)
-    cands = candidates_for(target, data_dir=config.data_dir)
-    dev, test = (load_split(task.relation, s, config.data_dir, config.split_seed) for s in ("dev", config.eval_split))
-    rows = []
-
-    def score(method: str, prompt, started: float, **extra):
-        as_prompt = prompt if isinstance(prompt, Prompt) else prompt.as_prompt()
-        result = evaluate(target, as_prompt, test, cands)
-        rows.append({"relation": task.relation, "relation_type": relation.type, "source": "+".join(task.sources),
-                     "target": task.target, "method": method, "p_at_1": result.p_at_1, "n_facts": result.n_facts,
-                     "n_correct": result.n_correct, "seconds": time.perf_counter() - started, "seed": config.seed,
-                     **extra})
-
-    def method_error(method: str, exc: PTferError):
-        rows.append({"relation": task.relation, "relation_type": relation.type, "source": "+".join(task.sources),
-                     "target": task.target, "method": method, "p_at_1": None, "n_facts": 0, "n_correct": 0,
-                     "seconds": 0.0, "seed": config.seed, "error": str(exc)})
-
-    tuned_template = TuneConfig(**config.tune).resolved(target, relation).template.text
-    if task.kind == "target":
-        if "manual" in config.methods:
-            t = time.perf_counter()
-            score("manual", Prompt.manual(relation), t)
-        if "random" in config.methods:
-            t = time.perf_counter()
-            score("random", random_prompt(target, tuned_template, relation.id, config.seed), t)
-        if "direct-tuning" in config.methods:
-            t = time.perf_counter()
-            score("direct-tuning", SoftPrompt.load(_prompt_path(out, task.target, task.relation)), t)
-        return rows
-
-    sources = [(SoftPrompt.load(_prompt_path(out, s, task.relation)), _Models.get(s)) for s in task.sources]
-    transfer_base = {"seed": config.seed, **config.transfer}
-    if task.kind == "multi":
-        t = time.perf_counter()
-        prompt = transfer_prompt(sources, target, TransferConfig(**transfer_base))
-        prompt.save(transferred_path(out, task, "multi-source"))
-        score("multi-source", prompt, t)
-        return rows
-    (source_prompt, source_lm), = sources
-    for method in config.methods:
-        t = time.perf_counter()
+    store = PromptStore(out / "prompts")
+    if cell.kind == "tune":
         try:
-            if method == "direct-transfer":
-                score(method, direct_transfer(source_prompt, target), t)
-            elif method == "discretization":
-                prompt, tokens = discretize(source_prompt, source_lm, target)
-                score(method, prompt, t, tokens=" ".join(tokens))
-            elif method == "projector":
-                score(method, projector_prompt(source_prompt, source_lm, target, dev, cands,
-                                               ProjectorConfig(**{"seed": config.seed, **config.projector})), t)
-            elif method in ("transfer-loss", "transfer-dev"):
-                selection = Selection.LOSS if method == "transfer-loss" else Selection.DEV
-                cfg = TransferConfig(**{**transfer_base, "selection": selection, "dev_every": config.dev_every})
-                prompt = transfer_prompt(sources, target, cfg, dev=dev, candidates=cands)
-                prompt.save(transferred_path(out, task, method))
-                score(method, prompt, t, matching_loss=prompt.metrics["matching_loss"])
-        except PTferError as exc:  # e.g. direct transfer across widths: recorded, not fatal
-            method_error(method, exc)
-    return rows
+            data = TaskData.load(cell.relation, config.data_dir, config.split_seed)
+            settings = recipe_settings(cell.recipe, config.overrides)
+            lm = _Models.get(cell.target)
+            if store.find(lm, data, settings.tune) is not None:
+                return {"task": cell.key, "rows": [], "skipped": True}
+            store.get_or_tune(lm, data, settings.tune, recipe=cell.recipe)
+        except PTferError:
+            pass  # recorded as not applicable by the cells that need this prompt
+        return {"task": cell.key, "rows": [], "skipped": False}
+    path = out / "cells" / cell.filename
+    expected = cell_hash(config, cell)
+    rows = read_cell(path, cell, expected)
+    if rows is not None:
+        return {"task": cell.key, "rows": rows, "skipped": True}
+    rows = evaluate_cell(config, cell, store, out)
+    atomic_write_json(path, {"task": cell.key, "settings_hash": expected, "checksum": rows_checksum(rows),
+                             "rows": rows})
+    return {"task": cell.key, "rows": rows, "skipped": False}
+
+
+def evaluate_cell(config: GridConfig, cell: Cell, store: PromptStore, out: Path) -> list[dict]:
+    from .grid_cells import cell_rows
+
+    return cell_rows(config, cell, store, out, _Models.get)
 
 
 # ----------------------------------------------------------------------------- executors
 
 
+def with_shared(rows: list[dict], cell: Cell) -> list[dict]:
+    """A baseline cell's rows, repeated for every recipe that shares them."""
+    return rows + [{**row, "recipe": other} for other in cell.shared_with for row in rows]
+
+
+def clean_orphans(out: Path) -> int:
+    """Remove temporary files left by a killed run (atomic writes that never reached their rename)."""
+    count = 0
+    for tmp in out.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
 def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_address: str | None = None,
-             on_step=None, should_stop=None) -> "pandas.DataFrame":  # noqa: F821
+             on_step=None, should_stop=None):
     """Run (or resume) the grid; write results.csv, results.parquet and summary.md under `out`; return the table."""
+    from .grid_tables import write_tables
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", asdict(config))
+    clean_orphans(out)
     stage1, stage2 = plan(config)
-    needs_prompts = {(t.relation, s) for t in stage2 for s in t.sources} | {
-        (t.relation, t.target) for t in stage2 if t.kind == "target" and "direct-tuning" in config.methods}
-    stage1 = [t for t in stage1 if (t.relation, t.target) in needs_prompts]
+    groups = recipe_groups(config)
+    leader = {r: lead for lead, shared in groups.items() for r in (lead, *shared)}
+    needed = {(c.relation, s, leader[c.recipe]) for c in stage2 for s in c.sources} | {
+        (c.relation, c.target, c.recipe) for c in stage2 if c.kind == "target" and "direct-tuning" in config.methods}
+    stage1 = [c for c in stage1 if (c.relation, c.target, c.recipe) in needed]
     total = len(stage1) + len(stage2)
     done = [0]
 
@@ -249,77 +298,25 @@ def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_a
         if on_step:
             on_step(done[0], {"task": result["task"], "skipped": result["skipped"], "total_steps": total})
 
-    config_dict = asdict(config)
+    config_dict = config.as_dict()
     rows: list[dict] = []
     if executor == "local":
-        # Relation by relation (its prompts, then its cells), so an interrupted run leaves whole relations done.
-        by_relation: dict[str, list[Task]] = {}
-        for task in stage1 + stage2:  # the plan's relation order; within a relation, tuning first
-            by_relation.setdefault(task.relation, []).append(task)
-        for tasks in by_relation.values():
-            for task in tasks:
+        by_task: dict[str, list[Cell]] = {}
+        for cell in stage1 + stage2:  # task by task (its prompts, then its cells): a stop leaves whole tasks done
+            by_task.setdefault(cell.relation, []).append(cell)
+        for cells in by_task.values():
+            for cell in cells:
                 if should_stop and should_stop():
-                    return _write_tables(rows, out)
-                result = run_task(config_dict, task, str(out))
-                rows += result["rows"]
+                    return write_tables(rows, out, config)
+                result = run_cell(config_dict, cell, str(out))
+                rows += with_shared(result["rows"], cell)
                 progress(result)
     elif executor == "ray":
-        import ray
+        from .grid_ray import run_on_ray
 
-        if not ray.is_initialized():
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(run_task)
-        for stage in (stage1, stage2):
-            pending = {remote.remote(config_dict, task, str(out)): task for task in stage}
-            results = {}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                task = pending.pop(ready[0])
-                results[task.key] = ray.get(ready[0])
-                progress(results[task.key])
-            for task in stage:  # keep the local order so both executors write identical tables
-                rows += results[task.key]["rows"]
+        rows = run_on_ray(config_dict, stage1, stage2, str(out), ray_address, progress)
     else:
         raise InputError(f"unknown executor {executor!r}; choose local or ray")
-    return _write_tables(rows, out)
+    atomic_write_json(out / "config.json", config_dict)
+    return write_tables(rows, out, config)
 
-
-def _write_tables(rows: list[dict], out: Path):
-    import io
-
-    import pandas as pd
-
-    table = pd.DataFrame(rows)
-    buf = io.StringIO()
-    table.to_csv(buf, index=False)
-    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
-    if len(table):
-        pq = io.BytesIO()
-        table.to_parquet(pq, index=False)
-        atomic_write_bytes(out / "results.parquet", pq.getvalue())
-    atomic_write_bytes(out / "summary.md", summary_markdown(table).encode())
-    return table
-
-
-def micro_average(table) -> "pandas.DataFrame":  # noqa: F821
-    """Micro-averaged P@1 (all correct / all facts) per method × target (rows × columns)."""
-    ok = table[table["p_at_1"].notna()] if len(table) else table
-    if not len(ok):
-        return ok
-    grouped = ok.groupby(["method", "target"])[["n_correct", "n_facts"]].sum()
-    grouped["p_at_1"] = 100.0 * grouped["n_correct"] / grouped["n_facts"].clip(lower=1)
-    pivot = grouped["p_at_1"].unstack("target")
-    order = [m for m in ALL_METHODS if m in pivot.index]
-    return pivot.loc[order]
-
-
-def summary_markdown(table) -> str:
-    if not len(table):
-        return "# Results\n\nNo finished cells yet.\n"
-    pivot = micro_average(table)
-    n_rel = table["relation"].nunique()
-    lines = [f"# Results: micro-averaged P@1 over {n_rel} relations (test split, seeded 60/20/20)", "",
-             "| method | " + " | ".join(pivot.columns) + " |", "|---|" + "---|" * len(pivot.columns)]
-    for method, row in pivot.iterrows():
-        lines.append(f"| {method} | " + " | ".join("—" if v != v else f"{v:.1f}" for v in row) + " |")
-    return "\n".join(lines) + "\n"

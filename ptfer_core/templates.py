@@ -1,6 +1,8 @@
-"""Prompt templates: text with a subject slot [X], an answer slot [Y] and soft-vector slots [V].
+"""Prompt templates: text with a subject slot [X], an answer slot [Y], soft-vector slots [V] and, optionally, [S].
 
-A template is parsed once into segments. Whitespace is kept with the *following* segment, because
+[S] marks where the model's own start tokens (BOS, CLS) go; without it they come first. PEFT's prompt tuning puts
+its virtual tokens before them, which is the template ``[V] … [V] [S][X] [Y] .``. A template is parsed once into
+segments. Whitespace is kept with the *following* segment, because
 BPE and SentencePiece vocabularies mark a word boundary at the start of a token (``Ġword``, ``▁word``).
 """
 from __future__ import annotations
@@ -12,8 +14,8 @@ from enum import Enum
 from .config import Placement, parse_enum
 from .errors import TemplateError
 
-SUBJECT, ANSWER, SOFT = "[X]", "[Y]", "[V]"
-_SLOT = re.compile(r"(\s*)(\[X\]|\[Y\]|\[V\])")
+SUBJECT, ANSWER, SOFT, SPECIALS = "[X]", "[Y]", "[V]", "[S]"
+_SLOT = re.compile(r"(\s*)(\[X\]|\[Y\]|\[V\]|\[S\])")
 
 
 class SegmentKind(str, Enum):
@@ -21,6 +23,7 @@ class SegmentKind(str, Enum):
     SUBJECT = "subject"
     ANSWER = "answer"
     SOFT = "soft"
+    SPECIALS = "specials"  # the tokenizer's own leading special tokens
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,15 @@ class PromptTemplate:
             count = text.count(slot)
             if count != 1:
                 raise TemplateError(f"template {text!r} must contain {slot} exactly once (found {count})")
+        if text.count(SPECIALS) > 1:
+            raise TemplateError(f"template {text!r} may contain {SPECIALS} at most once")
         segments: list[Segment] = []
         pos = 0
         for match in _SLOT.finditer(text):
             if match.start() > pos:
                 segments.append(Segment(SegmentKind.TEXT, text[pos : match.start()]))
-            kind = {SUBJECT: SegmentKind.SUBJECT, ANSWER: SegmentKind.ANSWER, SOFT: SegmentKind.SOFT}[match.group(2)]
+            kind = {SUBJECT: SegmentKind.SUBJECT, ANSWER: SegmentKind.ANSWER, SOFT: SegmentKind.SOFT,
+                    SPECIALS: SegmentKind.SPECIALS}[match.group(2)]
             segments.append(Segment(kind, leading_space=bool(match.group(1))))
             pos = match.end()
         if pos < len(text):
@@ -58,15 +64,23 @@ class PromptTemplate:
         answer_at = next(i for i, s in enumerate(fixed) if s.kind == SegmentKind.ANSWER)
         if answer_at < subject_at:
             raise TemplateError(f"template {text!r}: [Y] must come after [X] so a causal LM can predict it")
+        specials_at = next((i for i, s in enumerate(fixed) if s.kind == SegmentKind.SPECIALS), 0)
+        if any(s.kind not in (SegmentKind.SOFT, SegmentKind.SPECIALS) for s in fixed[:specials_at]):
+            raise TemplateError(f"template {text!r}: only [V] slots may come before {SPECIALS}")
         return cls(text=text, segments=fixed)
 
     @classmethod
     def soft(cls, n_vectors: int, placement: Placement | str = Placement.POSTFIX, split_at: int | None = None,
              suffix: str = " .") -> "PromptTemplate":
-        """The soft-prompt layout: postfix ``[X] v1…vm [Y] .``, prefix ``v1…vm [X] [Y] .`` or split."""
+        """The soft-prompt layout: postfix ``[X] v1…vm [Y] .``, prefix ``v1…vm [X] [Y] .``, split, or PEFT's
+        ``v1…vm [S][X] [Y] .`` (the vectors before the model's start tokens, the text exactly as tokenised)."""
         placement = parse_enum(Placement, placement, "placement")
         if n_vectors < 1:
             raise TemplateError(f"a soft prompt needs at least one vector (got {n_vectors})")
+        if placement == Placement.TEMPLATE:
+            raise TemplateError("a template-shaped layout depends on the model and relation: resolve it first")
+        if placement == Placement.PEFT:
+            return cls.parse(" ".join([SOFT] * n_vectors) + f" {SPECIALS}{SUBJECT} {ANSWER}" + suffix)
         if placement == Placement.POSTFIX:
             before, after = 0, n_vectors
         elif placement == Placement.PREFIX:
@@ -83,21 +97,7 @@ class PromptTemplate:
     def n_soft(self) -> int:
         return sum(s.kind == SegmentKind.SOFT for s in self.segments)
 
-    def fill(self, subject: str, answer: str = "[MASK]", soft_token: str = "[V]") -> str:
-        """Human-readable rendering, for display only."""
-        out = []
-        for seg in self.segments:
-            space = " " if seg.leading_space else ""
-            if seg.kind == SegmentKind.TEXT:
-                out.append(seg.text)
-            elif seg.kind == SegmentKind.SUBJECT:
-                out.append(space + subject)
-            elif seg.kind == SegmentKind.ANSWER:
-                out.append(space + answer)
-            else:
-                out.append(space + soft_token)
-        return "".join(out).strip()
-
-    def text_words(self) -> list[str]:
-        """Words of the template's literal text, in order (used to initialise a prompt from the manual template)."""
-        return [w for s in self.segments if s.kind == SegmentKind.TEXT for w in s.text.split()]
+    @property
+    def soft_before_specials(self) -> bool:
+        """True for PEFT-style layouts: the vectors precede the model's own start tokens."""
+        return any(s.kind == SegmentKind.SPECIALS for s in self.segments)

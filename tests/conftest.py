@@ -8,7 +8,7 @@ import pytest
 # Tests never reach the network: fail fast on hub look-ups instead of waiting for time-outs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ptfer_core.testing import tiny_lm, write_mini_lama, MINI_WORDS
+from ptfer_core.toy_models import tiny_lm, write_mini_lama, MINI_WORDS
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

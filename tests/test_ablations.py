@@ -6,12 +6,13 @@ import pytest
 from ptfer_core.ablations import AblationConfig, ablation_figures, run_ablations, save_figures
 from ptfer_core.cli import main
 from ptfer_core.errors import InputError
-from ptfer_core.models import load_model
+from ptfer_core.loading import load_model
 
 
 def tiny_config(data_dir, **kw):
     base = dict(relations=["P36"], anchor_counts=[4, None], prompt_lengths=[1, 2], steps=20, dev_every=5,
-                tune={"epochs": 1}, data_dir=str(data_dir))
+                tune={"epochs": 1}, data_dir=str(data_dir),
+                transfer={"anchor_source": "frequency", "anchor_filter": "all", "top_k": None})
     return AblationConfig(**{**base, **kw})
 
 
@@ -28,18 +29,26 @@ def test_ablations_compute_every_point_and_resume(pair, mini_data_dir, tmp_path)
     assert len(steps) == 2 + 2 + 2  # normalisation on/off, two anchor counts, two lengths
     traj = tables["trajectory"]
     assert {r["normalize"] for r in traj} == {True, False}
-    assert [r["step"] for r in traj if r["normalize"]] == [1, 5, 10, 15, 20]  # dev P@1 every 5 steps, no early stop
-    assert all(0 <= r["dev_p_at_1"] <= 100 for r in traj)
+    assert [r["step"] for r in traj if r["normalize"]] == [5, 10, 15, 20]  # dev P@1 every 5 steps, no early stop
+    from ptfer_core.data import load_split
+    from ptfer_core.evaluation import candidates_for
+
+    cands = candidates_for(target, None, mini_data_dir)
+    n_dev = sum(f.object in cands.index for f in load_split("P36", "dev", mini_data_dir))
+    assert all(round(r["dev_p_at_1"] * n_dev / 100, 6).is_integer() for r in traj)  # scored on the target dev split
+    losses = {n: [r["loss"] for r in traj if r["normalize"] == n] for n in (True, False)}
+    assert losses[True] != losses[False]
     anchors = {r["anchors"]: r for r in tables["anchors"]}
     assert anchors[4]["n_anchors_used"] == 4 and anchors["all"]["n_anchors_used"] > 4
     assert sorted(r["length"] for r in tables["length"]) == [1, 2]
-    assert (tmp_path / "prompts" / "P36_m1.safetensors").is_file()
+    prompts = sorted((tmp_path / "prompts").rglob("tuned-*.safetensors"))
+    assert len(prompts) == 2  # one per prompt length (the trajectory and anchor points share the m=2 prompt)
 
     # A second run reads every point from the cache: same tables, and no source prompt is tuned again.
-    for prompt in (tmp_path / "prompts").iterdir():
+    for prompt in (tmp_path / "prompts").rglob("tuned-*"):
         prompt.unlink()
     assert run_ablations(source, target, config, tmp_path) == tables
-    assert not any((tmp_path / "prompts").iterdir())
+    assert not list((tmp_path / "prompts").rglob("tuned-*"))
 
 
 def test_figures_are_written_as_html_and_json(pair, mini_data_dir, tmp_path):
@@ -67,7 +76,7 @@ def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsy
     code = main(["ablate", "--source", "tiny:bert:32:1", "--target", "tiny:gpt2:32:3", "--relation", "P103",
                  "--anchors", "4,all", "--lengths", "1", "--steps", "10", "--dev-every", "5", "--epochs", "1",
                  "--data-dir", str(mini_data_dir), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"),
-                 "--no-png", "--quiet"])
+                 "--no-png", "--quiet", "--toy-anchors"])
     assert code == 0
     assert (tmp_path / "o" / "fig2_loss_vs_dev.html").is_file()
     assert "P103" in (tmp_path / "o" / "ablation_anchors.csv").read_text()

@@ -155,7 +155,7 @@ def test_corrupt_sidecar(tmp_path):
 def test_prompt_of_another_width_is_refused_by_the_model(tmp_path, gpt2_lm, mini_data_dir):
     make_prompt(m=3, d=gpt2_lm.width + 1).save(tmp_path / "wide")
     prompt = SoftPrompt.load(tmp_path / "wide").as_prompt()
-    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(gpt2_lm, None, mini_data_dir)
     with pytest.raises(DimensionMismatchError, match=f"width {gpt2_lm.width + 1} does not match"):
         evaluate(gpt2_lm, prompt, [Fact("Paris", "France", "u")], cands)
 

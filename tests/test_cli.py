@@ -14,8 +14,8 @@ from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.cli import build_parser, main
 from ptfer_core.data import load_facts, load_relations, split_facts
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate_relations
-from ptfer_core.models import load_model
-from ptfer_core.testing import write_mini_lama
+from ptfer_core.loading import load_model
+from ptfer_core.toy_models import write_mini_lama
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,9 @@ def test_data_info(capsys, mini_data_dir):
         parts = split_facts(load_facts(rid, mini_data_dir))
         counts = [str(sum(len(v) for v in parts.values()))] + [str(len(parts[k])) for k in ("train", "dev", "test")]
         assert [c for c in rows[rid] if c.isdigit()][:4] == counts
-    assert rows["total"][1:5] == ["57", *[str(sum(len(split_facts(load_facts(r, mini_data_dir))[k]) for r in
+    assert rows["total"][1:5] == ["129", *[str(sum(len(split_facts(load_facts(r, mini_data_dir))[k]) for r in
                                                    ("P17", "P36", "P103"))) for k in ("train", "dev", "test")]]
-    assert "3 relations, 57 facts" in out
+    assert "3 relations, 129 facts" in out
 
 
 def test_data_dir_from_environment(capsys, mini_data_dir, monkeypatch):
@@ -104,18 +104,19 @@ def test_evaluate_manual_all_relations_prints_and_writes_json(capsys, tmp_path, 
     assert code == 0, err
     relations = load_relations(mini_data_dir)
     facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
-    cands = candidates_for(tiny_loaded, "be_ro_al", mini_data_dir)
+    cands = candidates_for(tiny_loaded, None, mini_data_dir)
     expected = evaluate_relations(tiny_loaded, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands)
     result = json.loads(out_file.read_text())
-    assert result["micro_p_at_1"] == pytest.approx(expected.micro_p_at_1)
-    assert result["n_facts"] == expected.n_facts == 57 - 1  # Atlantis -> Unobtainium is not a candidate
+    assert result["p_at_1_pooled"] == pytest.approx(expected.pooled)
+    assert result["p_at_1_relation_mean"] == pytest.approx(expected.relation_mean)
+    assert result["n_facts"] == expected.n_facts == 129 - 1  # Atlantis -> Unobtainium is not a candidate
     assert {rid: r["n_correct"] for rid, r in result["relations"].items()} == \
            {rid: r.n_correct for rid, r in expected.per_relation.items()}
     assert (result["split"], result["precision"], result["prompt"], result["kind"]) == ("all", "float32", "manual", "causal")
     table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("P")}
     assert list(table) == ["P17", "P36", "P103"]
     assert table["P17"][-1] == f"{expected.per_relation['P17'].p_at_1:.2f}" and table["P17"][-2] == "1"  # 1 skipped
-    assert f"micro P@1 {expected.micro_p_at_1:.2f}" in out
+    assert f"pooled over facts: P@1 {expected.pooled:.2f}" in out
     assert "[3/3] P103" in err  # progress goes to stderr
 
 
@@ -131,12 +132,13 @@ def test_evaluate_template_text_on_one_split(capsys, tmp_path, mini_data_dir, ti
         torch.set_num_threads(threads)
     assert code == 0 and err.strip().endswith(f"wrote {out_file}")
     result = json.loads(out_file.read_text())
-    cands = candidates_for(tiny_loaded, "be_ro_al", mini_data_dir)
+    cands = candidates_for(tiny_loaded, None, mini_data_dir)
     train = {rid: split_facts(load_facts(rid, mini_data_dir))["train"] for rid in ("P17", "P103")}
     prompt = Prompt.from_text("The capital of [X] is [Y] .")
     expected = evaluate_relations(tiny_loaded, {rid: prompt for rid in train}, train, cands)
     assert list(result["relations"]) == ["P103", "P17"]  # JSON keys are sorted
-    assert result["micro_p_at_1"] == pytest.approx(expected.micro_p_at_1)
+    assert result["p_at_1_pooled"] == pytest.approx(expected.pooled)
+    assert result["p_at_1_relation_mean"] == pytest.approx(expected.relation_mean)
     assert result["n_facts"] == sum(len([f for f in fs if f.object in cands.words]) for fs in train.values())
 
 
@@ -147,10 +149,10 @@ def test_evaluate_soft_prompt_file_uses_its_relation(capsys, tmp_path, mini_data
                        "--split", "all", "--data-dir", mini_data_dir, "--out", "-")
     assert code == 0
     assert [line.split()[0] for line in out.splitlines() if line.startswith("P")] == ["P36"]
-    cands = candidates_for(tiny_loaded, "be_ro_al", mini_data_dir)
+    cands = candidates_for(tiny_loaded, None, mini_data_dir)
     expected = evaluate_relations(tiny_loaded, {"P36": SoftPrompt.load(tmp_path / "p36").as_prompt()},
                                   {"P36": load_facts("P36", mini_data_dir)}, cands)
-    assert f"micro P@1 {expected.micro_p_at_1:.2f}" in out
+    assert f"pooled over facts: P@1 {expected.pooled:.2f}" in out
     assert not (Path.cwd() / "-").exists()
 
 
@@ -187,8 +189,8 @@ def test_model_without_lm_head(capsys, mini_data_dir, tmp_path, gpt2_lm):
     assert_one_line_error(code, err, "no language-modelling head")
 
 
-@pytest.mark.parametrize("relation,match", [("P999", "relation 'P999' is not in the data"),
-                                            ("P17,P998", "relation 'P998' is not in the data"),
+@pytest.mark.parametrize("relation,match", [("P999", "unknown relation or task 'P999'"),
+                                            ("P17,P998", "unknown relation or task 'P998'"),
                                             (",", "--relation is empty")])
 def test_relation_not_in_the_data(capsys, mini_data_dir, relation, match):
     code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--relation", relation, "--data-dir", mini_data_dir)

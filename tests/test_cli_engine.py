@@ -1,10 +1,13 @@
-"""`ptfer tune | transfer | grid` end to end on built-in tiny models and the miniature LAMA."""
+"""`ptfer tune | transfer | grid` end to end on toy models and the miniature LAMA: recipes, the prompt store (a
+changed setting never reuses a stale prompt), the scored split, and one-line errors."""
 import json
 from pathlib import Path
 
 import pytest
 
 from ptfer_core.cli import main
+
+TOY = ["--anchor-source", "frequency", "--anchor-filter", "all"]  # the toy vocabulary has no 8,192 common words
 
 
 @pytest.fixture
@@ -14,41 +17,124 @@ def workdir(tmp_path, monkeypatch, mini_data_dir):
     return tmp_path
 
 
-def test_tune_then_transfer_reuses_the_saved_source_prompt(workdir, capsys):
+def stored(workdir, model="tiny_bert_32_1", task="P36"):
+    return sorted((workdir / "prompts" / model / task).glob("tuned-*.safetensors"))
+
+
+def test_tune_then_transfer_reuses_the_stored_source_prompt(workdir, capsys):
     assert main(["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
-    saved = list((workdir / "prompts" / "tiny_bert_32_1").glob("P36.*.safetensors"))
+    saved = stored(workdir)
     assert len(saved) == 1 and json.loads((workdir / "tune-results.json").read_text())["relations"]["P36"]["file"]
     mtime = saved[0].stat().st_mtime_ns
     assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--steps", "20", "--quiet"]) == 0
-    assert saved[0].stat().st_mtime_ns == mtime  # reused, not re-tuned
+                 "--epochs", "1", "--quiet", *TOY]) == 0
+    assert saved[0].stat().st_mtime_ns == mtime and stored(workdir) == saved  # reused, not re-tuned
     out = json.loads((workdir / "transfer-results.json").read_text())
-    assert out["method"] == "transfer" and out["target"] == "tiny:llama:48:2" and "P36" in out["relations"]
+    assert out["method"] == "transfer" and out["target"] == "tiny:llama:48:2" and out["recipe"] == "studio"
+    assert out["overrides"]["tune"] == {"epochs": 1}
     target_file = out["relations"]["P36"]["file"]
     assert main(["evaluate", "--model", "tiny:llama:48:2", "--prompt", target_file, "--out", "-", "--quiet"]) == 0
     assert "P36" in capsys.readouterr().out
 
 
-def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
-    assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--placement", "template", "--init", "manual",
-                 "--epochs", "1", "--quiet"]) == 0
-    tuned = json.loads(next((workdir / "prompts" / "tiny_gpt2_32_3").glob("P36.*.json")).read_text())
-    assert tuned["template"].count("[V]") >= 2 and tuned["template"].index("[V]") < tuned["template"].index("[X]")
-    assert main(["transfer", "--source", "tiny:gpt2:32:3", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--placement", "template", "--init", "manual", "--epochs", "1", "--steps", "20",
-                 "--projection", "nearest", "--shared-words-only", "--quiet"]) == 0
+@pytest.mark.parametrize("change", [["--epochs", "2"], ["--lr", "0.3"], ["--max-train", "3"], ["--seed", "4"],
+                                    ["--loss", "candidates"], ["--no-dropout"], ["--tune-precision", "float32"],
+                                    ["--split-seed", "1"]])
+def test_any_changed_tuning_setting_tunes_a_new_prompt(workdir, change):
+    base = ["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]
+    assert main(base) == 0
+    first = stored(workdir)
+    assert main(base + change) == 0
+    second = stored(workdir)
+    assert len(second) == 2 and first[0] in second
+    results = json.loads((workdir / "tune-results.json").read_text())
+    assert results["relations"]["P36"]["reused"] is False
+    assert main(base + change) == 0  # the same settings again: reused
+    assert json.loads((workdir / "tune-results.json").read_text())["relations"]["P36"]["reused"] is True
+
+
+def test_transfer_scores_the_test_split(workdir):
+    from ptfer_core.data import load_split
+    from ptfer_core.evaluation import candidates_for
+    from ptfer_core.loading import load_model
+
+    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P103",
+                 "--epochs", "1", "--quiet", "--method", "manual"]) == 0
     out = json.loads((workdir / "transfer-results.json").read_text())
-    assert out["transfer"]["project_to_shared"] is True and out["relations"]["P36"]["file"]
+    cands = candidates_for(load_model("tiny:llama:48:2"))
+    test = [f for f in load_split("P103", "test") if f.object in cands.index]
+    dev = [f for f in load_split("P103", "dev") if f.object in cands.index]
+    assert len(test) != len(dev) and out["relations"]["P103"]["n_facts"] == len(test)
+
+
+def test_paper_recipe_and_flags_that_override_it(workdir, capsys):
+    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
+                 "--recipe", "paper", "--epochs", "1", "--steps", "30", "--dev-every", "10", "--top-k", "none", "--quiet",
+                 *TOY]) == 0
+    err = capsys.readouterr().err
+    assert "steps=30 overrides recipe paper's 2000" in err
+    out = json.loads((workdir / "transfer-results.json").read_text())
+    assert out["recipe"] == "paper" and out["transfer"]["solver"] == "adam" and out["transfer"]["selection"] == "dev"
+    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
+    assert [r["step"] for r in saved["trajectory"] if "dev_p_at_1" in r] == [10, 20, 30]
+    assert saved["provenance"]["recipe"] == "paper"
 
 
 @pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
 def test_one_step_solvers_from_the_cli(workdir, solver, space):
     assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--solver", solver, "--space", space, "--quiet"]) == 0
+                 "--epochs", "1", "--solver", solver, "--space", space, "--quiet", *TOY]) == 0
     out = json.loads((workdir / "transfer-results.json").read_text())
     assert out["transfer"]["solver"] == solver and out["transfer"]["space"] == space
     saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
     assert saved["provenance"]["steps_run"] == 1
+
+
+def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
+    assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--placement", "template", "--init", "manual",
+                 "--epochs", "1", "--quiet"]) == 0
+    tuned = json.loads(stored(workdir, "tiny_gpt2_32_3")[0].with_suffix(".json").read_text())
+    assert tuned["template"].count("[V]") >= 2 and tuned["template"].index("[V]") < tuned["template"].index("[X]")
+    assert main(["transfer", "--source", "tiny:gpt2:32:3", "--target", "tiny:llama:48:2", "--relation", "P36",
+                 "--placement", "template", "--init", "manual", "--epochs", "1", "--projection", "nearest-shared",
+                 "--quiet", *TOY]) == 0
+    out = json.loads((workdir / "transfer-results.json").read_text())
+    assert out["transfer"]["projection"] == "nearest-shared" and out["relations"]["P36"]["file"]
+
+
+def test_bad_input_is_one_line(workdir, capsys):
+    def error(argv):
+        code = main(argv)
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, lines
+        return lines[-1]
+
+    src = ["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--quiet"]
+    assert error([*src, "--relation", "P36", "--method", "direct-transfer", "--epochs", "1"]).startswith(
+        "error: direct transfer needs equal embedding widths")
+    assert "P999" in error([*src, "--relation", "P999"])
+    assert "top_k 8192 is larger than the" in error([*src, "--relation", "P36", "--recipe", "paper", "--epochs", "1",
+                                                     *TOY])
+    assert "contradicts --normalization" in error([*src, "--relation", "P36", "--no-normalize",
+                                                   "--normalization", "global"])
+    (workdir / "taken").write_text("a file")
+    assert "is a file" in error([*src, "--relation", "P36", "--prompt-dir", "taken"])
+    assert "is a directory" in error([*src, "--relation", "P36", "--out", str(workdir)])
+    assert "empty" in error([*src, "--relation", "P36", "--prompt-dir", ""])
+
+
+def test_a_source_prompt_for_another_relation_or_model_is_refused(workdir, capsys):
+    assert main(["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
+    p36 = str(stored(workdir)[0])
+    code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P103",
+                 "--source-prompt", p36, "--quiet", *TOY])
+    assert code == 2 and "made for P36, not P103" in capsys.readouterr().err
+    code = main(["transfer", "--source", "tiny:llama:48:2", "--target", "tiny:bert:32:1", "--relation", "P36",
+                 "--source-prompt", p36, "--quiet", *TOY])
+    assert code == 2 and "width 32" in capsys.readouterr().err
+    code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36,P103",
+                 "--source-prompt", p36, "--quiet"])
+    assert code == 2 and "one --relation" in capsys.readouterr().err
 
 
 def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
@@ -61,21 +147,3 @@ def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
     assert sorted(table.relation.unique()) == ["P103", "P36"]
     assert main(["grid", "--config", str(config), "--out", "g2", "--relations", "P999"]) == 2
     assert "P999" in capsys.readouterr().err
-
-
-def test_transfer_errors_are_one_line(workdir, capsys):
-    code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--method", "direct-transfer", "--epochs", "1", "--quiet"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("error: direct transfer needs equal embedding widths")
-    assert main(["transfer", "--source", "tiny:bert", "--target", "tiny:gpt2", "--relation", "P999"]) == 2
-    assert "P999" in capsys.readouterr().err
-
-
-def test_grid_command_writes_tables(workdir, tmp_path, capsys):
-    config = tmp_path / "g.yaml"
-    config.write_text('models: ["tiny:bert:32:1", "tiny:gpt2:32:3"]\nrelations: [P36]\nmethods: [manual, transfer-loss]\n'
-                      'tune: {epochs: 1}\ntransfer: {steps: 10, anchor_filter: all}\n')
-    assert main(["grid", "--config", str(config), "--out", "g"]) == 0
-    assert "| transfer-loss |" in capsys.readouterr().out
-    assert (workdir / "g" / "results.csv").is_file() and (workdir / "g" / "summary.md").is_file()

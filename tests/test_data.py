@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ptfer_core.data import (SPLITS, Fact, get_relation, load_common_vocab, load_facts, load_paraphrases,
+from ptfer_core.data import (SPLITS, Fact, get_task, load_common_vocab, load_facts, load_paraphrases,
                              load_relations, load_split, split_facts, split_of)
 from ptfer_core.errors import DataError, PTferError
 from ptfer_core.paths import DATA_DIR_ENV
-from ptfer_core.testing import write_mini_lama
+from ptfer_core.toy_models import write_mini_lama
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -104,7 +104,7 @@ def test_load_split_returns_the_split_and_all(mini_data_dir):
 def test_relations_facts_and_paraphrases(mini_data_dir):
     relations = load_relations(mini_data_dir)
     assert list(relations) == ["P17", "P36", "P103"]  # ordered by P-number, not by file order or text
-    p36 = get_relation("P36", mini_data_dir)
+    p36 = get_task("P36", mini_data_dir)
     assert p36.template == "The capital of [X] is [Y] ." and p36.type == "1-1"
     assert p36.prompt_template.n_soft == 0
     facts = load_facts("P36", mini_data_dir)
@@ -136,8 +136,8 @@ def test_data_dir_without_relations_file(fresh_data):
 
 
 def test_unknown_relation_is_named(mini_data_dir):
-    with pytest.raises(DataError, match="relation 'P999' is not in the data") as info:
-        get_relation("P999", mini_data_dir)
+    with pytest.raises(DataError, match="unknown relation or task 'P999'") as info:
+        get_task("P999", mini_data_dir)
     assert "P17" in str(info.value)  # lists the known ones
     with pytest.raises(DataError, match="P999"):
         load_split("P999", "test", mini_data_dir)
@@ -190,7 +190,19 @@ def test_shared_lama_data_and_its_split():
         total += len(facts)
         for name, part in split_facts(facts).items():
             counts[name] += len(part)
-    assert total == 29411
-    assert counts == {"train": 17608, "dev": 5958, "test": 5845}
+    assert total == 29411 - 17  # 17 repeated (subject, object) pairs are dropped before splitting
+    assert counts == {"train": 17599, "dev": 5952, "test": 5843}
     vocab = load_common_vocab("be_ro_al", SHARED_DATA)
     assert all(w == w.strip() and w for w in vocab) and "Paris" in vocab
+
+
+def test_repeated_subject_object_pairs_are_dropped_before_the_split(tmp_path):
+    root = write_mini_lama(tmp_path)
+    path = root / "lama_trex" / "P36.jsonl"
+    rows = path.read_text().splitlines()
+    first = json.loads(rows[0])
+    rows.append(json.dumps({**first, "uuid": "another-uuid"}))  # the same fact under a new id
+    path.write_text("\n".join(rows) + "\n")
+    facts = load_facts("P36", root)
+    assert len(facts) == len(rows) - 1
+    assert [f.uuid for f in facts if f.subject == first["sub_label"]] == [first["uuid"]]  # the first one is kept

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptfer_core.data import Fact, Relation, load_facts, load_relations
+from oracle import oracle_logits
+
+from ptfer_core.data import Fact, Task, load_facts, load_relations
 from ptfer_core.errors import DimensionMismatchError, InputError, TemplateError
 from ptfer_core.evaluation import (CandidateSet, Prompt, batch_bounds, candidates_for, evaluate, evaluate_relations,
                                    iter_batches, top_k)
@@ -22,19 +24,9 @@ def mixed_facts() -> list[Fact]:
 
 
 def naive_predictions(lm, template: PromptTemplate, facts: list[Fact], candidates: CandidateSet, vectors=None) -> list[str]:
-    """One fact at a time, full-vocabulary logits at every position, then the candidate columns at the answer."""
-    preds = []
-    with torch.no_grad():
-        for fact in facts:
-            batch = lm.encode(template, [fact.subject])
-            if vectors is None:
-                logits = lm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            else:
-                embeds = lm.prompt_embeddings(batch, vectors)
-                logits = lm.model(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
-            row = logits[0, batch.answer_positions[0], candidates.token_ids]
-            preds.append(candidates.words[int(row.argmax())])
-    return preds
+    """One fact at a time through the independent oracle (plain transformers calls), candidate columns only."""
+    return [candidates.words[int(oracle_logits(lm, template.text, f.subject, vectors)[candidates.token_ids].argmax())]
+            for f in facts]
 
 
 # ----------------------------------------------------------------------------- the common-vocabulary filter
@@ -50,23 +42,23 @@ def test_candidates_are_the_single_token_vocab_words(any_lm):
     assert len(cands) == 3 and cands.index == {"Paris": 0, "Rome": 1, "Berlin": 2}
     # Each id is the model's own token for " word" (or the bare word for a masked LM), in the same order.
     for word, tid in zip(cands.words, cands.token_ids.tolist()):
-        assert lm.word_token_id(word) == tid
+        assert lm.word_token_ids([word])[0] == tid
         assert lm.tokenizer.convert_ids_to_tokens(tid).lstrip("Ġ▁") == word
 
 
 def test_candidates_for_reads_the_common_vocab_once_per_model(bert_lm, mini_data_dir):
-    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(bert_lm, None, mini_data_dir)
     assert set(cands.words) == set(COUNTRIES + ["Paris", "Berlin", "Rome", "Madrid", "Tokyo", "Ottawa", "Brasilia", "Cairo",
                                                 "French", "German", "Italian", "Spanish", "Japanese", "English",
                                                 "Portuguese", "Arabic"])
     assert "Unobtainium" not in cands.words and cands.n_vocab_words == 25
-    assert candidates_for(bert_lm, "be_ro_al", mini_data_dir) is cands
+    assert candidates_for(bert_lm, None, mini_data_dir) is cands
 
 
 def test_facts_outside_the_candidates_are_skipped_not_scored(gpt2_lm, mini_data_dir):
     relation = load_relations(mini_data_dir)["P17"]
     facts = load_facts("P17", mini_data_dir)
-    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(gpt2_lm, None, mini_data_dir)
     res = evaluate(gpt2_lm, Prompt.manual(relation), facts, cands)
     assert res.n_skipped == 1 and res.n_facts == len(facts) - 1
     assert all(f.object != "Unobtainium" for f in res.kept)
@@ -78,7 +70,7 @@ def test_facts_outside_the_candidates_are_skipped_not_scored(gpt2_lm, mini_data_
 
 def test_evaluate_matches_naive_full_vocabulary_evaluation(any_lm, mini_data_dir):
     lm = any_lm
-    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(lm, None, mini_data_dir)
     facts = mixed_facts()
     prompt = Prompt.from_text(TEMPLATE)
     expected = naive_predictions(lm, prompt.template, facts, cands)
@@ -92,7 +84,7 @@ def test_evaluate_matches_naive_full_vocabulary_evaluation(any_lm, mini_data_dir
 
 def test_soft_prompt_evaluation_matches_naive(gpt2_lm, mini_data_dir):
     lm = gpt2_lm
-    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(lm, None, mini_data_dir)
     template = PromptTemplate.soft(3)
     vectors = torch.randn(3, lm.width, generator=torch.Generator().manual_seed(0))
     facts = mixed_facts()
@@ -103,7 +95,7 @@ def test_soft_prompt_evaluation_matches_naive(gpt2_lm, mini_data_dir):
 @pytest.mark.parametrize("fixture", ["bert_lm", "gpt2_lm"])
 def test_scoring_counts_exactly_the_matching_answers(request, fixture, mini_data_dir):
     lm = request.getfixturevalue(fixture)
-    cands = candidates_for(lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(lm, None, mini_data_dir)
     prompt = Prompt.from_text(TEMPLATE)
     facts = mixed_facts()
     predicted = evaluate(lm, prompt, facts, cands, batch_size=3).predictions
@@ -167,30 +159,42 @@ def test_batch_bounds_are_valid_and_optimal():
 
 def test_evaluate_relations_micro_and_macro(bert_lm, mini_data_dir):
     relations = load_relations(mini_data_dir)
-    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(bert_lm, None, mini_data_dir)
     facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
     steps = []
     report = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
                                 batch_size=8, on_step=lambda step, m: steps.append((step, m["relation"])))
     assert steps == [(0, "P17"), (1, "P36"), (2, "P103")]
     results = report.per_relation
-    assert report.n_facts == sum(r.n_facts for r in results.values()) == 24 + 8 + 24
-    assert report.micro_p_at_1 == pytest.approx(100.0 * sum(r.n_correct for r in results.values()) / report.n_facts)
-    assert report.macro_p_at_1 == pytest.approx(sum(r.p_at_1 for r in results.values()) / 3)
+    assert report.n_facts == sum(r.n_facts for r in results.values()) == 60 + 8 + 60
+    assert report.pooled == pytest.approx(100.0 * sum(r.n_correct for r in results.values()) / report.n_facts)
+    assert report.relation_mean == pytest.approx(sum(r.p_at_1 for r in results.values()) / 3)
     assert report.as_dict()["relations"]["P17"]["n_skipped"] == 1
     stopped = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
                                  should_stop=lambda: True)
-    assert stopped.per_relation == {} and stopped.micro_p_at_1 == 0.0
+    assert stopped.per_relation == {} and stopped.pooled == 0.0
+
+
+def test_the_two_averages_differ_and_are_named():
+    """The paper's "micro" is the mean of per-relation P@1; pooling all facts weights big relations more."""
+    from ptfer_core.evaluation import EvalReport, EvalResult
+
+    report = EvalReport({"A": EvalResult(n_facts=10, n_correct=10, n_skipped=0),
+                         "B": EvalResult(n_facts=90, n_correct=0, n_skipped=0)})
+    assert report.relation_mean == pytest.approx(50.0)
+    assert report.pooled == pytest.approx(10.0)
+    assert report.as_dict()["p_at_1_relation_mean"] == pytest.approx(50.0)
+    assert report.as_dict()["p_at_1_pooled"] == pytest.approx(10.0)
 
 
 def test_no_scorable_facts_gives_zero_not_an_error(bert_lm, mini_data_dir):
-    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(bert_lm, None, mini_data_dir)
     res = evaluate(bert_lm, Prompt.from_text(TEMPLATE), [Fact("Atlantis", "Unobtainium", "x")], cands)
     assert (res.n_facts, res.n_skipped, res.p_at_1) == (0, 1, 0.0)
 
 
 def test_top_k_ranks_candidates(gpt2_lm, mini_data_dir):
-    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(gpt2_lm, None, mini_data_dir)
     prompt = Prompt.from_text(TEMPLATE)
     preds = top_k(gpt2_lm, prompt, "Town3 Town4", cands, k=5)
     probs = [p.probability for p in preds]
@@ -205,7 +209,7 @@ def test_top_k_ranks_candidates(gpt2_lm, mini_data_dir):
 
 @pytest.mark.parametrize("subject", ["", "   "])
 def test_empty_subject(gpt2_lm, mini_data_dir, subject):
-    cands = candidates_for(gpt2_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(gpt2_lm, None, mini_data_dir)
     prompt = Prompt.from_text(TEMPLATE)
     with pytest.raises(InputError, match="empty subject"):
         top_k(gpt2_lm, prompt, subject, cands)
@@ -215,7 +219,7 @@ def test_empty_subject(gpt2_lm, mini_data_dir, subject):
 
 def test_top_k_needs_positive_k(gpt2_lm, mini_data_dir):
     with pytest.raises(InputError, match="k must be at least 1"):
-        top_k(gpt2_lm, Prompt.from_text(TEMPLATE), "Paris", candidates_for(gpt2_lm, "be_ro_al", mini_data_dir), k=0)
+        top_k(gpt2_lm, Prompt.from_text(TEMPLATE), "Paris", candidates_for(gpt2_lm, None, mini_data_dir), k=0)
 
 
 @pytest.mark.parametrize("text,match", [("[X] is located in .", r"\[Y\]"), ("is located in [Y] .", r"\[X\]"),
@@ -224,11 +228,11 @@ def test_template_without_slots_is_refused(text, match):
     with pytest.raises(TemplateError, match=match):
         Prompt.from_text(text)
     with pytest.raises(TemplateError, match=match):
-        Prompt.manual(Relation("P0", "broken", text, "N-1"))
+        Prompt.manual(Task("P0", "broken", text, "N-1"))
 
 
 def test_soft_prompt_of_wrong_width_count_or_values(bert_lm, mini_data_dir):
-    cands = candidates_for(bert_lm, "be_ro_al", mini_data_dir)
+    cands = candidates_for(bert_lm, None, mini_data_dir)
     facts = mixed_facts()
     template = PromptTemplate.soft(2)
     with pytest.raises(DimensionMismatchError, match=f"width {bert_lm.width + 8}"):

@@ -1,84 +1,175 @@
+"""The result grid: the plan, resuming, cells keyed by their settings, damaged cells, not-applicable tasks,
+the scored split, and the local vs Ray executors."""
 import json
+import warnings
 
 import pytest
 import yaml
 
-from ptfer_core.artifacts import SoftPrompt
-from ptfer_core.errors import InputError
+from ptfer_core.errors import DataError, InputError, ModelLoadError
 from ptfer_core.grid import GridConfig, plan, run_grid
 
 MODELS = ["tiny:bert:32:1", "tiny:llama:48:2", "tiny:gpt2:32:3"]
+TOY = {"tune": {"epochs": 1}, "transfer": {"steps": 20, "anchor_source": "frequency", "anchor_filter": "all",
+                                             "top_k": None, "dev_every": 10}, "projector": {"hidden": 8, "epochs": 1}}
 
 
 def tiny_config(data_dir, **kw):
-    base = dict(models=MODELS, relations=["P36", "P103"], data_dir=str(data_dir), tune={"epochs": 1},
-                transfer={"steps": 30, "anchor_filter": "all"}, projector={"hidden": 8, "epochs": 1}, dev_every=10)
+    base = dict(models=MODELS, relations=["P36", "P103"], data_dir=str(data_dir), overrides=TOY,
+                recipes=["studio", "paper"])
     return GridConfig(**{**base, **kw})
 
 
-def test_plan_covers_every_pair_and_method(mini_data_dir):
-    tune, evals = plan(tiny_config(mini_data_dir))
-    assert len(tune) == 2 * 3
-    pairs = {(t.relation, t.sources, t.target) for t in evals if t.kind == "pair"}
-    assert len(pairs) == 2 * 3 * 2  # relations × ordered pairs
-    multi = [t for t in evals if t.kind == "multi"]
-    assert len(multi) == 2 * 3 and all(len(t.sources) == 2 for t in multi)
+def test_plan_covers_every_pair_method_and_recipe(mini_data_dir):
+    tune, cells = plan(tiny_config(mini_data_dir))
+    assert len(tune) == 2 * 2 * 3  # relations × recipes (they tune differently) × models
+    pairs = {(c.relation, c.recipe, c.sources, c.target) for c in cells if c.kind == "transfer"}
+    assert len(pairs) == 2 * 2 * 3 * 2  # relations × recipes × ordered pairs
+    baselines = [c for c in cells if c.kind == "baseline"]
+    assert len(baselines) == 2 * 2 * 3 * 2 and not any(c.shared_with for c in baselines)
+    assert {len(c.sources) for c in cells if c.kind == "dual"} == {3}
+    assert all(c.sources == (c.target,) for c in cells if c.kind == "self")
+
+
+def test_recipes_that_tune_alike_share_their_baselines(mini_data_dir, tmp_path):
+    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["paper", "paper-zero-shot"],
+                         methods=["manual", "discretization", "transfer"])
+    tune, cells = plan(config)
+    assert {c.recipe for c in tune} == {"paper"}
+    assert {c.shared_with for c in cells if c.kind in ("target", "baseline")} == {("paper-zero-shot",)}
+    table = run_grid(config, tmp_path)
+    for method in ("manual", "discretization"):
+        a, b = (table[(table.method == method) & (table.recipe == r)] for r in ("paper", "paper-zero-shot"))
+        assert len(a) == len(b) > 0 and a["p_at_1"].tolist() == b["p_at_1"].tolist()
+    assert len(table[table.method == "transfer"].groupby("recipe")) == 2
 
 
 def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
-    config = tiny_config(mini_data_dir, max_train_facts=5)
+    config = tiny_config(mini_data_dir, overrides={**TOY, "tune": {"epochs": 1, "max_train": 5}})
     table = run_grid(config, tmp_path)
-    methods = set(table["method"])
-    assert {"manual", "random", "direct-tuning", "discretization", "projector", "transfer-loss", "transfer-dev",
-            "multi-source", "direct-transfer"} <= methods
-    assert set(table.columns) >= {"relation", "source", "target", "method", "p_at_1", "n_facts", "seconds", "seed"}
-    # direct transfer across different widths is recorded as an error row, not a crash
+    assert set(table["method"]) == {"manual", "random", "direct-tuning", "direct-transfer", "discretization",
+                                    "projector", "transfer", "self-transfer", "dual-source"}
+    assert set(table["recipe"]) == {"studio", "paper"}
     cross = table[(table.method == "direct-transfer") & (table.source == MODELS[0]) & (table.target == MODELS[1])]
-    assert cross["p_at_1"].isna().all() and cross["error"].str.contains("width").all()
+    assert cross["p_at_1"].isna().all() and cross["error"].str.startswith("not applicable").all()
     same = table[(table.method == "direct-transfer") & (table.source == MODELS[0]) & (table.target == MODELS[2])]
     assert same["p_at_1"].notna().all()
     summary = (tmp_path / "summary.md").read_text()
-    assert "| transfer-loss |" in summary and "tiny:llama:48:2" in summary
-    # The training cap holds, and every transfer keeps its prompt with the search trajectory.
-    tuned = SoftPrompt.load(next((tmp_path / "prompts").rglob("P36.safetensors")))
-    assert tuned.provenance["n_train"] <= 5
-    kept = sorted((tmp_path / "transferred").glob("*transfer-dev.safetensors"))
-    assert len(kept) == 2 * 3 * 2  # relations × ordered pairs
-    dev_curve = SoftPrompt.load(kept[0]).trajectory
-    assert [r["step"] for r in dev_curve if "dev_p_at_1" in r][:3] == [1, 10, 20]
+    assert "relation mean" in summary and "pooled" in summary and "| transfer |" in summary
+    assert "Which of the paper's claims hold here" in summary
+    selfed = table[table.method == "self-transfer"]
+    assert selfed["self_cosine_min"].notna().all()
     # Resume: delete one cell; only it is recomputed, and the table is identical.
     cells = sorted((tmp_path / "cells").glob("*.json"))
     cells[0].unlink()
     events = []
     again = run_grid(config, tmp_path, on_step=lambda s, m: events.append(m["skipped"]))
     assert events.count(False) == 1
+    cols = ["relation", "recipe", "source", "target", "method", "p_at_1", "n_facts"]
+    assert again[cols].equals(table[cols])
+    assert list(again.columns) == list(table.columns)  # resumed tables keep the column order
+
+
+def test_a_changed_setting_recomputes_exactly_the_cells_it_touches(mini_data_dir, tmp_path):
+    config = tiny_config(mini_data_dir, relations=["P36"], methods=["manual", "transfer"])
+    run_grid(config, tmp_path)
+    events = []
+    changed = tiny_config(mini_data_dir, relations=["P36"], methods=["manual", "transfer"],
+                          overrides={**TOY, "transfer": {**TOY["transfer"], "steps": 7}})
+    run_grid(changed, tmp_path, on_step=lambda s, m: events.append((m["task"], m["skipped"])))
+    recomputed = {t for t, skipped in events if not skipped}
+    # Both solvers read "steps": every transfer cell is recomputed; baselines and tuning do not depend on it.
+    assert recomputed and all(t.startswith("transfer:") for t in recomputed)
+    assert json.loads((tmp_path / "config.json").read_text())["overrides"]["transfer"]["steps"] == 7
+
+
+def test_damaged_or_edited_cells_are_recomputed_with_a_warning(mini_data_dir, tmp_path):
+    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "random"])
+    table = run_grid(config, tmp_path)
+    cells = sorted((tmp_path / "cells").glob("*.json"))
+    edited = json.loads(cells[0].read_text())
+    edited["rows"][0]["p_at_1"] = 100.0
+    cells[0].write_text(json.dumps(edited))
+    cells[1].write_text('{"task": "x", "rows": []}')
+    cells[2].write_text(cells[2].read_text()[:40])  # truncated
+    (tmp_path / "cells" / ".orphan.json.abc.tmp").write_text("{")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = run_grid(config, tmp_path)
+    named = " ".join(str(w.message) for w in caught)
+    assert all(c.name in named for c in cells[:3])
     cols = ["relation", "source", "target", "method", "p_at_1", "n_facts"]
     assert again[cols].equals(table[cols])
+    assert not list((tmp_path / "cells").glob(".*.tmp"))
+
+
+def test_a_relation_a_model_cannot_run_is_recorded_and_the_grid_goes_on(mini_data_dir, tmp_path):
+    root = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(mini_data_dir, root)
+    # Every P17 answer outside the toy vocabulary: no model can tune on it.
+    rows = [json.loads(line) for line in (root / "lama_trex" / "P17.jsonl").read_text().splitlines()]
+    (root / "lama_trex" / "P17.jsonl").write_text("\n".join(json.dumps({**r, "obj_label": "Unobtainium"}) for r in rows))
+    config = tiny_config(root, relations=["P17", "P36"], recipes=["studio"], methods=["manual", "direct-tuning", "transfer"])
+    table = run_grid(config, tmp_path / "out")
+    p17 = table[table.relation == "P17"]
+    assert p17["error"].str.startswith("not applicable").all() and set(p17.method) == {"manual", "direct-tuning", "transfer"}
+    assert table[table.relation == "P36"]["p_at_1"].notna().all()
+    assert "Cells that did not run" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_the_grid_scores_the_test_split(mini_data_dir, tmp_path):
+    from ptfer_core.data import load_split
+    from ptfer_core.evaluation import candidates_for
+    from ptfer_core.loading import load_model
+
+    table = run_grid(tiny_config(mini_data_dir, relations=["P103"], recipes=["studio"], methods=["manual"]), tmp_path)
+    for model in MODELS:
+        cands = candidates_for(load_model(model), None, mini_data_dir)
+        n_test = sum(f.object in cands.index for f in load_split("P103", "test", mini_data_dir))
+        assert table[(table.target == model)]["n_facts"].tolist() == [n_test]
 
 
 def test_grid_config_errors(tmp_path, mini_data_dir):
     with pytest.raises(InputError, match="unknown grid methods"):
         tiny_config(mini_data_dir, methods=["manual", "astrology"])
-    with pytest.raises(InputError, match="max_train_facts"):
-        tiny_config(mini_data_dir, max_train_facts=0)
+    with pytest.raises(InputError, match="recipe"):
+        tiny_config(mini_data_dir, recipes=["astrology"])
+    with pytest.raises(InputError, match="list of model names"):
+        tiny_config(mini_data_dir, models="tiny:llama")
+    with pytest.raises(InputError, match="unknown model 'no-such-model'"):
+        tiny_config(mini_data_dir, models=["no-such-model"])
+    with pytest.raises(ModelLoadError, match="toy model"):
+        tiny_config(mini_data_dir, models=["tiny:parrot"])
+    with pytest.raises(InputError, match="hidden"):  # the whole config is checked before anything runs
+        tiny_config(mini_data_dir, overrides={"projector": {"hidden": -1}})
+    with pytest.raises(DataError, match="P999"):
+        tiny_config(mini_data_dir, relations=["P999"]).task_ids()
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [a\n")
     with pytest.raises(InputError, match="not valid YAML"):
         GridConfig.from_file(bad)
     with pytest.raises(InputError, match="does not exist"):
         GridConfig.from_file(tmp_path / "missing.yaml")
+    bad.write_text("models: [tiny:bert]\nmethod: [manual]\n")
+    with pytest.raises(InputError, match="unknown key"):
+        GridConfig.from_file(bad)
 
 
 def test_shipped_grid_configs_parse():
     from ptfer_core.paths import REPO_ROOT
 
-    for path in (REPO_ROOT / "grids").glob("*.yaml"):
+    paths = sorted((REPO_ROOT / "grids").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"tiny.yaml", "real-causal.yaml"}
+    for path in paths:
         assert GridConfig(**yaml.safe_load(path.read_text())).models
 
 
 def test_ray_executor_matches_local(mini_data_dir, tmp_path):
     ray = pytest.importorskip("ray")
-    config = tiny_config(mini_data_dir, relations=["P36"], methods=["manual", "transfer-loss", "discretization"])
+    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "transfer",
+                                                                                       "discretization"])
     local = run_grid(config, tmp_path / "local")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ptfer_core.errors import DimensionMismatchError, InputError, ModelLoadError, NoLMHeadError, TemplateError
-from ptfer_core.models import load_model
+from ptfer_core.loading import load_model
 from ptfer_core.templates import PromptTemplate, SegmentKind
 
 

@@ -1,0 +1,142 @@
+"""Widgets for the settings of a run, derived from the settings dataclasses (labels, help, choices, bounds).
+
+Every widget of a setting shows the chosen recipe's value until the user changes it; each recipe keeps its own
+edits (the session key includes the recipe). What differs from the recipe is the run's `overrides` and is
+mirrored in the URL under the field's own name (e.g. ``?recipe=paper&steps=500``). Out-of-range URL values are
+clamped to the widget's bounds, or ignored with a note, never allowed to break the page.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+import streamlit as st
+
+from ptfer_core.config import Recipe
+from ptfer_core.toy_models import TOY_TRANSFER_OVERRIDES
+from ptfer_core.settings import RECIPE_HELP, ProjectorConfig, TransferConfig, TuneConfig, recipe_settings
+
+from . import catalog
+
+CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
+TOY_OVERRIDES = {"transfer": TOY_TRANSFER_OVERRIDES}
+RECIPE_LABELS = {Recipe.STUDIO.value: "PTfer Studio (exact, zero-shot)", Recipe.PAPER.value: "the paper (target-dev "
+                 "selection)", Recipe.PAPER_ZERO_SHOT.value: "the paper, zero-shot (loss selection)"}
+
+
+def base_settings(recipe: str, models: list[str]):
+    """The recipe as the app runs it for these models (toy models get anchors that fit their vocabulary)."""
+    toy = any(catalog.is_toy(m) for m in models)
+    return recipe_settings(recipe, TOY_OVERRIDES if toy else None)
+
+
+def describe(group: str, name: str) -> dict:
+    return next(r for r in CLASSES[group].describe() if r["name"] == name)
+
+
+def _plain(value):
+    return value.value if isinstance(value, Enum) else value
+
+
+def _note(text: str) -> None:
+    notes = st.session_state.setdefault("_url_notes", [])
+    if text not in notes:
+        notes.append(text)
+
+
+def _from_url(key: str, url_key: str, row: dict, options=None, bounds=None) -> None:
+    """Take a setting from the URL once, when the session has none yet; clamp or ignore bad values with a note."""
+    if key in st.session_state or url_key not in st.query_params:
+        return
+    raw = st.query_params.get(url_key)
+    try:
+        if options is not None:
+            value = next(o for o in options if str(o) == raw or (o is None and raw in ("none", "all")))
+        elif row["type"] is bool:
+            value = {"true": True, "false": False}[raw]
+        else:
+            value = row["type"](raw)
+    except (StopIteration, KeyError, ValueError, TypeError):
+        _note(f"The link's {url_key}={raw!r} is not a valid value; the recipe's is used.")
+        return
+    if bounds is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = bounds
+        clamped = min(max(value, low), high)
+        if clamped != value:
+            _note(f"The link's {url_key}={raw} is outside {low}–{high}; {clamped} is used.")
+        value = clamped
+    st.session_state[key] = value
+
+
+def setting(container, group: str, name: str, recipe: str, base, *, options=None, fmt=None, slider=None,
+            disabled: bool = False, why: str | None = None, label: str | None = None):
+    """Draw one setting's widget; returns its value (the recipe's while disabled)."""
+    row = describe(group, name)
+    default = _plain(getattr(getattr(base, group), name))
+    key, url_key = f"set.{recipe}.{group}.{name}", name
+    help_text = row["help"] + (f"\n\n**Not used now:** {why}" if disabled and why else "")
+    label = label or row["label"] or name.replace("_", " ").capitalize()
+    if row["choices"] and options is None:
+        options = row["choices"]
+    bounds = slider[:2] if slider else (row["minimum"], row["maximum"]) if row["minimum"] is not None else None
+    if bounds is not None and bounds[1] is None:
+        bounds = (bounds[0], 10**9)
+    _from_url(key, url_key, row, options, bounds)
+    if options is not None and key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+    kw = {} if key in st.session_state else {"index" if options is not None else "value":
+                                             options.index(default) if options is not None and default in options
+                                             else 0 if options is not None else default}
+    if options is not None:
+        value = container.selectbox(label, options, key=key, format_func=fmt or (lambda v: "all" if v is None else str(v)),
+                                    help=help_text, disabled=disabled, **kw)
+    elif row["type"] is bool:
+        value = container.toggle(label, key=key, help=help_text, disabled=disabled, **kw)
+    elif slider:
+        low, high, step = slider
+        if "value" in kw:
+            kw["value"] = min(max(kw["value"], low), high)
+        value = container.slider(label, low, high, step=step, key=key, help=help_text, disabled=disabled, **kw)
+    else:
+        value = container.number_input(label, min_value=row["minimum"], max_value=row["maximum"], key=key,
+                                       help=help_text, disabled=disabled, **kw)
+    value = default if disabled else value
+    _to_url(url_key, value, default)
+    return value
+
+
+def _to_url(url_key: str, value, default) -> None:
+    if value == default:
+        st.query_params.pop(url_key, None)
+        return
+    text = "none" if value is None else ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if st.query_params.get(url_key) != text:
+        st.query_params[url_key] = text
+
+
+def recipe_picker(container, models: list[str]) -> str:
+    if "recipe" not in st.session_state and st.query_params.get("recipe") in RECIPE_LABELS:
+        st.session_state["recipe"] = st.query_params["recipe"]
+    recipe = container.selectbox("Recipe", list(RECIPE_LABELS), key="recipe", format_func=RECIPE_LABELS.get,
+                                 help="A complete set of settings; the controls below start from it. " +
+                                      " ".join(f"**{RECIPE_LABELS[r.value]}**: {h}." for r, h in RECIPE_HELP.items()))
+    _to_url("recipe", recipe, Recipe.STUDIO.value)
+    return recipe
+
+
+def build(recipe: str, models: list[str], chosen: dict[str, dict]):
+    """The run's settings: the recipe (with toy adjustments), an opened preset's settings that have no widget,
+    then what the widgets say."""
+    base = base_settings(recipe, models)
+    hidden = st.session_state.get("_hidden_overrides") or {}
+    kept = hidden.get("overrides", {}) if hidden.get("recipe") == recipe else {}
+    merged = {g: {**base.overrides.get(g, {}), **kept.get(g, {}), **chosen.get(g, {})} for g in CLASSES}
+    settings = recipe_settings(recipe, merged)
+    extra = {f"{k}={v}" for g in kept for k, v in kept[g].items() if k not in chosen.get(g, {})}
+    if extra:
+        st.caption(f":material/info: Also from the opened preset: {', '.join(sorted(extra))}.")
+    return settings
+
+
+def url_notes() -> None:
+    for text in st.session_state.pop("_url_notes", []):
+        st.caption(f":material/info: {text}")

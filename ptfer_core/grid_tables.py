@@ -1,0 +1,143 @@
+"""The grid's tables: the tidy CSV/Parquet, and a markdown summary in the paper's layout with the evidence for
+(or against) each of the paper's claims on the models run.
+
+Both averages are always named: **relation mean** (mean of per-relation P@1: the paper's "micro") and **pooled**
+(all correct over all facts). Rows that could not run (not applicable, with the reason) are listed, not averaged.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .artifacts import atomic_write_bytes
+
+COLUMNS = ["relation", "relation_type", "recipe", "method", "source", "target", "p_at_1", "n_facts", "n_correct",
+           "seconds", "seed", "matching_loss", "selected_step", "dev_p_at_1", "self_cosine_min", "self_cosine_mean",
+           "macro_f1", "error"]
+METHOD_ORDER = ["manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
+                "self-transfer", "dual-source"]
+
+
+def tidy(rows: list[dict]):
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in table.columns:
+            table[col] = None
+    return table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
+
+
+def write_tables(rows: list[dict], out: Path, config=None):
+    table = tidy(rows)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
+    if len(table):
+        pq = io.BytesIO()
+        table.astype({c: "object" for c in ("error", "source", "relation_type")}).to_parquet(pq, index=False)
+        atomic_write_bytes(out / "results.parquet", pq.getvalue())
+    atomic_write_bytes(out / "summary.md", summary_markdown(table).encode())
+    return table
+
+
+def scored(table):
+    return table[table["p_at_1"].notna() & (table["n_facts"].fillna(0) > 0)] if len(table) else table
+
+
+def averages(table, by: list[str]):
+    """Per group: relation mean, pooled P@1, relations and facts counted."""
+    ok = scored(table)
+    if not len(ok):
+        return ok
+    grouped = ok.groupby(by, dropna=False)
+    out = grouped.agg(relation_mean=("p_at_1", "mean"), n_correct=("n_correct", "sum"), n_facts=("n_facts", "sum"),
+                      n_relations=("relation", "nunique"))
+    out["pooled"] = 100.0 * out["n_correct"] / out["n_facts"].clip(lower=1)
+    return out.reset_index()
+
+
+def paper_layout(table, recipe: str, value: str = "relation_mean"):
+    """Methods × targets (the paper's Tables 2-3) for one recipe."""
+    sub = averages(table[table["recipe"] == recipe], ["method", "target"])
+    if not len(sub):
+        return sub
+    pivot = sub.pivot(index="method", columns="target", values=value)
+    return pivot.loc[[m for m in METHOD_ORDER if m in pivot.index]]
+
+
+def _markdown(pivot, fmt: str = "{:.1f}") -> list[str]:
+    lines = ["| method | " + " | ".join(map(str, pivot.columns)) + " |", "|---|" + "---:|" * len(pivot.columns)]
+    for method, row in pivot.iterrows():
+        lines.append(f"| {method} | " + " | ".join("—" if v != v else fmt.format(v) for v in row) + " |")
+    return lines
+
+
+def summary_markdown(table) -> str:
+    if not len(table):
+        return "# Results\n\nNo finished cells yet.\n"
+    n_rel = table["relation"].nunique()
+    lines = [f"# Results: P@1 on the test split over {n_rel} task(s)", "",
+             "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
+             "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged.",
+             ""]
+    for recipe in sorted(table["recipe"].dropna().unique()):
+        pivot = paper_layout(table, recipe)
+        if not len(pivot):
+            continue
+        lines += [f"## Recipe `{recipe}`: relation mean", ""] + _markdown(pivot) + [""]
+        lines += [f"### Recipe `{recipe}`: pooled", ""] + _markdown(paper_layout(table, recipe, "pooled")) + [""]
+        by_type = averages(table[table["recipe"] == recipe], ["relation_type", "method"])
+        if len(by_type) and by_type["relation_type"].nunique() > 1:
+            pivot_t = by_type.pivot(index="method", columns="relation_type", values="relation_mean")
+            pivot_t = pivot_t.loc[[m for m in METHOD_ORDER if m in pivot_t.index]]
+            lines += [f"### Recipe `{recipe}`: by relation type (relation mean, all targets)", ""]
+            lines += _markdown(pivot_t) + [""]
+    lines += claims_markdown(table)
+    failed = table[table["error"].notna()]
+    if len(failed):
+        lines += ["## Cells that did not run", ""]
+        for (method, error), group in failed.groupby(["method", "error"]):
+            shown = ", ".join(sorted(set(group["relation"])))[:200]
+            lines.append(f"- {method} ({len(group)}): {error} — {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(table, **match) -> float | None:
+    sub = scored(table)
+    for k, v in match.items():
+        sub = sub[sub[k] == v]
+    return float(sub["p_at_1"].mean()) if len(sub) else None
+
+
+def claims_markdown(table) -> list[str]:
+    """Which of the paper's claims hold here, each with its numbers (relation means per target)."""
+    lines = ["## Which of the paper's claims hold here", ""]
+    targets = sorted(table["target"].dropna().unique())
+    for recipe in sorted(table["recipe"].dropna().unique()):
+        for target in targets:
+            t = _mean(table, recipe=recipe, target=target, method="transfer")
+            if t is None:
+                continue
+            parts = []
+            for other in ("discretization", "projector", "manual", "random"):
+                o = _mean(table, recipe=recipe, target=target, method=other)
+                if o is not None:
+                    parts.append(f"{'>' if t > o else '≤'} {other} {o:.1f}")
+            lines.append(f"- `{recipe}` → {target}: transferred {t:.1f} " + ", ".join(parts))
+            dual = _mean(table, recipe=recipe, target=target, method="dual-source")
+            if dual is not None:
+                lines.append(f"  - dual-source {dual:.1f} vs single-source {t:.1f}: "
+                             f"{'holds' if dual > t else 'does not hold'} (dual > single)")
+            selfed, tuned = (_mean(table, recipe=recipe, target=target, method=m) for m in ("self-transfer", "direct-tuning"))
+            if selfed is not None and tuned is not None:
+                cos = scored(table[(table.recipe == recipe) & (table.target == target) & (table.method == "self-transfer")])
+                lines.append(f"  - self-transfer {selfed:.1f} vs the tuned prompt itself {tuned:.1f} "
+                             f"(per-vector cosine to the source: min {cos['self_cosine_min'].min():.4f})")
+    if {"paper", "paper-zero-shot"} <= set(table["recipe"].dropna()):
+        for target in targets:
+            dev, loss = (_mean(table, recipe=r, target=target, method="transfer") for r in ("paper", "paper-zero-shot"))
+            if dev is not None and loss is not None:
+                lines.append(f"- loss vs dev selection → {target}: zero-shot (loss) {loss:.1f} vs target-dev "
+                             f"{dev:.1f} ({'within' if abs(dev - loss) <= 2 else 'not within'} 2 points)")
+    return lines + [""]

@@ -1,0 +1,280 @@
+"""Toy models: tiny transformers and tokenizers built in-process, and the miniature LAMA they know.
+
+They need no download, so the app's demo, the tests and distributed workers can name them like any other model:
+``tiny:ARCH[:WIDTH[:SEED]]`` (ARCH: bert, roberta, albert, gpt2, llama) is a random toy model, and the app's
+``tiny-demo-*`` names are aliases of three of them. Labelled as toy models wherever they appear.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+
+from .models import PromptedLM
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
+
+
+def word_tokenizer(words: list[str], style: str = "wordpiece", *, bos: bool = False):
+    """A whole-word tokenizer over `words`.
+
+    style: "wordpiece" (bare words, BERT-like [CLS] … [SEP]), "bpe" (``Ġword`` after a space, RoBERTa/GPT-2
+    surface forms) or "sentencepiece" (``▁word`` after a space, Llama/Gemma surface forms).
+    """
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    uniq = sorted(set(words))
+    marker = {"wordpiece": "", "bpe": "Ġ", "sentencepiece": "▁"}[style]
+    vocab_list = SPECIALS + uniq + ([marker + w for w in uniq] if marker else [])
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    if style == "wordpiece":
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        tok.decoder = decoders.WordPiece()
+    else:
+        # Split before each space-run; the space becomes the marker prefix of the next word.
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(" ", behavior="merged_with_next"),
+            pre_tokenizers.Metaspace(replacement=marker, prepend_scheme="never", split=False)
+            if style == "sentencepiece" else pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+        tok.decoder = decoders.Metaspace(replacement=marker, prepend_scheme="never") if style == "sentencepiece" else decoders.ByteLevel()
+        if bos:
+            tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    # As RoBERTa's <mask> and ALBERT's [MASK]: the mask token absorbs the space before it ("in [MASK]").
+    from tokenizers import AddedToken
+
+    mask = AddedToken("[MASK]", lstrip=style != "wordpiece", special=True)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", mask_token=mask,
+                                   cls_token="[CLS]", sep_token="[SEP]", bos_token="<s>", eos_token="</s>")
+
+
+def tiny_model(arch: str, vocab_size: int, *, width: int = 32, layers: int = 2, heads: int = 2, seed: int = 0,
+               max_positions: int = 128, init_range: float = 0.2):
+    """A small randomly initialised transformers model: arch in bert, roberta, albert, gpt2, llama."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    # A wider initialisation than the 0.02 default gives the random model logits that respond to its inputs.
+    common = dict(vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads, initializer_range=init_range)
+    if arch == "bert":
+        cfg = tf.BertConfig(hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions, **common)
+        return tf.BertForMaskedLM(cfg)
+    if arch == "roberta":
+        cfg = tf.RobertaConfig(hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions + 2,
+                               pad_token_id=0, **common)
+        return tf.RobertaForMaskedLM(cfg)
+    if arch == "albert":
+        cfg = tf.AlbertConfig(embedding_size=width // 2, hidden_size=width, intermediate_size=2 * width,
+                              max_position_embeddings=max_positions, pad_token_id=0, **common)
+        return tf.AlbertForMaskedLM(cfg)
+    if arch == "gpt2":
+        cfg = tf.GPT2Config(vocab_size=vocab_size, bos_token_id=5, eos_token_id=6, n_embd=width, n_layer=layers, n_head=heads, n_positions=max_positions,
+                             initializer_range=init_range)
+        return tf.GPT2LMHeadModel(cfg)
+    if arch == "llama":
+        cfg = tf.LlamaConfig(hidden_size=width, intermediate_size=2 * width, num_key_value_heads=heads,
+                             max_position_embeddings=max_positions, tie_word_embeddings=True, pad_token_id=0, **common)
+        return tf.LlamaForCausalLM(cfg)
+    raise ValueError(f"unknown tiny architecture {arch!r}")
+
+
+TOKENIZER_STYLE = {"bert": "wordpiece", "albert": "sentencepiece", "roberta": "bpe", "gpt2": "bpe", "llama": "sentencepiece"}
+
+
+def tiny_lm(arch: str, words: list[str], *, width: int = 32, seed: int = 0, name: str | None = None, **kw) -> PromptedLM:
+    """A tiny random `PromptedLM` whose tokenizer knows exactly `words` (plus specials)."""
+    tokenizer = word_tokenizer(words, TOKENIZER_STYLE[arch], bos=arch == "llama")
+    model = tiny_model(arch, len(tokenizer), width=width, seed=seed, **kw)
+    return PromptedLM(model, tokenizer, name=name or f"tiny-{arch}-{width}")
+
+
+# ----------------------------------------------------------------------------- a miniature LAMA
+
+MINI_RELATIONS = [
+    {"relation": "P17", "template": "[X] is located in [Y] .", "label": "country", "type": "N-1"},
+    {"relation": "P36", "template": "The capital of [X] is [Y] .", "label": "capital", "type": "1-1"},
+    {"relation": "P103", "template": "The native language of [X] is [Y] .", "label": "native language", "type": "N-1"},
+]
+_COUNTRIES = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt"]
+_CAPITALS = ["Paris", "Berlin", "Rome", "Madrid", "Tokyo", "Ottawa", "Brasilia", "Cairo"]
+_LANGUAGES = ["French", "German", "Italian", "Spanish", "Japanese", "English", "Portuguese", "Arabic"]
+_PLACES = [f"Town{i}" for i in range(60)]
+_PEOPLE = [f"Person{i}" for i in range(60)]
+
+
+def mini_facts() -> dict[str, list[dict]]:
+    facts = {
+        "P17": [{"sub_label": p, "obj_label": _COUNTRIES[i % 8], "uuid": f"p17-{i}"} for i, p in enumerate(_PLACES)],
+        "P36": [{"sub_label": c, "obj_label": cap, "uuid": f"p36-{i}"} for i, (c, cap) in enumerate(zip(_COUNTRIES, _CAPITALS))],
+        "P103": [{"sub_label": p, "obj_label": _LANGUAGES[i % 8], "uuid": f"p103-{i}"} for i, p in enumerate(_PEOPLE)],
+    }
+    facts["P17"].append({"sub_label": "Atlantis", "obj_label": "Unobtainium", "uuid": "p17-x"})  # object outside the vocab
+    return facts
+
+
+MINI_WORDS = sorted(set(_COUNTRIES + _CAPITALS + _LANGUAGES + _PLACES + _PEOPLE + ["Atlantis"] +
+                        "The capital of is located in native language . the a and has speaks lies city country"
+                        .split()))
+# What trained toy models read: each fact in two phrasings that are *not* the manual template, so the manual
+# template works only as far as the model generalises, and a tuned prompt has something to find.
+TRAINING_TEMPLATES = {
+    "P17": ["[X] lies in [Y] .", "the country of [X] is [Y] ."],
+    "P36": ["[X] has the capital [Y] .", "the capital city of [X] is [Y] ."],
+    "P103": ["[X] speaks [Y] .", "the language of [X] is [Y] ."],
+}
+
+
+def write_mini_lama(root):
+    """Write a LAMA-shaped data directory (3 relations, ~56 facts) and return its path."""
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "lama_trex").mkdir(parents=True, exist_ok=True)
+    (root / "pararel_patterns").mkdir(exist_ok=True)
+    (root / "relations.jsonl").write_text("\n".join(json.dumps(r) for r in MINI_RELATIONS) + "\n")
+    for rid, rows in mini_facts().items():
+        (root / "lama_trex" / f"{rid}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (root / "pararel_patterns" / "P17.jsonl").write_text(json.dumps({"pattern": "[X] is in [Y]."}) + "\n")
+    vocab = sorted(set(_COUNTRIES + _CAPITALS + _LANGUAGES + ["Unobtainium"]))
+    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(vocab))
+    (root / "common_vocab_cased.txt").write_text("\n".join(vocab))
+    return root
+
+
+# ----------------------------------------------------------------------------- names
+
+TOY_PREFIX = "tiny:"
+# Toy models share ~120 words: every shared token is an anchor, and nothing is masked.
+TOY_TRANSFER_OVERRIDES = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    arch: str
+    width: int = 32
+    seed: int = 0
+    trained: bool = False  # trained on the miniature LAMA's facts (a few seconds, seeded)
+
+    @property
+    def name(self) -> str:
+        return f"{TOY_PREFIX}{self.arch}:{self.width}:{self.seed}" + (":trained" if self.trained else "")
+
+
+# The app's demo models: aliases of three toy models, so one naming scheme covers both.
+DEMO_ALIASES: dict[str, tuple[ToySpec, str]] = {
+    "tiny-demo-llama": (ToySpec("llama", 32, 0, True), "Tiny Llama-style causal LM (width 32) trained on the "
+                                                       "miniature LAMA: a built-in toy model"),
+    "tiny-demo-gpt2": (ToySpec("gpt2", 48, 1, True), "Tiny GPT-2-style causal LM (width 48) trained on the "
+                                                     "miniature LAMA: a built-in toy model"),
+    "tiny-demo-bert": (ToySpec("bert", 32, 2, True), "Tiny BERT-style masked LM (width 32) trained on the "
+                                                     "miniature LAMA: a built-in toy model"),
+}
+
+
+def is_toy(name: str) -> bool:
+    return name.startswith(TOY_PREFIX) or name in DEMO_ALIASES
+
+
+def parse_toy(name: str) -> ToySpec:
+    """`tiny:ARCH[:WIDTH[:SEED[:trained]]]` or a demo alias → its spec; ModelLoadError naming the form otherwise."""
+    from .errors import ModelLoadError
+
+    if name in DEMO_ALIASES:
+        return DEMO_ALIASES[name][0]
+    parts = name[len(TOY_PREFIX):].split(":")
+    trained = parts[-1] == "trained" and len(parts) == 4
+    parts = parts[:3] if trained else parts
+    if parts[0] not in TOKENIZER_STYLE or len(parts) > 3:
+        raise ModelLoadError(f"unknown toy model {name!r}; use tiny:ARCH[:WIDTH[:SEED]] with ARCH in "
+                             f"{', '.join(TOKENIZER_STYLE)}, or one of {', '.join(DEMO_ALIASES)}")
+    try:
+        width = int(parts[1]) if len(parts) > 1 else 32
+        seed = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise ModelLoadError(f"toy model {name!r}: width and seed must be integers") from None
+    if width < 4 or width > 1024 or width % 2:
+        raise ModelLoadError(f"toy model {name!r}: width must be an even number in 4..1024")
+    return ToySpec(parts[0], width, seed, trained)
+
+
+def _asset(spec: ToySpec):
+    from .paths import REPO_ROOT
+
+    return REPO_ROOT / "assets" / "toy_models" / f"{spec.arch}-{spec.width}-{spec.seed}.safetensors"
+
+
+def load_toy(name: str) -> PromptedLM:
+    """A toy model by name. Trained ones load their shipped weights (assets/toy_models), else train in seconds."""
+    spec = parse_toy(name)
+    if not spec.trained:
+        lm = tiny_lm(spec.arch, MINI_WORDS, width=spec.width, seed=spec.seed, name=name)
+        lm.identity = spec.name
+        return lm
+    tokenizer = word_tokenizer(MINI_WORDS, TOKENIZER_STYLE[spec.arch], bos=spec.arch == "llama")
+    model = tiny_model(spec.arch, len(tokenizer), width=spec.width, seed=spec.seed)
+    path = _asset(spec)
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(path), strict=False)  # tied weights are stored once
+        model.tie_weights()
+    else:
+        train_on_mini_lama(model, tokenizer, seed=spec.seed)
+    return PromptedLM(model, tokenizer, name=name, identity=spec.name)
+
+
+def write_toy_assets() -> list:
+    """Train the demo aliases' models and store their weights under assets/toy_models (run once; kilobytes)."""
+    from safetensors.torch import save_model
+
+    written = []
+    for spec, _ in DEMO_ALIASES.values():
+        tokenizer = word_tokenizer(MINI_WORDS, TOKENIZER_STYLE[spec.arch], bos=spec.arch == "llama")
+        model = tiny_model(spec.arch, len(tokenizer), width=spec.width, seed=spec.seed)
+        train_on_mini_lama(model, tokenizer, seed=spec.seed)
+        path = _asset(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(path))
+        written.append(path)
+    return written
+
+
+
+def train_on_mini_lama(model, tokenizer, seed: int = 0, steps: int = 800, lr: float = 3e-3) -> None:
+    """Teach a toy model the miniature LAMA's facts, phrased with TRAINING_TEMPLATES (seeded; seconds on a CPU).
+
+    Causal LMs learn each sentence as language modelling; masked LMs learn to fill the object."""
+    gen = torch.Generator().manual_seed(seed)
+    sentences = [(t.replace("[X]", f["sub_label"]), f["obj_label"]) for rid, rows in mini_facts().items()
+                 for f in rows for t in TRAINING_TEMPLATES[rid] if f["obj_label"] in MINI_WORDS]
+    masked = not getattr(model.config, "is_decoder", False) and type(model).__name__.endswith("ForMaskedLM")
+    texts = [s.replace("[Y]", tokenizer.mask_token if masked else o) for s, o in sentences]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    labels = enc["input_ids"].clone()
+    if masked:
+        objects = torch.tensor([tokenizer(" " + o, add_special_tokens=False)["input_ids"][-1] for _, o in sentences])
+        is_mask = enc["input_ids"] == tokenizer.mask_token_id
+        labels = torch.full_like(labels, -100)
+        labels[is_mask] = objects
+    else:
+        labels[enc["attention_mask"] == 0] = -100
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for _ in range(steps):
+        idx = torch.randperm(len(texts), generator=gen)[:32]
+        loss = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx], labels=labels[idx]).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+if __name__ == "__main__":
+    for path in write_toy_assets():
+        print(path)

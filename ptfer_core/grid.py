@@ -43,6 +43,7 @@ class GridConfig:
     data_dir: str | None = None
     eval_split: str = "test"
     eval_precision: str = Precision.FLOAT32.value
+    max_dev: int | None = None  # cap on dev examples for every dev-based choice (a CPU budget; None: all)
 
     def __post_init__(self):
         if not isinstance(self.models, list) or not self.models or not all(isinstance(m, str) and m for m in self.models):
@@ -59,6 +60,8 @@ class GridConfig:
             raise InputError(f"unknown grid methods {unknown}; choose from {', '.join(GRID_METHODS)}")
         self.recipes = [parse_enum(Recipe, r, "recipe").value for r in self.recipes]
         self.eval_precision = parse_enum(Precision, self.eval_precision, "precision").value
+        if self.max_dev is not None and (not isinstance(self.max_dev, int) or self.max_dev < 1):
+            raise InputError(f"max_dev must be a positive integer (got {self.max_dev!r})")
         if self.eval_split not in ("train", "dev", "test"):
             raise InputError(f"eval_split must be train, dev or test (got {self.eval_split!r})")
         if not isinstance(self.overrides, dict):
@@ -200,6 +203,7 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
         settings = {k: settings[k] for k in ("tune", "projector")}
     blob = {"cell": cell.key, "settings": settings, "seed": config.seed, "split_seed": config.split_seed,
             "eval_split": config.eval_split, "eval_precision": config.eval_precision, "methods": sorted(config.methods),
+            "max_dev": config.max_dev,
             "format": CELL_FORMAT}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -233,7 +237,7 @@ def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
     store = PromptStore(out / "prompts")
     if cell.kind == "tune":
         try:
-            data = TaskData.load(cell.relation, config.data_dir, config.split_seed)
+            data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev)
             settings = recipe_settings(cell.recipe, config.overrides)
             lm = _Models.get(cell.target)
             if store.find(lm, data, settings.tune) is not None:

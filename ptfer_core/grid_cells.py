@@ -27,7 +27,7 @@ def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[di
     base = {"relation": cell.relation, "recipe": cell.recipe, "source": "+".join(cell.sources), "target": cell.target,
             "seed": config.seed}
     try:
-        data = TaskData.load(cell.relation, config.data_dir, config.split_seed)
+        data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev)
         base["relation_type"] = data.task.type
         target = get_model(cell.target)
         sources = [get_model(s) for s in cell.sources]

@@ -30,18 +30,31 @@ SOURCE_METHODS = {Method.DIRECT_TRANSFER, Method.DISCRETIZATION, Method.PROJECTO
 
 @dataclass
 class TaskData:
-    """A task with its deterministic train/dev/test split."""
+    """A task with its deterministic train/dev/test split.
+
+    `max_dev` caps the dev split (a seeded sample, kept in file order): every dev-based choice (tuning checks,
+    the Adam search's target-dev selection, the projector's epoch) then costs at most that many examples. It is a
+    CPU budget, recorded through the data fingerprint in every stored prompt's key.
+    """
 
     task: Task
     splits: dict[str, list[Fact]]
     split_seed: int = DEFAULT_SPLIT_SEED
     data_dir: str | None = None
+    max_dev: int | None = None
 
     @classmethod
-    def load(cls, task_id: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED) -> "TaskData":
+    def load(cls, task_id: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED,
+             max_dev: int | None = None) -> "TaskData":
+        from .data import unit_hash
+
         task = get_task(task_id, data_dir)
         splits = {s: load_split(task_id, s, data_dir, split_seed) for s in ("train", "dev", "test")}
-        return cls(task, splits, split_seed, None if data_dir is None else str(data_dir))
+        if max_dev is not None and len(splits["dev"]) > max_dev:
+            chosen = {
+                f.uuid for f in sorted(splits["dev"], key=lambda f: unit_hash(f"dev:{split_seed}:{f.uuid}"))[:max_dev]}
+            splits["dev"] = [f for f in splits["dev"] if f.uuid in chosen]
+        return cls(task, splits, split_seed, None if data_dir is None else str(data_dir), max_dev)
 
     def candidates(self, lm: PromptedLM) -> CandidateSet:
         return candidates_for(lm, self.task, self.data_dir)

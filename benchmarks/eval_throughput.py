@@ -40,7 +40,7 @@ import torch
 
 from ptfer_core.data import load_relations, load_split, split_of
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate, iter_batches, scorable_facts
-from ptfer_core.models import load_model
+from ptfer_core.loading import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites the file -->"

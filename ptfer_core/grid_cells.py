@@ -63,6 +63,9 @@ def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[di
             source = result.source_prompts[0]
             cos = F.cosine_similarity(prompt.vectors, source.vectors, dim=-1)
             row.update(self_cosine_min=float(cos.min()), self_cosine_mean=float(cos.mean()))
+            before = prompt.provenance.get("cosine_to_source_before_normalisation")
+            if before:
+                row["self_cosine_unnormalised_min"] = min(before)
         if method == "direct-tuning" and isinstance(prompt, SoftPrompt):
             row["dev_p_at_1"] = prompt.metrics.get("dev_p_at_1")
         rows.append(row)

@@ -13,7 +13,7 @@ from .artifacts import atomic_write_bytes
 
 COLUMNS = ["relation", "relation_type", "recipe", "method", "source", "target", "p_at_1", "n_facts", "n_correct",
            "seconds", "seed", "matching_loss", "selected_step", "dev_p_at_1", "self_cosine_min", "self_cosine_mean",
-           "macro_f1", "error"]
+           "self_cosine_unnormalised_min", "macro_f1", "error"]
 METHOD_ORDER = ["manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
                 "self-transfer", "dual-source"]
 

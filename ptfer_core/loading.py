@@ -49,7 +49,9 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 _HEAD_ARCH_SUFFIXES = ("ForMaskedLM", "ForCausalLM", "LMHeadModel", "ForPreTraining", "ForConditionalGeneration")
-_import_lock = threading.Lock()  # transformers' lazy imports are not thread-safe: the first load imports them
+# Loads run one at a time: transformers' lazy imports are not thread-safe (two threads loading different models at once
+# got "cannot import name 'PreTrainedTokenizerFast'"), and on a small CPU parallel loads only compete.
+_load_lock = threading.RLock()
 
 
 def resolve_model(name_or_path: str, models_root: Path | None = None) -> str:
@@ -132,12 +134,17 @@ def config_width(name_or_path: str, models_root: Path | None = None) -> int | No
 def load_model(name_or_path: str, *, kind: ModelKind | str | None = None, precision: Precision | str = Precision.FLOAT32,
                device: str | None = None, gguf_file: str | None = None, models_root: Path | None = None) -> PromptedLM:
     """Load a masked or causal LM with its tokenizer from a registry name, hub id, local directory or GGUF file."""
+    with _load_lock:
+        return _load(name_or_path, kind, precision, device, gguf_file, models_root)
+
+
+def _load(name_or_path, kind, precision, device, gguf_file, models_root) -> PromptedLM:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
     from .toy_models import is_toy, load_toy
 
     if is_toy(name_or_path):
         return load_toy(name_or_path)
-    with _import_lock:
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer  # noqa: F401
     precision = parse_enum(Precision, precision, "precision")
     location = resolve_model(name_or_path, models_root)
     if location.endswith(".gguf") and gguf_file is None and os.path.isfile(location):

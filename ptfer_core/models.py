@@ -125,6 +125,16 @@ class PromptedLM:
         row = int(weight.norm(dim=-1).argmax())
         return float(self.embedding_matrix[row].norm() / weight[row].float().norm().clamp_min(1e-12))
 
+    @cached_property
+    def max_length(self) -> int | None:
+        """The most positions the model can read (learned position embeddings), if it says."""
+        config = self.model.config
+        for key in ("max_position_embeddings", "n_positions"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value - (2 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0)
+        return None
+
     @property
     def initializer_range(self) -> float:
         return float(getattr(self.model.config, "initializer_range", 0.02) or 0.02)
@@ -204,6 +214,10 @@ class PromptedLM:
             softs.append(soft_pos)
             answers.append(answer_pos)
         length = max(len(r) for r in rows)
+        if self.max_length is not None and length > self.max_length:
+            row = max(range(len(rows)), key=lambda i: len(rows[i]))
+            raise InputError(f"input {row + 1} is {length} tokens long; {self.name} reads at most {self.max_length}: "
+                             "shorten the subject")
         input_ids = torch.full((len(rows), length), filler, dtype=torch.long)
         attention = torch.zeros((len(rows), length), dtype=torch.long)
         for i, r in enumerate(rows):

@@ -101,6 +101,10 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     solution, reused = _solve_with_reuse(problem, sources, target, anchors, dev)
     final, neighbours = project_to_vocabulary(target, solution.vectors, config,
                                               words.token_ids(target) if config.projection == Projection.NEAREST_SHARED else None)
+    diagnostics = {}
+    if sources[0][1] is target and solution.unnormalised is not None:  # self-transfer: what came back, before Eq. 6
+        before = F.cosine_similarity(solution.unnormalised.float(), first.vectors.float(), dim=-1)
+        diagnostics["cosine_to_source_before_normalisation"] = [round(float(c), 6) for c in before]
     return SoftPrompt(
         vectors=final, model=target.name, relation=first.relation, method="transfer", template=first.template,
         provenance={
@@ -111,7 +115,7 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
                          "digest": p.digest} for p, _ in sources],
             "weights": [s.weight for s in encoded],
             **({"projected_to": neighbours} if neighbours else {}),
-            **({"tokens": solution.tokens} if solution.tokens else {}),
+            **({"tokens": solution.tokens} if solution.tokens else {}), **diagnostics,
         },
         metrics={"matching_loss": solution.loss,
                  **({"dev_p_at_1": solution.dev_p_at_1} if solution.dev_p_at_1 is not None else {})},

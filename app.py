@@ -4,15 +4,16 @@ Run with ``streamlit run app.py``. This file is the router: the shared sidebar (
 mirrored in the URL), then the selected page from ``pages/``. The engine is ``ptfer_core``; ``ptfer_app`` holds the
 Streamlit glue.
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import streamlit as st  # noqa: E402
+import streamlit as st
 
-from ptfer_app import services, ui  # noqa: E402
+from ptfer_app import services, ui
 
 st.set_page_config(page_title="PTfer Studio", page_icon=":material/swap_horiz:", layout="wide")
 
@@ -21,9 +22,12 @@ services.cpu_setup()  # per script thread: flush denormals, one intra-op thread 
 PAGES = {
     "home": st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),
     "transfer": st.Page(ui.PAGES["transfer"], title="Transfer", icon=":material/swap_horiz:", url_path="transfer"),
-    "nearest": st.Page(ui.PAGES["nearest"], title="Nearest tokens", icon=":material/format_list_numbered:",
-                       url_path="nearest-tokens"),
-    "space": st.Page(ui.PAGES["space"], title="Relative space", icon=":material/scatter_plot:", url_path="relative-space"),
+    "nearest": st.Page(
+        ui.PAGES["nearest"], title="Nearest tokens", icon=":material/format_list_numbered:", url_path="nearest-tokens"
+    ),
+    "space": st.Page(
+        ui.PAGES["space"], title="Relative space", icon=":material/scatter_plot:", url_path="relative-space"
+    ),
     "query": st.Page(ui.PAGES["query"], title="Query", icon=":material/chat:", url_path="query"),
     "results": st.Page(ui.PAGES["results"], title="Results", icon=":material/leaderboard:", url_path="results"),
 }

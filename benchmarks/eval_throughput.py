@@ -23,6 +23,7 @@ Full run (the one in docs/benchmarks.md; one torch thread is faster on a machine
             .venv/bin/python benchmarks/eval_throughput.py --threads 1
 Re-render the markdown from a saved run:  .venv/bin/python benchmarks/eval_throughput.py --render runs/<file>.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,12 +143,22 @@ def machine_description() -> dict:
     except OSError:
         pass
     try:
-        mem = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1]) / 2**20
+        mem = (
+            int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+            / 2**20
+        )
     except (OSError, StopIteration):
         mem = 0.0
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "memory_gib": round(mem, 1),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
 
 
 def select_relations(spec: str, data_dir) -> list:
@@ -164,7 +175,11 @@ def select_relations(spec: str, data_dir) -> list:
 def run(args) -> dict:
     torch.manual_seed(0)
     default_threads = torch.get_num_threads()
-    peak_all_threads = {"threads": default_threads, "float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)}
+    peak_all_threads = {
+        "threads": default_threads,
+        "float32": matmul_peak(torch.float32),
+        "bfloat16": matmul_peak(torch.bfloat16),
+    }
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = machine_description()
@@ -196,13 +211,28 @@ def run(args) -> dict:
         for rid, f in sample:
             by_rel.setdefault(rid, []).append(f)
         models[name] = {
-            "lm32": lm32, "lm16": lm16, "cands": cands, "cands16": cands16, "sample": by_rel, "load_s": load_s,
+            "lm32": lm32,
+            "lm16": lm16,
+            "cands": cands,
+            "cands16": cands16,
+            "sample": by_rel,
+            "load_s": load_s,
             "clocks": {k: Clock() for k in ("opt_fp32", "opt_bf16", "naive_b1", "naive_b8", "opt_fp32_sample")},
-            "results32": {}, "results16": {}, "naive_b1": {}, "naive_b8": {}, "tokens": [0, 0], "matched": {"float32": [], "bfloat16": []},
-            "body_params": body_params(lm32), "n_sample": len(sample),
+            "results32": {},
+            "results16": {},
+            "naive_b1": {},
+            "naive_b8": {},
+            "tokens": [0, 0],
+            "matched": {"float32": [], "bfloat16": []},
+            "body_params": body_params(lm32),
+            "n_sample": len(sample),
         }
-        print(f"{name}: {lm32!r}, {len(cands)} candidates, body {models[name]['body_params'] / 1e6:.1f}M params, "
-              f"naive sample {len(sample)} facts", file=sys.stderr, flush=True)
+        print(
+            f"{name}: {lm32!r}, {len(cands)} candidates, body {models[name]['body_params'] / 1e6:.1f}M params, "
+            f"naive sample {len(sample)} facts",
+            file=sys.stderr,
+            flush=True,
+        )
 
     t_start = time.perf_counter()
     for step, rel in enumerate(relations):
@@ -210,21 +240,55 @@ def run(args) -> dict:
         for name, m in models.items():
             sample = m["sample"].get(rel.id, [])
             sides = [
-                ("opt_fp32", lambda: m["results32"].__setitem__(rel.id, evaluate(m["lm32"], prompt, facts[rel.id], m["cands"], args.batch_size)), len(facts[rel.id])),
-                ("naive_b1", lambda: m["naive_b1"].__setitem__(rel.id, naive_predict(m["lm32"], rel, sample, m["cands"], 1)), len(sample)),
-                ("naive_b8", lambda: m["naive_b8"].__setitem__(rel.id, naive_predict(m["lm32"], rel, sample, m["cands"], args.naive_batch)), len(sample)),
+                (
+                    "opt_fp32",
+                    lambda: m["results32"].__setitem__(
+                        rel.id, evaluate(m["lm32"], prompt, facts[rel.id], m["cands"], args.batch_size)
+                    ),
+                    len(facts[rel.id]),
+                ),
+                (
+                    "naive_b1",
+                    lambda: m["naive_b1"].__setitem__(rel.id, naive_predict(m["lm32"], rel, sample, m["cands"], 1)),
+                    len(sample),
+                ),
+                (
+                    "naive_b8",
+                    lambda: m["naive_b8"].__setitem__(
+                        rel.id, naive_predict(m["lm32"], rel, sample, m["cands"], args.naive_batch)
+                    ),
+                    len(sample),
+                ),
             ]
             if m["lm16"] is not None:
-                sides.append(("opt_bf16", lambda: m["results16"].__setitem__(rel.id, evaluate(m["lm16"], prompt, facts[rel.id], m["cands16"], args.batch_size)), len(facts[rel.id])))
+                sides.append(
+                    (
+                        "opt_bf16",
+                        lambda: m["results16"].__setitem__(
+                            rel.id, evaluate(m["lm16"], prompt, facts[rel.id], m["cands16"], args.batch_size)
+                        ),
+                        len(facts[rel.id]),
+                    )
+                )
             if sample:  # the optimized path on exactly the naive sample, for a like-for-like check
-                sides.append(("opt_fp32_sample", lambda: evaluate(m["lm32"], prompt, sample, m["cands"], args.batch_size), len(sample)))
+                sides.append(
+                    (
+                        "opt_fp32_sample",
+                        lambda: evaluate(m["lm32"], prompt, sample, m["cands"], args.batch_size),
+                        len(sample),
+                    )
+                )
             shift = step % len(sides)  # rotate the order so no side always runs first
-            before = {"float32": matmul_peak(torch.float32, reps=2, rounds=1),
-                      "bfloat16": matmul_peak(torch.bfloat16, reps=4, rounds=1)}
+            before = {
+                "float32": matmul_peak(torch.float32, reps=2, rounds=1),
+                "bfloat16": matmul_peak(torch.bfloat16, reps=4, rounds=1),
+            }
             for key, fn, n in sides[shift:] + sides[:shift]:
                 m["clocks"][key].run(fn, n)
-            after = {"float32": matmul_peak(torch.float32, reps=2, rounds=1),
-                     "bfloat16": matmul_peak(torch.bfloat16, reps=4, rounds=1)}
+            after = {
+                "float32": matmul_peak(torch.float32, reps=2, rounds=1),
+                "bfloat16": matmul_peak(torch.bfloat16, reps=4, rounds=1),
+            }
             kept = m["results32"][rel.id].kept
             real, padded = token_counts(m["lm32"], prompt, kept, args.batch_size)
             m["tokens"][0] += real
@@ -239,8 +303,10 @@ def run(args) -> dict:
         if done % 10 == 0 and done < len(relations):
             measure_peak()
         elapsed = time.perf_counter() - t_start
-        rates = "  ".join(f"{n}: opt {m['clocks']['opt_fp32'].rate:.1f}/s b1 {m['clocks']['naive_b1'].rate:.1f}/s"
-                          for n, m in models.items())
+        rates = "  ".join(
+            f"{n}: opt {m['clocks']['opt_fp32'].rate:.1f}/s b1 {m['clocks']['naive_b1'].rate:.1f}/s"
+            for n, m in models.items()
+        )
         print(f"[{done}/{len(relations)}] {rel.id} {elapsed:.0f}s  {rates}", file=sys.stderr, flush=True)
     measure_peak()
     out = summarise(args, relations, facts, models, peaks, time.perf_counter() - t_start, machine)
@@ -260,10 +326,17 @@ def micro(results: dict, keep=lambda f: True) -> tuple[float, int]:
 
 def summarise(args, relations, facts, models, peaks, wall_s, machine) -> dict:
     peak = {k: {"max": max(v), "median": statistics.median(v), "samples": v} for k, v in peaks.items()}
-    out = {"machine": machine, "command": args.command, "date": dt.datetime.now().isoformat(timespec="seconds"),
-           "settings": {k: v for k, v in vars(args).items() if k not in ("command",)},
-           "n_relations": len(relations), "n_facts": sum(len(f) for f in facts.values()), "wall_s": wall_s,
-           "peak_gflops": peak, "models": {}}
+    out = {
+        "machine": machine,
+        "command": args.command,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("command",)},
+        "n_relations": len(relations),
+        "n_facts": sum(len(f) for f in facts.values()),
+        "wall_s": wall_s,
+        "peak_gflops": peak,
+        "models": {},
+    }
     out["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     for name, m in models.items():
         c = m["clocks"]
@@ -271,36 +344,56 @@ def summarise(args, relations, facts, models, peaks, wall_s, machine) -> dict:
         t32, nt = micro(m["results32"], lambda f: split_of(f.uuid) == "test")
         macro32 = statistics.mean(r.p_at_1 for r in m["results32"].values() if r.n_facts) if m["results32"] else 0.0
         entry = {
-            "description": repr(m["lm32"]), "load_s": m["load_s"], "body_params": m["body_params"],
-            "candidates": len(m["cands"]), "facts_scored": n32,
+            "description": repr(m["lm32"]),
+            "load_s": m["load_s"],
+            "body_params": m["body_params"],
+            "candidates": len(m["cands"]),
+            "facts_scored": n32,
             "facts_skipped": sum(r.n_skipped for r in m["results32"].values()),
-            "rates": {k: c[k].rate for k in c}, "seconds": {k: c[k].seconds for k in c}, "facts": {k: c[k].facts for k in c},
+            "rates": {k: c[k].rate for k in c},
+            "seconds": {k: c[k].seconds for k in c},
+            "facts": {k: c[k].facts for k in c},
             "speedup_vs_naive_b1": c["opt_fp32"].rate / c["naive_b1"].rate if c["naive_b1"].rate else None,
             "speedup_vs_naive_b8": c["opt_fp32"].rate / c["naive_b8"].rate if c["naive_b8"].rate else None,
-            "tokens_real": m["tokens"][0], "tokens_padded": m["tokens"][1],
-            "p_at_1": {"float32": {"micro_all": p32, "micro_test": t32, "macro_all": macro32, "n_all": n32, "n_test": nt}},
+            "tokens_real": m["tokens"][0],
+            "tokens_padded": m["tokens"][1],
+            "p_at_1": {
+                "float32": {"micro_all": p32, "micro_test": t32, "macro_all": macro32, "n_all": n32, "n_test": nt}
+            },
             "per_relation_fp32": {rid: {"p_at_1": r.p_at_1, "n": r.n_facts} for rid, r in m["results32"].items()},
         }
         gflop_real = 2 * m["body_params"] * m["tokens"][0] / 1e9
         gflop_padded = 2 * m["body_params"] * m["tokens"][1] / 1e9
-        body = {"float32": {"gflops_real_tokens": gflop_real / c["opt_fp32"].seconds,
-                            "gflops_padded_tokens": gflop_padded / c["opt_fp32"].seconds}}
+        body = {
+            "float32": {
+                "gflops_real_tokens": gflop_real / c["opt_fp32"].seconds,
+                "gflops_padded_tokens": gflop_padded / c["opt_fp32"].seconds,
+            }
+        }
         body["float32"]["fraction_of_peak"] = body["float32"]["gflops_padded_tokens"] / peak["float32"]["max"]
         body["float32"]["fraction_of_peak_real_tokens"] = body["float32"]["gflops_real_tokens"] / peak["float32"]["max"]
         if m["lm16"] is not None:
             p16, n16 = micro(m["results16"])
             t16, _ = micro(m["results16"], lambda f: split_of(f.uuid) == "test")
-            pairs = [(a, b) for rid in m["results32"] for a, b in zip(m["results32"][rid].predictions, m["results16"][rid].predictions)]
+            pairs = [
+                (a, b)
+                for rid in m["results32"]
+                for a, b in zip(m["results32"][rid].predictions, m["results16"][rid].predictions)
+            ]
             entry["p_at_1"]["bfloat16"] = {"micro_all": p16, "micro_test": t16, "n_all": n16}
             entry["bf16_minus_fp32_points"] = p16 - p32
             entry["bf16_within_half_point"] = abs(p16 - p32) <= 0.5
             entry["bf16_prediction_agreement"] = 100.0 * sum(a == b for a, b in pairs) / len(pairs) if pairs else None
             entry["speedup_bf16_vs_naive_b1"] = c["opt_bf16"].rate / c["naive_b1"].rate if c["naive_b1"].rate else None
             entry["speedup_bf16_vs_naive_b8"] = c["opt_bf16"].rate / c["naive_b8"].rate if c["naive_b8"].rate else None
-            body["bfloat16"] = {"gflops_real_tokens": gflop_real / c["opt_bf16"].seconds,
-                                "gflops_padded_tokens": gflop_padded / c["opt_bf16"].seconds}
+            body["bfloat16"] = {
+                "gflops_real_tokens": gflop_real / c["opt_bf16"].seconds,
+                "gflops_padded_tokens": gflop_padded / c["opt_bf16"].seconds,
+            }
             body["bfloat16"]["fraction_of_peak"] = body["bfloat16"]["gflops_padded_tokens"] / peak["bfloat16"]["max"]
-            body["bfloat16"]["fraction_of_peak_real_tokens"] = body["bfloat16"]["gflops_real_tokens"] / peak["bfloat16"]["max"]
+            body["bfloat16"]["fraction_of_peak_real_tokens"] = (
+                body["bfloat16"]["gflops_real_tokens"] / peak["bfloat16"]["max"]
+            )
         for prec in body:
             ratios = m["matched"][prec]
             body[prec]["time_matched_fraction_median"] = statistics.median(ratios) if ratios else None
@@ -314,8 +407,11 @@ def summarise(args, relations, facts, models, peaks, wall_s, machine) -> dict:
                 total += 1
                 agree += (p1 == opt_pred.get(f.uuid)) and (p8 == p1)
                 correct_b1 += p1 == f.object
-        entry["naive_sample"] = {"n": total, "agreement_with_optimized": 100.0 * agree / total if total else None,
-                                 "naive_p_at_1": 100.0 * correct_b1 / total if total else None}
+        entry["naive_sample"] = {
+            "n": total,
+            "agreement_with_optimized": 100.0 * agree / total if total else None,
+            "naive_p_at_1": 100.0 * correct_b1 / total if total else None,
+        }
         out["models"][name] = entry
     return out
 
@@ -351,14 +447,24 @@ def markdown(res: dict) -> str:
     ]
     for name, m in res["models"].items():
         r = m["rates"]
-        lines.append(f"| {name} | {r['opt_fp32']:.1f} | {_f(r.get('opt_bf16') or None)} | {r['naive_b1']:.2f} | {r['naive_b8']:.2f} | "
-                     f"{_x(m['speedup_vs_naive_b1'])} | {_x(m['speedup_vs_naive_b8'])} | {_x(m.get('speedup_bf16_vs_naive_b1'))} | "
-                     f"{_x(m.get('speedup_bf16_vs_naive_b8'))} |")
-    lines += ["", "Optimized fp32 on exactly the naive sample (few facts per relation, so small batches): "
-              + ", ".join(f"{n} {m['rates']['opt_fp32_sample']:.1f} facts/s" for n, m in res["models"].items())
-              + ". Naive predictions agree with the optimized ones on "
-              + ", ".join(f"{m['naive_sample']['agreement_with_optimized']:.1f}% ({n}, {m['naive_sample']['n']} facts)"
-                          for n, m in res["models"].items() if m["naive_sample"]["n"]) + ".", ""]
+        lines.append(
+            f"| {name} | {r['opt_fp32']:.1f} | {_f(r.get('opt_bf16') or None)} | {r['naive_b1']:.2f} | {r['naive_b8']:.2f} | "
+            f"{_x(m['speedup_vs_naive_b1'])} | {_x(m['speedup_vs_naive_b8'])} | {_x(m.get('speedup_bf16_vs_naive_b1'))} | "
+            f"{_x(m.get('speedup_bf16_vs_naive_b8'))} |"
+        )
+    lines += [
+        "",
+        "Optimized fp32 on exactly the naive sample (few facts per relation, so small batches): "
+        + ", ".join(f"{n} {m['rates']['opt_fp32_sample']:.1f} facts/s" for n, m in res["models"].items())
+        + ". Naive predictions agree with the optimized ones on "
+        + ", ".join(
+            f"{m['naive_sample']['agreement_with_optimized']:.1f}% ({n}, {m['naive_sample']['n']} facts)"
+            for n, m in res["models"].items()
+            if m["naive_sample"]["n"]
+        )
+        + ".",
+        "",
+    ]
     lines += [
         "## Transformer-body GFLOP/s against the measured matmul peak",
         "",
@@ -376,30 +482,51 @@ def markdown(res: dict) -> str:
     ]
     for name, m in res["models"].items():
         b32, b16 = m["body"]["float32"], m["body"].get("bfloat16")
-        lines.append(f"| {name} | {m['body_params'] / 1e6:.1f}M | {m['tokens_real']} / {m['tokens_padded']} | "
-                     f"{b32['gflops_real_tokens']:.1f} ({b32['gflops_padded_tokens']:.1f}) | "
-                     f"{100 * b32['fraction_of_peak_real_tokens']:.0f}% ({100 * b32['fraction_of_peak']:.0f}%) | {_pct(b32)} | "
-                     + (f"{b16['gflops_real_tokens']:.1f} ({b16['gflops_padded_tokens']:.1f}) | "
-                        f"{100 * b16['fraction_of_peak_real_tokens']:.0f}% ({100 * b16['fraction_of_peak']:.0f}%) | {_pct(b16)} |"
-                        if b16 else "- | - | - |"))
-    lines += ["", "'% of peak' divides the run's average body GFLOP/s by the best matmul rate seen during the run; "
-              "'time-matched %' is the median over relations of (that relation's body GFLOP/s on padded tokens) / "
-              "(the matmul rate measured right before and after it), which cancels most of the slow-down caused by other "
-              "work on the machine."]
+        lines.append(
+            f"| {name} | {m['body_params'] / 1e6:.1f}M | {m['tokens_real']} / {m['tokens_padded']} | "
+            f"{b32['gflops_real_tokens']:.1f} ({b32['gflops_padded_tokens']:.1f}) | "
+            f"{100 * b32['fraction_of_peak_real_tokens']:.0f}% ({100 * b32['fraction_of_peak']:.0f}%) | {_pct(b32)} | "
+            + (
+                f"{b16['gflops_real_tokens']:.1f} ({b16['gflops_padded_tokens']:.1f}) | "
+                f"{100 * b16['fraction_of_peak_real_tokens']:.0f}% ({100 * b16['fraction_of_peak']:.0f}%) | {_pct(b16)} |"
+                if b16
+                else "- | - | - |"
+            )
+        )
+    lines += [
+        "",
+        "'% of peak' divides the run's average body GFLOP/s by the best matmul rate seen during the run; "
+        "'time-matched %' is the median over relations of (that relation's body GFLOP/s on padded tokens) / "
+        "(the matmul rate measured right before and after it), which cancels most of the slow-down caused by other "
+        "work on the machine.",
+    ]
     split = s["split"]
     test_col = split != "test"  # with --split all (or train/dev) also show the test part alone
-    lines += ["", "## Precision@1 of the manual templates", "",
-              f"Micro P@1 over the scored facts of the `{split}` split (object is a single-token candidate of the model; "
-              "the split is the deterministic 60/20/20 one, seed 0, by uuid); macro = mean over relations.", "",
-              f"| model | facts scored | fp32 micro P@1 ({split}) | " + ("fp32 micro P@1 (test part) | " if test_col else "")
-              + "fp32 macro P@1 | bf16 micro P@1 | bf16 - fp32 | within 0.5 point | prediction agreement |",
-              "| --- | ---: | ---: | " + ("---: | " if test_col else "") + "---: | ---: | ---: | :---: | ---: |"]
+    lines += [
+        "",
+        "## Precision@1 of the manual templates",
+        "",
+        f"Micro P@1 over the scored facts of the `{split}` split (object is a single-token candidate of the model; "
+        "the split is the deterministic 60/20/20 one, seed 0, by uuid); macro = mean over relations.",
+        "",
+        f"| model | facts scored | fp32 micro P@1 ({split}) | "
+        + ("fp32 micro P@1 (test part) | " if test_col else "")
+        + "fp32 macro P@1 | bf16 micro P@1 | bf16 - fp32 | within 0.5 point | prediction agreement |",
+        "| --- | ---: | ---: | " + ("---: | " if test_col else "") + "---: | ---: | ---: | :---: | ---: |",
+    ]
     for name, m in res["models"].items():
         f32, b16 = m["p_at_1"]["float32"], m["p_at_1"].get("bfloat16")
-        lines.append(f"| {name} | {f32['n_all']} | {f32['micro_all']:.2f} | " + (f"{f32['micro_test']:.2f} | " if test_col else "")
-                     + f"{f32['macro_all']:.2f} | "
-                     + (f"{b16['micro_all']:.2f} | {m['bf16_minus_fp32_points']:+.2f} | {'yes' if m['bf16_within_half_point'] else 'no'} | "
-                        f"{m['bf16_prediction_agreement']:.1f}% |" if b16 else "- | - | - | - |"))
+        lines.append(
+            f"| {name} | {f32['n_all']} | {f32['micro_all']:.2f} | "
+            + (f"{f32['micro_test']:.2f} | " if test_col else "")
+            + f"{f32['macro_all']:.2f} | "
+            + (
+                f"{b16['micro_all']:.2f} | {m['bf16_minus_fp32_points']:+.2f} | {'yes' if m['bf16_within_half_point'] else 'no'} | "
+                f"{m['bf16_prediction_agreement']:.1f}% |"
+                if b16
+                else "- | - | - | - |"
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -435,7 +562,12 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     p.add_argument("--relations", default="all", help="'all' or a comma-separated list of relation ids")
     p.add_argument("--max-facts", type=int, default=0, help="at most this many facts per relation (0: all)")
-    p.add_argument("--split", default="test", choices=["all", "train", "dev", "test"], help="facts of the optimized runs (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["all", "train", "dev", "test"],
+        help="facts of the optimized runs (default: test)",
+    )
     p.add_argument("--naive-sample", type=int, default=300, help="facts per model for the naive evaluations")
     p.add_argument("--naive-batch", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64, help="batch size of the optimized path")
@@ -444,23 +576,36 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model-dir", default=None)
-    p.add_argument("--doc", default=None, help="markdown output (default: docs/benchmarks.md for a full run, else runs/)")
+    p.add_argument(
+        "--doc", default=None, help="markdown output (default: docs/benchmarks.md for a full run, else runs/)"
+    )
     p.add_argument("--json", default=None, help="JSON output (default: runs/eval_throughput-<time>.json)")
-    p.add_argument("--render", default=None, metavar="JSON", help="only rewrite --doc (default docs/benchmarks.md) from a saved JSON")
+    p.add_argument(
+        "--render",
+        default=None,
+        metavar="JSON",
+        help="only rewrite --doc (default docs/benchmarks.md) from a saved JSON",
+    )
     args = p.parse_args(argv)
     if args.render:
         doc = Path(args.doc) if args.doc else ROOT / "docs" / "benchmarks.md"
         write_doc(doc, markdown(json.loads(Path(args.render).read_text())))
         print(f"wrote {doc}", file=sys.stderr)
         return 0
-    args.command = ".venv/bin/python benchmarks/eval_throughput.py" + ("" if not (argv or sys.argv[1:]) else " " + " ".join(argv or sys.argv[1:]))
+    args.command = ".venv/bin/python benchmarks/eval_throughput.py" + (
+        "" if not (argv or sys.argv[1:]) else " " + " ".join(argv or sys.argv[1:])
+    )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     full = args.relations == "all" and not args.max_facts
     res = run(args)
     json_path = Path(args.json) if args.json else ROOT / "runs" / f"eval_throughput-{stamp}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    doc = Path(args.doc) if args.doc else (ROOT / "docs" / "benchmarks.md" if full else ROOT / "runs" / f"eval_throughput-{stamp}.md")
+    doc = (
+        Path(args.doc)
+        if args.doc
+        else (ROOT / "docs" / "benchmarks.md" if full else ROOT / "runs" / f"eval_throughput-{stamp}.md")
+    )
     text = markdown(res)
     write_doc(doc, text)
     print(text)

@@ -14,6 +14,7 @@ averages and the time per transfer, read from the grid's results (runs/grid-real
 
     python benchmarks/recipes.py --relations P17,P36,P103,P19,P1376,P264 --out docs/recipes.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,16 @@ from ptfer_core.loading import load_model
 from ptfer_core.runs import PromptStore, TaskData, run
 from ptfer_core.settings import recipe_settings
 
-SOLVERS = {"Adam (paper-zero-shot)": ("paper-zero-shot", {}), "refined (studio default)": ("paper", {"solver": "refined", "selection": "loss"}),
-           "closed form (lstsq)": ("paper", {"solver": "lstsq", "selection": "loss"})}
+SOLVERS = {
+    "Adam (paper-zero-shot)": ("paper-zero-shot", {}),
+    "refined (studio default)": ("paper", {"solver": "refined", "selection": "loss"}),
+    "closed form (lstsq)": ("paper", {"solver": "lstsq", "selection": "loss"}),
+}
 
 
-def self_transfer(models: list[str], relations: list[str], store: PromptStore, max_train: int, max_dev: int) -> list[dict]:
+def self_transfer(
+    models: list[str], relations: list[str], store: PromptStore, max_train: int, max_dev: int
+) -> list[dict]:
     rows = []
     for name in models:
         lm = load_model(name)
@@ -40,22 +46,38 @@ def self_transfer(models: list[str], relations: list[str], store: PromptStore, m
             data = TaskData.load(rid, max_dev=max_dev)
             base = recipe_settings("paper", {"tune": {"max_train": max_train}})
             source = store.get_or_tune(lm, data, base.tune, recipe="paper")
-            source_score = evaluate(lm, source.as_prompt(), data.splits["test"], data.candidates(lm),
-                                    precision="bfloat16").p_at_1
+            source_score = evaluate(
+                lm, source.as_prompt(), data.splits["test"], data.candidates(lm), precision="bfloat16"
+            ).p_at_1
             for label, (recipe, transfer) in SOLVERS.items():
                 settings = recipe_settings(recipe, {"tune": {"max_train": max_train}, "transfer": transfer})
                 started = time.perf_counter()
-                out = run("transfer", data=data, target=lm, sources=[lm], settings=settings, store=store,
-                          precision="bfloat16")
+                out = run(
+                    "transfer", data=data, target=lm, sources=[lm], settings=settings, store=store, precision="bfloat16"
+                )
                 seconds = time.perf_counter() - started
                 before = out.prompt.provenance.get("cosine_to_source_before_normalisation") or [float("nan")]
                 after = torch.nn.functional.cosine_similarity(out.prompt.vectors, source.vectors, dim=-1)
-                rows.append({"model": name, "relation": rid, "type": data.task.type, "solver": label,
-                             "source_p_at_1": source_score, "p_at_1": out.p_at_1, "n_test": out.result.n_facts,
-                             "cosine_before_min": min(before), "cosine_after_min": float(after.min()),
-                             "matching_loss": out.prompt.metrics["matching_loss"], "seconds": seconds})
-                print(f"{name} {rid} {label}: source {source_score:.1f} -> {out.p_at_1:.1f}, cos before "
-                      f"{min(before):.4f} after {float(after.min()):.4f}, {seconds:.1f} s", flush=True)
+                rows.append(
+                    {
+                        "model": name,
+                        "relation": rid,
+                        "type": data.task.type,
+                        "solver": label,
+                        "source_p_at_1": source_score,
+                        "p_at_1": out.p_at_1,
+                        "n_test": out.result.n_facts,
+                        "cosine_before_min": min(before),
+                        "cosine_after_min": float(after.min()),
+                        "matching_loss": out.prompt.metrics["matching_loss"],
+                        "seconds": seconds,
+                    }
+                )
+                print(
+                    f"{name} {rid} {label}: source {source_score:.1f} -> {out.p_at_1:.1f}, cos before "
+                    f"{min(before):.4f} after {float(after.min()):.4f}, {seconds:.1f} s",
+                    flush=True,
+                )
     return rows
 
 
@@ -72,7 +94,9 @@ def cross_model(results_csv: Path) -> dict:
         out.setdefault(recipe, {})[f"{method}: {source or '-'} → {target}"] = {
             "relation_mean": float(group["p_at_1"].mean()),
             "pooled": float(100 * group["n_correct"].sum() / group["n_facts"].sum()),
-            "relations": int(group["relation"].nunique()), "seconds_per_cell": float(group["seconds"].mean())}
+            "relations": int(group["relation"].nunique()),
+            "seconds_per_cell": float(group["seconds"].mean()),
+        }
     return out
 
 
@@ -87,8 +111,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="docs/recipes.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    report = {"self_transfer": self_transfer(args.models.split(","), args.relations.split(","),
-                                             PromptStore(args.store), args.max_train, args.max_dev)}
+    report = {
+        "self_transfer": self_transfer(
+            args.models.split(","), args.relations.split(","), PromptStore(args.store), args.max_train, args.max_dev
+        )
+    }
     if Path(args.results).is_file():
         report["cross_model"] = cross_model(Path(args.results))
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -17,6 +17,7 @@ Measured in one run, interleaved, on one CPU thread:
 
     python benchmarks/tuning_speed.py --relations P36,P103 --out docs/tuning_speed.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,10 @@ def step_functions(lm, data: TaskData, batch: int = 16):
 
     # OptiPrompt-style: each row is its prompt followed by the gold answer token; HF's causal-LM loss computes the
     # whole vocabulary's logits at every position and scores the answer (labels -100 elsewhere).
-    rows = [encoded.input_ids[b, : int(encoded.answer_positions[b]) + 1].tolist() + [int(full_targets[b])]
-            for b in range(len(kept))]
+    rows = [
+        encoded.input_ids[b, : int(encoded.answer_positions[b]) + 1].tolist() + [int(full_targets[b])]
+        for b in range(len(kept))
+    ]
     length = max(map(len, rows))
     ids = torch.tensor([r + [0] * (length - len(r)) for r in rows])
     mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
@@ -81,7 +84,11 @@ def step_functions(lm, data: TaskData, batch: int = 16):
     for precision in ("float32", "bfloat16"):
         model = lm.compute_model(precision, for_training=True)
         cached = lm.with_prefix(encoded, model)
-        span = int((cached.answer_positions - cached.prefix.lengths + 1).sum()) if cached.prefix is not None else tokens_full
+        span = (
+            int((cached.answer_positions - cached.prefix.lengths + 1).sum())
+            if cached.prefix is not None
+            else tokens_full
+        )
 
         def fast(model=model, cached=cached):
             logits = lm.answer_logits(cached, vectors, None, model)
@@ -115,8 +122,13 @@ def tune_run(lm, data, config: TuneConfig) -> dict:
     prompt = tune_prompt(lm, data.task, data.splits["train"], data.splits["dev"], data.candidates(lm), config)
     seconds = time.perf_counter() - started
     test = evaluate(lm, prompt.as_prompt(), data.splits["test"], data.candidates(lm))
-    return {"dev_p_at_1": prompt.metrics.get("dev_p_at_1"), "test_p_at_1": test.p_at_1, "n_test": test.n_facts,
-            "seconds": seconds, "selected_step": prompt.provenance["selected_step"]}
+    return {
+        "dev_p_at_1": prompt.metrics.get("dev_p_at_1"),
+        "test_p_at_1": test.p_at_1,
+        "n_test": test.n_facts,
+        "seconds": seconds,
+        "selected_step": prompt.provenance["selected_step"],
+    }
 
 
 def peft_run(lm, data, epochs: int, max_train: int, lr: float, seed: int) -> dict:
@@ -130,14 +142,18 @@ def peft_run(lm, data, epochs: int, max_train: int, lr: float, seed: int) -> dic
     torch.manual_seed(seed)
     cands = data.candidates(lm)
     kept = training_facts(data.splits["train"], cands, TuneConfig(max_train=max_train), seed)
-    model = get_peft_model(lm.model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5,
-                                                        prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB))
+    model = get_peft_model(
+        lm.model,
+        PromptTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=5, prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB
+        ),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     tok = lm.tokenizer
     started = time.perf_counter()
     for _ in range(epochs):
         for start in range(0, len(kept), 16):
-            rows = kept[start:start + 16]
+            rows = kept[start : start + 16]
             enc = tok([f.subject for f in rows], return_tensors="pt", padding=True, add_special_tokens=True)
             out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
             last = enc["attention_mask"].sum(1) - 1 + 5  # the last real position, after the 5 virtual tokens
@@ -164,10 +180,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="docs/tuning_speed.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    report = {"peak_gflops": {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)},
-              "models": {}}
-    print(f"matmul peak (1 thread): fp32 {report['peak_gflops']['float32']:.0f}, bf16 "
-          f"{report['peak_gflops']['bfloat16']:.0f} GFLOP/s")
+    report = {
+        "peak_gflops": {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16)},
+        "models": {},
+    }
+    print(
+        f"matmul peak (1 thread): fp32 {report['peak_gflops']['float32']:.0f}, bf16 "
+        f"{report['peak_gflops']['bfloat16']:.0f} GFLOP/s"
+    )
     for name in args.models.split(","):
         lm = load_model(name)
         for rid in args.relations.split(","):
@@ -179,29 +199,51 @@ def main(argv=None) -> int:
             for label, seconds in timed.items():
                 _, facts, tokens = steps[label]
                 flops = 2 * 2 * body_params(lm) * tokens  # forward + input-gradient backward through the body
-                rows[label] = {"seconds_per_step": seconds, "facts_per_s": facts / seconds,
-                               "speedup_vs_old": old / seconds, "gflops": flops / seconds / 1e9, "tokens": tokens}
-                print(f"{name} {rid} {label}: {facts / seconds:.1f} facts/s, x{old / seconds:.2f} vs old fp32, "
-                      f"{flops / seconds / 1e9:.0f} GFLOP/s")
+                rows[label] = {
+                    "seconds_per_step": seconds,
+                    "facts_per_s": facts / seconds,
+                    "speedup_vs_old": old / seconds,
+                    "gflops": flops / seconds / 1e9,
+                    "tokens": tokens,
+                }
+                print(
+                    f"{name} {rid} {label}: {facts / seconds:.1f} facts/s, x{old / seconds:.2f} vs old fp32, "
+                    f"{flops / seconds / 1e9:.0f} GFLOP/s"
+                )
             entry = {"steps": rows}
             if not args.skip_tuning:
                 studio = recipe_settings("studio", {"tune": {"max_train": args.max_train}}).tune
                 paper = recipe_settings("paper", {"tune": {"max_train": args.max_train}}).tune
                 entry["tuning"] = {
                     "studio bf16": tune_run(lm, data, studio),
-                    "studio fp32": tune_run(lm, data, TuneConfig.from_dict({**studio.to_dict(), "precision": "float32"})),
+                    "studio fp32": tune_run(
+                        lm, data, TuneConfig.from_dict({**studio.to_dict(), "precision": "float32"})
+                    ),
                     "paper (OptiPrompt start, fp32)": tune_run(lm, data, paper),
                 }
                 for label, r in entry["tuning"].items():
-                    print(f"  tune {label}: dev {r['dev_p_at_1']:.1f} test {r['test_p_at_1']:.1f} in {r['seconds']:.0f} s")
+                    print(
+                        f"  tune {label}: dev {r['dev_p_at_1']:.1f} test {r['test_p_at_1']:.1f} in {r['seconds']:.0f} s"
+                    )
             report["models"].setdefault(name, {})[rid] = entry
     if not args.skip_tuning and "smollm2-135m" in args.models:
         lm = load_model("smollm2-135m")
         data = TaskData.load("P103", max_dev=100)
-        ours_config = TuneConfig(placement="peft", init="vocab-sample", epochs=3, max_train=320, lr=3e-3,
-                                 dev_checks_per_epoch=1, dev_before_training=False, dropout=False, shuffle=True)
-        report["peer"] = {"peft (SAMPLE_VOCAB, fp32)": peft_run(lm, data, 3, 320, 3e-3, 0),
-                          "ptfer tune --placement peft --init vocab-sample": tune_run(lm, data, ours_config)}
+        ours_config = TuneConfig(
+            placement="peft",
+            init="vocab-sample",
+            epochs=3,
+            max_train=320,
+            lr=3e-3,
+            dev_checks_per_epoch=1,
+            dev_before_training=False,
+            dropout=False,
+            shuffle=True,
+        )
+        report["peer"] = {
+            "peft (SAMPLE_VOCAB, fp32)": peft_run(lm, data, 3, 320, 3e-3, 0),
+            "ptfer tune --placement peft --init vocab-sample": tune_run(lm, data, ours_config),
+        }
         for label, r in report["peer"].items():
             print(f"peer {label}: test {r['test_p_at_1']:.1f} in {r['seconds']:.0f} s")
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,4 +1,5 @@
 """Home: what prompt transfer is, one diagram, and presets that open instantly."""
+
 import streamlit as st
 
 from ptfer_app import catalog, charts, services, ui
@@ -6,8 +7,13 @@ from ptfer_core.paths import REPO_ROOT
 
 ui.ensure_app_shell()
 
-LABELS = {"transfer": "transferred", "manual": "manual", "discretization": "discretised", "random": "random",
-          "direct-transfer": "direct"}
+LABELS = {
+    "transfer": "transferred",
+    "manual": "manual",
+    "discretization": "discretised",
+    "random": "random",
+    "direct-transfer": "direct",
+}
 
 DIAGRAM = REPO_ROOT / "assets" / "diagram.svg"
 
@@ -23,7 +29,8 @@ def intro() -> None:
             "PTfer describes every prompt vector by its cosine similarity to thousands of **anchor words** that both "
             "models know: this relative encoding means the same thing in either model.  \n"
             "It then searches the target model for vectors with the same similarities, so the prompt carries over "
-            "**zero-shot**, with no labelled data for the target (Wu, Wu & Mou, ICLR 2024).")
+            "**zero-shot**, with no labelled data for the target (Wu, Wu & Mou, ICLR 2024)."
+        )
     with right:
         if DIAGRAM.is_file():
             st.image(str(DIAGRAM), width="stretch")
@@ -35,29 +42,43 @@ def preset_card(meta: dict, i: int) -> None:
     with st.container(border=True):
         st.markdown(f"**{meta['title']}**")
         toy = " · toy models" if catalog.is_toy(meta["target"] or "") else ""
-        st.caption(f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
-                   f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}")
+        st.caption(
+            f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
+            f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}"
+        )
         if meta.get("description"):
             st.caption(meta["description"])
         if scores:
             n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
-            st.plotly_chart(charts.scores_bar(scores, LABELS, compact=True), key=f"preset_bars_{meta['id']}",
-                            config={"staticPlot": True})
+            st.plotly_chart(
+                charts.scores_bar(scores, LABELS, compact=True),
+                key=f"preset_bars_{meta['id']}",
+                config={"staticPlot": True},
+            )
             metric = "accuracy" if task.get("kind") == "classification" else "P@1"
             st.caption(f"{metric} (%) on {n} test examples of the target")
         if meta.get("story"):
             with st.expander("What this shows"):
                 st.markdown(meta["story"])
-        st.button("Open", key=f"preset_open_{meta['id']}", type="primary", icon=":material/play_arrow:",
-                  on_click=ui.open_preset, args=(meta["path"],), width="stretch")
+        st.button(
+            "Open",
+            key=f"preset_open_{meta['id']}",
+            type="primary",
+            icon=":material/play_arrow:",
+            on_click=ui.open_preset,
+            args=(meta["path"],),
+            width="stretch",
+        )
 
 
 def presets() -> None:
     st.subheader("Presets", anchor=False)
     st.caption("Finished transfers stored with the app: they open at once, with no model to load.")
     # presets whose models are on this machine first: their other pages work right away
-    items = sorted(services.preset_list(), key=lambda m: not all(catalog.is_available(n) for n in
-                                                                    [*(m["sources"] or []), m["target"] or ""]))
+    items = sorted(
+        services.preset_list(),
+        key=lambda m: not all(catalog.is_available(n) for n in [*(m["sources"] or []), m["target"] or ""]),
+    )
     if not items:
         st.info("No presets are installed (assets/presets/ is empty). Run a transfer on the Transfer page.")
         return
@@ -72,19 +93,23 @@ def presets() -> None:
 def next_steps() -> None:
     st.subheader("Explore", anchor=False)
     cols = st.columns(5)
-    links = [("transfer", "Transfer", ":material/swap_horiz:", "run it live"),
-             ("nearest", "Nearest tokens", ":material/format_list_numbered:", "what the vectors look like"),
-             ("space", "Relative space", ":material/scatter_plot:", "anchors and prompts on a map"),
-             ("query", "Query", ":material/chat:", "ask the target model"),
-             ("results", "Results", ":material/leaderboard:", "all relations and methods")]
+    links = [
+        ("transfer", "Transfer", ":material/swap_horiz:", "run it live"),
+        ("nearest", "Nearest tokens", ":material/format_list_numbered:", "what the vectors look like"),
+        ("space", "Relative space", ":material/scatter_plot:", "anchors and prompts on a map"),
+        ("query", "Query", ":material/chat:", "ask the target model"),
+        ("results", "Results", ":material/leaderboard:", "all relations and methods"),
+    ]
     for col, (key, label, icon, hint) in zip(cols, links):
         with col:
             st.page_link(ui.PAGES[key], label=label, icon=icon)
             st.caption(hint)
     if not all(catalog.is_available(n) for n in catalog.REAL_DEFAULT[:2]):
-        st.caption("The real models are not fetched on this machine, so the sidebar starts with the built-in tiny demo "
-                   f"models. Fetch the real pair with `{catalog.fetch_command('smollm2-135m')}` and "
-                   f"`{catalog.fetch_command('gemma3-270m')}`.")
+        st.caption(
+            "The real models are not fetched on this machine, so the sidebar starts with the built-in tiny demo "
+            f"models. Fetch the real pair with `{catalog.fetch_command('smollm2-135m')}` and "
+            f"`{catalog.fetch_command('gemma3-270m')}`."
+        )
 
 
 def body() -> None:

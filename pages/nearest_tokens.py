@@ -1,4 +1,5 @@
 """Nearest tokens: what each prompt vector is close to, in the source and in the target vocabulary; vector norms."""
+
 import pandas as pd
 import streamlit as st
 
@@ -10,6 +11,7 @@ ui.ensure_app_shell()
 
 def glance(src: pd.DataFrame, tgt: pd.DataFrame, n: int = 4) -> pd.DataFrame:
     """One row per vector: its n nearest tokens in each vocabulary."""
+
     def top(table):
         return table[table["rank"] <= n].groupby("vector", sort=False)["token"].apply(", ".join)
 
@@ -25,19 +27,27 @@ COSINE = st.column_config.ProgressColumn("cosine", min_value=0.0, max_value=1.0,
 
 
 def body() -> None:
-    ui.header("Nearest tokens", "Which vocabulary tokens each prompt vector points at, and whether its length looks "
-                                "like a real token's.")
+    ui.header(
+        "Nearest tokens",
+        "Which vocabulary tokens each prompt vector points at, and whether its length looks like a real token's.",
+    )
     result = ui.require_outcome("This page")
     ui.outcome_caption(result)
     c1, c2, c3 = st.columns([3, 3, 3], vertical_alignment="bottom")
     k = ui.bound(c1.slider, "Tokens per vector", "nn_k", 8, min_value=3, max_value=20)
     source_idx = 0
     if len(result.sources) > 1:
-        source_idx = c2.selectbox("Source", range(len(result.sources)), format_func=lambda i: result.sources[i],
-                                  key="nn_src")
-    show_norm = ui.bound(c3.toggle, "Show norms after normalisation", "nn_norm", False,
-                         help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
-                              "statistics, which is what the transfer's normalisation does.")
+        source_idx = c2.selectbox(
+            "Source", range(len(result.sources)), format_func=lambda i: result.sources[i], key="nn_src"
+        )
+    show_norm = ui.bound(
+        c3.toggle,
+        "Show norms after normalisation",
+        "nn_norm",
+        False,
+        help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
+        "statistics, which is what the transfer's normalisation does.",
+    )
     source, src_prompt, tgt_prompt = result.sources[source_idx], result.source_prompts[source_idx], result.transferred
     ui.load_models([source, result.target])
     with st.spinner("Finding nearest tokens…"):
@@ -47,32 +57,53 @@ def body() -> None:
     method = METHOD_LABELS.get(result.method, result.method)
 
     st.markdown("**At a glance**")
-    st.dataframe(glance(src_table, tgt_table), width="stretch", column_config={
-        "_index": st.column_config.TextColumn("vector", width="small"),
-        "source": st.column_config.TextColumn(f"source prompt · {source} vocabulary"),
-        "transferred": st.column_config.TextColumn(f"{method.lower()} prompt · {result.target} vocabulary")})
+    st.dataframe(
+        glance(src_table, tgt_table),
+        width="stretch",
+        column_config={
+            "_index": st.column_config.TextColumn("vector", width="small"),
+            "source": st.column_config.TextColumn(f"source prompt · {source} vocabulary"),
+            "transferred": st.column_config.TextColumn(f"{method.lower()} prompt · {result.target} vocabulary"),
+        },
+    )
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)
     left, right = st.columns(2, gap="large")
     for col, title, model, table, prompt, color in (
-            (left, "Source prompt", source, src_table, src_prompt, charts.SOURCE),
-            (right, f"{method} prompt", result.target, tgt_table, tgt_prompt, charts.TARGET)):
+        (left, "Source prompt", source, src_table, src_prompt, charts.SOURCE),
+        (right, f"{method} prompt", result.target, tgt_table, tgt_prompt, charts.TARGET),
+    ):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
-            st.dataframe(detail(table, vector), hide_index=True, width="stretch", column_config={"cosine": COSINE},
-                         height=38 + 35 * k)
+            st.dataframe(
+                detail(table, vector),
+                hide_index=True,
+                width="stretch",
+                column_config={"cosine": COSINE},
+                height=38 + 35 * k,
+            )
             norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
-            fig = charts.norm_histogram(norms["vocab_norms"], norms["prompt_norms"],
-                                        norms["normalized_norms"] if show_norm else None,
-                                        f"Vector norms vs the {model} vocabulary", color)
+            fig = charts.norm_histogram(
+                norms["vocab_norms"],
+                norms["prompt_norms"],
+                norms["normalized_norms"] if show_norm else None,
+                f"Vector norms vs the {model} vocabulary",
+                color,
+            )
             st.plotly_chart(fig, key=f"norms_{title}", config={"displayModeBar": False})
 
-    both = pd.concat([src_table.assign(prompt="source", model=source),
-                      tgt_table.assign(prompt=result.method, model=result.target)])
-    st.download_button("Download all nearest tokens (.csv)", both[["prompt", "model", "vector", "rank", "token", "cosine"]]
-                       .to_csv(index=False).encode(), f"nearest_tokens_{result.task.id}.csv", "text/csv",
-                       key="nn_csv", icon=":material/download:")
+    both = pd.concat(
+        [src_table.assign(prompt="source", model=source), tgt_table.assign(prompt=result.method, model=result.target)]
+    )
+    st.download_button(
+        "Download all nearest tokens (.csv)",
+        both[["prompt", "model", "vector", "rank", "token", "cosine"]].to_csv(index=False).encode(),
+        f"nearest_tokens_{result.task.id}.csv",
+        "text/csv",
+        key="nn_csv",
+        icon=":material/download:",
+    )
 
 
 ui.guard(body)

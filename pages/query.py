@@ -1,4 +1,5 @@
-"""Query: ask the target model about one subject with the manual template, the discretised and the transferred prompt."""
+"""Query: ask the target model about one input with the manual template, the discretised and the transferred prompt."""
+
 import pandas as pd
 import streamlit as st
 
@@ -35,9 +36,15 @@ def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
     st.markdown(f"**{title}**")
     st.caption(shown)
     frame = pd.DataFrame([{"answer": ("✓ " if w == gold else "") + w, "probability": p} for w, p in answers])
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "answer": st.column_config.TextColumn("answer"),
-        "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "answer": st.column_config.TextColumn("answer"),
+            "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f"),
+        },
+    )
 
 
 def token_boundaries(result: Outcome, subject: str) -> None:
@@ -51,41 +58,68 @@ def token_boundaries(result: Outcome, subject: str) -> None:
     tokens = lm.tokenizer.convert_ids_to_tokens(manual.input_ids[0, : int(manual.answer_positions[0]) + 1].tolist())
     words = result.discretized_tokens or []
     with st.expander("Why do the manual and the discretised prompt differ when they read alike?"):
-        st.markdown("The manual template is **tokenised as a sentence**; the discretised prompt puts **one whole-word "
-                    "embedding in each slot**, always the word spelled after a space, and keeps the soft layout "
-                    f"(`{result.discretized.template}`). The model sees different token sequences:")
-        st.code("manual:       " + " | ".join(tokens) + "\ndiscretised:  " +
-                result.discretized.template.replace("[X]", subject).replace("[Y]", "→").replace("[S]", "")
-                .replace("[V]", "{}").format(*[f"⟨ {w}⟩" for w in words]), language=None)
+        st.markdown(
+            "The manual template is **tokenised as a sentence**; the discretised prompt puts **one whole-word "
+            "embedding in each slot**, always the word spelled after a space, and keeps the soft layout "
+            f"(`{result.discretized.template}`). The model sees different token sequences:"
+        )
+        st.code(
+            "manual:       "
+            + " | ".join(tokens)
+            + "\ndiscretised:  "
+            + result.discretized.template.replace("[X]", subject)
+            .replace("[Y]", "→")
+            .replace("[S]", "")
+            .replace("[V]", "{}")
+            .format(*[f"⟨ {w}⟩" for w in words]),
+            language=None,
+        )
 
 
 def body() -> None:
-    ui.header("Query", "Type an input (a subject, or a sentence for a classification task), or pick a test example "
-                       "below, and compare the target model's answers under three prompts.")
+    ui.header(
+        "Query",
+        "Type an input (a subject, or a sentence for a classification task), or pick a test example "
+        "below, and compare the target model's answers under three prompts.",
+    )
     result = ui.require_outcome("This page")
     ui.outcome_caption(result)
     frame = facts_frame(result)
     default = frame["subject"].iloc[0] if len(frame) else ""
     classify = result.task.is_classification
-    subject = ui.bound(st.text_area if classify else st.text_input, "Sentence" if classify else "Subject", "subject",
-                       default, placeholder="e.g. a gripping, funny film" if classify else "e.g. France",
-                       help="The [X] of the prompt.")
+    subject = ui.bound(
+        st.text_area if classify else st.text_input,
+        "Sentence" if classify else "Subject",
+        "subject",
+        default,
+        placeholder="e.g. a gripping, funny film" if classify else "e.g. France",
+        help="The [X] of the prompt.",
+    )
     subject = " ".join(subject.split())[:2000]
     ui.load_models([result.target])
     data_dir = services.data_dir_for([result.target])  # the result's data set, whatever the sidebar selects now
     gold = next((f["object"] for f in result.per_fact if f["subject"] == subject), None)
     columns = [
-        ("Manual template", result.task.template.replace("[X]", subject or "[X]").replace("[Y]", "___"),
-         result.task.template, None),
+        (
+            "Manual template",
+            result.task.template.replace("[X]", subject or "[X]").replace("[Y]", "___"),
+            result.task.template,
+            None,
+        ),
     ]
     if result.discretized is not None:
         shown = result.discretized.template.replace("[X]", subject or "[X]").replace("[Y]", "___")
         for token in result.discretized_tokens or []:
             shown = shown.replace("[V]", token, 1)  # each slot shows the word it became
         columns.append(("Discretised prompt", shown, result.discretized.template, result.discretized.vectors))
-    columns.append((f"{METHOD_LABELS.get(result.method, result.method)} prompt",
-                    result.transferred.template.replace("[X]", subject or "[X]").replace("[V]", "▢").replace("[Y]", "___"),
-                    result.transferred.template, result.transferred.vectors))
+    columns.append(
+        (
+            f"{METHOD_LABELS.get(result.method, result.method)} prompt",
+            result.transferred.template.replace("[X]", subject or "[X]").replace("[V]", "▢").replace("[Y]", "___"),
+            result.transferred.template,
+            result.transferred.vectors,
+        )
+    )
     if not subject:
         st.info("Type a subject to see the answers.", icon=":material/info:")
     else:
@@ -94,27 +128,37 @@ def body() -> None:
             with col:
                 key = "manual" if vectors is None else ui.digest(vectors)
                 try:
-                    answers = services.top_answers(result.target, key, template, vectors, subject, result.task.id,
-                                                   data_dir, 5)
+                    answers = services.top_answers(
+                        result.target, key, template, vectors, subject, result.task.id, data_dir, 5
+                    )
                 except PTferError as exc:
                     st.error(str(exc), icon=":material/error:")
                     continue
                 render_answers(title, shown, answers, gold)
-        what = ("classes, each scored through its label word" if classify else
-                "answer candidates (common-vocabulary words that are single tokens)")
-        st.caption(f"Probabilities over {result.target}'s {what}. " +
-                   (f"The known answer is **{gold}** (✓)." if gold else "This input is not a test example."))
+        what = (
+            "classes, each scored through its label word"
+            if classify
+            else "answer candidates (common-vocabulary words that are single tokens)"
+        )
+        st.caption(
+            f"Probabilities over {result.target}'s {what}. "
+            + (f"The known answer is **{gold}** (✓)." if gold else "This input is not a test example.")
+        )
         token_boundaries(result, subject)
 
     st.subheader("Test facts", anchor=False)
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
     needle = c1.text_input("Filter", key="fact_filter", placeholder="subject or answer contains…")
-    which = c2.segmented_control("Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get,
-                                 key="fact_show")
+    which = c2.segmented_control(
+        "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
+    )
     view = frame
     if needle.strip():
         n = needle.strip().lower()
-        view = view[view["subject"].str.lower().str.contains(n, regex=False) | view["answer"].str.lower().str.contains(n, regex=False)]
+        view = view[
+            view["subject"].str.lower().str.contains(n, regex=False)
+            | view["answer"].str.lower().str.contains(n, regex=False)
+        ]
     if which == "right":
         view = view[view["transferred"].str.startswith("✓")]
     elif which == "wrong":
@@ -122,12 +166,21 @@ def body() -> None:
     view = view.reset_index(drop=True)
     st.session_state["_facts_view"] = view
     correct = frame["transferred"].str.startswith("✓").sum() if len(frame) else 0
-    st.caption(f"{len(view)} of {len(frame)} test facts · transferred prompt right on {correct}. Click a row to query it.")
+    st.caption(
+        f"{len(view)} of {len(frame)} test facts · transferred prompt right on {correct}. Click a row to query it."
+    )
     if view.empty:
         st.caption("No test example matches this filter.")
     else:
-        st.dataframe(view, hide_index=True, width="stretch", key="facts", on_select=pick_fact,
-                     selection_mode="single-row", height=min(420, 38 + 35 * len(view)))
+        st.dataframe(
+            view,
+            hide_index=True,
+            width="stretch",
+            key="facts",
+            on_select=pick_fact,
+            selection_mode="single-row",
+            height=min(420, 38 + 35 * len(view)),
+        )
 
 
 ui.guard(body)

@@ -1,4 +1,5 @@
 """Relative space: the same anchor words mapped in the source and in the target model, with the prompt vectors."""
+
 import numpy as np
 import streamlit as st
 
@@ -22,44 +23,88 @@ def selected_anchors(key: str) -> list[int]:
 
 
 def body() -> None:
-    ui.header("Relative space", "Each point is an anchor word, placed by its cosine similarities to all anchors "
-                                "inside one model. Both maps use the same anchor words, so they can be compared.")
+    ui.header(
+        "Relative space",
+        "Each point is an anchor word, placed by its cosine similarities to all anchors "
+        "inside one model. Both maps use the same anchor words, so they can be compared.",
+    )
     result = ui.require_outcome("This page")
     ui.outcome_caption(result)
     source = result.sources[0]
     m = result.transferred.n_vectors
     c1, c2, c3, c4 = st.columns([2, 2, 2, 3], vertical_alignment="bottom")
-    method = ui.bound(c1.segmented_control, "Projection", "proj", "pca", options=["pca", "umap"], required=True,
-                      format_func=str.upper,
-                                  help="PCA is instant. UMAP (seeded with the sidebar seed) shows local neighbourhoods "
-                                       "better; the first map takes a while, then it is cached.")
-    n_points = ui.bound(c2.selectbox, "Anchors shown", "npts", 1000, options=N_POINTS,
-                            format_func=lambda v: f"{v:,} most frequent")
-    vec = ui.bound(c3.selectbox, "Colour by vector", "vec", 0, options=list(range(m)), format_func=lambda i: f"V{i + 1}",
-                   help="Anchors are coloured by their cosine to this prompt vector.")
-    find = ui.bound(c4.text_input, "Find a token", "find", "", placeholder="e.g. Paris",
-                         help="Highlights matching anchor words in both maps.")
+    method = ui.bound(
+        c1.segmented_control,
+        "Projection",
+        "proj",
+        "pca",
+        options=["pca", "umap"],
+        required=True,
+        format_func=str.upper,
+        help="PCA is instant. UMAP (seeded with the sidebar seed) shows local neighbourhoods "
+        "better; the first map takes a while, then it is cached.",
+    )
+    n_points = ui.bound(
+        c2.selectbox, "Anchors shown", "npts", 1000, options=N_POINTS, format_func=lambda v: f"{v:,} most frequent"
+    )
+    vec = ui.bound(
+        c3.selectbox,
+        "Colour by vector",
+        "vec",
+        0,
+        options=list(range(m)),
+        format_func=lambda i: f"V{i + 1}",
+        help="Anchors are coloured by their cosine to this prompt vector.",
+    )
+    find = ui.bound(
+        c4.text_input,
+        "Find a token",
+        "find",
+        "",
+        placeholder="e.g. Paris",
+        help="Highlights matching anchor words in both maps.",
+    )
     ui.load_models([source, result.target])
     data_dir = services.data_dir_for([*result.sources, result.target])
     anchor_set = services.run_anchors(result, data_dir)
     transfer = result.settings.get("transfer", {})
     mode, top_k = transfer.get("space", "raw"), transfer.get("top_k")
     seed = ui.selection().seed
-    with st.spinner("Projecting…" if method == "pca" else
-                    "Running UMAP… (its kernels compile in the background when the server starts; the first map can "
-                    "still wait for them). After that, maps are cached."):
-        src_map = services.relative_map(source, anchor_set.key, anchor_set, mode,
-                                        ui.digest(result.source_prompts[0].vectors), result.source_prompts[0].vectors,
-                                        n_points, method, seed)
-        tgt_map = services.relative_map(result.target, anchor_set.key, anchor_set, mode,
-                                        ui.digest(result.transferred.vectors), result.transferred.vectors, n_points,
-                                        method, seed)
+    with st.spinner(
+        "Projecting…"
+        if method == "pca"
+        else "Running UMAP… (its kernels compile in the background when the server starts; the first map can "
+        "still wait for them). After that, maps are cached."
+    ):
+        src_map = services.relative_map(
+            source,
+            anchor_set.key,
+            anchor_set,
+            mode,
+            ui.digest(result.source_prompts[0].vectors),
+            result.source_prompts[0].vectors,
+            n_points,
+            method,
+            seed,
+        )
+        tgt_map = services.relative_map(
+            result.target,
+            anchor_set.key,
+            anchor_set,
+            mode,
+            ui.digest(result.transferred.vectors),
+            result.transferred.vectors,
+            n_points,
+            method,
+            seed,
+        )
     words = src_map["words"]
     highlight = set(selected_anchors("map_src")) | set(selected_anchors("map_tgt"))
     if find.strip():
         needle = find.strip().lower()
-        matches = [i for i, w in enumerate(words) if w.lower() == needle] or \
-                  [i for i, w in enumerate(words) if w.lower().startswith(needle)][:20]
+        matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
+            i for i, w in enumerate(words) if w.lower().startswith(needle)
+        ][:20]
         if not matches:
             st.caption(f"No anchor among the {len(words):,} shown spells “{find.strip()}”.")
         highlight |= set(matches)
@@ -67,46 +112,101 @@ def body() -> None:
     left, right = st.columns(2, gap="medium")
     with left:
         st.markdown(f"**Source space** · {source} · source prompt")
-        fig = charts.relative_map(src_map["anchor_xy"], words, src_map["anchor_sim"][:, vec], src_map["prompt_xy"],
-                                  f"Source space · {source}", charts.SOURCE, highlight, vec)
-        st.plotly_chart(fig, key="map_src", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        config={"displayModeBar": False})
+        fig = charts.relative_map(
+            src_map["anchor_xy"],
+            words,
+            src_map["anchor_sim"][:, vec],
+            src_map["prompt_xy"],
+            f"Source space · {source}",
+            charts.SOURCE,
+            highlight,
+            vec,
+        )
+        st.plotly_chart(
+            fig,
+            key="map_src",
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+            config={"displayModeBar": False},
+        )
     with right:
-        st.markdown(f"**Target space** · {result.target} · "
-                    f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt")
-        fig = charts.relative_map(tgt_map["anchor_xy"], words, tgt_map["anchor_sim"][:, vec], tgt_map["prompt_xy"],
-                                  f"Target space · {result.target}", charts.TARGET, highlight, vec)
-        st.plotly_chart(fig, key="map_tgt", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        config={"displayModeBar": False})
+        st.markdown(
+            f"**Target space** · {result.target} · {METHOD_LABELS.get(result.method, result.method).lower()} prompt"
+        )
+        fig = charts.relative_map(
+            tgt_map["anchor_xy"],
+            words,
+            tgt_map["anchor_sim"][:, vec],
+            tgt_map["prompt_xy"],
+            f"Target space · {result.target}",
+            charts.TARGET,
+            highlight,
+            vec,
+        )
+        st.plotly_chart(
+            fig,
+            key="map_tgt",
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+            config={"displayModeBar": False},
+        )
     variance = ""
     if src_map["explained"] and tgt_map["explained"]:
-        variance = (f" PCA keeps {sum(src_map['explained']):.0%} of the anchors' variance in the source map and "
-                    f"{sum(tgt_map['explained']):.0%} in the target map (axis 1 + axis 2): the rest is not shown.")
-    st.caption(f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
-               "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Drag a "
-               "lasso around anchors in either map to mark the same words in the other (double-click to clear); hover "
-               "to read a word and its similarity." + variance)
+        variance = (
+            f" PCA keeps {sum(src_map['explained']):.0%} of the anchors' variance in the source map and "
+            f"{sum(tgt_map['explained']):.0%} in the target map (axis 1 + axis 2): the rest is not shown."
+        )
+    st.caption(
+        f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
+        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Drag a "
+        "lasso around anchors in either map to mark the same words in the other (double-click to clear); hover "
+        "to read a word and its similarity." + variance
+    )
     export(src_map, tgt_map, words, highlight, source, result.target, method)
 
     st.subheader("Fingerprint", anchor=False)
-    src_enc, tgt_enc, mask, all_words = services.fingerprints(
-        source, result.target, anchor_set.key, anchor_set, mode, top_k, ui.digest(result.source_prompts[0].vectors),
-        result.source_prompts[0].vectors, ui.digest(result.transferred.vectors), result.transferred.vectors)
-    agreement = [float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) for a, b in zip(src_enc, tgt_enc)]
+    src_enc, tgt_enc, _, all_words = services.fingerprints(
+        source,
+        result.target,
+        anchor_set.key,
+        anchor_set,
+        mode,
+        top_k,
+        ui.digest(result.source_prompts[0].vectors),
+        result.source_prompts[0].vectors,
+        ui.digest(result.transferred.vectors),
+        result.transferred.vectors,
+    )
+    agreement = [
+        float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) for a, b in zip(src_enc, tgt_enc)
+    ]
     cols = st.columns(m + 1)
-    cols[0].metric("Mean match", f"{np.mean(agreement):.3f}", help="Cosine between the source and the transferred "
-                   "relative encodings (1 = identical), averaged over vectors. The search maximises this.")
+    cols[0].metric(
+        "Mean match",
+        f"{np.mean(agreement):.3f}",
+        help="Cosine between the source and the transferred "
+        "relative encodings (1 = identical), averaged over vectors. The search maximises this.",
+    )
     for i, col in enumerate(cols[1:]):
         col.metric(f"V{i + 1}", f"{agreement[i]:.3f}")
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
-    st.plotly_chart(charts.fingerprint(src_enc[vec, order], tgt_enc[vec, order], [all_words[i] for i in order],
-                                       (f"source V{vec + 1}", f"transferred V{vec + 1}")), key="fingerprint",
-                    config={"displayModeBar": False})
-    st.caption(f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "
-               "the transferred vector's similarities to the same words in the target model, below" +
-               (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".") +
-               " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
-               "differently when the two models' spaces do not line up (see docs/transferability.md).")
+    st.plotly_chart(
+        charts.fingerprint(
+            src_enc[vec, order],
+            tgt_enc[vec, order],
+            [all_words[i] for i in order],
+            (f"source V{vec + 1}", f"transferred V{vec + 1}"),
+        ),
+        key="fingerprint",
+        config={"displayModeBar": False},
+    )
+    st.caption(
+        f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "
+        "the transferred vector's similarities to the same words in the target model, below"
+        + (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".")
+        + " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
+        "differently when the two models' spaces do not line up (see docs/transferability.md)."
+    )
 
 
 def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
@@ -115,17 +215,33 @@ def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
 
     rows = []
     for model, m in ((source, src_map), (target, tgt_map)):
-        rows += [{"model": model, "kind": "anchor", "label": w, "x": float(x), "y": float(y), "selected": i in highlight}
-                 for i, (w, (x, y)) in enumerate(zip(words, m["anchor_xy"]))]
-        rows += [{"model": model, "kind": "prompt", "label": f"V{i + 1}", "x": float(x), "y": float(y), "selected": False}
-                 for i, (x, y) in enumerate(m["prompt_xy"])]
+        rows += [
+            {"model": model, "kind": "anchor", "label": w, "x": float(x), "y": float(y), "selected": i in highlight}
+            for i, (w, (x, y)) in enumerate(zip(words, m["anchor_xy"]))
+        ]
+        rows += [
+            {"model": model, "kind": "prompt", "label": f"V{i + 1}", "x": float(x), "y": float(y), "selected": False}
+            for i, (x, y) in enumerate(m["prompt_xy"])
+        ]
     frame = pd.DataFrame(rows)
     c1, c2 = st.columns(2)
-    c1.download_button(f"2-D coordinates ({method.upper()}, .csv)", frame.to_csv(index=False).encode(),
-                       "relative_space_coordinates.csv", "text/csv", key="map_csv", icon=":material/download:")
-    c2.download_button("Selected anchors (.csv)", frame[frame["selected"]].to_csv(index=False).encode(),
-                       "relative_space_selection.csv", "text/csv", key="map_sel_csv", icon=":material/download:",
-                       disabled=not highlight)
+    c1.download_button(
+        f"2-D coordinates ({method.upper()}, .csv)",
+        frame.to_csv(index=False).encode(),
+        "relative_space_coordinates.csv",
+        "text/csv",
+        key="map_csv",
+        icon=":material/download:",
+    )
+    c2.download_button(
+        "Selected anchors (.csv)",
+        frame[frame["selected"]].to_csv(index=False).encode(),
+        "relative_space_selection.csv",
+        "text/csv",
+        key="map_sel_csv",
+        icon=":material/download:",
+        disabled=not highlight,
+    )
 
 
 ui.guard(body)

@@ -1,5 +1,6 @@
 """Results: the grid of relations × methods × model pairs (shipped, found under runs/, uploaded or run here),
 with filters, charts and the analysis figures."""
+
 from pathlib import Path
 
 import plotly.express as px
@@ -64,22 +65,30 @@ def grid_progress() -> None:
             st.session_state["_flash"] = ("error", f"The grid failed: {job.error}")
         else:
             verb = "stopped" if job.state == Job.CANCELLED else "finished"
-            st.session_state["_flash"] = ("success", f"Grid {verb} after {job.elapsed:.0f} s; finished cells are kept, "
-                                                     "so running it again resumes.")
-            st.session_state["_res_src_next"] = str(job.result.parent.relative_to(results.REPO_ROOT)) \
-                if job.result.is_relative_to(results.REPO_ROOT) else str(job.result.parent)
+            st.session_state["_flash"] = (
+                "success",
+                f"Grid {verb} after {job.elapsed:.0f} s; finished cells are kept, so running it again resumes.",
+            )
+            st.session_state["_res_src_next"] = (
+                str(job.result.parent.relative_to(results.REPO_ROOT))
+                if job.result.is_relative_to(results.REPO_ROOT)
+                else str(job.result.parent)
+            )
         st.rerun(scope="app")
     snap = job.snapshot()
     phase = snap["phase"]
     box = st.status(phase["label"] if phase else "Starting…", state="running", expanded=True)
     with box.container():  # not `with box`: leaving that marks the status complete
         total = (phase or {}).get("total") or 0
-        st.progress(min(1.0, phase["step"] / total) if total else 0.0,
-                    text=f"task {phase['step']} of {total}" if total else "planning…")
+        st.progress(
+            min(1.0, phase["step"] / total) if total else 0.0,
+            text=f"task {phase['step']} of {total}" if total else "planning…",
+        )
         for line in snap["log"][-4:]:
             st.caption(line)
-        st.button("Stop", key="grid_cancel", icon=":material/stop_circle:", on_click=cancel_grid,
-                  disabled=job.should_stop())
+        st.button(
+            "Stop", key="grid_cancel", icon=":material/stop_circle:", on_click=cancel_grid, disabled=job.should_stop()
+        )
 
 
 def run_panel() -> None:
@@ -88,9 +97,13 @@ def run_panel() -> None:
         st.info("No grid configurations in grids/.")
         st.stop()
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-    name = c1.selectbox("Grid configuration", list(configs), key="grid_cfg",
-                        help="A YAML file in grids/, as for `ptfer grid`. Results go to the app cache; an interrupted "
-                             "run resumes where it stopped.")
+    name = c1.selectbox(
+        "Grid configuration",
+        list(configs),
+        key="grid_cfg",
+        help="A YAML file in grids/, as for `ptfer grid`. Results go to the app cache; an interrupted "
+        "run resumes where it stopped.",
+    )
     text = configs[name].read_text()
     busy = st.session_state.get(GRID_JOB) is not None
     if c2.button("Run grid", type="primary", key="grid_run", icon=":material/play_arrow:", disabled=busy):
@@ -98,8 +111,10 @@ def run_panel() -> None:
     with st.expander("Configuration"):
         st.code(text, language="yaml")
     if "tiny:" not in text:
-        st.caption("This grid uses real models: on a 2-core CPU it runs for hours. The same grid from the shell: "
-                   f"`ptfer grid {configs[name].relative_to(results.REPO_ROOT)}`.")
+        st.caption(
+            "This grid uses real models: on a 2-core CPU it runs for hours. The same grid from the shell: "
+            f"`ptfer grid {configs[name].relative_to(results.REPO_ROOT)}`."
+        )
     if st.session_state.get(GRID_JOB) is not None:
         grid_progress()
     st.stop()
@@ -115,17 +130,26 @@ def pick_table():
         st.session_state["res_src"] = st.session_state.pop("_res_src_next")
     if st.session_state.get("res_src") not in options:
         st.session_state.pop("res_src", None)
-    choice = ui.bound(st.selectbox, "Data", "res_src", options[0], options=options,
-                      format_func=lambda o: LABELS.get(o, o),
-                      help="Result tables shipped in assets/results/, outputs of `ptfer grid` found under runs/, "
-                           "the presets, a file you upload, or a grid run from here.")
+    choice = ui.bound(
+        st.selectbox,
+        "Data",
+        "res_src",
+        options[0],
+        options=options,
+        format_func=lambda o: LABELS.get(o, o),
+        help="Result tables shipped in assets/results/, outputs of `ptfer grid` found under runs/, "
+        "the presets, a file you upload, or a grid run from here.",
+    )
     if choice == "run":
         run_panel()
     if choice == "presets":
         return results.presets_table(services.preset_list()), "the presets"
     if choice == "upload":
-        f = st.file_uploader("A results table written by `ptfer grid` (results.csv), or CSV / JSON / JSON lines",
-                             type=["csv", "json", "jsonl"], key="res_upload")
+        f = st.file_uploader(
+            "A results table written by `ptfer grid` (results.csv), or CSV / JSON / JSON lines",
+            type=["csv", "json", "jsonl"],
+            key="res_upload",
+        )
         if f is None:
             st.info("Upload a results file, or choose another data source.", icon=":material/info:")
             st.stop()
@@ -150,25 +174,38 @@ def analysis(df) -> None:
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
     if "matching_loss" in df.columns and transfer["matching_loss"].notna().any():
-        fig = px.scatter(transfer.dropna(subset=["matching_loss"]), x="matching_loss", y="p_at_1", color="method",
-                         symbol="pair", hover_data=["relation", "pair"],
-                         labels={"matching_loss": "final matching loss", "p_at_1": "test P@1 (%)"},
-                         color_discrete_map=charts.METHOD_COLORS)
+        fig = px.scatter(
+            transfer.dropna(subset=["matching_loss"]),
+            x="matching_loss",
+            y="p_at_1",
+            color="method",
+            symbol="pair",
+            hover_data=["relation", "pair"],
+            labels={"matching_loss": "final matching loss", "p_at_1": "test P@1 (%)"},
+            color_discrete_map=charts.METHOD_COLORS,
+        )
         fig.update_layout(height=380, margin=dict(l=10, r=10, t=12, b=10))
         st.markdown("**Matching loss vs accuracy** · does a lower loss mean a better prompt?")
         st.plotly_chart(fig, key="an_loss", config={"displayModeBar": False})
         shown += 1
-    others = [(c, t) for c, t in results.ANALYSIS.items() if c != "matching_loss"
-              and c in transfer.columns and transfer[c].nunique() > 1]
+    others = [
+        (c, t)
+        for c, t in results.ANALYSIS.items()
+        if c != "matching_loss" and c in transfer.columns and transfer[c].nunique() > 1
+    ]
     if others:
         cols = st.columns(len(others))
         for col, (column, title) in zip(cols, others):
             agg = results.averaged(transfer, [column])
             agg[column] = agg[column].astype(str)
             col.markdown(f"**{title}**")
-            col.plotly_chart(px.bar(agg, x=column, y="p_at_1", labels={"p_at_1": "P@1 (%)"},
-                                    color_discrete_sequence=[charts.TARGET]).update_layout(height=300),
-                             key=f"an_{column}", config={"displayModeBar": False})
+            col.plotly_chart(
+                px.bar(
+                    agg, x=column, y="p_at_1", labels={"p_at_1": "P@1 (%)"}, color_discrete_sequence=[charts.TARGET]
+                ).update_layout(height=300),
+                key=f"an_{column}",
+                config={"displayModeBar": False},
+            )
             shown += 1
     for path in results.figures():
         if path.suffix == ".json":
@@ -179,9 +216,11 @@ def analysis(df) -> None:
             st.image(str(path), caption=path.stem.replace("_", " "))
         shown += 1
     if not shown:
-        st.caption("The analysis charts (matching loss vs accuracy, normalisation, number of anchors, prompt length) "
-                   "appear when the table has those columns, as `ptfer grid` tables with transfer rows do; figures "
-                   "placed in assets/figures/ are shown here too.")
+        st.caption(
+            "The analysis charts (matching loss vs accuracy, normalisation, number of anchors, prompt length) "
+            "appear when the table has those columns, as `ptfer grid` tables with transfer rows do; figures "
+            "placed in assets/figures/ are shown here too."
+        )
 
 
 def body() -> None:
@@ -196,12 +235,19 @@ def body() -> None:
     recipes = sorted(df["recipe"].unique())
     rec = c0.multiselect("Recipes", recipes, key="res_rec", placeholder="all")
     rel = c1.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")
-    met = c2.multiselect("Methods", sorted(df["method"].unique(), key=charts._method_key), key="res_met",
-                         placeholder="all")
+    met = c2.multiselect(
+        "Methods", sorted(df["method"].unique(), key=charts._method_key), key="res_met", placeholder="all"
+    )
     pair = c3.multiselect("Model pairs", sorted(df["pair"].unique()), key="res_pair", placeholder="all")
-    how = c4.segmented_control("Average", ["relation mean", "pooled"], default="relation mean", key="res_avg",
-                               required=True, help="Relation mean: the mean of per-relation P@1, the paper's "
-                                                   "average. Pooled: all correct answers over all facts.")
+    how = c4.segmented_control(
+        "Average",
+        ["relation mean", "pooled"],
+        default="relation mean",
+        key="res_avg",
+        required=True,
+        help="Relation mean: the mean of per-relation P@1, the paper's "
+        "average. Pooled: all correct answers over all facts.",
+    )
     view = df
     for column, chosen in (("recipe", rec), ("relation", rel), ("method", met), ("pair", pair)):
         if chosen:
@@ -219,22 +265,39 @@ def body() -> None:
                 continue
             pivot = sub.pivot(index="method", columns="target", values="p_at_1")
             pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
-            st.markdown(f"**Recipe {recipe}** · {how} of P@1 (%) over "
-                        f"{view[view['recipe'] == recipe]['relation'].nunique()} relations: methods × targets, as the "
-                        "paper's Tables 2-3")
+            st.markdown(
+                f"**Recipe {recipe}** · {how} of P@1 (%) over "
+                f"{view[view['recipe'] == recipe]['relation'].nunique()} relations: methods × targets, as the "
+                "paper's Tables 2-3"
+            )
             st.dataframe(pivot.round(1), width="stretch")
     with tab_bar:
-        st.plotly_chart(charts.grid_bars(results.averaged(view, ["target", "method"], how)), key="res_bars",
-                        config={"displayModeBar": False})
-        st.caption(f"{how.capitalize()} over the selected relations" +
-                   (" (pooled where the table has the counts)." if how == "pooled" else "."))
+        st.plotly_chart(
+            charts.grid_bars(results.averaged(view, ["target", "method"], how)),
+            key="res_bars",
+            config={"displayModeBar": False},
+        )
+        st.caption(
+            f"{how.capitalize()} over the selected relations"
+            + (" (pooled where the table has the counts)." if how == "pooled" else ".")
+        )
     with tab_heat:
         st.plotly_chart(charts.grid_heatmap(view), key="res_heat", config={"displayModeBar": False})
     with tab_table:
-        st.dataframe(view, hide_index=True, width="stretch",
-                     column_config={"p_at_1": st.column_config.NumberColumn("P@1", format="%.1f")})
-        st.download_button("Download (.csv)", view.to_csv(index=False).encode(), "results.csv", "text/csv",
-                           key="res_csv", icon=":material/download:")
+        st.dataframe(
+            view,
+            hide_index=True,
+            width="stretch",
+            column_config={"p_at_1": st.column_config.NumberColumn("P@1", format="%.1f")},
+        )
+        st.download_button(
+            "Download (.csv)",
+            view.to_csv(index=False).encode(),
+            "results.csv",
+            "text/csv",
+            key="res_csv",
+            icon=":material/download:",
+        )
     if len(failed):
         st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths); see the Table tab.")
     analysis(view)

@@ -4,6 +4,7 @@ Real models come from the core registry (`ptfer_core.loading.REGISTRY`). The bui
 toy transformers trained on a miniature LAMA (`ptfer_core.toy_models`), so every page works on a fresh machine
 with no weights and no data; they are labelled as toy models wherever they appear.
 """
+
 from __future__ import annotations
 
 from ptfer_core.errors import InputError
@@ -61,7 +62,7 @@ def label(name: str, models_root=None) -> str:
 
 def default_selection(models_root=None) -> tuple[str, str, str]:
     """(source, target, relation): the real pair when both are fetched, otherwise the built-in demo."""
-    src, tgt, rel = REAL_DEFAULT
+    src, tgt, _ = REAL_DEFAULT
     if is_available(src, models_root) and is_available(tgt, models_root):
         return REAL_DEFAULT
     return DEMO_DEFAULT
@@ -71,6 +72,8 @@ def uses_demo_data(names: list[str]) -> bool:
     """Toy models read the miniature LAMA; real models the LAMA data dir. Mixing them is an error."""
     tiny = [n for n in names if is_toy(n)]
     if tiny and len(tiny) != len(names):
-        raise InputError("the built-in toy models only know the words of the miniature demo data: pair them "
-                         "with each other, not with real models")
+        raise InputError(
+            "the built-in toy models only know the words of the miniature demo data: pair them "
+            "with each other, not with real models"
+        )
     return bool(tiny)

@@ -1,4 +1,5 @@
 """Plotly figures for the pages (plain functions of data; no Streamlit)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,18 +7,40 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 SOURCE, TARGET = "#4C78A8", "#E4572E"
-METHOD_COLORS = {"transfer": "#E4572E", "self-transfer": "#F28E2B", "dual-source": "#B2182B",
-                 "direct-transfer": "#F2A541", "manual": "#4C78A8", "discretization": "#72B7B2", "random": "#BAB0AC",
-                 "projector": "#9D7660", "direct-tuning": "#54A24B"}
-METHOD_ORDER = ["manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
-                "self-transfer", "dual-source"]
+METHOD_COLORS = {
+    "transfer": "#E4572E",
+    "self-transfer": "#F28E2B",
+    "dual-source": "#B2182B",
+    "direct-transfer": "#F2A541",
+    "manual": "#4C78A8",
+    "discretization": "#72B7B2",
+    "random": "#BAB0AC",
+    "projector": "#9D7660",
+    "direct-tuning": "#54A24B",
+}
+METHOD_ORDER = [
+    "manual",
+    "random",
+    "direct-tuning",
+    "direct-transfer",
+    "discretization",
+    "projector",
+    "transfer",
+    "self-transfer",
+    "dual-source",
+]
 FONT = dict(family="Source Sans Pro, sans-serif", size=13)
 
 
 def _layout(fig: go.Figure, height: int = 320, **kw) -> go.Figure:
     top = 40 if kw.get("title") else 12
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=top, b=10), font=FONT,
-                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), **kw)
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=top, b=10),
+        font=FONT,
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+        **kw,
+    )
     return fig
 
 
@@ -28,11 +51,15 @@ def trajectory(rows: list[dict], title: str = "", x_label: str = "search step") 
     dev = [(r["step"], r["dev_p_at_1"]) for r in rows if r.get("dev_p_at_1") is not None]
     if loss:
         xs, ys = zip(*loss)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="loss", line=dict(color=TARGET, width=2)), secondary_y=False)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", name="loss", line=dict(color=TARGET, width=2)), secondary_y=False
+        )
     if dev:
         xs, ys = zip(*dev)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="dev P@1", line=dict(color=SOURCE, dash="dot")),
-                      secondary_y=True)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines+markers", name="dev P@1", line=dict(color=SOURCE, dash="dot")),
+            secondary_y=True,
+        )
         fig.update_yaxes(title_text="dev P@1 (%)", secondary_y=True, rangemode="tozero", showgrid=False)
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_xaxes(title_text=x_label)
@@ -43,38 +70,75 @@ def scores_bar(scores: dict, labels: dict, compact: bool = False) -> go.Figure:
     """Horizontal bars: P@1 of each method on the target test split (transferred on top)."""
     order = [m for m in ("random", "discretization", "manual", "direct-transfer", "transfer") if m in scores]
     values = [scores[m]["p_at_1"] for m in order]
-    fig = go.Figure(go.Bar(
-        y=[labels.get(m, m) for m in order], x=values, orientation="h",
-        marker_color=[METHOD_COLORS.get(m, "#999") for m in order],
-        text=[f"{v:.1f}" for v in values], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.1f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            y=[labels.get(m, m) for m in order],
+            x=values,
+            orientation="h",
+            marker_color=[METHOD_COLORS.get(m, "#999") for m in order],
+            text=[f"{v:.1f}" for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1f}<extra></extra>",
+        )
+    )
     top = max([*values, 1.0])
-    fig.update_xaxes(range=[0, top * 1.25], showticklabels=not compact, showgrid=not compact,
-                     title_text=None if compact else "P@1 on the target test split (%)")
+    fig.update_xaxes(
+        range=[0, top * 1.25],
+        showticklabels=not compact,
+        showgrid=not compact,
+        title_text=None if compact else "P@1 on the target test split (%)",
+    )
     fig.update_yaxes(tickfont=dict(size=12))
-    return _layout(fig, height=(26 * len(order) + 16) if compact else 60 + 44 * len(order), showlegend=False,
-                   bargap=0.25)
+    return _layout(
+        fig, height=(26 * len(order) + 16) if compact else 60 + 44 * len(order), showlegend=False, bargap=0.25
+    )
 
 
-def norm_histogram(vocab_norms: list[float], prompt_norms: list[float], normalized: list[float] | None,
-                   title: str, color: str) -> go.Figure:
+def norm_histogram(
+    vocab_norms: list[float], prompt_norms: list[float], normalized: list[float] | None, title: str, color: str
+) -> go.Figure:
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=vocab_norms, nbinsx=60, name="vocabulary", marker_color="#C9CED6", opacity=0.9,
-                               hovertemplate="norm %{x}<br>%{y} tokens<extra></extra>"))
-    for i, n in enumerate(prompt_norms):
+    fig.add_trace(
+        go.Histogram(
+            x=vocab_norms,
+            nbinsx=60,
+            name="vocabulary",
+            marker_color="#C9CED6",
+            opacity=0.9,
+            hovertemplate="norm %{x}<br>%{y} tokens<extra></extra>",
+        )
+    )
+    for n in prompt_norms:
         fig.add_vline(x=n, line=dict(color=color, width=2))
-    fig.add_trace(go.Scatter(x=prompt_norms, y=[0] * len(prompt_norms), mode="markers", name="prompt vectors",
-                             marker=dict(color=color, size=10, symbol="diamond"),
-                             text=[f"V{i + 1}" for i in range(len(prompt_norms))],
-                             hovertemplate="%{text}: norm %{x:.2f}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=prompt_norms,
+            y=[0] * len(prompt_norms),
+            mode="markers",
+            name="prompt vectors",
+            marker=dict(color=color, size=10, symbol="diamond"),
+            text=[f"V{i + 1}" for i in range(len(prompt_norms))],
+            hovertemplate="%{text}: norm %{x:.2f}<extra></extra>",
+        )
+    )
     if normalized is not None:
         for n in normalized:
             fig.add_vline(x=n, line=dict(color=color, width=2, dash="dot"))
-        fig.add_trace(go.Scatter(x=normalized, y=[0] * len(normalized), mode="markers", name="after normalisation",
-                                 marker=dict(color="white", size=10, symbol="diamond", line=dict(color=color, width=2)),
-                                 text=[f"V{i + 1}" for i in range(len(normalized))],
-                                 hovertemplate="%{text} normalised: norm %{x:.2f}<extra></extra>"))
-    fig.update_xaxes(title_text="L2 norm", type="log" if _spread(vocab_norms + prompt_norms + (normalized or [])) else None)
+        fig.add_trace(
+            go.Scatter(
+                x=normalized,
+                y=[0] * len(normalized),
+                mode="markers",
+                name="after normalisation",
+                marker=dict(color="white", size=10, symbol="diamond", line=dict(color=color, width=2)),
+                text=[f"V{i + 1}" for i in range(len(normalized))],
+                hovertemplate="%{text} normalised: norm %{x:.2f}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(
+        title_text="L2 norm", type="log" if _spread(vocab_norms + prompt_norms + (normalized or [])) else None
+    )
     fig.update_yaxes(title_text="tokens")
     return _layout(fig, height=280, title=dict(text=title, font=dict(size=14)), bargap=0.02)
 
@@ -84,43 +148,109 @@ def _spread(values: list[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > 50
 
 
-def relative_map(anchor_xy: np.ndarray, words: list[str], sims: np.ndarray, prompt_xy: np.ndarray, title: str,
-                 color: str, highlight: list[int] = (), selected: int = 0) -> go.Figure:
+def relative_map(
+    anchor_xy: np.ndarray,
+    words: list[str],
+    sims: np.ndarray,
+    prompt_xy: np.ndarray,
+    title: str,
+    color: str,
+    highlight: list[int] = (),
+    selected: int = 0,
+) -> go.Figure:
     """Anchors coloured by cosine to the selected prompt vector; prompt vectors as labelled diamonds."""
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(
-        x=anchor_xy[:, 0], y=anchor_xy[:, 1], mode="markers", name="anchor words", text=words,
-        customdata=sims, marker=dict(size=7, color=sims, colorscale="RdBu_r", cmin=-1, cmax=1, opacity=0.9,
-                                     line=dict(color="rgba(80,80,80,0.45)", width=0.6),
-                                     colorbar=dict(title=dict(text=f"cos to V{selected + 1}", side="right"), thickness=10, len=0.8)),
-        hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>"))
+    fig.add_trace(
+        go.Scattergl(
+            x=anchor_xy[:, 0],
+            y=anchor_xy[:, 1],
+            mode="markers",
+            name="anchor words",
+            text=words,
+            customdata=sims,
+            marker=dict(
+                size=7,
+                color=sims,
+                colorscale="RdBu_r",
+                cmin=-1,
+                cmax=1,
+                opacity=0.9,
+                line=dict(color="rgba(80,80,80,0.45)", width=0.6),
+                colorbar=dict(title=dict(text=f"cos to V{selected + 1}", side="right"), thickness=10, len=0.8),
+            ),
+            hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>",
+        )
+    )
     if len(highlight):
         idx = list(highlight)
-        fig.add_trace(go.Scatter(
-            x=anchor_xy[idx, 0], y=anchor_xy[idx, 1], mode="markers+text", name="search", text=[words[i] for i in idx],
-            textposition="top center", customdata=sims[idx],
-            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#111", width=2)),
-            hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=anchor_xy[idx, 0],
+                y=anchor_xy[idx, 1],
+                mode="markers+text",
+                name="search",
+                text=[words[i] for i in idx],
+                textposition="top center",
+                customdata=sims[idx],
+                marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#111", width=2)),
+                hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>",
+            )
+        )
     labels = [f"V{i + 1}" for i in range(len(prompt_xy))]
-    fig.add_trace(go.Scatter(
-        x=prompt_xy[:, 0], y=prompt_xy[:, 1], mode="markers+text", name="prompt vectors", text=labels,
-        textposition="middle right", textfont=dict(color=color, size=13),
-        marker=dict(size=[16 if i == selected else 12 for i in range(len(labels))], color=color, symbol="diamond",
-                    line=dict(color="white", width=1.5)),
-        hovertemplate="<b>%{text}</b><extra></extra>"))
-    fig.update_xaxes(showticklabels=False, title_text=None, zeroline=False, showgrid=False, showline=True, mirror=True,
-                     linecolor="#E3E6EA")
-    fig.update_yaxes(showticklabels=False, title_text=None, zeroline=False, showgrid=False, showline=True, mirror=True,
-                     linecolor="#E3E6EA")
+    fig.add_trace(
+        go.Scatter(
+            x=prompt_xy[:, 0],
+            y=prompt_xy[:, 1],
+            mode="markers+text",
+            name="prompt vectors",
+            text=labels,
+            textposition="middle right",
+            textfont=dict(color=color, size=13),
+            marker=dict(
+                size=[16 if i == selected else 12 for i in range(len(labels))],
+                color=color,
+                symbol="diamond",
+                line=dict(color="white", width=1.5),
+            ),
+            hovertemplate="<b>%{text}</b><extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        showticklabels=False,
+        title_text=None,
+        zeroline=False,
+        showgrid=False,
+        showline=True,
+        mirror=True,
+        linecolor="#E3E6EA",
+    )
+    fig.update_yaxes(
+        showticklabels=False,
+        title_text=None,
+        zeroline=False,
+        showgrid=False,
+        showline=True,
+        mirror=True,
+        linecolor="#E3E6EA",
+    )
     return _layout(fig, height=420, showlegend=False, dragmode="lasso")
 
 
 def fingerprint(src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str]) -> go.Figure:
     """Two rows (source, transferred) of cosines to the same anchor words."""
-    fig = go.Figure(go.Heatmap(
-        z=np.vstack([src, tgt]), x=words, y=list(labels), colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1,
-        colorbar=dict(title=dict(text="cos", side="right"), thickness=10),
-        hovertemplate="%{y}<br>anchor <b>%{x}</b>: %{z:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.vstack([src, tgt]),
+            x=words,
+            y=list(labels),
+            colorscale="RdBu_r",
+            zmid=0,
+            zmin=-1,
+            zmax=1,
+            colorbar=dict(title=dict(text="cos", side="right"), thickness=10),
+            hovertemplate="%{y}<br>anchor <b>%{x}</b>: %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(tickangle=-60, tickfont=dict(size=10))
     return _layout(fig, height=230)
 
@@ -134,9 +264,18 @@ def grid_bars(agg) -> go.Figure:
     fig = go.Figure()
     for method in sorted(agg["method"].unique(), key=_method_key):
         part = agg[agg["method"] == method]
-        fig.add_trace(go.Bar(x=part["target"], y=part["p_at_1"], name=method, marker_color=METHOD_COLORS.get(method),
-                             text=[f"{v:.1f}" for v in part["p_at_1"]], textposition="outside", cliponaxis=False,
-                             hovertemplate=f"{method}<br>target %{{x}}: %{{y:.1f}}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=part["target"],
+                y=part["p_at_1"],
+                name=method,
+                marker_color=METHOD_COLORS.get(method),
+                text=[f"{v:.1f}" for v in part["p_at_1"]],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate=f"{method}<br>target %{{x}}: %{{y:.1f}}<extra></extra>",
+            )
+        )
     fig.update_yaxes(title_text="P@1 (%)", range=[0, max(5.0, float(agg["p_at_1"].max()) * 1.2)])
     fig.update_xaxes(title_text="target model")
     return _layout(fig, height=380, barmode="group")
@@ -146,9 +285,17 @@ def grid_heatmap(df, value: str = "p_at_1") -> go.Figure:
     """Relation × method heat map of mean P@1."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
     table = table[sorted(table.columns, key=_method_key)]
-    fig = go.Figure(go.Heatmap(z=table.values, x=list(table.columns), y=list(table.index), colorscale="Viridis",
-                               colorbar=dict(title=dict(text="P@1", side="right"), thickness=10),
-                               text=np.round(table.values, 1), texttemplate="%{text}",
-                               hovertemplate="%{y} · %{x}: %{z:.1f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.values,
+            x=list(table.columns),
+            y=list(table.index),
+            colorscale="Viridis",
+            colorbar=dict(title=dict(text="P@1", side="right"), thickness=10),
+            text=np.round(table.values, 1),
+            texttemplate="%{text}",
+            hovertemplate="%{y} · %{x}: %{z:.1f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, height=max(260, 26 * len(table) + 80))

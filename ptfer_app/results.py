@@ -1,4 +1,5 @@
 """Result grids (from `ptfer grid`, files in assets/results/, or the presets) as one tidy table. No Streamlit."""
+
 from __future__ import annotations
 
 import io
@@ -43,13 +44,22 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the table lacks the column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})")
     if "source" not in df.columns:
         df["source"] = "—"
-    df["source"] = df["source"].map(lambda s: " + ".join(s) if isinstance(s, (list, tuple))
-                                    else "—" if pd.isna(s) or s == "" else str(s).replace("+", " + "))
+    df["source"] = df["source"].map(
+        lambda s: (
+            " + ".join(s)
+            if isinstance(s, (list, tuple))
+            else "—"
+            if pd.isna(s) or s == ""
+            else str(s).replace("+", " + ")
+        )
+    )
     df["p_at_1"] = pd.to_numeric(df["p_at_1"], errors="coerce")  # failed cells stay, with no score
     if "recipe" not in df.columns:
         df["recipe"] = "—"
     df["recipe"] = df["recipe"].fillna("—").astype(str)
-    df["pair"] = df["source"].where(df["source"] != "—", "") .map(lambda s: f"{s} → " if s else "") + df["target"].astype(str)
+    df["pair"] = df["source"].where(df["source"] != "—", "").map(lambda s: f"{s} → " if s else "") + df[
+        "target"
+    ].astype(str)
     return df.reset_index(drop=True)
 
 
@@ -107,9 +117,17 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
     rows = []
     for meta in presets:
         for method, score in (meta.get("scores") or {}).items():
-            rows.append({"relation": (meta.get("task") or {}).get("id"), "method": method,
-                         "source": " + ".join(meta.get("sources") or []), "target": meta.get("target"),
-                         "p_at_1": score.get("p_at_1"), "n_facts": score.get("n_facts"), "preset": meta.get("id")})
+            rows.append(
+                {
+                    "relation": (meta.get("task") or {}).get("id"),
+                    "method": method,
+                    "source": " + ".join(meta.get("sources") or []),
+                    "target": meta.get("target"),
+                    "p_at_1": score.get("p_at_1"),
+                    "n_facts": score.get("n_facts"),
+                    "preset": meta.get("id"),
+                }
+            )
     return tidy(pd.DataFrame(rows, columns=["relation", "method", "source", "target", "p_at_1", "n_facts", "preset"]))
 
 
@@ -144,12 +162,16 @@ def why_transfer_fell_short(source: str, target: str, summary: dict | None = Non
         return None
     best = max(transfers, key=transfers.get)
     n = len(summary.get("relations", []))
-    text = (f"This is what the study on this pair measures over {n} relations: the best label-free transfer "
-            f"(*{best}*) reaches {transfers[best]:.1f} % micro P@1 against {scores['manual']:.1f} % for the manual "
-            "template")
+    text = (
+        f"This is what the study on this pair measures over {n} relations: the best label-free transfer "
+        f"(*{best}*) reaches {transfers[best]:.1f} % micro P@1 against {scores['manual']:.1f} % for the manual "
+        "template"
+    )
     if discrete is not None:
         text += f" and {discrete:.1f} % for discretisation"
-    return text + (". What carries over between these two causal models is which words the prompt vectors are near, "
-                   "not the small moves tuning made away from them: the best setting lands back on the template's "
-                   "words and scores like discretisation, not like the tuned prompt. "
-                   f"Details: `{summary.get('doc', 'docs/transferability.md')}`.")
+    return text + (
+        ". What carries over between these two causal models is which words the prompt vectors are near, "
+        "not the small moves tuning made away from them: the best setting lands back on the template's "
+        "words and scores like discretisation, not like the tuned prompt. "
+        f"Details: `{summary.get('doc', 'docs/transferability.md')}`."
+    )

@@ -4,6 +4,7 @@ derived tables with st.cache_data (bounded). Page code calls these, never the en
 Arguments starting with "_" are not hashed by Streamlit; each such function also takes a small hashable key
 (model name, prompt digest) that identifies what the unhashed argument is.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,13 +57,14 @@ _load_lock = threading.Lock()  # one model loads at a time: loads share transfor
 @st.cache_resource(show_spinner=False, max_entries=6)
 def load_model(name: str):
     """One shared, frozen instance per model name (PromptedLM never changes the model or tokenizer)."""
-    from ptfer_core.loading import load_model as core_load
     from ptfer_core.errors import ModelLoadError
+    from ptfer_core.loading import load_model as core_load
 
     spec = catalog.REGISTRY.get(name)
     if spec is not None and spec.local and not catalog.is_available(name):
-        raise ModelLoadError(f"{name} is not on this machine yet. Fetch it once with `{catalog.fetch_command(name)}`, "
-                             "then reload.")
+        raise ModelLoadError(
+            f"{name} is not on this machine yet. Fetch it once with `{catalog.fetch_command(name)}`, then reload."
+        )
     with _load_lock:
         return core_load(name)
 
@@ -82,7 +84,7 @@ def model_width(name: str) -> int | None:
 
     try:
         return config_width(name)
-    except Exception:  # noqa: BLE001 - unknown here: the run itself will say what is wrong
+    except Exception:
         return None
 
 
@@ -94,15 +96,19 @@ def warm_up(names: list[str]) -> None:
     """Start loading the selected real models in a background thread, once per server process, so the first
     transfer does not wait for them (toy models load in a moment and are skipped)."""
     with _warm_lock:
-        todo = [n for n in dict.fromkeys(names)
-                if n not in _warm_started and not catalog.is_toy(n) and catalog.is_available(n)]
+        todo = [
+            n
+            for n in dict.fromkeys(names)
+            if n not in _warm_started and not catalog.is_toy(n) and catalog.is_available(n)
+        ]
         _warm_started.update(todo)
     if todo:
+
         def load_all():
             for name in todo:
                 try:
                     load_model(name)
-                except Exception:  # noqa: BLE001 - a failure shows up, with its message, when a page needs the model
+                except Exception:
                     pass
 
         threading.Thread(target=load_all, name="ptfer-warm-up", daemon=True).start()
@@ -120,7 +126,7 @@ def warm_umap() -> None:
             from ptfer_core.analysis import project_2d
 
             project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
-        except Exception:  # noqa: BLE001 - the page still works; the first map just takes longer
+        except Exception:
             pass
 
     threading.Thread(target=compile_umap, name="ptfer-umap-warm-up", daemon=True).start()
@@ -139,8 +145,10 @@ def data_dir_for(names: list[str]) -> str:
         return demo_data_dir()
     root = core_data_dir()
     if not (root / "relations.jsonl").is_file():
-        raise DataError(f"The LAMA data is not in {root}. Put relations.jsonl and lama_trex/ there, or set "
-                        f"$PTFER_DATA_DIR to its location, then reload. The built-in toy models work without it.")
+        raise DataError(
+            f"The LAMA data is not in {root}. Put relations.jsonl and lama_trex/ there, or set "
+            f"$PTFER_DATA_DIR to its location, then reload. The built-in toy models work without it."
+        )
     return str(root)
 
 
@@ -188,7 +196,10 @@ def nearest_table(model: str, prompt_key: str, _vectors, k: int) -> pd.DataFrame
 
     rows = []
     for i, neighbours in enumerate(nearest_tokens(load_model(model), _vectors, k)):
-        rows += [{"vector": f"V{i + 1}", "rank": r + 1, "token": tok, "cosine": cos} for r, (tok, cos) in enumerate(neighbours)]
+        rows += [
+            {"vector": f"V{i + 1}", "rank": r + 1, "token": tok, "cosine": cos}
+            for r, (tok, cos) in enumerate(neighbours)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -202,7 +213,9 @@ def norms(model: str, prompt_key: str, _vectors) -> dict:
 
     lm = load_model(model)
     table = norm_table(lm, _vectors)
-    table["normalized_norms"] = Normalizer(Normalization.GLOBAL, *target_statistics(lm))(_vectors.float()).norm(dim=-1).tolist()
+    table["normalized_norms"] = (
+        Normalizer(Normalization.GLOBAL, *target_statistics(lm))(_vectors.float()).norm(dim=-1).tolist()
+    )
     return table
 
 
@@ -216,44 +229,69 @@ def anchors(model_names: tuple[str, ...], k: int | None, source: str, word_filte
 def run_anchors(result, data_dir: str):
     """The anchor set the run used (its own source, filter and k)."""
     t = result.settings.get("transfer", {})
-    return anchors(tuple(dict.fromkeys([*result.sources, result.target])), t.get("n_anchors"),
-                   t.get("anchor_source", "common-vocab"), t.get("anchor_filter", "words"), data_dir)
+    return anchors(
+        tuple(dict.fromkeys([*result.sources, result.target])),
+        t.get("n_anchors"),
+        t.get("anchor_source", "common-vocab"),
+        t.get("anchor_filter", "words"),
+        data_dir,
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def relative_map(model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int,
-                 method: str, seed: int) -> dict:
+def relative_map(
+    model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
+) -> dict:
     """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
     from ptfer_core.analysis import project_2d, relative_coordinates
 
     anchor_rel, prompt_rel, words = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)
     xy, explained = project_2d(np.vstack([anchor_rel, prompt_rel]), method, seed, fit_rows=len(anchor_rel))
-    return {"anchor_xy": xy[: len(anchor_rel)], "prompt_xy": xy[len(anchor_rel):], "words": words,
-            "anchor_sim": prompt_rel[:, : len(words)].T, "explained": explained}
+    return {
+        "anchor_xy": xy[: len(anchor_rel)],
+        "prompt_xy": xy[len(anchor_rel) :],
+        "words": words,
+        "anchor_sim": prompt_rel[:, : len(words)].T,
+        "explained": explained,
+    }
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fingerprints(source_model: str, target_model: str, anchor_key: str, _anchors, mode: str, top_k: int | None,
-                 src_key: str, _src, tgt_key: str, _tgt):
+def fingerprints(
+    source_model: str,
+    target_model: str,
+    anchor_key: str,
+    _anchors,
+    mode: str,
+    top_k: int | None,
+    src_key: str,
+    _src,
+    tgt_key: str,
+    _tgt,
+):
     """The source prompt's (top-K) encoding and the transferred prompt's on the same entries, in the run's space."""
     from ptfer_core.analysis import fingerprints as core_fingerprints
 
-    src, tgt, mask = core_fingerprints(load_model(source_model), _src, load_model(target_model), _tgt, _anchors, mode,
-                                       top_k)
+    src, tgt, mask = core_fingerprints(
+        load_model(source_model), _src, load_model(target_model), _tgt, _anchors, mode, top_k
+    )
     return src, tgt, mask, list(_anchors.words)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def top_answers(model: str, prompt_key: str, template: str, _vectors, subject: str, task_id: str, data_dir: str,
-                k: int = 5):
+def top_answers(
+    model: str, prompt_key: str, template: str, _vectors, subject: str, task_id: str, data_dir: str, k: int = 5
+):
     from ptfer_core.evaluation import Prompt, candidates_for, top_k
     from ptfer_core.templates import PromptTemplate
 
     lm = load_model(model)
     task = tasks(data_dir)[task_id]
     prompt = Prompt(PromptTemplate.parse(template), _vectors)
-    return [(p.word, p.probability) for p in top_k(lm, prompt, subject, candidates_for(lm, task, data_dir), k,
-                                                    task.max_input_tokens)]
+    return [
+        (p.word, p.probability)
+        for p in top_k(lm, prompt, subject, candidates_for(lm, task, data_dir), k, task.max_input_tokens)
+    ]
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=3600)

@@ -5,6 +5,7 @@ edits (the session key includes the recipe). What differs from the recipe is the
 mirrored in the URL under the field's own name (e.g. ``?recipe=paper&steps=500``). Out-of-range URL values are
 clamped to the widget's bounds, or ignored with a note, never allowed to break the page.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -12,15 +13,18 @@ from enum import Enum
 import streamlit as st
 
 from ptfer_core.config import Recipe
-from ptfer_core.toy_models import TOY_TRANSFER_OVERRIDES
 from ptfer_core.settings import RECIPE_HELP, ProjectorConfig, TransferConfig, TuneConfig, recipe_settings
+from ptfer_core.toy_models import TOY_TRANSFER_OVERRIDES
 
 from . import catalog
 
 CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
 TOY_OVERRIDES = {"transfer": TOY_TRANSFER_OVERRIDES}
-RECIPE_LABELS = {Recipe.STUDIO.value: "PTfer Studio (exact, zero-shot)", Recipe.PAPER.value: "the paper (target-dev "
-                 "selection)", Recipe.PAPER_ZERO_SHOT.value: "the paper, zero-shot (loss selection)"}
+RECIPE_LABELS = {
+    Recipe.STUDIO.value: "PTfer Studio (exact, zero-shot)",
+    Recipe.PAPER.value: "the paper (target-dev selection)",
+    Recipe.PAPER_ZERO_SHOT.value: "the paper, zero-shot (loss selection)",
+}
 
 
 def base_settings(recipe: str, models: list[str]):
@@ -67,8 +71,20 @@ def _from_url(key: str, url_key: str, row: dict, options=None, bounds=None) -> N
     st.session_state[key] = value
 
 
-def setting(container, group: str, name: str, recipe: str, base, *, options=None, fmt=None, slider=None,
-            disabled: bool = False, why: str | None = None, label: str | None = None):
+def setting(
+    container,
+    group: str,
+    name: str,
+    recipe: str,
+    base,
+    *,
+    options=None,
+    fmt=None,
+    slider=None,
+    disabled: bool = False,
+    why: str | None = None,
+    label: str | None = None,
+):
     """Draw one setting's widget; returns its value (the recipe's while disabled)."""
     row = describe(group, name)
     default = _plain(getattr(getattr(base, group), name))
@@ -83,12 +99,27 @@ def setting(container, group: str, name: str, recipe: str, base, *, options=None
     _from_url(key, url_key, row, options, bounds)
     if options is not None and key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]
-    kw = {} if key in st.session_state else {"index" if options is not None else "value":
-                                             options.index(default) if options is not None and default in options
-                                             else 0 if options is not None else default}
+    kw = (
+        {}
+        if key in st.session_state
+        else {
+            "index" if options is not None else "value": options.index(default)
+            if options is not None and default in options
+            else 0
+            if options is not None
+            else default
+        }
+    )
     if options is not None:
-        value = container.selectbox(label, options, key=key, format_func=fmt or (lambda v: "all" if v is None else str(v)),
-                                    help=help_text, disabled=disabled, **kw)
+        value = container.selectbox(
+            label,
+            options,
+            key=key,
+            format_func=fmt or (lambda v: "all" if v is None else str(v)),
+            help=help_text,
+            disabled=disabled,
+            **kw,
+        )
     elif row["type"] is bool:
         value = container.toggle(label, key=key, help=help_text, disabled=disabled, **kw)
     elif slider:
@@ -97,8 +128,9 @@ def setting(container, group: str, name: str, recipe: str, base, *, options=None
             kw["value"] = min(max(kw["value"], low), high)
         value = container.slider(label, low, high, step=step, key=key, help=help_text, disabled=disabled, **kw)
     else:
-        value = container.number_input(label, min_value=row["minimum"], max_value=row["maximum"], key=key,
-                                       help=help_text, disabled=disabled, **kw)
+        value = container.number_input(
+            label, min_value=row["minimum"], max_value=row["maximum"], key=key, help=help_text, disabled=disabled, **kw
+        )
     value = default if disabled else value
     _to_url(url_key, value, default)
     return value
@@ -116,9 +148,14 @@ def _to_url(url_key: str, value, default) -> None:
 def recipe_picker(container, models: list[str]) -> str:
     if "recipe" not in st.session_state and st.query_params.get("recipe") in RECIPE_LABELS:
         st.session_state["recipe"] = st.query_params["recipe"]
-    recipe = container.selectbox("Recipe", list(RECIPE_LABELS), key="recipe", format_func=RECIPE_LABELS.get,
-                                 help="A complete set of settings; the controls below start from it. " +
-                                      " ".join(f"**{RECIPE_LABELS[r.value]}**: {h}." for r, h in RECIPE_HELP.items()))
+    recipe = container.selectbox(
+        "Recipe",
+        list(RECIPE_LABELS),
+        key="recipe",
+        format_func=RECIPE_LABELS.get,
+        help="A complete set of settings; the controls below start from it. "
+        + " ".join(f"**{RECIPE_LABELS[r.value]}**: {h}." for r, h in RECIPE_HELP.items()),
+    )
     _to_url("recipe", recipe, Recipe.STUDIO.value)
     return recipe
 
@@ -135,8 +172,3 @@ def build(recipe: str, models: list[str], chosen: dict[str, dict]):
     if extra:
         st.caption(f":material/info: Also from the opened preset: {', '.join(sorted(extra))}.")
     return settings
-
-
-def url_notes() -> None:
-    for text in st.session_state.pop("_url_notes", []):
-        st.caption(f":material/info: {text}")

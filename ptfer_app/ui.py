@@ -1,4 +1,5 @@
 """Shared Streamlit pieces: the sidebar (models, relation, seed; mirrored in the URL), session state, error display."""
+
 from __future__ import annotations
 
 import traceback
@@ -10,6 +11,7 @@ from ptfer_core.compare import METHOD_LABELS, Outcome
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
+from .url_state import bound, initial, url_init, url_keep  # noqa: F401 - pages call ui.bound
 
 PAGES = {
     "home": "pages/home.py",
@@ -65,9 +67,15 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
     """Select the preset's models, task, recipe and settings, so that "Run transfer" repeats it."""
     cfg = result.settings
     recipe = cfg.get("recipe", "studio")
-    values = {"src": list(result.sources), "tgt": result.target, "rel": result.task.id,
-              "seed": int(cfg.get("tune", {}).get("seed", 0)), "mode": "multi" if len(result.sources) > 1 else "single",
-              "method": cfg.get("method", "transfer"), "recipe": recipe}
+    values = {
+        "src": list(result.sources),
+        "tgt": result.target,
+        "rel": result.task.id,
+        "seed": int(cfg.get("tune", {}).get("seed", 0)),
+        "mode": "multi" if len(result.sources) > 1 else "single",
+        "method": cfg.get("method", "transfer"),
+        "recipe": recipe,
+    }
     for group in ("tune", "transfer"):
         for name, value in (cfg.get(group) or {}).items():
             if name != "settings_version":
@@ -127,76 +135,6 @@ def sync_preset_to_url() -> None:
 # ----------------------------------------------------------------------------- sidebar
 
 
-def initial(key: str, **default) -> dict:
-    """A widget's default, unless its value was already set through st.session_state (e.g. by opening a preset):
-    passing both makes Streamlit warn."""
-    return {} if key in st.session_state else default
-
-
-def url_init(key: str, options=None, cast=str, multi: bool = False) -> None:
-    """Before a widget is drawn: take its value from the URL when the session has none yet (a shared link)."""
-    if key in st.session_state or key not in st.query_params:
-        return
-    raw = st.query_params.get_all(key) if multi else st.query_params.get(key)
-    try:
-        value = [cast(v) for v in raw] if multi else cast(raw)
-    except (TypeError, ValueError):
-        return
-    if options is not None:
-        if multi:
-            value = [v for v in value if v in options]
-        elif value not in options:
-            return
-    st.session_state[key] = value
-
-
-def url_keep(key: str, value, default) -> None:
-    """After a widget is drawn: mirror its value in the URL (omitted while it equals the default)."""
-    if value == default or value is None or value == [] or value == "":
-        if key in st.query_params:
-            del st.query_params[key]
-        return
-    text = [str(v) for v in value] if isinstance(value, (list, tuple)) else \
-        ("true" if value else "false") if isinstance(value, bool) else str(value)
-    current = st.query_params.get_all(key) if isinstance(text, list) else st.query_params.get(key)
-    if current != text:
-        st.query_params[key] = text
-
-
-def bound(widget, label: str, key: str, default, *, options=None, cast=None, **kw):
-    """Draw a keyed widget whose value is kept in the session across pages and mirrored in the URL."""
-    if cast is None:
-        cast = as_bool if isinstance(default, bool) else type(default) if isinstance(default, (int, float)) else str
-    url_init(key, options, cast)
-    if options is not None and key in st.session_state and st.session_state[key] not in options:
-        del st.session_state[key]  # e.g. a vector index from a longer prompt
-    low, high = kw.get("min_value"), kw.get("max_value")
-    current = st.session_state.get(key)
-    if isinstance(current, (int, float)) and not isinstance(current, bool) and (
-            (low is not None and current < low) or (high is not None and current > high)):
-        st.session_state[key] = min(max(current, low if low is not None else current), high if high is not None else current)
-        st.session_state.setdefault("_url_notes", []).append(
-            f"The link's {key}={current} is outside {low}–{high}; {st.session_state[key]} is used.")
-    name = getattr(widget, "__name__", "")
-    if key not in st.session_state:
-        if name == "selectbox":
-            kw["index"] = list(options).index(default)
-        elif name in ("segmented_control", "pills", "multiselect"):
-            kw["default"] = default
-        else:
-            kw["value"] = default
-    args = (label,) if options is None else (label, options)
-    value = widget(*args, key=key, persist_state="session", **kw)
-    url_keep(key, value, default)
-    return value
-
-
-def as_bool(text: str) -> bool:
-    if text not in ("true", "false"):
-        raise ValueError(text)
-    return text == "true"
-
-
 def sidebar() -> Selection:
     names = catalog.model_names()
     d_src, d_tgt, d_rel = catalog.default_selection()
@@ -206,10 +144,22 @@ def sidebar() -> Selection:
     url_init("tgt", names)
     url_init("seed", cast=int)
     sources = sb.multiselect(
-        "Source model(s)", names, **initial("src", default=[d_src]), format_func=catalog.label, key="src",
-        max_selections=3, help="The model(s) whose tuned prompt is transferred. Pick two or three for multi-source transfer.")
-    target = sb.selectbox("Target model", names, **initial("tgt", index=names.index(d_tgt)), format_func=catalog.label,
-                          key="tgt", help="The model that receives the prompt, zero-shot.")
+        "Source model(s)",
+        names,
+        **initial("src", default=[d_src]),
+        format_func=catalog.label,
+        key="src",
+        max_selections=3,
+        help="The model(s) whose tuned prompt is transferred. Pick two or three for multi-source transfer.",
+    )
+    target = sb.selectbox(
+        "Target model",
+        names,
+        **initial("tgt", index=names.index(d_tgt)),
+        format_func=catalog.label,
+        key="tgt",
+        help="The model that receives the prompt, zero-shot.",
+    )
     url_keep("src", list(sources), [d_src])
     url_keep("tgt", target, d_tgt)
     sel = Selection(sources=list(sources), target=target, task_id=None, seed=0, data_dir=None)
@@ -225,18 +175,34 @@ def sidebar() -> Selection:
             st.session_state.pop("rel", None)
         default = d_rel if d_rel in options else "P36" if "P36" in options else options[0]
         sel.task_id = sb.selectbox(
-            "Relation or task", options, **initial("rel", index=options.index(default)), key="rel",
-            format_func=lambda r: (f"{r} · {sel.tasks[r].label}" + (" (classification)" if sel.tasks[r].is_classification
-                                                                    else "")) if r in sel.tasks else r,
+            "Relation or task",
+            options,
+            **initial("rel", index=options.index(default)),
+            key="rel",
+            format_func=lambda r: (
+                (f"{r} · {sel.tasks[r].label}" + (" (classification)" if sel.tasks[r].is_classification else ""))
+                if r in sel.tasks
+                else r
+            ),
             help="A LAMA relation the prompt asks about (e.g. P36, capital), or a classification task (SST-2 "
-                 "sentiment, DBpedia topic) when the data has them.")
+            "sentiment, DBpedia topic) when the data has them.",
+        )
         url_keep("rel", sel.task_id, default)
     else:
         sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
     if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= 99_999:
         st.session_state["seed"] = 0
-    sel.seed = int(sb.number_input("Seed", min_value=0, max_value=99_999, **initial("seed", value=0), step=1, key="seed",
-                                   help="Seeds prompt tuning, the transfer search and the random baseline."))
+    sel.seed = int(
+        sb.number_input(
+            "Seed",
+            min_value=0,
+            max_value=99_999,
+            **initial("seed", value=0),
+            step=1,
+            key="seed",
+            help="Seeds prompt tuning, the transfer search and the random baseline.",
+        )
+    )
     url_keep("seed", sel.seed, 0)
     if not sources:
         sel.problem = sel.problem or "Pick at least one source model in the sidebar."
@@ -244,20 +210,28 @@ def sidebar() -> Selection:
         if catalog.is_available(name):
             continue
         if catalog.is_local(name):
-            sb.warning(f"**{name}** is not on this machine. Fetch it once:\n\n`{catalog.fetch_command(name)}`",
-                       icon=":material/download:")
+            sb.warning(
+                f"**{name}** is not on this machine. Fetch it once:\n\n`{catalog.fetch_command(name)}`",
+                icon=":material/download:",
+            )
         else:
-            sb.info(f"**{name}** loads from the Hugging Face hub, which needs internet access.", icon=":material/cloud:")
+            sb.info(
+                f"**{name}** loads from the Hugging Face hub, which needs internet access.", icon=":material/cloud:"
+            )
     if sel.problem:
         sb.error(sel.problem, icon=":material/error:")
     if any(catalog.is_toy(n) for n in sel.models):
-        sb.caption("Toy models: tiny networks trained on a miniature LAMA (about 120 words). They show the mechanics "
-                   "quickly; their numbers say nothing about real language models.")
+        sb.caption(
+            "Toy models: tiny networks trained on a miniature LAMA (about 120 words). They show the mechanics "
+            "quickly; their numbers say nothing about real language models."
+        )
     current = outcome()
     if current is not None:
         sb.divider()
-        sb.caption(f"**Current prompt** · {current.pair_label} · {current.task.id}"
-                   f"{' · preset' if current.origin.startswith('preset:') else ''}")
+        sb.caption(
+            f"**Current prompt** · {current.pair_label} · {current.task.id}"
+            f"{' · preset' if current.origin.startswith('preset:') else ''}"
+        )
     return sel
 
 
@@ -271,9 +245,12 @@ def header(title: str, intro: str | None = None) -> None:
 
 
 def flash() -> None:
+    """The last run's outcome message, and notes about link values that were clamped or ignored."""
     message = st.session_state.pop("_flash", None)
     if message:
         getattr(st, message[0])(message[1])
+    for text in st.session_state.pop("_url_notes", []):
+        st.caption(f":material/info: {text}")
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
@@ -291,7 +268,7 @@ def guard(body) -> None:
     """Run a page body; errors become in-app messages, never tracebacks."""
     try:
         body()
-    except Exception as exc:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through
+    except Exception as exc:
         show_error(exc)
 
 
@@ -317,8 +294,10 @@ def load_models(names: list[str]) -> dict:
 def require_outcome(what: str) -> Outcome:
     result = outcome()
     if result is None:
-        st.info(f"{what} needs a transferred prompt. Open a preset on the Home page or run a transfer first.",
-                icon=":material/info:")
+        st.info(
+            f"{what} needs a transferred prompt. Open a preset on the Home page or run a transfer first.",
+            icon=":material/info:",
+        )
         c1, c2, _ = st.columns([1, 1, 3])
         c1.page_link(PAGES["home"], label="Presets", icon=":material/home:")
         c2.page_link(PAGES["transfer"], label="Transfer", icon=":material/swap_horiz:")
@@ -329,9 +308,12 @@ def require_outcome(what: str) -> Outcome:
 def outcome_caption(result: Outcome) -> None:
     origin = "preset" if result.origin.startswith("preset:") else "your run"
     recipe = result.settings.get("recipe")
-    st.caption(f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
-               f"{METHOD_LABELS.get(result.method, result.method).lower()}" +
-               (f" · recipe {recipe}" if recipe else "") + f" · {origin}")
+    st.caption(
+        f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
+        f"{METHOD_LABELS.get(result.method, result.method).lower()}"
+        + (f" · recipe {recipe}" if recipe else "")
+        + f" · {origin}"
+    )
 
 
 def digest(vectors) -> str:

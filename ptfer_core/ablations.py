@@ -5,6 +5,7 @@ P@1, with and without normalisation: Figs. 2 and 3) and the effect of the anchor
 `run_ablations` computes every point (each one cached as JSON under `work`, so a stopped run resumes) and
 returns tidy tables; `ablation_figures` turns them into plotly figures, `save_figures` writes HTML + PNG.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,12 +52,15 @@ class AblationConfig:
 
     def settings(self, n_vectors: int, **transfer):
         tune = {"seed": self.seed, "max_train": self.max_train_facts, **self.tune, "n_vectors": n_vectors}
-        return recipe_settings(self.recipe, {"tune": tune, "transfer": {"steps": self.steps, "seed": self.seed,
-                                                                        **self.transfer, **transfer}})
+        return recipe_settings(
+            self.recipe,
+            {"tune": tune, "transfer": {"steps": self.steps, "seed": self.seed, **self.transfer, **transfer}},
+        )
 
 
-def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig, work: str | Path,
-                  on_step=None, should_stop=None) -> dict[str, list[dict]]:
+def run_ablations(
+    source: PromptedLM, target: PromptedLM, config: AblationConfig, work: str | Path, on_step=None, should_stop=None
+) -> dict[str, list[dict]]:
     """{"trajectory": rows, "anchors": rows, "length": rows}; each point is cached under `work`."""
     work = Path(work)
     jobs = [("trajectory", rid, normalize) for rid in config.relations for normalize in (True, False)]
@@ -78,27 +82,44 @@ def run_ablations(source: PromptedLM, target: PromptedLM, config: AblationConfig
     return tables
 
 
-def _compute(kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, config: AblationConfig,
-             work: Path) -> list[dict]:
+def _compute(
+    kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, config: AblationConfig, work: Path
+) -> list[dict]:
     base_length = 5 if 5 in config.prompt_lengths else config.prompt_lengths[0]
     data = TaskData.load(rid, config.data_dir)
     store = PromptStore(work / "prompts")
     common = {"relation": rid, "source": source.name, "target": target.name}
     if kind == "trajectory":
-        settings = config.settings(base_length,
-                                   normalization=(Normalization.GLOBAL if value else Normalization.NONE).value,
-                                   selection=Selection.DEV.value, dev_every=config.dev_every, patience=None)
+        settings = config.settings(
+            base_length,
+            normalization=(Normalization.GLOBAL if value else Normalization.NONE).value,
+            selection=Selection.DEV.value,
+            dev_every=config.dev_every,
+            patience=None,
+        )
         result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
         return [{**common, "normalize": value, **row} for row in result.prompt.trajectory if "dev_p_at_1" in row]
-    settings = config.settings(value if kind == "length" else base_length, selection=Selection.LOSS.value,
-                               **({"n_anchors": value} if kind == "anchors" else {}))
+    settings = config.settings(
+        value if kind == "length" else base_length,
+        selection=Selection.LOSS.value,
+        **({"n_anchors": value} if kind == "anchors" else {}),
+    )
     result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
     prompt = result.source_prompts[0]
     source_score = evaluate(source, prompt.as_prompt(), data.splits["test"], data.candidates(source))
-    return [{**common, kind: "all" if value is None else value, "n_anchors_used": result.prompt.provenance["n_anchors"],
-             "p_at_1": result.p_at_1, "n_correct": result.result.n_correct, "n_facts": result.result.n_facts,
-             "source_p_at_1": source_score.p_at_1, "matching_loss": result.prompt.metrics["matching_loss"],
-             "seconds": result.seconds}]
+    return [
+        {
+            **common,
+            kind: "all" if value is None else value,
+            "n_anchors_used": result.prompt.provenance["n_anchors"],
+            "p_at_1": result.p_at_1,
+            "n_correct": result.result.n_correct,
+            "n_facts": result.result.n_facts,
+            "source_p_at_1": source_score.p_at_1,
+            "matching_loss": result.prompt.metrics["matching_loss"],
+            "seconds": result.seconds,
+        }
+    ]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -116,7 +137,7 @@ def _micro(rows: list[dict], key: str) -> tuple[list, list[float], list[float], 
     return values, target, source, loss
 
 
-def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, "plotly.graph_objects.Figure"]:  # noqa: F821
+def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_objects.Figure]:  # noqa: F821
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -125,25 +146,43 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, "plotly.graph_o
     if traj:
         pair = f"{traj[0]['source']} → {traj[0]['target']}"
         for name, normalize_values, title in (
-                ("fig2_loss_vs_dev", [True], f"Matching loss vs target dev P@1 along the search ({pair})"),
-                ("fig3_normalisation", [True, False], f"With and without normalisation ({pair})")):
+            ("fig2_loss_vs_dev", [True], f"Matching loss vs target dev P@1 along the search ({pair})"),
+            ("fig3_normalisation", [True, False], f"With and without normalisation ({pair})"),
+        ):
             fig = make_subplots(specs=[[{"secondary_y": True}]])
             for rid in dict.fromkeys(r["relation"] for r in traj):
                 for normalize in normalize_values:
                     rows = [r for r in traj if r["relation"] == rid and r["normalize"] == normalize]
                     label = rid if name == "fig2_loss_vs_dev" else f"{rid}, {'normalised' if normalize else 'raw'}"
                     dash = "solid" if normalize else "dot"
-                    fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["loss"] for r in rows], name=f"{label}: loss",
-                                             line={"dash": dash}), secondary_y=False)
-                    fig.add_trace(go.Scatter(x=[r["step"] for r in rows], y=[r["dev_p_at_1"] for r in rows],
-                                             name=f"{label}: dev P@1", line={"dash": dash}, mode="lines+markers"),
-                                  secondary_y=True)
+                    fig.add_trace(
+                        go.Scatter(
+                            x=[r["step"] for r in rows],
+                            y=[r["loss"] for r in rows],
+                            name=f"{label}: loss",
+                            line={"dash": dash},
+                        ),
+                        secondary_y=False,
+                    )
+                    fig.add_trace(
+                        go.Scatter(
+                            x=[r["step"] for r in rows],
+                            y=[r["dev_p_at_1"] for r in rows],
+                            name=f"{label}: dev P@1",
+                            line={"dash": dash},
+                            mode="lines+markers",
+                        ),
+                        secondary_y=True,
+                    )
             fig.update_layout(title=title, template="plotly_white", legend={"font": {"size": 10}})
             fig.update_xaxes(title_text="search step")
             fig.update_yaxes(title_text="matching loss (1 − cosine)", secondary_y=False)
             fig.update_yaxes(title_text="target dev P@1 (%)", secondary_y=True)
             figures[name] = fig
-    for key, name, axis in (("anchors", "fig4_anchor_count", "anchors k"), ("length", "fig4_prompt_length", "prompt length m")):
+    for key, name, axis in (
+        ("anchors", "fig4_anchor_count", "anchors k"),
+        ("length", "fig4_prompt_length", "prompt length m"),
+    ):
         rows = tables.get(key, [])
         if not rows:
             continue
@@ -151,14 +190,18 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, "plotly.graph_o
         labels = [str(v) for v in values]
         fig = make_subplots(specs=[[{"secondary_y": True}]])
         fig.add_trace(go.Scatter(x=labels, y=target, name="target P@1 (transferred)", mode="lines+markers"))
-        fig.add_trace(go.Scatter(x=labels, y=source, name="source P@1 (tuned)", mode="lines+markers",
-                                 line={"dash": "dot"}))
-        fig.add_trace(go.Scatter(x=labels, y=loss, name="matching loss", mode="lines+markers", line={"dash": "dash"}),
-                      secondary_y=True)
+        fig.add_trace(
+            go.Scatter(x=labels, y=source, name="source P@1 (tuned)", mode="lines+markers", line={"dash": "dot"})
+        )
+        fig.add_trace(
+            go.Scatter(x=labels, y=loss, name="matching loss", mode="lines+markers", line={"dash": "dash"}),
+            secondary_y=True,
+        )
         pair = f"{rows[0]['source']} → {rows[0]['target']}"
         n_rel = len({r["relation"] for r in rows})
-        fig.update_layout(title=f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)",
-                          template="plotly_white")
+        fig.update_layout(
+            title=f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)", template="plotly_white"
+        )
         fig.update_xaxes(title_text=axis, type="category")
         fig.update_yaxes(title_text="P@1 (%)", secondary_y=False)
         fig.update_yaxes(title_text="matching loss", secondary_y=True)
@@ -179,4 +222,3 @@ def save_figures(figures: dict, out: str | Path, png: bool = True) -> list[Path]
             atomic_write_bytes(out / f"{name}.png", fig.to_image(format="png", width=900, height=500, scale=1))
             written.append(out / f"{name}.png")
     return written
-

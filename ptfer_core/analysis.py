@@ -1,4 +1,5 @@
 """Helpers for looking at prompts: nearest tokens, norms, relative-space coordinates and 2-D maps."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,13 @@ def norm_table(lm: PromptedLM, vectors: torch.Tensor, sample: int = 20000, seed:
     return {"prompt_norms": vectors.float().norm(dim=-1).tolist(), "vocab_norms": norms.tolist()}
 
 
-def relative_coordinates(lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, n_points: int = 1000,
-                         mode: SpaceMode | str = SpaceMode.RAW) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def relative_coordinates(
+    lm: PromptedLM,
+    vectors: torch.Tensor,
+    anchors: AnchorSet,
+    n_points: int = 1000,
+    mode: SpaceMode | str = SpaceMode.RAW,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Relative encodings (in the run's own space) of the first `n_points` anchors and of the prompt vectors.
 
     Both models' points are expressed against the same anchor words, so source and target maps are comparable.
@@ -54,9 +60,15 @@ def relative_coordinates(lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorS
     return anchor_rel.numpy(), prompt_rel.numpy(), list(anchors.words[:n_points])
 
 
-def fingerprints(source: PromptedLM, source_vectors: torch.Tensor, target: PromptedLM, target_vectors: torch.Tensor,
-                 anchors: AnchorSet, mode: SpaceMode | str = SpaceMode.RAW, top_k: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fingerprints(
+    source: PromptedLM,
+    source_vectors: torch.Tensor,
+    target: PromptedLM,
+    target_vectors: torch.Tensor,
+    anchors: AnchorSet,
+    mode: SpaceMode | str = SpaceMode.RAW,
+    top_k: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The source prompt's encoding (its top-K kept, the rest zero) and the transferred prompt's encoding on the
     same entries: what the transfer objective compares. Returns (source [m, k], target [m, k], mask [m, k])."""
     with torch.no_grad():
@@ -65,8 +77,9 @@ def fingerprints(source: PromptedLM, source_vectors: torch.Tensor, target: Promp
     return src.numpy(), tgt.numpy(), mask.numpy()
 
 
-def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None
-               ) -> tuple[np.ndarray, list[float] | None]:
+def project_2d(
+    points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None
+) -> tuple[np.ndarray, list[float] | None]:
     """2-D map of `points` by PCA (instant) or UMAP (seeded), and (PCA only) the share of variance each axis keeps.
 
     The projection is fitted on the first `fit_rows` rows (e.g. the anchors only) and applied to all, so prompt
@@ -75,21 +88,29 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows:
     if method == "pca":
         mean = fit.mean(0, keepdims=True)
         _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
-        variance = singular ** 2
+        variance = singular**2
         return (points - mean) @ vt[:2].T, (variance[:2] / max(variance.sum(), 1e-12)).tolist()
     if method == "umap":
         import umap
 
-        reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(fit) - 1)),
-                            metric="cosine")
+        reducer = umap.UMAP(
+            n_components=2, random_state=seed, n_neighbors=min(15, max(2, len(fit) - 1)), metric="cosine"
+        )
         reducer.fit(fit)
         return reducer.transform(points), None
     raise ValueError(f"unknown projection {method!r}; choose pca or umap")
 
 
-def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", n_words: int = 100,
-                    pool: int = 3000, n_anchors: int = 8192, seed: int = 0,
-                    hub_penalty: bool = False) -> tuple[float, list[tuple[str, str]]]:
+def word_match_rate(
+    source: PromptedLM,
+    target: PromptedLM,
+    space: str = "raw",
+    n_words: int = 100,
+    pool: int = 3000,
+    n_anchors: int = 8192,
+    seed: int = 0,
+    hub_penalty: bool = False,
+) -> tuple[float, list[tuple[str, str]]]:
     """How often a shared word's relative encoding in `source` is closest to the same word's encoding in `target`.
 
     Draws `n_words` (seeded) of the `pool` most frequent shared words that are not anchors (an anchor would find
@@ -100,8 +121,8 @@ def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", 
     from .anchors import select_anchors
     from .artifacts import SoftPrompt
     from .errors import InputError
-    from .templates import PromptTemplate
     from .settings import TransferConfig
+    from .templates import PromptTemplate
     from .transfer import transfer_prompt
 
     shared = select_anchors([source, target])
@@ -112,10 +133,21 @@ def word_match_rate(source: PromptedLM, target: PromptedLM, space: str = "raw", 
     picks = torch.tensor([candidates[i] for i in order.tolist()])
     words = [shared.words[i] for i in picks.tolist()]
     ids = shared.token_ids(source)[picks]
-    probe = SoftPrompt(source.embedding_matrix[ids.to(source.embedding_matrix.device)].float().cpu(), source.name,
-                       "probe", "probe", PromptTemplate.soft(len(words)).text)
-    config = TransferConfig(solver="vocabulary", space=space, n_anchors=n_anchors, hub_penalty=hub_penalty,
-                            anchor_source="frequency", top_k=None)
+    probe = SoftPrompt(
+        source.embedding_matrix[ids.to(source.embedding_matrix.device)].float().cpu(),
+        source.name,
+        "probe",
+        "probe",
+        PromptTemplate.soft(len(words)).text,
+    )
+    config = TransferConfig(
+        solver="vocabulary",
+        space=space,
+        n_anchors=n_anchors,
+        hub_penalty=hub_penalty,
+        anchor_source="frequency",
+        top_k=None,
+    )
     out = transfer_prompt([(probe, source)], target, config)
     pairs = list(zip(words, out.provenance["tokens"]))
     return sum(a == b for a, b in pairs) / len(pairs), pairs

@@ -11,6 +11,7 @@ Tokens are matched across vocabularies by the word they spell at a word start: W
 byte-level BPE ``Ġword`` (decoded from GPT-2's byte alphabet) and SentencePiece ``▁word``. Everything is sorted,
 never taken from set order, so the anchors are the same in every process whatever ``PYTHONHASHSEED`` is.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,6 +73,7 @@ def word_of_token(token: str | None, style: str) -> str | None:
 
 def word_index(lm: PromptedLM) -> dict[str, int]:
     """word → id of the model's word-initial token for it (lowest id on ties). Cached per model."""
+
     def build():
         vocab, specials = lm.vocab, lm.special_token_ids
         style = tokenizer_style(vocab)
@@ -134,9 +136,13 @@ class AnchorSet:
         ids = lm.word_token_ids(list(self.words))
         missing = [w for w, tid in zip(self.words, ids) if tid is None]
         if missing:
-            shown = ", ".join(repr(w) for w in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise InputError(f"{len(missing)} anchor word(s) are not single tokens of {lm.name}: {shown}; build the "
-                             "anchors with this model included")
+            shown = ", ".join(repr(w) for w in missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            raise InputError(
+                f"{len(missing)} anchor word(s) are not single tokens of {lm.name}: {shown}; build the "
+                "anchors with this model included"
+            )
         return torch.tensor(ids, dtype=torch.long)
 
     def embeddings(self, lm: PromptedLM) -> torch.Tensor:
@@ -144,8 +150,13 @@ class AnchorSet:
         return lm.embedding_matrix.index_select(0, self.token_ids(lm).to(lm.embedding_matrix.device))
 
 
-def select_anchors(lms: list[PromptedLM], k: int | None = None, source: AnchorSource | str = AnchorSource.FREQUENCY,
-                   word_filter: AnchorFilter | str = AnchorFilter.WORDS, data_dir=None) -> AnchorSet:
+def select_anchors(
+    lms: list[PromptedLM],
+    k: int | None = None,
+    source: AnchorSource | str = AnchorSource.FREQUENCY,
+    word_filter: AnchorFilter | str = AnchorFilter.WORDS,
+    data_dir=None,
+) -> AnchorSet:
     """The first k anchors of `source` shared by `lms` (all of them when k is None)."""
     source = parse_enum(AnchorSource, source, "anchor source")
     if k is not None and k < 1:
@@ -153,8 +164,14 @@ def select_anchors(lms: list[PromptedLM], k: int | None = None, source: AnchorSo
     unique = list({id(lm): lm for lm in lms}.values())
     names = tuple(sorted(lm.identity for lm in unique))
     key = ("anchors", source.value, parse_enum(AnchorFilter, word_filter, "anchor filter").value, str(data_dir), names)
-    words = unique[0].memo.get(key, lambda: common_vocab_words(unique, data_dir) if source == AnchorSource.COMMON_VOCAB
-                               else shared_vocabulary(unique, word_filter))
+    words = unique[0].memo.get(
+        key,
+        lambda: (
+            common_vocab_words(unique, data_dir)
+            if source == AnchorSource.COMMON_VOCAB
+            else shared_vocabulary(unique, word_filter)
+        ),
+    )
     if not words:
         raise InputError(f"models {[lm.name for lm in unique]} share no words: no anchors to relate them")
     return AnchorSet(tuple(words[:k] if k else words), source.value)

@@ -3,6 +3,7 @@
 Never pickle. Every write goes to a temporary file in the same directory and is renamed into place, so a
 crash or a bad input never leaves a half-written file or clobbers a good one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,8 +87,10 @@ class SoftPrompt:
             raise PromptFileError("soft prompt contains NaN or infinite values")
         parsed = PromptTemplate.parse(self.template)
         if parsed.n_soft != self.vectors.shape[0]:
-            raise PromptFileError(f"template {self.template!r} has {parsed.n_soft} [V] slots but there are "
-                                  f"{self.vectors.shape[0]} vectors")
+            raise PromptFileError(
+                f"template {self.template!r} has {parsed.n_soft} [V] slots but there are "
+                f"{self.vectors.shape[0]} vectors"
+            )
 
     @property
     def n_vectors(self) -> int:
@@ -147,7 +150,7 @@ class SoftPrompt:
         return save({TENSOR_KEY: self.vectors}, metadata={"ptfer": embedded}), sidecar
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SoftPrompt":
+    def load(cls, path: str | os.PathLike) -> SoftPrompt:
         stem = _stem(path)
         tensor_path, meta_path = _with(stem, ".safetensors"), _with(stem, ".json")
         if not tensor_path.is_file():
@@ -157,13 +160,13 @@ class SoftPrompt:
         return cls.from_bytes(data, sidecar, name=str(tensor_path))
 
     @classmethod
-    def from_bytes(cls, data: bytes, sidecar: bytes | None = None, name: str = "uploaded prompt") -> "SoftPrompt":
+    def from_bytes(cls, data: bytes, sidecar: bytes | None = None, name: str = "uploaded prompt") -> SoftPrompt:
         """Parse a safetensors blob; metadata from the JSON sidecar if given, else the copy embedded in the file."""
         from safetensors.torch import load
 
         try:
             tensors = load(data)
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several error types for corrupt input
+        except Exception as exc:
             raise PromptFileError(f"{name} is not a valid safetensors file ({str(exc)[:120]})") from None
         if TENSOR_KEY not in tensors:
             raise PromptFileError(f"{name} has no '{TENSOR_KEY}' tensor (found: {', '.join(tensors) or 'none'})")
@@ -178,27 +181,36 @@ class SoftPrompt:
         if isinstance(meta, dict) and isinstance(embedded, dict):
             differ = [k for k in ("model", "relation", "method", "template", "shape") if meta.get(k) != embedded.get(k)]
             if differ:
-                raise PromptFileError(f"{name}: its .json sidecar contradicts the metadata inside the tensor file "
-                                      f"({', '.join(f'{k}: {meta.get(k)!r} vs {embedded.get(k)!r}' for k in differ)}); "
-                                      "remove the wrong .json or re-save the prompt")
+                raise PromptFileError(
+                    f"{name}: its .json sidecar contradicts the metadata inside the tensor file "
+                    f"({', '.join(f'{k}: {meta.get(k)!r} vs {embedded.get(k)!r}' for k in differ)}); "
+                    "remove the wrong .json or re-save the prompt"
+                )
         if not isinstance(meta, dict):
             raise PromptFileError(f"{name}: its metadata is not a JSON object")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
-            raise PromptFileError(f"{name}: unsupported format_version {version!r} (this version reads {FORMAT_VERSION})")
+            raise PromptFileError(
+                f"{name}: unsupported format_version {version!r} (this version reads {FORMAT_VERSION})"
+            )
         vectors = tensors[TENSOR_KEY]
         if list(vectors.shape) != meta.get("shape"):
-            raise PromptFileError(f"{name}: tensor shape {list(vectors.shape)} disagrees with its metadata {meta.get('shape')}")
+            raise PromptFileError(
+                f"{name}: tensor shape {list(vectors.shape)} disagrees with its metadata {meta.get('shape')}"
+            )
         missing = [k for k in ("model", "relation", "method", "template") if k not in meta]
         if missing:
             raise PromptFileError(f"{name}: metadata lacks {', '.join(missing)}")
-        fields = {k: meta[k] for k in ("model", "relation", "method", "template", "provenance", "metrics", "trajectory",
-                                        "created") if k in meta}
+        fields = {
+            k: meta[k]
+            for k in ("model", "relation", "method", "template", "provenance", "metrics", "trajectory", "created")
+            if k in meta
+        }
         try:
             return cls(vectors=vectors, **fields)
         except PromptFileError as exc:
             raise PromptFileError(f"{name}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - e.g. a template that does not parse
+        except Exception as exc:
             raise PromptFileError(f"{name}: {exc}") from None
 
 

@@ -3,6 +3,7 @@
 random · direct transfer (same width only) · discretisation · neural projector. (The manual template is
 `Prompt.manual`, direct tuning is `tuning.tune_prompt` on the target; `runs.run_method` dispatches them all.)
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,33 +33,54 @@ def direct_transfer(source_prompt: SoftPrompt, target: PromptedLM) -> SoftPrompt
     if source_prompt.width != target.width:
         raise DimensionMismatchError(
             f"direct transfer needs equal embedding widths: source {source_prompt.model} has {source_prompt.width}, "
-            f"target {target.name} has {target.width}; use the relative-space transfer instead")
-    return SoftPrompt(source_prompt.vectors.clone(), target.name, source_prompt.relation, Method.DIRECT_TRANSFER.value,
-                      source_prompt.template, provenance={"source": source_prompt.model})
+            f"target {target.name} has {target.width}; use the relative-space transfer instead"
+        )
+    return SoftPrompt(
+        source_prompt.vectors.clone(),
+        target.name,
+        source_prompt.relation,
+        Method.DIRECT_TRANSFER.value,
+        source_prompt.template,
+        provenance={"source": source_prompt.model},
+    )
 
 
-def discretize(source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM,
-               anchors: AnchorSet | None = None) -> tuple[SoftPrompt, list[str]]:
+def discretize(
+    source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM, anchors: AnchorSet | None = None
+) -> tuple[SoftPrompt, list[str]]:
     """Each source vector → its nearest shared word by cosine in the source space → that word's target embedding."""
     shared = anchors or select_anchors([source, target])
     src_emb = F.normalize(shared.embeddings(source), dim=-1)
     nearest = (F.normalize(source_prompt.vectors, dim=-1) @ src_emb.T).argmax(dim=-1)
     words = [shared.words[i] for i in nearest.tolist()]
     vectors = shared.embeddings(target)[nearest].clone()
-    prompt = SoftPrompt(vectors, target.name, source_prompt.relation, Method.DISCRETIZATION.value, source_prompt.template,
-                        provenance={"source": source_prompt.model, "tokens": words, "n_shared": len(shared)})
+    prompt = SoftPrompt(
+        vectors,
+        target.name,
+        source_prompt.relation,
+        Method.DISCRETIZATION.value,
+        source_prompt.template,
+        provenance={"source": source_prompt.model, "tokens": words, "n_shared": len(shared)},
+    )
     return prompt, words
 
 
-def train_projector(source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None,
-                    pairs: AnchorSet | None = None, on_epoch=None, should_stop=None) -> torch.nn.Module:
+def train_projector(
+    source: PromptedLM,
+    target: PromptedLM,
+    config: ProjectorConfig | None = None,
+    pairs: AnchorSet | None = None,
+    on_epoch=None,
+    should_stop=None,
+) -> torch.nn.Module:
     """2-layer MLP (LeakyReLU) mapping source to target embeddings, MSE on shared-vocabulary pairs."""
     config = config or ProjectorConfig()
     pairs = pairs or select_anchors([source, target])
     x, y = pairs.embeddings(source).cpu(), pairs.embeddings(target).cpu()
     torch.manual_seed(config.seed)
-    net = torch.nn.Sequential(torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(),
-                              torch.nn.Linear(config.hidden, target.width))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(), torch.nn.Linear(config.hidden, target.width)
+    )
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     for epoch in range(config.epochs):
@@ -74,9 +96,11 @@ def train_projector(source: PromptedLM, target: PromptedLM, config: ProjectorCon
     return net.eval()
 
 
-def projector_snapshots(source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None,
-                        should_stop=None) -> list[dict]:
-    """The projector's weights after each epoch, trained once per (source, target, config) and kept in the target's cache.
+def projector_snapshots(
+    source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None, should_stop=None
+) -> list[dict]:
+    """The projector's weights after each epoch, trained once per (source, target, config) and kept in the target's
+    memo.
 
     The projector maps embeddings, not prompts, so every relation reuses the same training run; only the
     choice of epoch (on each relation's target dev split) differs.
@@ -87,34 +111,60 @@ def projector_snapshots(source: PromptedLM, target: PromptedLM, config: Projecto
     if cached is not None:
         return cached
     snapshots: list[dict] = []
-    train_projector(source, target, config, should_stop=should_stop,
-                    on_epoch=lambda epoch, net: snapshots.append({k: v.clone() for k, v in net.state_dict().items()}))
+    train_projector(
+        source,
+        target,
+        config,
+        should_stop=should_stop,
+        on_epoch=lambda epoch, net: snapshots.append({k: v.clone() for k, v in net.state_dict().items()}),
+    )
     if len(snapshots) < config.epochs:
         return snapshots  # a cancelled run is not kept
     return target.memo.get(key, lambda: snapshots)
 
 
-def projector_prompt(source_prompt: SoftPrompt, source: PromptedLM, target: PromptedLM, dev: list[Fact],
-                     candidates: CandidateSet, config: ProjectorConfig | None = None, should_stop=None,
-                     max_subject_tokens: int | None = None) -> SoftPrompt:
+def projector_prompt(
+    source_prompt: SoftPrompt,
+    source: PromptedLM,
+    target: PromptedLM,
+    dev: list[Fact],
+    candidates: CandidateSet,
+    config: ProjectorConfig | None = None,
+    should_stop=None,
+    max_subject_tokens: int | None = None,
+) -> SoftPrompt:
     """Project the source prompt with the MLP of each epoch; keep the epoch best on target dev (as the paper)."""
     config = config or ProjectorConfig()
     snapshots = projector_snapshots(source, target, config, should_stop)
     if not snapshots:
         raise InputError("projector training was stopped before its first epoch")
-    net = torch.nn.Sequential(torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(),
-                              torch.nn.Linear(config.hidden, target.width))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(), torch.nn.Linear(config.hidden, target.width)
+    )
     template = source_prompt.prompt_template
     best: dict = {"dev_p_at_1": -1.0}
     for epoch, state in enumerate(snapshots):
         net.load_state_dict(state)
         with torch.no_grad():
             vectors = net(source_prompt.vectors)
-        score = evaluate(target, Prompt(template, vectors), dev, candidates,
-                         max_subject_tokens=max_subject_tokens).p_at_1 if dev else 0.0
+        score = (
+            evaluate(target, Prompt(template, vectors), dev, candidates, max_subject_tokens=max_subject_tokens).p_at_1
+            if dev
+            else 0.0
+        )
         if score > best["dev_p_at_1"]:
             best.update(dev_p_at_1=score, epoch=epoch, vectors=vectors)
-    return SoftPrompt(best["vectors"], target.name, source_prompt.relation, Method.PROJECTOR.value, source_prompt.template,
-                      provenance={"source": source_prompt.model, "selected_epoch": best["epoch"],
-                                  "projector": config.stamped(), "selection": "target dev P@1"},
-                      metrics={"dev_p_at_1": best["dev_p_at_1"]})
+    return SoftPrompt(
+        best["vectors"],
+        target.name,
+        source_prompt.relation,
+        Method.PROJECTOR.value,
+        source_prompt.template,
+        provenance={
+            "source": source_prompt.model,
+            "selected_epoch": best["epoch"],
+            "projector": config.stamped(),
+            "selection": "target dev P@1",
+        },
+        metrics={"dev_p_at_1": best["dev_p_at_1"]},
+    )

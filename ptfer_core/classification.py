@@ -14,6 +14,7 @@ Splits (deterministic, documented in the README):
   the rest, test its test file.
 Texts longer than `max_input_tokens` keep their first tokens; the template itself is never cut.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,11 +44,19 @@ DBPEDIA = ClassificationSource("dbpedia", "DBpedia-14 topic", "[X] Category: [Y]
 SST2_CLASSES = ("negative", "positive")
 SST2_WORDS = (("bad", "terrible"), ("great", "good"))
 DBPEDIA_WORDS = {  # BBT's verbalizer, lower-case forms as fallbacks
-    "Artist": ("Artist", "artist"), "Company": ("Company", "company"), "OfficeHolder": ("Office", "office"),
-    "Building": ("Building", "building"), "Village": ("Village", "village"), "Plant": ("Plant", "plant"),
-    "EducationalInstitution": ("Education", "education"), "Animal": ("Animal", "animal"),
-    "Album": ("Album", "album"), "WrittenWork": ("Written", "written"), "NaturalPlace": ("Natural", "natural"),
-    "MeanOfTransportation": ("Transportation", "transport"), "Athlete": ("Athlete", "athlete"),
+    "Artist": ("Artist", "artist"),
+    "Company": ("Company", "company"),
+    "OfficeHolder": ("Office", "office"),
+    "Building": ("Building", "building"),
+    "Village": ("Village", "village"),
+    "Plant": ("Plant", "plant"),
+    "EducationalInstitution": ("Education", "education"),
+    "Animal": ("Animal", "animal"),
+    "Album": ("Album", "album"),
+    "WrittenWork": ("Written", "written"),
+    "NaturalPlace": ("Natural", "natural"),
+    "MeanOfTransportation": ("Transportation", "transport"),
+    "Athlete": ("Athlete", "athlete"),
     "Film": ("Film", "film"),
 }
 _CLASS_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
@@ -58,18 +67,34 @@ def classification_tasks(root: Path) -> dict[str, Task]:
     base = root / "classification"
     tasks = {}
     if (base / SST2.folder / "train.tsv").is_file() and (base / SST2.folder / "dev.tsv").is_file():
-        tasks[SST2.id] = Task(SST2.id, SST2.label, SST2.template, "classification",
-                              "binary sentiment of movie-review sentences", TaskKind.CLASSIFICATION, SST2_CLASSES,
-                              SST2_WORDS, SST2.max_input_tokens)
+        tasks[SST2.id] = Task(
+            SST2.id,
+            SST2.label,
+            SST2.template,
+            "classification",
+            "binary sentiment of movie-review sentences",
+            TaskKind.CLASSIFICATION,
+            SST2_CLASSES,
+            SST2_WORDS,
+            SST2.max_input_tokens,
+        )
     classes_file = base / DBPEDIA.folder / "classes.txt"
     if classes_file.is_file() and (base / DBPEDIA.folder / "train.csv").is_file():
         classes = _dbpedia_classes(classes_file)
         unknown = [c for c in classes if c not in DBPEDIA_WORDS]
         if unknown:
             raise DataError(f"{classes_file}: no label words for class(es) {', '.join(unknown)}")
-        tasks[DBPEDIA.id] = Task(DBPEDIA.id, DBPEDIA.label, DBPEDIA.template, "classification",
-                                 "14-way ontology class of a Wikipedia abstract", TaskKind.CLASSIFICATION, classes,
-                                 tuple(DBPEDIA_WORDS[c] for c in classes), DBPEDIA.max_input_tokens)
+        tasks[DBPEDIA.id] = Task(
+            DBPEDIA.id,
+            DBPEDIA.label,
+            DBPEDIA.template,
+            "classification",
+            "14-way ontology class of a Wikipedia abstract",
+            TaskKind.CLASSIFICATION,
+            classes,
+            tuple(DBPEDIA_WORDS[c] for c in classes),
+            DBPEDIA.max_input_tokens,
+        )
     return tasks
 
 
@@ -123,8 +148,9 @@ def _read_files(task: Task, root: Path) -> dict[str, tuple[Fact, ...]]:
     return _read_cached(task.id, root.resolve(), task.classes)
 
 
-def _example(path: Path, lineno: int, label: str, text: str, task_id: str, part: str,
-             classes: tuple[str, ...], one_based: bool) -> Fact:
+def _example(
+    path: Path, lineno: int, label: str, text: str, task_id: str, part: str, classes: tuple[str, ...], one_based: bool
+) -> Fact:
     try:
         index = int(label) - (1 if one_based else 0)
     except ValueError:
@@ -155,6 +181,5 @@ def _read_csv(path: Path, task_id: str, part: str, classes) -> list[Fact]:
                 continue
             if len(record) < 2:
                 raise DataError(f"{path}:{lineno}: expected a class id and a text")
-            rows.append(_example(path, lineno, record[0], " ".join(record[1:]), task_id, part, classes,
-                                 one_based=True))
+            rows.append(_example(path, lineno, record[0], " ".join(record[1:]), task_id, part, classes, one_based=True))
     return rows

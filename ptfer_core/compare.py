@@ -6,6 +6,7 @@ discretisation and a random prompt, keeping each test fact's answers. Baseline s
 settings, so they are cached on disk. It reports to `job` (`jobs.Job`: begin/report/note/should_stop) and returns
 None when cancelled. Built from `runs` (no second copy of the pipeline).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,13 @@ from .settings import RecipeSettings
 
 BASELINES = ("manual", "discretization", "random")
 MIN_FACTS = {"train": 4, "test": 3}  # scorable facts needed to tune, and for a P@1 worth showing
-METHOD_LABELS = {"transfer": "Transferred", "direct-transfer": "Direct transfer", "manual": "Manual template",
-                 "discretization": "Discretisation", "random": "Random prompt"}
+METHOD_LABELS = {
+    "transfer": "Transferred",
+    "direct-transfer": "Direct transfer",
+    "manual": "Manual template",
+    "discretization": "Discretisation",
+    "random": "Random prompt",
+}
 
 
 @dataclass
@@ -73,9 +79,11 @@ def check_enough_facts(data: TaskData, lms: dict[str, PromptedLM]) -> None:
         for split, minimum in MIN_FACTS.items():
             n = len(scorable_facts(data.splits[split], cands)[0])
             if n < minimum:
-                raise DataError(f"{data.task.id} ({data.task.label}) has too few examples for {name}: {n} {split} "
-                                f"examples whose answer is a single token of the model, at least {minimum} are "
-                                "needed. Pick another relation or task.")
+                raise DataError(
+                    f"{data.task.id} ({data.task.label}) has too few examples for {name}: {n} {split} "
+                    f"examples whose answer is a single token of the model, at least {minimum} are "
+                    "needed. Pick another relation or task."
+                )
 
 
 def score(result: EvalResult, task: Task) -> dict:
@@ -111,10 +119,19 @@ def cached_eval(key: dict, compute, root: Path | None) -> tuple[dict, dict[str, 
     return score_, preds
 
 
-def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, data: TaskData,
-            settings: RecipeSettings, method: Method | str = Method.TRANSFER, weights: list[float] | None = None,
-            uploaded: dict[str, SoftPrompt] | None = None, store: PromptStore | None = None,
-            cache: Path | None = None) -> Outcome | None:
+def compare(
+    job,
+    *,
+    sources: list[tuple[str, PromptedLM]],
+    target: PromptedLM,
+    data: TaskData,
+    settings: RecipeSettings,
+    method: Method | str = Method.TRANSFER,
+    weights: list[float] | None = None,
+    uploaded: dict[str, SoftPrompt] | None = None,
+    store: PromptStore | None = None,
+    cache: Path | None = None,
+) -> Outcome | None:
     """The whole comparison, reporting to `job`; None when cancelled."""
     method = Method(method)
     task, test = data.task, data.splits["test"]
@@ -125,7 +142,8 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
         if sources[0][1].width != target.width:
             raise DimensionMismatchError(
                 f"direct transfer copies the vectors unchanged, so it needs equal widths: {sources[0][0]} has "
-                f"{sources[0][1].width}, {target.name} has {target.width}. Use the relative-space transfer instead.")
+                f"{sources[0][1].width}, {target.name} has {target.width}. Use the relative-space transfer instead."
+            )
     timings: dict[str, float] = {}
     notes: list[str] = []
 
@@ -137,8 +155,16 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
         if prompt is None and store is not None:
             prompt, how = store.find(lm, data, settings.tune), "stored"
         if prompt is None:
-            steps = -(-min(len(scorable_facts(data.splits["train"], data.candidates(lm))[0]),
-                           settings.tune.max_train or 10**9) // settings.tune.batch_size) * settings.tune.epochs
+            steps = (
+                -(
+                    -min(
+                        len(scorable_facts(data.splits["train"], data.candidates(lm))[0]),
+                        settings.tune.max_train or 10**9,
+                    )
+                    // settings.tune.batch_size
+                )
+                * settings.tune.epochs
+            )
             job.begin(f"tune:{name}", f"Tuning a source prompt on {name} (none stored for these settings)", steps)
 
             def on_tune(step, metrics):
@@ -146,13 +172,22 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
                 job.report(step, row or None, metrics.get("total_steps"))
 
             if store is not None:
-                prompt = store.get_or_tune(lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_tune,
-                                           should_stop=job.should_stop)
+                prompt = store.get_or_tune(
+                    lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_tune, should_stop=job.should_stop
+                )
             else:
                 from .tuning import tune_prompt
 
-                prompt = tune_prompt(lm, task, data.splits["train"], data.splits["dev"], data.candidates(lm),
-                                     settings.tune, on_step=on_tune, should_stop=job.should_stop)
+                prompt = tune_prompt(
+                    lm,
+                    task,
+                    data.splits["train"],
+                    data.splits["dev"],
+                    data.candidates(lm),
+                    settings.tune,
+                    on_step=on_tune,
+                    should_stop=job.should_stop,
+                )
             if job.should_stop():
                 return None
             how = "tuned"
@@ -165,14 +200,26 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
     t0 = time.perf_counter()
     lms = [lm for _, lm in sources]
     total = 1 if method == Method.DIRECT_TRANSFER else settings.transfer.steps
-    job.begin("search", "Direct transfer: copying the source vectors" if method == Method.DIRECT_TRANSFER else
-              f"Finding {target.name}'s prompt in the relative space ({settings.transfer.solver.value})", total)
-    transferred = make_prompt(method, data=data, target=target, sources=lms, source_prompts=prompts,
-                              settings=settings, weights=weights,
-                              on_step=lambda step, m: job.report(step, {k: v for k, v in m.items()
-                                                                        if k in ("loss", "dev_p_at_1")},
-                                                                 m.get("total_steps")),
-                              should_stop=job.should_stop)
+    job.begin(
+        "search",
+        "Direct transfer: copying the source vectors"
+        if method == Method.DIRECT_TRANSFER
+        else f"Finding {target.name}'s prompt in the relative space ({settings.transfer.solver.value})",
+        total,
+    )
+    transferred = make_prompt(
+        method,
+        data=data,
+        target=target,
+        sources=lms,
+        source_prompts=prompts,
+        settings=settings,
+        weights=weights,
+        on_step=lambda step, m: job.report(
+            step, {k: v for k, v in m.items() if k in ("loss", "dev_p_at_1")}, m.get("total_steps")
+        ),
+        should_stop=job.should_stop,
+    )
     if job.should_stop():
         return None
     timings["search"] = time.perf_counter() - t0
@@ -183,8 +230,13 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
     cands = data.candidates(target)
 
     def evaluated(prompt) -> tuple[dict, dict]:
-        result = evaluate(target, prompt if isinstance(prompt, Prompt) else prompt.as_prompt(), test, cands,
-                          max_subject_tokens=task.max_input_tokens)
+        result = evaluate(
+            target,
+            prompt if isinstance(prompt, Prompt) else prompt.as_prompt(),
+            test,
+            cands,
+            max_subject_tokens=task.max_input_tokens,
+        )
         return score(result, task), _predictions(result)
 
     scores, predictions = {}, {}
@@ -193,27 +245,56 @@ def compare(job, *, sources: list[tuple[str, PromptedLM]], target: PromptedLM, d
     job.report(1)
     timings["evaluate transferred"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    base_key = {"target": target.identity, "task": task.id, "test": hashlib.sha1(
-        ",".join(f.uuid for f in test).encode()).hexdigest()[:12]}
+    base_key = {
+        "target": target.identity,
+        "task": task.id,
+        "test": hashlib.sha1(",".join(f.uuid for f in test).encode()).hexdigest()[:12],
+    }
     made = {}
     for step, baseline in enumerate(BASELINES, start=2):
         if job.should_stop():
             return None
-        made[baseline] = make_prompt(baseline, data=data, target=target, sources=lms, source_prompts=prompts,
-                                     settings=settings, seed=settings.tune.seed)
-        detail = {"manual": task.template, "random": (made[baseline].template, settings.tune.seed),
-                  "discretization": (prompts[0].model, prompts[0].digest)}[baseline]
-        scores[baseline], predictions[baseline] = cached_eval({**base_key, "method": baseline, "detail": detail},
-                                                              lambda b=baseline: evaluated(made[b]), cache)
+        made[baseline] = make_prompt(
+            baseline,
+            data=data,
+            target=target,
+            sources=lms,
+            source_prompts=prompts,
+            settings=settings,
+            seed=settings.tune.seed,
+        )
+        detail = {
+            "manual": task.template,
+            "random": (made[baseline].template, settings.tune.seed),
+            "discretization": (prompts[0].model, prompts[0].digest),
+        }[baseline]
+        scores[baseline], predictions[baseline] = cached_eval(
+            {**base_key, "method": baseline, "detail": detail}, lambda b=baseline: evaluated(made[b]), cache
+        )
         job.report(step)
     timings["baselines"] = time.perf_counter() - t0
     kept, _ = scorable_facts(test, cands)
-    per_fact = [{"subject": f.subject, "object": f.object, "uuid": f.uuid,
-                 **{m: predictions[m].get(f.uuid) for m in (transferred.method, "manual", "discretization")}}
-                for f in kept]
+    per_fact = [
+        {
+            "subject": f.subject,
+            "object": f.object,
+            "uuid": f.uuid,
+            **{m: predictions[m].get(f.uuid) for m in (transferred.method, "manual", "discretization")},
+        }
+        for f in kept
+    ]
     discretized = made["discretization"]
-    return Outcome(sources=[n for n, _ in sources], target=target.name, task=task,
-                   settings={**settings.describe(), "method": method.value, "weights": list(weights) if weights else None},
-                   source_prompts=prompts, transferred=transferred, scores=scores, per_fact=per_fact,
-                   discretized=discretized, discretized_tokens=discretized.provenance.get("tokens"), timings=timings,
-                   notes=notes)
+    return Outcome(
+        sources=[n for n, _ in sources],
+        target=target.name,
+        task=task,
+        settings={**settings.describe(), "method": method.value, "weights": list(weights) if weights else None},
+        source_prompts=prompts,
+        transferred=transferred,
+        scores=scores,
+        per_fact=per_fact,
+        discretized=discretized,
+        discretized_tokens=discretized.provenance.get("tokens"),
+        timings=timings,
+        notes=notes,
+    )

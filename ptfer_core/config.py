@@ -4,6 +4,7 @@ Enums are `str` subclasses so they round-trip through JSON, YAML, command lines 
 dataclass (`settings.py`) describes each field once, with `setting(default, help)`; the CLI options, the app's
 widgets, saved prompts, presets and grid files are all derived from that one description.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,6 +81,9 @@ class Normalization(str, Enum):
     """Eq. 6: map the found vectors onto the target's embedding distribution."""
 
     GLOBAL = "global"  # the paper: one mean/std over all found values → the target embedding matrix's mean/std
+    # as global, but the target spread times the source prompt's spread relative to its own model's embeddings: a
+    # prompt that is 5x smaller than its model's tokens stays 5x smaller than the target's (uses no target labels)
+    RELATIVE = "relative"
     PER_VECTOR = "per-vector"  # each vector standardised on its own (forces equal norms)
     NONE = "none"  # ablation: only rescaled to the target's spread
 
@@ -168,8 +172,14 @@ class Settings:
                 continue
             low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
             if value != value or (low is not None and value < low) or (high is not None and value > high):
-                bounds = " and ".join(b for b in (f"at least {low}" if low is not None else "",
-                                                  f"at most {high}" if high is not None else "") if b)
+                bounds = " and ".join(
+                    b
+                    for b in (
+                        f"at least {low}" if low is not None else "",
+                        f"at most {high}" if high is not None else "",
+                    )
+                    if b
+                )
                 raise InputError(f"{f.name} must be {bounds} (got {value})")
 
     def to_dict(self) -> dict:
@@ -216,12 +226,20 @@ class Settings:
         for f in dataclasses.fields(cls):
             enum_type = enum_of(hints[f.name])
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append({"name": f.name, "default": default.value if isinstance(default, Enum) else default,
-                         "help": f.metadata.get("help", ""), "label": f.metadata.get("label"),
-                         "choices": [e.value for e in enum_type] if enum_type else None,
-                         "type": base_type(hints[f.name]), "optional": type(None) in typing.get_args(hints[f.name]),
-                         "cli": f.metadata.get("cli", True), "minimum": f.metadata.get("minimum"),
-                         "maximum": f.metadata.get("maximum")})
+            rows.append(
+                {
+                    "name": f.name,
+                    "default": default.value if isinstance(default, Enum) else default,
+                    "help": f.metadata.get("help", ""),
+                    "label": f.metadata.get("label"),
+                    "choices": [e.value for e in enum_type] if enum_type else None,
+                    "type": base_type(hints[f.name]),
+                    "optional": type(None) in typing.get_args(hints[f.name]),
+                    "cli": f.metadata.get("cli", True),
+                    "minimum": f.metadata.get("minimum"),
+                    "maximum": f.metadata.get("maximum"),
+                }
+            )
         return rows
 
 
@@ -235,4 +253,8 @@ def enum_of(hint) -> type[Enum] | None:
 def base_type(hint):
     """int for `int | None`, Enum class for enums, etc."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) else hint
+    return (
+        args[0]
+        if args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        else hint
+    )

@@ -9,6 +9,7 @@ OptiPrompt do); then each fact goes to train/dev/test by hashing ``f"{seed}:{uui
 and cutting at 0.6 and 0.8. The split depends on nothing but the uuid and the seed: identical across machines,
 processes and hash seeds, and stable when facts are added or filtered. Classification splits: `classification.py`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from .config import TaskKind
 from .errors import DataError
-from .paths import DATA_DIR_ENV, data_dir as resolve_data_dir
+from .paths import DATA_DIR_ENV
+from .paths import data_dir as resolve_data_dir
 from .templates import PromptTemplate
 
 SPLIT_RATIOS = {"train": 0.6, "dev": 0.2, "test": 0.2}
@@ -66,7 +68,8 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> Path:
     if not (root / "relations.jsonl").is_file() or not (root / "lama_trex").is_dir():
         raise DataError(
             f"LAMA data not found in {root}: it needs relations.jsonl and lama_trex/P*.jsonl. Put the data there, "
-            f"or point to it with --data-dir or ${DATA_DIR_ENV} (see README, 'Data').")
+            f"or point to it with --data-dir or ${DATA_DIR_ENV} (see README, 'Data')."
+        )
     return root
 
 
@@ -101,10 +104,16 @@ def _relations_cached(root: Path) -> dict[str, Task]:
         if facts_file.is_file():
             try:
                 PromptTemplate.parse(template)
-            except Exception as exc:  # noqa: BLE001 - the template error names the problem
+            except Exception as exc:
                 raise DataError(f"{path}:{lineno}: relation {rid}: {exc}") from None
-            out[rid] = Task(rid, str(row.get("label", "")), template, str(row.get("type", "")),
-                            str(row.get("description", "")), sources=(str(facts_file),))
+            out[rid] = Task(
+                rid,
+                str(row.get("label", "")),
+                template,
+                str(row.get("type", "")),
+                str(row.get("description", "")),
+                sources=(str(facts_file),),
+            )
     return dict(sorted(out.items(), key=lambda kv: int(kv[0][1:])))
 
 
@@ -125,8 +134,10 @@ def get_task(task_id: str, data_dir: str | os.PathLike | None = None) -> Task:
     if task_id not in tasks:
         relations = [t for t in tasks if _RELATION_ID.match(t)]
         others = [t for t in tasks if not _RELATION_ID.match(t)]
-        raise DataError(f"unknown relation or task {task_id!r} (relations: {', '.join(relations)}; "
-                        f"classification tasks: {', '.join(others) or 'none in this data directory'})")
+        raise DataError(
+            f"unknown relation or task {task_id!r} (relations: {', '.join(relations)}; "
+            f"classification tasks: {', '.join(others) or 'none in this data directory'})"
+        )
     return tasks[task_id]
 
 
@@ -141,7 +152,9 @@ def _facts_cached(path: Path) -> tuple[Fact, ...]:
         if not all(isinstance(v, str) for v in (subject, obj, uuid)):
             raise DataError(f"{path}:{lineno}: sub_label, obj_label and uuid must be strings")
         if not subject.strip() or not obj.strip():
-            raise DataError(f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject.strip() else 'object'}")
+            raise DataError(
+                f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject.strip() else 'object'}"
+            )
         if (subject, obj) in seen:  # LAMA and OptiPrompt keep distinct (subject, object) pairs only
             continue
         seen.add((subject, obj))
@@ -164,7 +177,9 @@ def load_facts(task_id: str, data_dir: str | os.PathLike | None = None) -> list[
 
 def split_of(uuid: str, seed: int = DEFAULT_SPLIT_SEED) -> str:
     u = unit_hash(f"{seed}:{uuid}")
-    return "train" if u < SPLIT_RATIOS["train"] else "dev" if u < SPLIT_RATIOS["train"] + SPLIT_RATIOS["dev"] else "test"
+    return (
+        "train" if u < SPLIT_RATIOS["train"] else "dev" if u < SPLIT_RATIOS["train"] + SPLIT_RATIOS["dev"] else "test"
+    )
 
 
 def unit_hash(text: str) -> float:

@@ -7,6 +7,7 @@ prompts on causal LMs, the subject's keys/values computed once and reused (`fast
 Two averages over relations are reported and always named: the **relation mean** (the mean of per-relation P@1:
 what the paper and OptiPrompt call "micro") and the **pooled** P@1 (all correct over all facts).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class CandidateSet:
     token_words: tuple[str, ...] = ()  # classification: the label word used for each class
 
     @classmethod
-    def build(cls, lm: PromptedLM, vocab_words: list[str]) -> "CandidateSet":
+    def build(cls, lm: PromptedLM, vocab_words: list[str]) -> CandidateSet:
         seen: dict[int, str] = {}
         for word, tid in zip(vocab_words, lm.word_token_ids(vocab_words)):
             if tid is not None and tid not in seen:
@@ -40,7 +41,7 @@ class CandidateSet:
         return cls(tuple(seen.values()), torch.tensor(list(seen.keys()), dtype=torch.long), len(vocab_words))
 
     @classmethod
-    def for_classes(cls, lm: PromptedLM, task: Task) -> "CandidateSet":
+    def for_classes(cls, lm: PromptedLM, task: Task) -> CandidateSet:
         """One token per class: the first of its label words that is a single token of `lm`."""
         chosen_ids, chosen_words = [], []
         for name, words in zip(task.classes, task.label_words):
@@ -48,8 +49,10 @@ class CandidateSet:
             pick = next(((w, i) for w, i in zip(words, ids) if i is not None), None)
             if pick is None:
                 parts = {w: len(lm.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in words}
-                raise InputError(f"task {task.id}: no label word of class {name!r} is a single token of {lm.name} "
-                                 f"({', '.join(f'{w!r} splits into {n} tokens' for w, n in parts.items())})")
+                raise InputError(
+                    f"task {task.id}: no label word of class {name!r} is a single token of {lm.name} "
+                    f"({', '.join(f'{w!r} splits into {n} tokens' for w, n in parts.items())})"
+                )
             chosen_words.append(pick[0])
             chosen_ids.append(pick[1])
         if len(set(chosen_ids)) != len(chosen_ids):
@@ -64,13 +67,17 @@ class CandidateSet:
         return len(self.words)
 
 
-def candidates_for(lm: PromptedLM, task: Task | None = None, data_dir=None,
-                   vocab: str = DEFAULT_COMMON_VOCAB) -> CandidateSet:
+def candidates_for(
+    lm: PromptedLM, task: Task | None = None, data_dir=None, vocab: str = DEFAULT_COMMON_VOCAB
+) -> CandidateSet:
     """The answers of `task` for this model (a relation: the common vocabulary's single-token words), built once."""
     if task is not None and task.is_classification:
-        return lm.memo.get(("candidates", "task", task.id, task.label_words), lambda: CandidateSet.for_classes(lm, task))
-    return lm.memo.get(("candidates", vocab, str(data_dir)),
-                       lambda: CandidateSet.build(lm, load_common_vocab(vocab, data_dir)))
+        return lm.memo.get(
+            ("candidates", "task", task.id, task.label_words), lambda: CandidateSet.for_classes(lm, task)
+        )
+    return lm.memo.get(
+        ("candidates", vocab, str(data_dir)), lambda: CandidateSet.build(lm, load_common_vocab(vocab, data_dir))
+    )
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,11 @@ class Prompt:
     label: str = "prompt"
 
     @classmethod
-    def manual(cls, task: Task) -> "Prompt":
+    def manual(cls, task: Task) -> Prompt:
         return cls(task.prompt_template, None, "manual")
 
     @classmethod
-    def from_text(cls, template: str, label: str = "template") -> "Prompt":
+    def from_text(cls, template: str, label: str = "template") -> Prompt:
         return cls(PromptTemplate.parse(template), None, label)
 
 
@@ -137,9 +144,13 @@ class EvalReport:
 
     def as_dict(self) -> dict:
         return {
-            "p_at_1_relation_mean": self.relation_mean, "p_at_1_pooled": self.pooled, "n_facts": self.n_facts,
-            "relations": {rid: {"p_at_1": r.p_at_1, "n_facts": r.n_facts, "n_correct": r.n_correct,
-                                "n_skipped": r.n_skipped} for rid, r in self.per_relation.items()},
+            "p_at_1_relation_mean": self.relation_mean,
+            "p_at_1_pooled": self.pooled,
+            "n_facts": self.n_facts,
+            "relations": {
+                rid: {"p_at_1": r.p_at_1, "n_facts": r.n_facts, "n_correct": r.n_correct, "n_skipped": r.n_skipped}
+                for rid, r in self.per_relation.items()
+            },
         }
 
 
@@ -170,8 +181,14 @@ def batch_bounds(lengths: list[int], batch_size: int, overhead: int = BATCH_OVER
     return bounds[::-1]
 
 
-def iter_batches(lm: PromptedLM, prompt: Prompt, subjects: list[str], batch_size: int, model=None,
-                 max_subject_tokens: int | None = None):
+def iter_batches(
+    lm: PromptedLM,
+    prompt: Prompt,
+    subjects: list[str],
+    batch_size: int,
+    model=None,
+    max_subject_tokens: int | None = None,
+):
     """Yield (original indices, encoded batch): every row tokenised once (its prefix keys/values computed once
     when that pays), sorted by token length and cut into batches trimmed to their own longest row."""
     if not subjects:
@@ -186,9 +203,16 @@ def iter_batches(lm: PromptedLM, prompt: Prompt, subjects: list[str], batch_size
         yield idx, full.rows(idx)
 
 
-def evaluate(lm: PromptedLM, prompt: Prompt, facts: list[Fact], candidates: CandidateSet,
-             batch_size: int = DEFAULT_BATCH_SIZE, *, precision: Precision | str = Precision.FLOAT32,
-             max_subject_tokens: int | None = None) -> EvalResult:
+def evaluate(
+    lm: PromptedLM,
+    prompt: Prompt,
+    facts: list[Fact],
+    candidates: CandidateSet,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    precision: Precision | str = Precision.FLOAT32,
+    max_subject_tokens: int | None = None,
+) -> EvalResult:
     """P@1 of `prompt` on `facts`, argmax over the candidate rows only."""
     if prompt.vectors is not None:
         lm.check_vectors(prompt.vectors, prompt.template.n_soft)
@@ -204,18 +228,32 @@ def evaluate(lm: PromptedLM, prompt: Prompt, facts: list[Fact], candidates: Cand
     return EvalResult(len(kept), n_correct, len(facts) - len(kept), [candidates.words[p] for p in preds], kept)
 
 
-def evaluate_relations(lm: PromptedLM, prompts: dict[str, Prompt], facts: dict[str, list[Fact]],
-                       candidates: CandidateSet | dict[str, CandidateSet], batch_size: int = DEFAULT_BATCH_SIZE, on_step=None,
-                       should_stop=None, precision: Precision | str = Precision.FLOAT32,
-                       max_subject_tokens: dict[str, int | None] | None = None) -> EvalReport:
+def evaluate_relations(
+    lm: PromptedLM,
+    prompts: dict[str, Prompt],
+    facts: dict[str, list[Fact]],
+    candidates: CandidateSet | dict[str, CandidateSet],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_step=None,
+    should_stop=None,
+    precision: Precision | str = Precision.FLOAT32,
+    max_subject_tokens: dict[str, int | None] | None = None,
+) -> EvalReport:
     """Evaluate one prompt per relation (or task), against one candidate set or one per task."""
     results = {}
     for step, (rid, prompt) in enumerate(prompts.items()):
         if should_stop and should_stop():
             break
         cands = candidates[rid] if isinstance(candidates, dict) else candidates
-        results[rid] = evaluate(lm, prompt, facts[rid], cands, batch_size, precision=precision,
-                                max_subject_tokens=(max_subject_tokens or {}).get(rid))
+        results[rid] = evaluate(
+            lm,
+            prompt,
+            facts[rid],
+            cands,
+            batch_size,
+            precision=precision,
+            max_subject_tokens=(max_subject_tokens or {}).get(rid),
+        )
         if on_step:
             on_step(step, {"relation": rid, "p_at_1": results[rid].p_at_1, "n_facts": results[rid].n_facts})
     return EvalReport(results)
@@ -227,8 +265,14 @@ class Prediction:
     probability: float  # softmax over the candidate set
 
 
-def top_k(lm: PromptedLM, prompt: Prompt, subject: str, candidates: CandidateSet, k: int = 5,
-          max_subject_tokens: int | None = None) -> list[Prediction]:
+def top_k(
+    lm: PromptedLM,
+    prompt: Prompt,
+    subject: str,
+    candidates: CandidateSet,
+    k: int = 5,
+    max_subject_tokens: int | None = None,
+) -> list[Prediction]:
     """The model's k most likely candidate answers for one subject."""
     if not isinstance(subject, str) or not subject.strip():
         raise InputError("empty subject: type the entity the question is about")
@@ -246,7 +290,8 @@ def require_scorable(facts: list[Fact], candidates: CandidateSet, what: str, min
     """The scorable facts, or a DataError naming `what` when fewer than `minimum` remain."""
     kept, _ = scorable_facts(facts, candidates)
     if len(kept) < minimum:
-        raise DataError(f"{what}: {len(kept)} example(s) whose answer is a single-token candidate of the model; "
-                        f"at least {minimum} needed")
+        raise DataError(
+            f"{what}: {len(kept)} example(s) whose answer is a single-token candidate of the model; "
+            f"at least {minimum} needed"
+        )
     return kept
-

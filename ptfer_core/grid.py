@@ -9,6 +9,7 @@ A task that cannot run for a model (no training fact has a single-token answer, 
 applicable, with the reason, and the grid goes on. Cells are pure functions of (config, cell), so the local and
 the Ray executor give identical tables for the same seed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,17 @@ from .errors import InputError, PTferError
 from .runs import PromptStore, TaskData
 from .settings import recipe_settings
 
-GRID_METHODS = ("manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
-                "self-transfer", "dual-source")
+GRID_METHODS = (
+    "manual",
+    "random",
+    "direct-tuning",
+    "direct-transfer",
+    "discretization",
+    "projector",
+    "transfer",
+    "self-transfer",
+    "dual-source",
+)
 TARGET_METHODS = ("manual", "random", "direct-tuning")
 BASELINE_METHODS = ("direct-transfer", "discretization", "projector")
 CELL_FORMAT = 3
@@ -46,9 +56,15 @@ class GridConfig:
     max_dev: int | None = None  # cap on dev examples for every dev-based choice (a CPU budget; None: all)
 
     def __post_init__(self):
-        if not isinstance(self.models, list) or not self.models or not all(isinstance(m, str) and m for m in self.models):
-            raise InputError(f"grid 'models' must be a list of model names (got {self.models!r}); "
-                             "write models: [tiny:llama] rather than models: tiny:llama")
+        if (
+            not isinstance(self.models, list)
+            or not self.models
+            or not all(isinstance(m, str) and m for m in self.models)
+        ):
+            raise InputError(
+                f"grid 'models' must be a list of model names (got {self.models!r}); "
+                "write models: [tiny:llama] rather than models: tiny:llama"
+            )
         if len(set(self.models)) != len(self.models):
             raise InputError("grid 'models' lists a model twice")
         for key in ("recipes", "methods"):
@@ -68,14 +84,15 @@ class GridConfig:
             raise InputError("grid 'overrides' must be a mapping of tune/transfer/projector settings")
         for recipe in self.recipes:  # every setting is checked before anything runs
             recipe_settings(recipe, self.overrides)
-        if self.relations != "all":
-            if not isinstance(self.relations, list) or not all(isinstance(r, str) for r in self.relations):
-                raise InputError(f"grid 'relations' must be 'all' or a list of ids (got {self.relations!r})")
+        if self.relations != "all" and (
+            not isinstance(self.relations, list) or not all(isinstance(r, str) for r in self.relations)
+        ):
+            raise InputError(f"grid 'relations' must be 'all' or a list of ids (got {self.relations!r})")
         for name in self.models:
             check_model_name(name)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "GridConfig":
+    def from_file(cls, path: str | Path) -> GridConfig:
         import yaml
 
         try:
@@ -89,7 +106,9 @@ class GridConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise InputError(f"grid config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InputError(
+                f"grid config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**raw)
 
     def task_ids(self) -> list[str]:
@@ -113,8 +132,10 @@ def check_model_name(name: str) -> None:
     if is_toy(name):
         parse_toy(name)
     elif name not in REGISTRY and not Path(name).exists() and "/" not in name:
-        raise InputError(f"unknown model {name!r}: not a registry name ({', '.join(REGISTRY)}), a toy model "
-                         "(tiny:ARCH[:WIDTH[:SEED]]), a local path or a hub id (org/name)")
+        raise InputError(
+            f"unknown model {name!r}: not a registry name ({', '.join(REGISTRY)}), a toy model "
+            "(tiny:ARCH[:WIDTH[:SEED]]), a local path or a hub id (org/name)"
+        )
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,7 @@ class Cell:
 
 def recipe_groups(config: GridConfig) -> dict[str, tuple[str, ...]]:
     """Each recipe → the recipes after it with the same tuning and projector settings (their baselines coincide)."""
+
     def part(recipe):
         s = recipe_settings(recipe, config.overrides)
         return json.dumps([s.tune.stamped(), s.projector.stamped()], sort_keys=True)
@@ -201,10 +223,17 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
     settings = recipe_settings(cell.recipe, config.overrides).describe()
     if not cell.depends_on_search:
         settings = {k: settings[k] for k in ("tune", "projector")}
-    blob = {"cell": cell.key, "settings": settings, "seed": config.seed, "split_seed": config.split_seed,
-            "eval_split": config.eval_split, "eval_precision": config.eval_precision, "methods": sorted(config.methods),
-            "max_dev": config.max_dev,
-            "format": CELL_FORMAT}
+    blob = {
+        "cell": cell.key,
+        "settings": settings,
+        "seed": config.seed,
+        "split_seed": config.split_seed,
+        "eval_split": config.eval_split,
+        "eval_precision": config.eval_precision,
+        "methods": sorted(config.methods),
+        "max_dev": config.max_dev,
+        "format": CELL_FORMAT,
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -219,8 +248,13 @@ def read_cell(path: Path, cell: Cell, expected_hash: str) -> list[dict] | None:
         return None
     try:
         saved = json.loads(path.read_text())
-        ok = (isinstance(saved, dict) and saved.get("task") == cell.key and isinstance(saved.get("rows"), list)
-              and saved.get("checksum") == rows_checksum(saved["rows"]) and saved["rows"])
+        ok = (
+            isinstance(saved, dict)
+            and saved.get("task") == cell.key
+            and isinstance(saved.get("rows"), list)
+            and saved.get("checksum") == rows_checksum(saved["rows"])
+            and saved["rows"]
+        )
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         ok = False
     if not ok:
@@ -252,8 +286,9 @@ def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
     if rows is not None:
         return {"task": cell.key, "rows": rows, "skipped": True}
     rows = evaluate_cell(config, cell, store, out)
-    atomic_write_json(path, {"task": cell.key, "settings_hash": expected, "checksum": rows_checksum(rows),
-                             "rows": rows})
+    atomic_write_json(
+        path, {"task": cell.key, "settings_hash": expected, "checksum": rows_checksum(rows), "rows": rows}
+    )
     return {"task": cell.key, "rows": rows, "skipped": False}
 
 
@@ -280,8 +315,14 @@ def clean_orphans(out: Path) -> int:
     return count
 
 
-def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_address: str | None = None,
-             on_step=None, should_stop=None):
+def run_grid(
+    config: GridConfig,
+    out: str | Path,
+    executor: str = "local",
+    ray_address: str | None = None,
+    on_step=None,
+    should_stop=None,
+):
     """Run (or resume) the grid; write results.csv, results.parquet and summary.md under `out`; return the table."""
     from .grid_tables import write_tables
 
@@ -292,7 +333,8 @@ def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_a
     groups = recipe_groups(config)
     leader = {r: lead for lead, shared in groups.items() for r in (lead, *shared)}
     needed = {(c.relation, s, leader[c.recipe]) for c in stage2 for s in c.sources} | {
-        (c.relation, c.target, c.recipe) for c in stage2 if c.kind == "target" and "direct-tuning" in config.methods}
+        (c.relation, c.target, c.recipe) for c in stage2 if c.kind == "target" and "direct-tuning" in config.methods
+    }
     stage1 = [c for c in stage1 if (c.relation, c.target, c.recipe) in needed]
     total = len(stage1) + len(stage2)
     done = [0]
@@ -323,4 +365,3 @@ def run_grid(config: GridConfig, out: str | Path, executor: str = "local", ray_a
         raise InputError(f"unknown executor {executor!r}; choose local or ray")
     atomic_write_json(out / "config.json", config_dict)
     return write_tables(rows, out, config)
-

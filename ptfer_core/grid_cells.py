@@ -1,4 +1,5 @@
 """The rows of one grid cell: each method of the cell run through `runs.run`, failures recorded, not raised."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,13 @@ ENGINE_METHOD = {"self-transfer": "transfer", "dual-source": "transfer"}
 def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[dict]:
     methods = [m for m in CELL_METHODS[cell.kind] if m in config.methods]
     settings = recipe_settings(cell.recipe, config.overrides)
-    base = {"relation": cell.relation, "recipe": cell.recipe, "source": "+".join(cell.sources), "target": cell.target,
-            "seed": config.seed}
+    base = {
+        "relation": cell.relation,
+        "recipe": cell.recipe,
+        "source": "+".join(cell.sources),
+        "target": cell.target,
+        "seed": config.seed,
+    }
     try:
         data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev)
         base["relation_type"] = data.task.type
@@ -38,19 +44,35 @@ def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[di
     for method in methods:
         started = time.perf_counter()
         try:
-            result = run(ENGINE_METHOD.get(method, method), data=data, target=target, sources=sources,
-                         settings=settings, store=store, split=config.eval_split, precision=config.eval_precision,
-                         seed=config.seed)
+            result = run(
+                ENGINE_METHOD.get(method, method),
+                data=data,
+                target=target,
+                sources=sources,
+                settings=settings,
+                store=store,
+                split=config.eval_split,
+                precision=config.eval_precision,
+                seed=config.seed,
+            )
         except PTferError as exc:
             rows.append({**base, "method": method, **_failed(exc, not_applicable=_not_applicable(exc))})
             continue
         if not result.result.n_facts:
-            reason = DataError(f"no {config.eval_split} example of {cell.relation} has a single-token answer of "
-                               f"{cell.target}")
+            reason = DataError(
+                f"no {config.eval_split} example of {cell.relation} has a single-token answer of {cell.target}"
+            )
             rows.append({**base, "method": method, **_failed(reason, not_applicable=True)})
             continue
-        row = {**base, "method": method, "p_at_1": result.p_at_1, "n_facts": result.result.n_facts,
-               "n_correct": result.result.n_correct, "seconds": time.perf_counter() - started, "error": None}
+        row = {
+            **base,
+            "method": method,
+            "p_at_1": result.p_at_1,
+            "n_facts": result.result.n_facts,
+            "n_correct": result.result.n_correct,
+            "seconds": time.perf_counter() - started,
+            "error": None,
+        }
         if data.task.is_classification:
             row["macro_f1"] = result.result.macro_f1
         prompt = result.prompt
@@ -80,5 +102,10 @@ def _not_applicable(exc: PTferError) -> bool:
 
 def _failed(exc: PTferError, not_applicable: bool) -> dict:
     message = " ".join(str(exc).split())
-    return {"p_at_1": None, "n_facts": 0, "n_correct": 0, "seconds": 0.0,
-            "error": f"not applicable: {message}" if not_applicable else message}
+    return {
+        "p_at_1": None,
+        "n_facts": 0,
+        "n_correct": 0,
+        "seconds": 0.0,
+        "error": f"not applicable: {message}" if not_applicable else message,
+    }

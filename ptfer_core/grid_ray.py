@@ -3,6 +3,7 @@ tuning cell to the actor of the model it tunes). Actors set their own torch thre
 (and a GPU where the cluster has one: Ray hides GPUs from workers that ask for none). Only the config, the cell
 and the output folder travel; prompts and results go through files, so the table equals the local executor's.
 """
+
 from __future__ import annotations
 
 

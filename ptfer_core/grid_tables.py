@@ -4,6 +4,7 @@
 Both averages are always named: **relation mean** (mean of per-relation P@1: the paper's "micro") and **pooled**
 (all correct over all facts). Rows that could not run (not applicable, with the reason) are listed, not averaged.
 """
+
 from __future__ import annotations
 
 import io
@@ -11,11 +12,38 @@ from pathlib import Path
 
 from .artifacts import atomic_write_bytes
 
-COLUMNS = ["relation", "relation_type", "recipe", "method", "source", "target", "p_at_1", "n_facts", "n_correct",
-           "seconds", "seed", "matching_loss", "selected_step", "dev_p_at_1", "self_cosine_min", "self_cosine_mean",
-           "self_cosine_unnormalised_min", "macro_f1", "error"]
-METHOD_ORDER = ["manual", "random", "direct-tuning", "direct-transfer", "discretization", "projector", "transfer",
-                "self-transfer", "dual-source"]
+COLUMNS = [
+    "relation",
+    "relation_type",
+    "recipe",
+    "method",
+    "source",
+    "target",
+    "p_at_1",
+    "n_facts",
+    "n_correct",
+    "seconds",
+    "seed",
+    "matching_loss",
+    "selected_step",
+    "dev_p_at_1",
+    "self_cosine_min",
+    "self_cosine_mean",
+    "self_cosine_unnormalised_min",
+    "macro_f1",
+    "error",
+]
+METHOD_ORDER = [
+    "manual",
+    "random",
+    "direct-tuning",
+    "direct-transfer",
+    "discretization",
+    "projector",
+    "transfer",
+    "self-transfer",
+    "dual-source",
+]
 
 
 def tidy(rows: list[dict]):
@@ -51,8 +79,12 @@ def averages(table, by: list[str]):
     if not len(ok):
         return ok
     grouped = ok.groupby(by, dropna=False)
-    out = grouped.agg(relation_mean=("p_at_1", "mean"), n_correct=("n_correct", "sum"), n_facts=("n_facts", "sum"),
-                      n_relations=("relation", "nunique"))
+    out = grouped.agg(
+        relation_mean=("p_at_1", "mean"),
+        n_correct=("n_correct", "sum"),
+        n_facts=("n_facts", "sum"),
+        n_relations=("relation", "nunique"),
+    )
     out["pooled"] = 100.0 * out["n_correct"] / out["n_facts"].clip(lower=1)
     return out.reset_index()
 
@@ -77,10 +109,13 @@ def summary_markdown(table) -> str:
     if not len(table):
         return "# Results\n\nNo finished cells yet.\n"
     n_rel = table["relation"].nunique()
-    lines = [f"# Results: P@1 on the test split over {n_rel} task(s)", "",
-             "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
-             "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged.",
-             ""]
+    lines = [
+        f"# Results: P@1 on the test split over {n_rel} task(s)",
+        "",
+        "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
+        "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged.",
+        "",
+    ]
     for recipe in sorted(table["recipe"].dropna().unique()):
         pivot = paper_layout(table, recipe)
         if not len(pivot):
@@ -127,17 +162,27 @@ def claims_markdown(table) -> list[str]:
             lines.append(f"- `{recipe}` → {target}: transferred {t:.1f} " + ", ".join(parts))
             dual = _mean(table, recipe=recipe, target=target, method="dual-source")
             if dual is not None:
-                lines.append(f"  - dual-source {dual:.1f} vs single-source {t:.1f}: "
-                             f"{'holds' if dual > t else 'does not hold'} (dual > single)")
-            selfed, tuned = (_mean(table, recipe=recipe, target=target, method=m) for m in ("self-transfer", "direct-tuning"))
+                lines.append(
+                    f"  - dual-source {dual:.1f} vs single-source {t:.1f}: "
+                    f"{'holds' if dual > t else 'does not hold'} (dual > single)"
+                )
+            selfed, tuned = (
+                _mean(table, recipe=recipe, target=target, method=m) for m in ("self-transfer", "direct-tuning")
+            )
             if selfed is not None and tuned is not None:
-                cos = scored(table[(table.recipe == recipe) & (table.target == target) & (table.method == "self-transfer")])
-                lines.append(f"  - self-transfer {selfed:.1f} vs the tuned prompt itself {tuned:.1f} "
-                             f"(per-vector cosine to the source: min {cos['self_cosine_min'].min():.4f})")
+                cos = scored(
+                    table[(table.recipe == recipe) & (table.target == target) & (table.method == "self-transfer")]
+                )
+                lines.append(
+                    f"  - self-transfer {selfed:.1f} vs the tuned prompt itself {tuned:.1f} "
+                    f"(per-vector cosine to the source: min {cos['self_cosine_min'].min():.4f})"
+                )
     if {"paper", "paper-zero-shot"} <= set(table["recipe"].dropna()):
         for target in targets:
             dev, loss = (_mean(table, recipe=r, target=target, method="transfer") for r in ("paper", "paper-zero-shot"))
             if dev is not None and loss is not None:
-                lines.append(f"- loss vs dev selection → {target}: zero-shot (loss) {loss:.1f} vs target-dev "
-                             f"{dev:.1f} ({'within' if abs(dev - loss) <= 2 else 'not within'} 2 points)")
+                lines.append(
+                    f"- loss vs dev selection → {target}: zero-shot (loss) {loss:.1f} vs target-dev "
+                    f"{dev:.1f} ({'within' if abs(dev - loss) <= 2 else 'not within'} 2 points)"
+                )
     return lines + [""]

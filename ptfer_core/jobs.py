@@ -1,16 +1,19 @@
 """Long work in a background thread that a caller (the app, a script) can watch and cancel.
 
-In the app there is one `Job` per browser session (it lives in that session's state), so two tabs run independently. The work
-function receives the job itself: it reports progress with `job.report(...)` and passes `job.should_stop`
-to `ptfer_core`, which checks it before every optimisation step, so Cancel takes effect within one step.
+In the app there is one `Job` per browser session (it lives in that session's state), so two tabs run
+independently. The work function receives the job itself: it reports progress with `job.report(...)` and passes
+`job.should_stop` to `ptfer_core`, which checks it before every optimisation step, so Cancel takes effect within
+one step.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import PTferError
 
@@ -27,7 +30,7 @@ class Phase:
 class Job:
     RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
 
-    def __init__(self, work: Callable[["Job"], Any], name: str = "job", setup: Callable[[], None] | None = None):
+    def __init__(self, work: Callable[[Job], Any], name: str = "job", setup: Callable[[], None] | None = None):
         self.name = name
         self._work = work
         self._setup = setup  # per-thread initialisation, run in the worker thread first
@@ -46,7 +49,7 @@ class Job:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Job":
+    def start(self) -> Job:
         self._thread.start()
         return self
 
@@ -61,14 +64,13 @@ class Job:
         except PTferError as exc:
             with self._lock:
                 self.error, self.state = str(exc), self.FAILED
-        except Exception as exc:  # noqa: BLE001 - shown as an in-app error, never as a raw traceback
+        except Exception as exc:
             with self._lock:
                 self.error = f"Unexpected error: {type(exc).__name__}: {exc}"
                 self.detail = traceback.format_exc()
                 self.state = self.FAILED
         finally:
             self.finished = time.perf_counter()
-
 
     def cancel(self) -> None:
         if self.cancel_requested_at is None:
@@ -125,8 +127,15 @@ class Job:
             phase = self.phases[-1] if self.phases else None
             return {
                 "state": self.state if not self.running else self.RUNNING,
-                "phase": None if phase is None else {"name": phase.name, "label": phase.label, "step": phase.step,
-                                                     "total": phase.total, "rows": list(phase.rows)},
+                "phase": None
+                if phase is None
+                else {
+                    "name": phase.name,
+                    "label": phase.label,
+                    "step": phase.step,
+                    "total": phase.total,
+                    "rows": list(phase.rows),
+                },
                 "phases": [(p.name, p.label, list(p.rows)) for p in self.phases],
                 "log": list(self.log),
                 "elapsed": self.elapsed,

@@ -5,6 +5,7 @@ command; a hub model names the hub and, when this machine is offline, says so at
 network retries; a directory without weights, with truncated weights, with only a pickled ``.bin``, or without
 tokenizer files is refused with its path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -131,8 +132,15 @@ def config_width(name_or_path: str, models_root: Path | None = None) -> int | No
     return None
 
 
-def load_model(name_or_path: str, *, kind: ModelKind | str | None = None, precision: Precision | str = Precision.FLOAT32,
-               device: str | None = None, gguf_file: str | None = None, models_root: Path | None = None) -> PromptedLM:
+def load_model(
+    name_or_path: str,
+    *,
+    kind: ModelKind | str | None = None,
+    precision: Precision | str = Precision.FLOAT32,
+    device: str | None = None,
+    gguf_file: str | None = None,
+    models_root: Path | None = None,
+) -> PromptedLM:
     """Load a masked or causal LM with its tokenizer from a registry name, hub id, local directory or GGUF file."""
     with _load_lock:
         return _load(name_or_path, kind, precision, device, gguf_file, models_root)
@@ -151,22 +159,31 @@ def _load(name_or_path, kind, precision, device, gguf_file, models_root) -> Prom
         location, gguf_file = os.path.dirname(location) or ".", os.path.basename(location)
     spec = REGISTRY.get(name_or_path)
     if spec and spec.local and not Path(location).is_dir():
-        raise ModelLoadError(f"model {name_or_path!r} is not fetched yet: run `ptfer models fetch {name_or_path}` "
-                             f"(expected it in {location})")
+        raise ModelLoadError(
+            f"model {name_or_path!r} is not fetched yet: run `ptfer models fetch {name_or_path}` "
+            f"(expected it in {location})"
+        )
     local = Path(location).exists()
     if local:
         _check_local_dir(Path(location), name_or_path, gguf_file)
     elif not hub_reachable():
-        what = ("a Hugging Face hub model and needs internet" if spec else "not a known name, a local path or a toy "
-                "model; as a hub id it would need internet")
-        raise ModelLoadError(f"cannot load model {name_or_path!r}: it is {what}, but the hub cannot be reached from "
-                             f"this machine (offline). Known here: {', '.join(REGISTRY)}, or tiny:ARCH toy models")
+        what = (
+            "a Hugging Face hub model and needs internet"
+            if spec
+            else "not a known name, a local path or a toy model; as a hub id it would need internet"
+        )
+        raise ModelLoadError(
+            f"cannot load model {name_or_path!r}: it is {what}, but the hub cannot be reached from "
+            f"this machine (offline). Known here: {', '.join(REGISTRY)}, or tiny:ARCH toy models"
+        )
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     config = _guarded(lambda: AutoConfig.from_pretrained(location, **extra), name_or_path, "its config")
     archs = list(getattr(config, "architectures", None) or [])
     if archs and not any(a.endswith(_HEAD_ARCH_SUFFIXES) for a in archs):
-        raise NoLMHeadError(f"model {name_or_path!r} ({', '.join(archs)}) has no language-modelling head; "
-                            "use a checkpoint saved with its masked-LM or causal-LM head")
+        raise NoLMHeadError(
+            f"model {name_or_path!r} ({', '.join(archs)}) has no language-modelling head; "
+            "use a checkpoint saved with its masked-LM or causal-LM head"
+        )
     if kind is None and any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         kind = ModelKind.CAUSAL
     kind = parse_enum(ModelKind, kind, "model kind") if kind else None
@@ -176,18 +193,23 @@ def _load(name_or_path, kind, precision, device, gguf_file, models_root) -> Prom
     safe = {} if gguf_file else {"use_safetensors": True}  # never unpickle a .bin
     for candidate in [kind] if kind else [ModelKind.MASKED, ModelKind.CAUSAL]:
         try:
-            model, info = loaders[candidate].from_pretrained(location, dtype=dtype, output_loading_info=True,
-                                                             **safe, **extra)
+            model, info = loaders[candidate].from_pretrained(
+                location, dtype=dtype, output_loading_info=True, **safe, **extra
+            )
         except ValueError as exc:  # the config type has no such head class
             errors.append(str(exc).splitlines()[0][:200])
             continue
-        except Exception as exc:  # noqa: BLE001 - missing or damaged weights raise many types
-            raise ModelLoadError(f"cannot load the weights of {name_or_path!r}: {_first_line(exc)} (a model directory "
-                                 "needs complete model.safetensors files; pickled .bin weights are refused)") from None
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load the weights of {name_or_path!r}: {_first_line(exc)} (a model directory "
+                "needs complete model.safetensors files; pickled .bin weights are refused)"
+            ) from None
         missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
         if missing:
-            raise NoLMHeadError(f"model {name_or_path!r} has no trained {candidate.value}-LM head "
-                                f"(missing weights: {', '.join(sorted(missing)[:4])})")
+            raise NoLMHeadError(
+                f"model {name_or_path!r} has no trained {candidate.value}-LM head "
+                f"(missing weights: {', '.join(sorted(missing)[:4])})"
+            )
         break
     else:
         raise NoLMHeadError(f"model {name_or_path!r} cannot be loaded as a masked or causal LM: {'; '.join(errors)}")
@@ -206,17 +228,30 @@ def _check_local_dir(path: Path, name: str, gguf_file: str | None) -> None:
         raise ModelLoadError(f"{path} is not a model directory: it has no config.json")
     if not list(path.glob("*.safetensors")):
         pickled = [p.name for p in path.glob("*.bin")]
-        hint = f" (found {', '.join(pickled)}: pickled weights are refused, convert them to safetensors)" if pickled else ""
+        hint = (
+            f" (found {', '.join(pickled)}: pickled weights are refused, convert them to safetensors)"
+            if pickled
+            else ""
+        )
         raise ModelLoadError(f"model directory {path} has no .safetensors weights{hint}")
-    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model",
-                                              "tokenizer.model", "vocab.json")):
+    if not any(
+        (path / f).is_file()
+        for f in (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.txt",
+            "spiece.model",
+            "tokenizer.model",
+            "vocab.json",
+        )
+    ):
         raise ModelLoadError(f"model directory {path} has no tokenizer files (tokenizer.json, vocab.txt, ...)")
 
 
 def _guarded(load, name: str, what: str):
     try:
         return load()
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types; the message is what matters
+    except Exception as exc:
         raise ModelLoadError(f"cannot load {what} of {name!r}: {_first_line(exc)}") from None
 
 

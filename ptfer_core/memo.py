@@ -4,11 +4,13 @@ One cached model serves every app session at once, so derived tables must be bui
 not grow without bound. Values are computed outside the global lock (a per-key lock makes concurrent callers of
 the same key wait for the first one), and the least recently used entries beyond `max_entries` are dropped.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 
 class Memo:

@@ -6,6 +6,7 @@ serves every caller, concurrently. Logits are computed only at the answer positi
 next token for causal LMs) and only for the candidate rows of the output matrix. Tables derived from the model
 (candidates, anchors, statistics, compute twins) live in its bounded, thread-safe `memo`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,24 +41,28 @@ class EncodedBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def rows(self, index: list[int] | torch.Tensor) -> "EncodedBatch":
+    def rows(self, index: list[int] | torch.Tensor) -> EncodedBatch:
         """The given rows, trimmed to their own longest row."""
         index = torch.as_tensor(index, dtype=torch.long)
         width = int(self.attention_mask[index].sum(dim=1).max())
-        return EncodedBatch(self.input_ids[index, :width], self.attention_mask[index, :width],
-                            self.soft_positions[index], self.answer_positions[index],
-                            self.prefix.rows(index) if self.prefix is not None else None)
+        return EncodedBatch(
+            self.input_ids[index, :width],
+            self.attention_mask[index, :width],
+            self.soft_positions[index],
+            self.answer_positions[index],
+            self.prefix.rows(index) if self.prefix is not None else None,
+        )
 
 
 # Masked-LM heads that are "transform, then decoder": logits = transform(hidden) @ W.T + b, so only the candidate
 # rows of W are needed.
 _MLM_TRANSFORMS = {
     "bert": lambda m: m.cls.predictions.transform,
-    "roberta": lambda m: (lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h)))),
-    "xlm-roberta": lambda m: (lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h)))),
-    "camembert": lambda m: (lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h)))),
-    "albert": lambda m: (lambda h: m.predictions.LayerNorm(m.predictions.activation(m.predictions.dense(h)))),
-    "distilbert": lambda m: (lambda h: m.vocab_layer_norm(m.activation(m.vocab_transform(h)))),
+    "roberta": lambda m: lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h))),
+    "xlm-roberta": lambda m: lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h))),
+    "camembert": lambda m: lambda h: m.lm_head.layer_norm(F.gelu(m.lm_head.dense(h))),
+    "albert": lambda m: lambda h: m.predictions.LayerNorm(m.predictions.activation(m.predictions.dense(h))),
+    "distilbert": lambda m: lambda h: m.vocab_layer_norm(m.activation(m.vocab_transform(h))),
     "electra": lambda m: m.generator_predictions,
 }
 
@@ -114,8 +119,10 @@ class PromptedLM:
     def embedding_matrix(self) -> torch.Tensor:
         """All token embeddings as fed to the body, float32 [V, d]. Built once, in chunks."""
         with torch.inference_mode(False), torch.no_grad():  # a cached tensor must stay usable by autograd later
-            rows = [self.embed(torch.arange(i, min(i + 32768, self.vocab_size))).float()
-                    for i in range(0, self.vocab_size, 32768)]
+            rows = [
+                self.embed(torch.arange(i, min(i + 32768, self.vocab_size))).float()
+                for i in range(0, self.vocab_size, 32768)
+            ]
             return torch.cat(rows)
 
     @cached_property
@@ -174,8 +181,9 @@ class PromptedLM:
     def _segment_ids(self, text: str) -> list[int]:
         return self.memo.get(("segment", text), lambda: self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def encode(self, template: PromptTemplate, subjects: list[str], max_subject_tokens: int | None = None
-               ) -> EncodedBatch:
+    def encode(
+        self, template: PromptTemplate, subjects: list[str], max_subject_tokens: int | None = None
+    ) -> EncodedBatch:
         """Tokenise `template` filled with each subject. Soft slots get a filler id, replaced in `inputs_embeds`.
 
         `max_subject_tokens` keeps only the first N tokens of a long subject (a classification text); the
@@ -197,7 +205,9 @@ class PromptedLM:
                 elif seg.kind == SegmentKind.SPECIALS:
                     ids += self._special_prefix
                 elif seg.kind == SegmentKind.SUBJECT:
-                    ids += self.tokenizer(space + subject.strip(), add_special_tokens=False)["input_ids"][:max_subject_tokens]
+                    ids += self.tokenizer(space + subject.strip(), add_special_tokens=False)["input_ids"][
+                        :max_subject_tokens
+                    ]
                 elif seg.kind == SegmentKind.SOFT:
                     soft_pos.append(len(ids))
                     ids.append(filler)
@@ -216,28 +226,36 @@ class PromptedLM:
         length = max(len(r) for r in rows)
         if self.max_length is not None and length > self.max_length:
             row = max(range(len(rows)), key=lambda i: len(rows[i]))
-            raise InputError(f"input {row + 1} is {length} tokens long; {self.name} reads at most {self.max_length}: "
-                             "shorten the subject")
+            raise InputError(
+                f"input {row + 1} is {length} tokens long; {self.name} reads at most {self.max_length}: "
+                "shorten the subject"
+            )
         input_ids = torch.full((len(rows), length), filler, dtype=torch.long)
         attention = torch.zeros((len(rows), length), dtype=torch.long)
         for i, r in enumerate(rows):
             input_ids[i, : len(r)] = torch.tensor(r)
             attention[i, : len(r)] = 1
-        return EncodedBatch(input_ids, attention, torch.tensor(softs, dtype=torch.long).reshape(len(rows), -1),
-                            torch.tensor(answers, dtype=torch.long))
+        return EncodedBatch(
+            input_ids,
+            attention,
+            torch.tensor(softs, dtype=torch.long).reshape(len(rows), -1),
+            torch.tensor(answers, dtype=torch.long),
+        )
 
     # --------------------------------------------------------------- compute models and the prefix cache
 
-    def compute_model(self, precision: Precision | str = Precision.FLOAT32, dropout: bool = False,
-                      for_training: bool = False):
+    def compute_model(
+        self, precision: Precision | str = Precision.FLOAT32, dropout: bool = False, for_training: bool = False
+    ):
         """The module that runs a forward: the loaded model itself (float32 inference) or a twin (`fastpath`:
         bfloat16 weights, or dropout on, or eager attention for a fast backward)."""
         precision = parse_enum(Precision, precision, "precision")
         dropout = dropout and fastpath.has_dropout(self.model)
         if precision == Precision.FLOAT32 and not dropout and not for_training:
             return self.model
-        return self.memo.get(("twin", precision.value, dropout),
-                             lambda: fastpath.build_twin(self.model, precision, dropout))
+        return self.memo.get(
+            ("twin", precision.value, dropout), lambda: fastpath.build_twin(self.model, precision, dropout)
+        )
 
     def with_prefix(self, batch: EncodedBatch, model) -> EncodedBatch:
         """`batch` with the cached keys/values of its rows' prefixes attached, when that saves work."""
@@ -246,8 +264,12 @@ class PromptedLM:
         first = batch.soft_positions[:, 0]
         if not fastpath.prefix_cacheable(self, model, first):
             return batch
-        key = ("prefix", id(model), hashlib.sha1(batch.input_ids.numpy().tobytes()).hexdigest(),
-               hashlib.sha1(first.numpy().tobytes()).hexdigest())
+        key = (
+            "prefix",
+            id(model),
+            hashlib.sha1(batch.input_ids.numpy().tobytes()).hexdigest(),
+            hashlib.sha1(first.numpy().tobytes()).hexdigest(),
+        )
         state = self.prefix_memo.get(key, lambda: fastpath.compute_prefix(model, self.embed, batch.input_ids, first))
         return EncodedBatch(batch.input_ids, batch.attention_mask, batch.soft_positions, batch.answer_positions, state)
 
@@ -258,9 +280,12 @@ class PromptedLM:
             raise DimensionMismatchError(f"soft prompt must be a matrix [m, d], got shape {tuple(vectors.shape)}")
         if vectors.shape[1] != self.width:
             raise DimensionMismatchError(
-                f"soft prompt width {vectors.shape[1]} does not match {self.name}'s embedding width {self.width}")
+                f"soft prompt width {vectors.shape[1]} does not match {self.name}'s embedding width {self.width}"
+            )
         if vectors.shape[0] != n_slots:
-            raise DimensionMismatchError(f"template has {n_slots} [V] slots but the prompt has {vectors.shape[0]} vectors")
+            raise DimensionMismatchError(
+                f"template has {n_slots} [V] slots but the prompt has {vectors.shape[0]} vectors"
+            )
         if not torch.isfinite(vectors).all():
             raise InputError("soft prompt contains NaN or infinite values")
 
@@ -288,8 +313,9 @@ class PromptedLM:
             offsets = torch.arange(int(span.max())).unsqueeze(0)
             index = (start.unsqueeze(1) + offsets).clamp_max(batch.input_ids.shape[1] - 1)
             new_mask = (offsets < span.unsqueeze(1)).long()
-            embeds = self._embeds(batch.input_ids.gather(1, index), batch.soft_positions - start.unsqueeze(1),
-                                  vectors, dtype)
+            embeds = self._embeds(
+                batch.input_ids.gather(1, index), batch.soft_positions - start.unsqueeze(1), vectors, dtype
+            )
             hidden = fastpath.forward_after_prefix(model, batch.prefix, embeds, new_mask)
             return hidden[rows, span - 1]
         embeds = self._embeds(batch.input_ids, batch.soft_positions, vectors, dtype)
@@ -306,12 +332,19 @@ class PromptedLM:
         def select():
             with torch.inference_mode(False), torch.no_grad():  # a cached tensor must stay usable by autograd
                 idx = candidate_ids.to(weight.device)
-                return weight.index_select(0, idx).float().contiguous(), None if bias is None else bias.index_select(0, idx).float()
+                return weight.index_select(0, idx).float().contiguous(), None if bias is None else bias.index_select(
+                    0, idx
+                ).float()
 
         return self.memo.get(key, select)
 
-    def answer_logits(self, batch: EncodedBatch, vectors: torch.Tensor | None = None,
-                      candidate_ids: torch.Tensor | None = None, model=None) -> torch.Tensor:
+    def answer_logits(
+        self,
+        batch: EncodedBatch,
+        vectors: torch.Tensor | None = None,
+        candidate_ids: torch.Tensor | None = None,
+        model=None,
+    ) -> torch.Tensor:
         """Logits at the answer position for the candidate rows only, [B, C] (all V when candidate_ids is None)."""
         model = model if model is not None else self.model
         if self.kind == ModelKind.MASKED and self._head_transform is None:
@@ -340,9 +373,9 @@ class PromptedLM:
 
 def infer_kind(model) -> ModelKind:
     cls = type(model).__name__
-    if cls.endswith("ForMaskedLM") or cls.endswith("ForPreTraining"):
+    if cls.endswith(("ForMaskedLM", "ForPreTraining")):
         return ModelKind.MASKED
-    if cls.endswith("ForCausalLM") or cls.endswith("LMHeadModel"):
+    if cls.endswith(("ForCausalLM", "LMHeadModel")):
         return ModelKind.CAUSAL
     raise NoLMHeadError(f"{cls} is neither a masked LM nor a causal LM: it has no language-modelling head")
 
@@ -352,6 +385,6 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     bare = tokenizer("hello", add_special_tokens=False)["input_ids"]
     full = tokenizer("hello", add_special_tokens=True)["input_ids"]
     for start in range(len(full) - len(bare) + 1):
-        if full[start: start + len(bare)] == bare:
-            return full[:start], full[start + len(bare):]
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
     return [], []

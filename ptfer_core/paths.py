@@ -1,4 +1,5 @@
 """Where data and model weights live. Each is overridable by argument, then environment variable."""
+
 from __future__ import annotations
 
 import os

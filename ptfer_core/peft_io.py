@@ -13,6 +13,7 @@ MLM except FEATURE_EXTRACTION, which is what is written for them (the model card
 goes beside the adapter in ``ptfer_prompt.json`` (peft drops unknown config keys), with a README model card.
 Import takes a folder or a .zip of one; nothing else in the zip is accepted.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ from .config import ModelKind, Placement
 from .errors import PromptFileError
 from .templates import PromptTemplate
 
-CONFIG_FILE, WEIGHTS_FILE, META_FILE, CARD_FILE = ("adapter_config.json", "adapter_model.safetensors",
-                                                   "ptfer_prompt.json", "README.md")
+CONFIG_FILE, WEIGHTS_FILE, META_FILE, CARD_FILE = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "ptfer_prompt.json",
+    "README.md",
+)
 TENSOR = "prompt_embeddings"
 ALLOWED = {CONFIG_FILE, WEIGHTS_FILE, META_FILE, CARD_FILE}
 MAX_ZIP_BYTES = 256 << 20
@@ -62,8 +67,10 @@ def _read_members(path: Path) -> dict[str, bytes]:
         folders = {str(Path(i.filename).parent) for i in infos}
         extra = sorted(set(names) - ALLOWED)
         if extra or len(folders) > 1 or len(names) != len(infos):
-            raise PromptFileError(f"{path}: a PEFT adapter zip holds only {', '.join(sorted(ALLOWED))} in one folder "
-                                  f"(found {', '.join(extra) or 'several folders'})")
+            raise PromptFileError(
+                f"{path}: a PEFT adapter zip holds only {', '.join(sorted(ALLOWED))} in one folder "
+                f"(found {', '.join(extra) or 'several folders'})"
+            )
         if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
             raise PromptFileError(f"{path}: the zip unpacks to more than {MAX_ZIP_BYTES >> 20} MB")
         for name, info in names.items():
@@ -71,8 +78,9 @@ def _read_members(path: Path) -> dict[str, bytes]:
     return members
 
 
-def read_peft_adapter(path: str | Path, *, template: str | None = None, relation: str | None = None,
-                      model: str | None = None) -> SoftPrompt:
+def read_peft_adapter(
+    path: str | Path, *, template: str | None = None, relation: str | None = None, model: str | None = None
+) -> SoftPrompt:
     """A PEFT PROMPT_TUNING adapter (folder or zip) as a SoftPrompt in the `peft` placement."""
     from safetensors.torch import load
 
@@ -88,13 +96,17 @@ def read_peft_adapter(path: str | Path, *, template: str | None = None, relation
     if not isinstance(config, dict):
         raise PromptFileError(f"{path}/{CONFIG_FILE} is not a JSON object")
     if config.get("peft_type") != "PROMPT_TUNING":
-        raise PromptFileError(f"{path}: peft_type {config.get('peft_type')!r} is not supported; only PROMPT_TUNING "
-                              "adapters are soft prompts")
+        raise PromptFileError(
+            f"{path}: peft_type {config.get('peft_type')!r} is not supported; only PROMPT_TUNING "
+            "adapters are soft prompts"
+        )
     if config.get("num_transformer_submodules", 1) != 1:
-        raise PromptFileError(f"{path}: num_transformer_submodules must be 1 (encoder-decoder prompts are not supported)")
+        raise PromptFileError(
+            f"{path}: num_transformer_submodules must be 1 (encoder-decoder prompts are not supported)"
+        )
     try:
         tensors = load(members[WEIGHTS_FILE])
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt input
+    except Exception as exc:
         raise PromptFileError(f"{path}/{WEIGHTS_FILE} is not a valid safetensors file ({str(exc)[:120]})") from None
     key = next((k for k in tensors if k == TENSOR or k.endswith("." + TENSOR)), None)
     if key is None:
@@ -102,8 +114,10 @@ def read_peft_adapter(path: str | Path, *, template: str | None = None, relation
     vectors = tensors[key].float()
     n, dim = config.get("num_virtual_tokens"), config.get("token_dim")
     if vectors.ndim != 2 or list(vectors.shape) != [n, dim]:
-        raise PromptFileError(f"{path}: {TENSOR} has shape {list(vectors.shape)} but the config says "
-                              f"num_virtual_tokens={n}, token_dim={dim}")
+        raise PromptFileError(
+            f"{path}: {TENSOR} has shape {list(vectors.shape)} but the config says "
+            f"num_virtual_tokens={n}, token_dim={dim}"
+        )
     if not torch.isfinite(vectors).all():
         raise PromptFileError(f"{path}: {TENSOR} contains NaN or infinite values")
     meta = {}
@@ -115,31 +129,51 @@ def read_peft_adapter(path: str | Path, *, template: str | None = None, relation
     layout = template or meta.get("template") or peft_template(n)
     try:
         parsed = PromptTemplate.parse(layout)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise PromptFileError(f"{path}: template {layout!r}: {exc}") from None
     if parsed.n_soft != n or not parsed.soft_before_specials:
-        raise PromptFileError(f"{path}: a PEFT prompt needs a template with its {n} [V] slots before [S] "
-                              f"(e.g. {peft_template(n)!r}); got {layout!r}")
-    return SoftPrompt(vectors, model or meta.get("model") or config.get("base_model_name_or_path") or "unknown",
-                      relation or meta.get("relation") or "unknown", meta.get("method", "peft-import"), layout,
-                      provenance={"peft": {k: config.get(k) for k in ("task_type", "base_model_name_or_path",
-                                                                      "prompt_tuning_init", "peft_version")},
-                                  "imported_from": str(path), **(meta.get("provenance") or {})},
-                      metrics=meta.get("metrics") or {})
+        raise PromptFileError(
+            f"{path}: a PEFT prompt needs a template with its {n} [V] slots before [S] "
+            f"(e.g. {peft_template(n)!r}); got {layout!r}"
+        )
+    return SoftPrompt(
+        vectors,
+        model or meta.get("model") or config.get("base_model_name_or_path") or "unknown",
+        relation or meta.get("relation") or "unknown",
+        meta.get("method", "peft-import"),
+        layout,
+        provenance={
+            "peft": {
+                k: config.get(k) for k in ("task_type", "base_model_name_or_path", "prompt_tuning_init", "peft_version")
+            },
+            "imported_from": str(path),
+            **(meta.get("provenance") or {}),
+        },
+        metrics=meta.get("metrics") or {},
+    )
 
 
 def export_refusal(prompt: SoftPrompt) -> str | None:
     """Why `prompt` has no PROMPT_TUNING form, or None when it can be exported."""
     template = prompt.prompt_template
     kinds = [s.kind.value for s in template.segments]
-    if not template.soft_before_specials or "soft" in kinds[kinds.index("specials"):]:
-        return (f"a PEFT PROMPT_TUNING adapter holds vectors placed before everything else; this prompt's layout "
-                f"{prompt.template!r} has none of that form. Tune it with --placement peft to export it")
+    if not template.soft_before_specials or "soft" in kinds[kinds.index("specials") :]:
+        return (
+            f"a PEFT PROMPT_TUNING adapter holds vectors placed before everything else; this prompt's layout "
+            f"{prompt.template!r} has none of that form. Tune it with --placement peft to export it"
+        )
     return None
 
 
-def write_peft_adapter(prompt: SoftPrompt, out_dir: str | Path, *, kind: ModelKind | str, base_model: str,
-                       tokenizer_name: str | None = None, weights_identity: str | None = None) -> Path:
+def write_peft_adapter(
+    prompt: SoftPrompt,
+    out_dir: str | Path,
+    *,
+    kind: ModelKind | str,
+    base_model: str,
+    tokenizer_name: str | None = None,
+    weights_identity: str | None = None,
+) -> Path:
     """Write `prompt` as a PEFT adapter folder, atomically (a temporary folder renamed into place)."""
     from safetensors.torch import save
 
@@ -148,10 +182,20 @@ def write_peft_adapter(prompt: SoftPrompt, out_dir: str | Path, *, kind: ModelKi
         raise PromptFileError(refusal)
     kind = ModelKind(kind)
     task_type = "CAUSAL_LM" if kind == ModelKind.CAUSAL else "FEATURE_EXTRACTION"
-    config = {"peft_type": "PROMPT_TUNING", "task_type": task_type, "num_virtual_tokens": prompt.n_vectors,
-              "token_dim": prompt.width, "num_transformer_submodules": 1, "prompt_tuning_init": "RANDOM",
-              "base_model_name_or_path": base_model, "tokenizer_name_or_path": tokenizer_name or base_model,
-              "inference_mode": True, "revision": None, "num_attention_heads": None, "num_layers": None}
+    config = {
+        "peft_type": "PROMPT_TUNING",
+        "task_type": task_type,
+        "num_virtual_tokens": prompt.n_vectors,
+        "token_dim": prompt.width,
+        "num_transformer_submodules": 1,
+        "prompt_tuning_init": "RANDOM",
+        "base_model_name_or_path": base_model,
+        "tokenizer_name_or_path": tokenizer_name or base_model,
+        "inference_mode": True,
+        "revision": None,
+        "num_attention_heads": None,
+        "num_layers": None,
+    }
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PromptFileError(f"{out} exists and is not a folder")
@@ -172,16 +216,25 @@ def write_peft_adapter(prompt: SoftPrompt, out_dir: str | Path, *, kind: ModelKi
 
 
 def model_card(prompt: SoftPrompt, config: dict, weights_identity: str | None) -> str:
-    task_note = ("Masked LMs have no PEFT task type for masked-LM prompts: this adapter is written as "
-                 "FEATURE_EXTRACTION, which prepends the prompt; load it on the masked-LM model and read the logits "
-                 "at the [MASK] position." if config["task_type"] == "FEATURE_EXTRACTION" else
-                 "Load it with `PeftModel.from_pretrained(base_model, this_folder)`; the answer is the next token.")
-    weights = (f"\nThe base weights are `{weights_identity}` (a content hash of the local safetensors: models "
-               "converted here from GGUF differ from the hub checkpoints of the same name)." if weights_identity else "")
-    return (f"# Soft prompt for {config['base_model_name_or_path']} ({prompt.relation})\n\n"
-            f"A PEFT PROMPT_TUNING adapter exported by PTfer Studio: {prompt.n_vectors} virtual tokens of width "
-            f"{prompt.width}, placed before every input token (BOS/CLS included).\n\n"
-            f"- base model: `{config['base_model_name_or_path']}`{weights}\n"
-            f"- placement: `peft` — template `{prompt.template}` ([S] marks the tokenizer's own start tokens)\n"
-            f"- input: the text that fills [X] (for {prompt.relation}: the subject), tokenised as usual\n"
-            f"- made by: {prompt.method}; metrics {json.dumps(prompt.metrics)}\n\n{task_note}\n")
+    task_note = (
+        "Masked LMs have no PEFT task type for masked-LM prompts: this adapter is written as "
+        "FEATURE_EXTRACTION, which prepends the prompt; load it on the masked-LM model and read the logits "
+        "at the [MASK] position."
+        if config["task_type"] == "FEATURE_EXTRACTION"
+        else "Load it with `PeftModel.from_pretrained(base_model, this_folder)`; the answer is the next token."
+    )
+    weights = (
+        f"\nThe base weights are `{weights_identity}` (a content hash of the local safetensors: models "
+        "converted here from GGUF differ from the hub checkpoints of the same name)."
+        if weights_identity
+        else ""
+    )
+    return (
+        f"# Soft prompt for {config['base_model_name_or_path']} ({prompt.relation})\n\n"
+        f"A PEFT PROMPT_TUNING adapter exported by PTfer Studio: {prompt.n_vectors} virtual tokens of width "
+        f"{prompt.width}, placed before every input token (BOS/CLS included).\n\n"
+        f"- base model: `{config['base_model_name_or_path']}`{weights}\n"
+        f"- placement: `peft` — template `{prompt.template}` ([S] marks the tokenizer's own start tokens)\n"
+        f"- input: the text that fills [X] (for {prompt.relation}: the subject), tokenised as usual\n"
+        f"- made by: {prompt.method}; metrics {json.dumps(prompt.metrics)}\n\n{task_note}\n"
+    )

@@ -14,6 +14,7 @@ Write one with `write_preset(outcome, ...)` after `compare.compare`, or from the
 
     python -m ptfer_core.presets --source smollm2-135m --target gemma3-270m --relation P36 --id smollm2-gemma-capital
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ FORMAT, VERSION = "ptfer-preset", 2
 PRESETS_DIR = REPO_ROOT / "assets" / "presets"
 
 
-def write_preset(outcome: Outcome, preset_id: str, title: str, description: str = "", story: str = "",
-                 root: Path | str = PRESETS_DIR) -> Path:
+def write_preset(
+    outcome: Outcome, preset_id: str, title: str, description: str = "", story: str = "", root: Path | str = PRESETS_DIR
+) -> Path:
     """Store `outcome` as ``root/preset_id/``; replaces an existing preset of that id atomically."""
     root = Path(root)
     final = root / preset_id
@@ -52,15 +54,31 @@ def write_preset(outcome: Outcome, preset_id: str, title: str, description: str 
         if outcome.discretized is not None:
             outcome.discretized.save(staging / "discretization")
             prompts["discretization"] = "discretization"
-        atomic_write_json(staging / "preset.json", {
-            "format": FORMAT, "version": VERSION, "id": preset_id, "title": title, "description": description,
-            "story": story, "sources": outcome.sources, "target": outcome.target,
-            "task": {**{k: v for k, v in asdict(outcome.task).items() if k != "sources"}, "kind": outcome.task.kind.value},
-            "settings": outcome.settings, "scores": outcome.scores, "per_fact": outcome.per_fact,
-            "discretized_tokens": outcome.discretized_tokens,
-            "timings": {k: round(v, 3) for k, v in outcome.timings.items()}, "created": time.time(),
-            "prompts": prompts, "notes": outcome.notes,
-        })
+        atomic_write_json(
+            staging / "preset.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "id": preset_id,
+                "title": title,
+                "description": description,
+                "story": story,
+                "sources": outcome.sources,
+                "target": outcome.target,
+                "task": {
+                    **{k: v for k, v in asdict(outcome.task).items() if k != "sources"},
+                    "kind": outcome.task.kind.value,
+                },
+                "settings": outcome.settings,
+                "scores": outcome.scores,
+                "per_fact": outcome.per_fact,
+                "discretized_tokens": outcome.discretized_tokens,
+                "timings": {k: round(v, 3) for k, v in outcome.timings.items()},
+                "created": time.time(),
+                "prompts": prompts,
+                "notes": outcome.notes,
+            },
+        )
         staging.chmod(0o755)
         for f in staging.iterdir():
             f.chmod(0o644)
@@ -81,21 +99,40 @@ def read_preset(path: Path | str) -> Outcome:
     except (OSError, json.JSONDecodeError) as exc:
         raise PromptFileError(f"preset {path.name}: preset.json is missing or not valid JSON ({exc})") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise PromptFileError(f"preset {path.name}: not a {FORMAT} v{VERSION} file (made by another version of "
-                              "PTfer Studio: make it again with `python -m ptfer_core.presets`)")
+        raise PromptFileError(
+            f"preset {path.name}: not a {FORMAT} v{VERSION} file (made by another version of "
+            "PTfer Studio: make it again with `python -m ptfer_core.presets`)"
+        )
     try:
         prompts = meta["prompts"]
         sources = [SoftPrompt.load(path / prompts[k]) for k in sorted(p for p in prompts if p.startswith("source-"))]
         transferred = SoftPrompt.load(path / prompts["transfer"])
         discretized = SoftPrompt.load(path / prompts["discretization"]) if "discretization" in prompts else None
         task = dict(meta["task"])
-        task = Task(**{**task, "kind": TaskKind(task.get("kind", "relation")), "classes": tuple(task.get("classes") or ()),
-                       "label_words": tuple(tuple(w) for w in task.get("label_words") or ())})
-        return Outcome(sources=meta["sources"], target=meta["target"], task=task,
-                       settings=meta.get("settings", {}), source_prompts=sources, transferred=transferred,
-                       scores=meta.get("scores", {}), per_fact=meta.get("per_fact", []), discretized=discretized,
-                       discretized_tokens=meta.get("discretized_tokens"), timings=meta.get("timings", {}),
-                       origin=f"preset:{meta['id']}", title=meta.get("title", meta["id"]), notes=meta.get("notes", []))
+        task = Task(
+            **{
+                **task,
+                "kind": TaskKind(task.get("kind", "relation")),
+                "classes": tuple(task.get("classes") or ()),
+                "label_words": tuple(tuple(w) for w in task.get("label_words") or ()),
+            }
+        )
+        return Outcome(
+            sources=meta["sources"],
+            target=meta["target"],
+            task=task,
+            settings=meta.get("settings", {}),
+            source_prompts=sources,
+            transferred=transferred,
+            scores=meta.get("scores", {}),
+            per_fact=meta.get("per_fact", []),
+            discretized=discretized,
+            discretized_tokens=meta.get("discretized_tokens"),
+            timings=meta.get("timings", {}),
+            origin=f"preset:{meta['id']}",
+            title=meta.get("title", meta["id"]),
+            notes=meta.get("notes", []),
+        )
     except (KeyError, TypeError) as exc:
         raise PromptFileError(f"preset {path.name}: incomplete ({exc})") from None
 
@@ -115,17 +152,45 @@ def list_presets(root: Path | str = PRESETS_DIR) -> list[dict]:
             continue
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             continue
-        out.append({k: meta.get(k) for k in ("id", "title", "description", "story", "sources", "target", "task",
-                                             "scores", "settings", "timings")} | {"path": str(meta_path.parent)})
+        out.append(
+            {
+                k: meta.get(k)
+                for k in (
+                    "id",
+                    "title",
+                    "description",
+                    "story",
+                    "sources",
+                    "target",
+                    "task",
+                    "scores",
+                    "settings",
+                    "timings",
+                )
+            }
+            | {"path": str(meta_path.parent)}
+        )
     return sorted(out, key=lambda m: (is_toy(m["target"] or ""), m.get("order", 0), m["title"] or ""))
 
 
 # ----------------------------------------------------------------------------- making one from scratch
 
 
-def make_preset(sources: list[str], target: str, task_id: str, preset_id: str, title: str, description: str = "",
-                story: str = "", settings=None, method: str = "transfer", root: Path | str = PRESETS_DIR,
-                data_dir=None, store_root: Path | None = None, log=print) -> Path:
+def make_preset(
+    sources: list[str],
+    target: str,
+    task_id: str,
+    preset_id: str,
+    title: str,
+    description: str = "",
+    story: str = "",
+    settings=None,
+    method: str = "transfer",
+    root: Path | str = PRESETS_DIR,
+    data_dir=None,
+    store_root: Path | None = None,
+    log=print,
+) -> Path:
     """Load the models, run one comparison (tuning the sources if needed) and store it as a preset."""
     from .compare import check_enough_facts, compare
     from .jobs import Job
@@ -147,8 +212,15 @@ def make_preset(sources: list[str], target: str, task_id: str, preset_id: str, t
     store = PromptStore(store_root or REPO_ROOT / "assets" / "prompts")  # shipped: the app finds these sources
 
     def work(job):
-        return compare(job, sources=[(n, lms[n]) for n in sources], target=lms[target], data=data, settings=settings,
-                       method=method, store=store)
+        return compare(
+            job,
+            sources=[(n, lms[n]) for n in sources],
+            target=lms[target],
+            data=data,
+            settings=settings,
+            method=method,
+            store=store,
+        )
 
     job = Job(work, "preset").start()
     shown = 0
@@ -160,7 +232,10 @@ def make_preset(sources: list[str], target: str, task_id: str, preset_id: str, t
     if job.error:
         raise RuntimeError(job.error + ("\n" + job.detail if job.detail else ""))
     path = write_preset(job.result, preset_id, title, description, story, root)
-    log(f"preset {preset_id} written to {path}: " + ", ".join(f"{k} {v['p_at_1']:.1f}" for k, v in job.result.scores.items()))
+    log(
+        f"preset {preset_id} written to {path}: "
+        + ", ".join(f"{k} {v['p_at_1']:.1f}" for k, v in job.result.scores.items())
+    )
     return path
 
 
@@ -181,8 +256,19 @@ def main(argv=None) -> int:
     add_settings_options(parser)
     args = parser.parse_args(argv)
     title = args.title or f"{' + '.join(args.source)} → {args.target}, {args.relation}"
-    make_preset(args.source, args.target, args.relation, args.id, title, args.description, args.story,
-                settings_from_args(args), args.method, args.root, args.data_dir)
+    make_preset(
+        args.source,
+        args.target,
+        args.relation,
+        args.id,
+        title,
+        args.description,
+        args.story,
+        settings_from_args(args),
+        args.method,
+        args.root,
+        args.data_dir,
+    )
     return 0
 
 

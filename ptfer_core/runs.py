@@ -5,14 +5,15 @@
 for local models), the task, the full tuning settings, the split seed and the training data. Changing any of
 them gives a new prompt instead of a stale one.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .artifacts import SoftPrompt
 from .baselines import direct_transfer, discretize, projector_prompt, random_prompt
@@ -44,15 +45,17 @@ class TaskData:
     max_dev: int | None = None
 
     @classmethod
-    def load(cls, task_id: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED,
-             max_dev: int | None = None) -> "TaskData":
+    def load(
+        cls, task_id: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED, max_dev: int | None = None
+    ) -> TaskData:
         from .data import unit_hash
 
         task = get_task(task_id, data_dir)
         splits = {s: load_split(task_id, s, data_dir, split_seed) for s in ("train", "dev", "test")}
         if max_dev is not None and len(splits["dev"]) > max_dev:
             chosen = {
-                f.uuid for f in sorted(splits["dev"], key=lambda f: unit_hash(f"dev:{split_seed}:{f.uuid}"))[:max_dev]}
+                f.uuid for f in sorted(splits["dev"], key=lambda f: unit_hash(f"dev:{split_seed}:{f.uuid}"))[:max_dev]
+            }
             splits["dev"] = [f for f in splits["dev"] if f.uuid in chosen]
         return cls(task, splits, split_seed, None if data_dir is None else str(data_dir), max_dev)
 
@@ -76,8 +79,13 @@ class PromptStore:
     @staticmethod
     def key(lm, data: TaskData, tune: TuneConfig) -> dict:
         """`lm` is a PromptedLM or a loading.ModelRef: only its name and identity are read."""
-        return {"model": lm.identity, "task": data.task.id, "tune": tune.stamped(), "split_seed": data.split_seed,
-                "data": data.fingerprint}
+        return {
+            "model": lm.identity,
+            "task": data.task.id,
+            "tune": tune.stamped(),
+            "split_seed": data.split_seed,
+            "data": data.fingerprint,
+        }
 
     def path(self, lm, data: TaskData, tune: TuneConfig, root: Path | None = None) -> Path:
         key = self.key(lm, data, tune)
@@ -99,13 +107,29 @@ class PromptStore:
                 return prompt
         return None
 
-    def get_or_tune(self, lm: PromptedLM, data: TaskData, tune: TuneConfig, *, recipe: str | None = None,
-                    on_step=None, should_stop=None) -> SoftPrompt:
+    def get_or_tune(
+        self,
+        lm: PromptedLM,
+        data: TaskData,
+        tune: TuneConfig,
+        *,
+        recipe: str | None = None,
+        on_step=None,
+        should_stop=None,
+    ) -> SoftPrompt:
         found = self.find(lm, data, tune)
         if found is not None:
             return found
-        prompt = tune_prompt(lm, data.task, data.splits["train"], data.splits["dev"], data.candidates(lm), tune,
-                             on_step=on_step, should_stop=should_stop)
+        prompt = tune_prompt(
+            lm,
+            data.task,
+            data.splits["train"],
+            data.splits["dev"],
+            data.candidates(lm),
+            tune,
+            on_step=on_step,
+            should_stop=should_stop,
+        )
         if prompt.provenance.get("stopped_early"):
             return prompt  # a cancelled tuning is used once, never stored
         prompt.provenance.update(store_key=self.key(lm, data, tune), recipe=recipe)
@@ -131,19 +155,28 @@ class RunResult:
 def check_source_prompt(prompt: SoftPrompt, lm: PromptedLM, task: Task) -> list[str]:
     """Refuse a source prompt made for another task or of another width; a note when only the model name differs."""
     if prompt.relation != task.id:
-        raise InputError(f"the source prompt was made for {prompt.relation}, not {task.id}: give a prompt for "
-                         f"{task.id}, or leave it out to tune one")
+        raise InputError(
+            f"the source prompt was made for {prompt.relation}, not {task.id}: give a prompt for "
+            f"{task.id}, or leave it out to tune one"
+        )
     if prompt.width != lm.width:
-        raise DimensionMismatchError(f"the source prompt has width {prompt.width} (made on {prompt.model}), but "
-                                     f"{lm.name} has width {lm.width}")
+        raise DimensionMismatchError(
+            f"the source prompt has width {prompt.width} (made on {prompt.model}), but {lm.name} has width {lm.width}"
+        )
     if prompt.model != lm.name:
         return [f"the source prompt was made on {prompt.model}; it is used as {lm.name}'s (same width)"]
     return []
 
 
-def source_prompts_for(sources: Sequence[PromptedLM], data: TaskData, settings: RecipeSettings,
-                       store: PromptStore | None, given: Sequence[SoftPrompt | None] | None = None,
-                       on_step=None, should_stop=None) -> tuple[list[SoftPrompt], list[str]]:
+def source_prompts_for(
+    sources: Sequence[PromptedLM],
+    data: TaskData,
+    settings: RecipeSettings,
+    store: PromptStore | None,
+    given: Sequence[SoftPrompt | None] | None = None,
+    on_step=None,
+    should_stop=None,
+) -> tuple[list[SoftPrompt], list[str]]:
     """One tuned prompt per source model: the given one (checked), else from the store, else tuned now."""
     prompts, notes = [], []
     given = list(given or [None] * len(sources))
@@ -152,20 +185,39 @@ def source_prompts_for(sources: Sequence[PromptedLM], data: TaskData, settings: 
     for lm, prompt in zip(sources, given):
         if prompt is None:
             if store is None:
-                prompt = tune_prompt(lm, data.task, data.splits["train"], data.splits["dev"], data.candidates(lm),
-                                     settings.tune, on_step=on_step, should_stop=should_stop)
+                prompt = tune_prompt(
+                    lm,
+                    data.task,
+                    data.splits["train"],
+                    data.splits["dev"],
+                    data.candidates(lm),
+                    settings.tune,
+                    on_step=on_step,
+                    should_stop=should_stop,
+                )
             else:
-                prompt = store.get_or_tune(lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_step,
-                                           should_stop=should_stop)
+                prompt = store.get_or_tune(
+                    lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
+                )
         notes += check_source_prompt(prompt, lm, data.task)
         prompts.append(prompt)
     return prompts, notes
 
 
-def make_prompt(method: Method | str, *, data: TaskData, target: PromptedLM, sources: Sequence[PromptedLM] = (),
-                source_prompts: Sequence[SoftPrompt] = (), settings: RecipeSettings, store: PromptStore | None = None,
-                weights: Sequence[float] | None = None, seed: int = 0, on_step=None,
-                should_stop=None) -> SoftPrompt | Prompt:
+def make_prompt(
+    method: Method | str,
+    *,
+    data: TaskData,
+    target: PromptedLM,
+    sources: Sequence[PromptedLM] = (),
+    source_prompts: Sequence[SoftPrompt] = (),
+    settings: RecipeSettings,
+    store: PromptStore | None = None,
+    weights: Sequence[float] | None = None,
+    seed: int = 0,
+    on_step=None,
+    should_stop=None,
+) -> SoftPrompt | Prompt:
     """The target's prompt by `method` (source prompts already in hand for the methods that need them)."""
     method = parse_enum(Method, method, "method")
     task = data.task
@@ -177,10 +229,22 @@ def make_prompt(method: Method | str, *, data: TaskData, target: PromptedLM, sou
         layout = source_prompts[0].template if source_prompts else resolve_layout(settings.tune, target, task)[1].text
         return random_prompt(target, layout, task.id, seed)
     if method == Method.DIRECT_TUNING:
-        prompt = (store.get_or_tune(target, data, settings.tune, recipe=settings.recipe.value, on_step=on_step,
-                                    should_stop=should_stop) if store is not None else
-                  tune_prompt(target, task, data.splits["train"], data.splits["dev"], data.candidates(target),
-                              settings.tune, on_step=on_step, should_stop=should_stop))
+        prompt = (
+            store.get_or_tune(
+                target, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
+            )
+            if store is not None
+            else tune_prompt(
+                target,
+                task,
+                data.splits["train"],
+                data.splits["dev"],
+                data.candidates(target),
+                settings.tune,
+                on_step=on_step,
+                should_stop=should_stop,
+            )
+        )
         return prompt
     first, first_lm = source_prompts[0], sources[0]
     if method == Method.DIRECT_TRANSFER:
@@ -188,19 +252,46 @@ def make_prompt(method: Method | str, *, data: TaskData, target: PromptedLM, sou
     if method == Method.DISCRETIZATION:
         return discretize(first, first_lm, target)[0]
     if method == Method.PROJECTOR:
-        return projector_prompt(first, first_lm, target, data.splits["dev"], data.candidates(target), settings.projector,
-                                should_stop, task.max_input_tokens)
-    return transfer_prompt(list(zip(source_prompts, sources)), target, settings.transfer,
-                           weights=list(weights) if weights else None, dev=data.splits["dev"],
-                           candidates=data.candidates(target), data_dir=data.data_dir,
-                           max_subject_tokens=task.max_input_tokens, on_step=on_step, should_stop=should_stop)
+        return projector_prompt(
+            first,
+            first_lm,
+            target,
+            data.splits["dev"],
+            data.candidates(target),
+            settings.projector,
+            should_stop,
+            task.max_input_tokens,
+        )
+    return transfer_prompt(
+        list(zip(source_prompts, sources)),
+        target,
+        settings.transfer,
+        weights=list(weights) if weights else None,
+        dev=data.splits["dev"],
+        candidates=data.candidates(target),
+        data_dir=data.data_dir,
+        max_subject_tokens=task.max_input_tokens,
+        on_step=on_step,
+        should_stop=should_stop,
+    )
 
 
-def run(method: Method | str, *, data: TaskData, target: PromptedLM, sources: Sequence[PromptedLM] = (),
-        settings: RecipeSettings | None = None, store: PromptStore | None = None,
-        given_prompts: Sequence[SoftPrompt | None] | None = None, weights: Sequence[float] | None = None,
-        split: str = "test", precision: Precision | str = Precision.FLOAT32, seed: int = 0,
-        on_step=None, should_stop=None) -> RunResult:
+def run(
+    method: Method | str,
+    *,
+    data: TaskData,
+    target: PromptedLM,
+    sources: Sequence[PromptedLM] = (),
+    settings: RecipeSettings | None = None,
+    store: PromptStore | None = None,
+    given_prompts: Sequence[SoftPrompt | None] | None = None,
+    weights: Sequence[float] | None = None,
+    split: str = "test",
+    precision: Precision | str = Precision.FLOAT32,
+    seed: int = 0,
+    on_step=None,
+    should_stop=None,
+) -> RunResult:
     """Tune or reuse the source prompt(s), make the target prompt by `method`, and score it on `split`."""
     method = parse_enum(Method, method, "method")
     settings = settings or recipe_settings()
@@ -212,11 +303,28 @@ def run(method: Method | str, *, data: TaskData, target: PromptedLM, sources: Se
         if not sources:
             raise InputError(f"method {method.value!r} needs at least one source model")
         prompts, notes = source_prompts_for(sources, data, settings, store, given_prompts, on_step, should_stop)
-    out = make_prompt(method, data=data, target=target, sources=sources, source_prompts=prompts, settings=settings,
-                      store=store, weights=weights, seed=seed, on_step=on_step, should_stop=should_stop)
+    out = make_prompt(
+        method,
+        data=data,
+        target=target,
+        sources=sources,
+        source_prompts=prompts,
+        settings=settings,
+        store=store,
+        weights=weights,
+        seed=seed,
+        on_step=on_step,
+        should_stop=should_stop,
+    )
     as_prompt = out if isinstance(out, Prompt) else out.as_prompt()
-    result = evaluate(target, as_prompt, data.splits[split], data.candidates(target), precision=precision,
-                      max_subject_tokens=data.task.max_input_tokens)
+    result = evaluate(
+        target,
+        as_prompt,
+        data.splits[split],
+        data.candidates(target),
+        precision=precision,
+        max_subject_tokens=data.task.max_input_tokens,
+    )
     if isinstance(out, SoftPrompt):
         out.provenance.setdefault("recipe", settings.recipe.value)
         out.provenance.setdefault("overrides", settings.overrides)

@@ -15,10 +15,11 @@ distribution. Every solver takes one `Problem` and returns one `Solution`:
   directions to cosine > 0.999).
 - `VocabularySolver`: the same objective over real target words (the words all models share).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,7 @@ class Normalizer:
         """x: [m, d], or [R, m, d] for R restarts (each normalised on its own)."""
         if self.mode == Normalization.NONE:
             return x
-        dims = (-1,) if self.mode == Normalization.PER_VECTOR else (-2, -1)
+        dims = (-1,) if self.mode == Normalization.PER_VECTOR else (-2, -1)  # global and relative: all values
         centred = x - x.mean(dim=dims, keepdim=True)
         spread = centred.pow(2).sum(dim=dims, keepdim=True) / max(1, _count(x, dims) - 1)  # unbiased, as torch.std
         return centred / spread.sqrt().clamp_min(1e-12) * self.std + self.mean
@@ -102,7 +103,7 @@ class Solution:
     dev_p_at_1: float | None = None
     tokens: list[str] | None = None  # vocabulary solver: the words chosen
     unnormalised: torch.Tensor | None = None  # the solver's vectors before N (for diagnostics)
-    by_loss: "Solution | None" = None  # selection=dev: the same search's lowest-loss answer (reused for loss selection)
+    by_loss: Solution | None = None  # selection=dev: the same search's lowest-loss answer (reused for loss selection)
 
 
 class AdamSearch:
@@ -130,15 +131,21 @@ class AdamSearch:
             row = {"step": step, "loss": value}
             # Scores belong to the vectors before this step's update, as in the reference.
             if value < lowest_seen.loss:
-                lowest_seen = Solution(vectors[leader].detach().clone(), value, step,
-                                       unnormalised=raw[leader].detach().clone())
+                lowest_seen = Solution(
+                    vectors[leader].detach().clone(), value, step, unnormalised=raw[leader].detach().clone()
+                )
             if c.selection == Selection.LOSS:
                 best = lowest_seen
             elif step % c.dev_every == 0:
                 row["dev_p_at_1"] = p.dev_score(vectors[leader].detach())
                 if best.dev_p_at_1 is None or row["dev_p_at_1"] > best.dev_p_at_1:
-                    best = Solution(vectors[leader].detach().clone(), value, step, dev_p_at_1=row["dev_p_at_1"],
-                                    unnormalised=raw[leader].detach().clone())
+                    best = Solution(
+                        vectors[leader].detach().clone(),
+                        value,
+                        step,
+                        dev_p_at_1=row["dev_p_at_1"],
+                        unnormalised=raw[leader].detach().clone(),
+                    )
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
@@ -151,8 +158,13 @@ class AdamSearch:
         if not len(best.vectors):  # stopped before the first scored step: the current vectors
             with torch.no_grad():
                 vectors = p.normalizer(raw.detach()[0])
-                best = Solution(vectors, matching_loss(vectors, p.space, p.sources).item(), len(trajectory),
-                                stopped=best.stopped, unnormalised=raw.detach()[0].clone())
+                best = Solution(
+                    vectors,
+                    matching_loss(vectors, p.space, p.sources).item(),
+                    len(trajectory),
+                    stopped=best.stopped,
+                    unnormalised=raw.detach()[0].clone(),
+                )
         best.trajectory = trajectory
         if c.selection == Selection.DEV and len(lowest_seen.vectors):
             lowest_seen.trajectory, lowest_seen.stopped = trajectory, best.stopped
@@ -173,11 +185,12 @@ def closed_form_directions(p: Problem) -> torch.Tensor:
             rows, rhs = [], []
             for s, b in zip(p.sources, wanted):
                 keep = s.mask[i]
-                scale = s.weight ** 0.5 / b[i][keep].norm().clamp_min(1e-12).item()
+                scale = s.weight**0.5 / b[i][keep].norm().clamp_min(1e-12).item()
                 rows.append(anchors64[keep] * scale)
                 rhs.append(b[i][keep] * scale)
-            rows_out.append(torch.linalg.lstsq(torch.cat(rows), torch.cat(rhs).unsqueeze(-1), driver="gelsd")
-                            .solution.squeeze(-1))
+            rows_out.append(
+                torch.linalg.lstsq(torch.cat(rows), torch.cat(rhs).unsqueeze(-1), driver="gelsd").solution.squeeze(-1)
+            )
         solutions = torch.stack(rows_out)
     return F.normalize(solutions.float(), dim=-1)
 
@@ -211,26 +224,49 @@ class ClosedForm:
 
 
 class Refined:
-    """The closed form, then L-BFGS on the normalised objective from there: the exact optimum with N in the loop."""
+    """The closed form, then L-BFGS on the normalised objective from there: the exact optimum with N in the loop.
+
+    Only the directions move: each vector keeps the length `_place` gave it (the source vector's relative length),
+    since the objective cannot see lengths and an optimiser left free would wander along them. It runs in float64
+    (the last digits decide whether every vector comes back to cosine 0.999) and stops when 20 more iterations
+    improve the loss by less than a thousandth of itself."""
 
     chunk = 20  # L-BFGS iterations between progress reports and cancel checks
 
     def solve(self, p: Problem) -> Solution:
-        start = _place(p, closed_form_directions(p))
+        directions = closed_form_directions(p)
+        start = _place(p, directions)
         if p.normalizer.mode == Normalization.NONE:
             return _one_step(p, start, start)
-        x = torch.nn.Parameter(start.clone())
-        optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=self.chunk, history_size=20, tolerance_grad=1e-10,
-                                      tolerance_change=1e-12, line_search_fn="strong_wolfe")
+        built = exact_normalised(p, directions)
+        if built is not None:  # the closed form's directions, at lengths that N leaves unchanged: no search needed
+            return _one_step(p, p.normalizer(built).float(), built.float())
+        exact = _in_float64(p)
+        centre = p.space.centre.double() if p.space.centre is not None else 0.0
+        offset = start.double() - centre
+        lengths = offset.norm(dim=-1, keepdim=True)
+        u = torch.nn.Parameter(offset / lengths)
+
+        def vectors_of(direction):
+            return F.normalize(direction, dim=-1) * lengths + centre
+        optimizer = torch.optim.LBFGS(
+            [u],
+            lr=1.0,
+            max_iter=self.chunk,
+            history_size=20,
+            tolerance_grad=1e-10,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             optimizer.zero_grad(set_to_none=True)
-            loss = matching_loss(p.normalizer(x), p.space, p.sources)
+            loss = matching_loss(p.normalizer(vectors_of(u)), exact.space, exact.sources)
             loss.backward()
             return loss
 
         with torch.no_grad():
-            previous = matching_loss(p.normalizer(x), p.space, p.sources).item()
+            previous = matching_loss(p.normalizer(vectors_of(u)), exact.space, exact.sources).item()
         trajectory = [{"step": 0, "loss": previous}]
         steps, stopped = 0, False
         while steps < p.config.steps:
@@ -240,16 +276,68 @@ class Refined:
             optimizer.step(closure)
             steps += self.chunk
             with torch.no_grad():
-                value = matching_loss(p.normalizer(x), p.space, p.sources).item()
+                value = matching_loss(p.normalizer(vectors_of(u)), exact.space, exact.sources).item()
             trajectory.append({"step": steps, "loss": value})
             p.report(steps, trajectory[-1], p.config.steps)
-            if previous - value <= p.config.min_delta:
+            if previous - value <= max(1e-3 * previous, 1e-14):
                 break
             previous = value
         with torch.no_grad():
-            vectors = p.normalizer(x.detach())
+            found = vectors_of(u.detach())
+            vectors = p.normalizer(found).float()
             loss = matching_loss(vectors, p.space, p.sources).item()
-        return Solution(vectors, loss, steps, trajectory, stopped, unnormalised=x.detach().clone())
+        return Solution(vectors, loss, steps, trajectory, stopped, unnormalised=found.float())
+
+
+def exact_normalised(p: Problem, directions: torch.Tensor, tolerance: float = 1e-4) -> torch.Tensor | None:
+    """Vectors along `directions` (from the space's centre) whose values already have N's target mean and spread,
+    so N returns them unchanged and the normalised objective equals the unnormalised one, whose optimum the closed
+    form is. Lengths k = s·ρ + t·S stay as close as possible to the source's relative lengths ρ (S: each direction's
+    sum of components, the only way lengths move the mean); s and t solve one linear and one quadratic equation.
+    None when no positive lengths fit (then the caller refines iteratively)."""
+    if p.normalizer.mode == Normalization.PER_VECTOR or len(p.sources) != 1:
+        return None
+    d = directions.double()
+    m, width = d.shape
+    n = m * width
+    centre = p.space.centre.double() if p.space.centre is not None else torch.zeros(width, dtype=torch.float64)
+    rho = relative_lengths(p.sources).double()
+    big_s, g = d.sum(-1), d @ centre  # per vector: sum of components, and the centre's projection
+    mean_t, std_t = p.normalizer.mean, p.normalizer.std
+    # mean:  m·Σc + Σ k_i S_i = n·μ          second moment:  m‖c‖² + 2 Σ k_i g_i + Σ k_i² = (n − 1)σ² + n·μ²
+    linear_rhs = n * mean_t - m * centre.sum().item()
+    quad_rhs = (n - 1) * std_t**2 + n * mean_t**2 - m * centre.pow(2).sum().item()
+    a_, b_ = float(rho @ big_s), float(big_s @ big_s)
+    if b_ < 1e-12:
+        return None
+    # t = (linear_rhs − s·a_)/b_ ;  k = s·(ρ − S·a_/b_) + S·linear_rhs/b_ = s·u + v
+    u, v = rho - big_s * a_ / b_, big_s * linear_rhs / b_
+    qa, qb, qc = float(u @ u), float(2 * (u @ v) + 2 * (u @ g)), float(v @ v + 2 * (v @ g)) - quad_rhs
+    disc = qb * qb - 4 * qa * qc
+    if qa < 1e-12 or disc < 0:
+        return None
+    k = (-qb + disc**0.5) / (2 * qa) * u + v
+    if bool((k <= 0).any()):
+        return None
+    vectors = centre + k.unsqueeze(-1) * d
+    with torch.no_grad():
+        loss = matching_loss(p.normalizer(vectors).float(), p.space, p.sources).item()
+    return vectors if loss <= tolerance else None
+
+
+@dataclass
+class _Exact:
+    space: RelativeSpace
+    sources: list[EncodedSource]
+
+
+def _in_float64(p: Problem) -> _Exact:
+    space = p.space
+    double = RelativeSpace(space.unit_anchors.double(), *(None if t is None else t.double()
+                                                          for t in (space.centre, space.mean, space.std)),
+                           space.typical_norm)
+    sources = [EncodedSource(s.encoding.double(), s.mask, s.weight, s.norms.double()) for s in p.sources]
+    return _Exact(double, sources)
 
 
 class VocabularySolver:
@@ -275,8 +363,11 @@ class VocabularySolver:
                     rows, w, mu_k = space.unit_anchors[keep], inv_std[keep], mu[keep]
                     if norms is None or not full:  # one Gram matrix per distinct mask
                         gram = (rows * w.pow(2).unsqueeze(1)).T @ rows
-                        squares = ((unit @ gram) * unit).sum(-1) - 2 * unit @ (rows.T @ (mu_k * w.pow(2))) \
+                        squares = (
+                            ((unit @ gram) * unit).sum(-1)
+                            - 2 * unit @ (rows.T @ (mu_k * w.pow(2)))
                             + (mu_k * w).pow(2).sum()
+                        )
                         norms = squares.clamp_min(1e-12).sqrt()
                     z = s.encoding[i][keep]
                     dots = unit @ (rows.T @ (z * w)) - (mu_k * w * z).sum()
@@ -286,8 +377,12 @@ class VocabularySolver:
         return _one_step(p, emb[chosen].clone(), tokens=[words[i] for i in chosen.tolist()])
 
 
-SOLVERS = {Solver.ADAM: AdamSearch(), Solver.LSTSQ: ClosedForm(), Solver.REFINED: Refined(),
-           Solver.VOCABULARY: VocabularySolver()}
+SOLVERS = {
+    Solver.ADAM: AdamSearch(),
+    Solver.LSTSQ: ClosedForm(),
+    Solver.REFINED: Refined(),
+    Solver.VOCABULARY: VocabularySolver(),
+}
 
 
 def solve(problem: Problem) -> Solution:

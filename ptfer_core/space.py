@@ -9,6 +9,7 @@ embedding first; `STANDARDISED` centres on the anchors' mean and z-scores each a
 anchor set. The top-K mask keeps each *source* vector's K largest similarities (signed, as the reference) and the
 same entries are compared on the target side.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ class RelativeSpace:
     typical_norm: float = 1.0  # mean |a_j − centre|: how far from the centre this model's tokens lie
 
     @classmethod
-    def fit(cls, anchor_embeddings: torch.Tensor, mode: SpaceMode | str = SpaceMode.RAW,
-            vocabulary_mean: torch.Tensor | None = None) -> "RelativeSpace":
+    def fit(
+        cls,
+        anchor_embeddings: torch.Tensor,
+        mode: SpaceMode | str = SpaceMode.RAW,
+        vocabulary_mean: torch.Tensor | None = None,
+    ) -> RelativeSpace:
         """Fit on [k, d] anchor embeddings; `vocabulary_mean` is the centre of the `centred` mode."""
         mode = parse_enum(SpaceMode, mode, "relative space")
         emb = anchor_embeddings.float()
@@ -46,8 +51,11 @@ class RelativeSpace:
         if mode == SpaceMode.CENTRED:
             if vocabulary_mean is None:
                 raise InputError("the centred relative space needs the model's mean token embedding")
-            return cls(F.normalize(emb - vocabulary_mean, dim=-1), vocabulary_mean,
-                       typical_norm=(emb - vocabulary_mean).norm(dim=-1).mean().item())
+            return cls(
+                F.normalize(emb - vocabulary_mean, dim=-1),
+                vocabulary_mean,
+                typical_norm=(emb - vocabulary_mean).norm(dim=-1).mean().item(),
+            )
         centre = emb.mean(0)
         unit = F.normalize(emb - centre, dim=-1)
         # Statistics of each anchor's similarity over the anchor set, in row chunks ([k, k] may be large).
@@ -71,8 +79,10 @@ class RelativeSpace:
     def encode(self, vectors: torch.Tensor) -> torch.Tensor:
         """[..., k] encoding of [..., d] vectors; differentiable."""
         if vectors.shape[-1] != self.unit_anchors.shape[1]:
-            raise InputError(f"vectors of width {vectors.shape[-1]} cannot be compared with anchors of width "
-                             f"{self.unit_anchors.shape[1]}")
+            raise InputError(
+                f"vectors of width {vectors.shape[-1]} cannot be compared with anchors of width "
+                f"{self.unit_anchors.shape[1]}"
+            )
         rel = self.cosines(vectors)
         return rel if self.mean is None else (rel - self.mean) / self.std
 

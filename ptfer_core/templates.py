@@ -5,6 +5,7 @@ its virtual tokens before them, which is the template ``[V] … [V] [S][X] [Y] .
 segments. Whitespace is kept with the *following* segment, because
 BPE and SentencePiece vocabularies mark a word boundary at the start of a token (``Ġword``, ``▁word``).
 """
+
 from __future__ import annotations
 
 import re
@@ -39,7 +40,7 @@ class PromptTemplate:
     segments: tuple[Segment, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "PromptTemplate":
+    def parse(cls, text: str) -> PromptTemplate:
         if not isinstance(text, str) or not text.strip():
             raise TemplateError("template is empty")
         for slot in (SUBJECT, ANSWER):
@@ -53,8 +54,12 @@ class PromptTemplate:
         for match in _SLOT.finditer(text):
             if match.start() > pos:
                 segments.append(Segment(SegmentKind.TEXT, text[pos : match.start()]))
-            kind = {SUBJECT: SegmentKind.SUBJECT, ANSWER: SegmentKind.ANSWER, SOFT: SegmentKind.SOFT,
-                    SPECIALS: SegmentKind.SPECIALS}[match.group(2)]
+            kind = {
+                SUBJECT: SegmentKind.SUBJECT,
+                ANSWER: SegmentKind.ANSWER,
+                SOFT: SegmentKind.SOFT,
+                SPECIALS: SegmentKind.SPECIALS,
+            }[match.group(2)]
             segments.append(Segment(kind, leading_space=bool(match.group(1))))
             pos = match.end()
         if pos < len(text):
@@ -70,8 +75,13 @@ class PromptTemplate:
         return cls(text=text, segments=fixed)
 
     @classmethod
-    def soft(cls, n_vectors: int, placement: Placement | str = Placement.POSTFIX, split_at: int | None = None,
-             suffix: str = " .") -> "PromptTemplate":
+    def soft(
+        cls,
+        n_vectors: int,
+        placement: Placement | str = Placement.POSTFIX,
+        split_at: int | None = None,
+        suffix: str = " .",
+    ) -> PromptTemplate:
         """The soft-prompt layout: postfix ``[X] v1…vm [Y] .``, prefix ``v1…vm [X] [Y] .``, split, or PEFT's
         ``v1…vm [S][X] [Y] .`` (the vectors before the model's start tokens, the text exactly as tokenised)."""
         placement = parse_enum(Placement, placement, "placement")

@@ -4,6 +4,7 @@ They need no download, so the app's demo, the tests and distributed workers can 
 ``tiny:ARCH[:WIDTH[:SEED]]`` (ARCH: bert, roberta, albert, gpt2, llama) is a random toy model, and the app's
 ``tiny-demo-*`` names are aliases of three of them. Labelled as toy models wherever they appear.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,60 +35,123 @@ def word_tokenizer(words: list[str], style: str = "wordpiece", *, bos: bool = Fa
     if style == "wordpiece":
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        )
         tok.decoder = decoders.WordPiece()
     else:
         # Split before each space-run; the space becomes the marker prefix of the next word.
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(" ", behavior="merged_with_next"),
-            pre_tokenizers.Metaspace(replacement=marker, prepend_scheme="never", split=False)
-            if style == "sentencepiece" else pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ])
-        tok.decoder = decoders.Metaspace(replacement=marker, prepend_scheme="never") if style == "sentencepiece" else decoders.ByteLevel()
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(" ", behavior="merged_with_next"),
+                pre_tokenizers.Metaspace(replacement=marker, prepend_scheme="never", split=False)
+                if style == "sentencepiece"
+                else pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        tok.decoder = (
+            decoders.Metaspace(replacement=marker, prepend_scheme="never")
+            if style == "sentencepiece"
+            else decoders.ByteLevel()
+        )
         if bos:
             tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
     # As RoBERTa's <mask> and ALBERT's [MASK]: the mask token absorbs the space before it ("in [MASK]").
     from tokenizers import AddedToken
 
     mask = AddedToken("[MASK]", lstrip=style != "wordpiece", special=True)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", mask_token=mask,
-                                   cls_token="[CLS]", sep_token="[SEP]", bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token=mask,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
 
 
-def tiny_model(arch: str, vocab_size: int, *, width: int = 32, layers: int = 2, heads: int = 2, seed: int = 0,
-               max_positions: int = 128, init_range: float = 0.2):
+def tiny_model(
+    arch: str,
+    vocab_size: int,
+    *,
+    width: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+    max_positions: int = 128,
+    init_range: float = 0.2,
+):
     """A small randomly initialised transformers model: arch in bert, roberta, albert, gpt2, llama."""
     import transformers as tf
 
     torch.manual_seed(seed)
     # A wider initialisation than the 0.02 default gives the random model logits that respond to its inputs.
-    common = dict(vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads, initializer_range=init_range)
+    common = dict(
+        vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads, initializer_range=init_range
+    )
     if arch == "bert":
-        cfg = tf.BertConfig(hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions, **common)
+        cfg = tf.BertConfig(
+            hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions, **common
+        )
         return tf.BertForMaskedLM(cfg)
     if arch == "roberta":
-        cfg = tf.RobertaConfig(hidden_size=width, intermediate_size=2 * width, max_position_embeddings=max_positions + 2,
-                               pad_token_id=0, **common)
+        cfg = tf.RobertaConfig(
+            hidden_size=width,
+            intermediate_size=2 * width,
+            max_position_embeddings=max_positions + 2,
+            pad_token_id=0,
+            **common,
+        )
         return tf.RobertaForMaskedLM(cfg)
     if arch == "albert":
-        cfg = tf.AlbertConfig(embedding_size=width // 2, hidden_size=width, intermediate_size=2 * width,
-                              max_position_embeddings=max_positions, pad_token_id=0, **common)
+        cfg = tf.AlbertConfig(
+            embedding_size=width // 2,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            max_position_embeddings=max_positions,
+            pad_token_id=0,
+            **common,
+        )
         return tf.AlbertForMaskedLM(cfg)
     if arch == "gpt2":
-        cfg = tf.GPT2Config(vocab_size=vocab_size, bos_token_id=5, eos_token_id=6, n_embd=width, n_layer=layers, n_head=heads, n_positions=max_positions,
-                             initializer_range=init_range)
+        cfg = tf.GPT2Config(
+            vocab_size=vocab_size,
+            bos_token_id=5,
+            eos_token_id=6,
+            n_embd=width,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=max_positions,
+            initializer_range=init_range,
+        )
         return tf.GPT2LMHeadModel(cfg)
     if arch == "llama":
-        cfg = tf.LlamaConfig(hidden_size=width, intermediate_size=2 * width, num_key_value_heads=heads,
-                             max_position_embeddings=max_positions, tie_word_embeddings=True, pad_token_id=0, **common)
+        cfg = tf.LlamaConfig(
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_key_value_heads=heads,
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=True,
+            pad_token_id=0,
+            **common,
+        )
         return tf.LlamaForCausalLM(cfg)
     raise ValueError(f"unknown tiny architecture {arch!r}")
 
 
-TOKENIZER_STYLE = {"bert": "wordpiece", "albert": "sentencepiece", "roberta": "bpe", "gpt2": "bpe", "llama": "sentencepiece"}
+TOKENIZER_STYLE = {
+    "bert": "wordpiece",
+    "albert": "sentencepiece",
+    "roberta": "bpe",
+    "gpt2": "bpe",
+    "llama": "sentencepiece",
+}
 
 
-def tiny_lm(arch: str, words: list[str], *, width: int = 32, seed: int = 0, name: str | None = None, **kw) -> PromptedLM:
+def tiny_lm(
+    arch: str, words: list[str], *, width: int = 32, seed: int = 0, name: str | None = None, **kw
+) -> PromptedLM:
     """A tiny random `PromptedLM` whose tokenizer knows exactly `words` (plus specials)."""
     tokenizer = word_tokenizer(words, TOKENIZER_STYLE[arch], bos=arch == "llama")
     model = tiny_model(arch, len(tokenizer), width=width, seed=seed, **kw)
@@ -111,16 +175,47 @@ _PEOPLE = [f"Person{i}" for i in range(60)]
 def mini_facts() -> dict[str, list[dict]]:
     facts = {
         "P17": [{"sub_label": p, "obj_label": _COUNTRIES[i % 8], "uuid": f"p17-{i}"} for i, p in enumerate(_PLACES)],
-        "P36": [{"sub_label": c, "obj_label": cap, "uuid": f"p36-{i}"} for i, (c, cap) in enumerate(zip(_COUNTRIES, _CAPITALS))],
+        "P36": [
+            {"sub_label": c, "obj_label": cap, "uuid": f"p36-{i}"}
+            for i, (c, cap) in enumerate(zip(_COUNTRIES, _CAPITALS))
+        ],
         "P103": [{"sub_label": p, "obj_label": _LANGUAGES[i % 8], "uuid": f"p103-{i}"} for i, p in enumerate(_PEOPLE)],
     }
-    facts["P17"].append({"sub_label": "Atlantis", "obj_label": "Unobtainium", "uuid": "p17-x"})  # object outside the vocab
+    facts["P17"].append(
+        {"sub_label": "Atlantis", "obj_label": "Unobtainium", "uuid": "p17-x"}
+    )  # object outside the vocab
     return facts
 
 
-MINI_WORDS = sorted(set(_COUNTRIES + _CAPITALS + _LANGUAGES + _PLACES + _PEOPLE + ["Atlantis"] +
-                        "The capital of is located in native language . the a and has speaks lies city country"
-                        .split()))
+MINI_WORDS = sorted(
+    set(
+        _COUNTRIES
+        + _CAPITALS
+        + _LANGUAGES
+        + _PLACES
+        + _PEOPLE
+        + ["Atlantis"]
+        + [
+            "The",
+            "capital",
+            "of",
+            "is",
+            "located",
+            "in",
+            "native",
+            "language",
+            ".",
+            "the",
+            "a",
+            "and",
+            "has",
+            "speaks",
+            "lies",
+            "city",
+            "country",
+        ]
+    )
+)
 # What trained toy models read: each fact in two phrasings that are *not* the manual template, so the manual
 # template works only as far as the model generalises, and a tuned prompt has something to find.
 TRAINING_TEMPLATES = {
@@ -168,12 +263,18 @@ class ToySpec:
 
 # The app's demo models: aliases of three toy models, so one naming scheme covers both.
 DEMO_ALIASES: dict[str, tuple[ToySpec, str]] = {
-    "tiny-demo-llama": (ToySpec("llama", 32, 0, True), "Tiny Llama-style causal LM (width 32) trained on the "
-                                                       "miniature LAMA: a built-in toy model"),
-    "tiny-demo-gpt2": (ToySpec("gpt2", 48, 1, True), "Tiny GPT-2-style causal LM (width 48) trained on the "
-                                                     "miniature LAMA: a built-in toy model"),
-    "tiny-demo-bert": (ToySpec("bert", 32, 2, True), "Tiny BERT-style masked LM (width 32) trained on the "
-                                                     "miniature LAMA: a built-in toy model"),
+    "tiny-demo-llama": (
+        ToySpec("llama", 32, 0, True),
+        "Tiny Llama-style causal LM (width 32) trained on the miniature LAMA: a built-in toy model",
+    ),
+    "tiny-demo-gpt2": (
+        ToySpec("gpt2", 48, 1, True),
+        "Tiny GPT-2-style causal LM (width 48) trained on the miniature LAMA: a built-in toy model",
+    ),
+    "tiny-demo-bert": (
+        ToySpec("bert", 32, 2, True),
+        "Tiny BERT-style masked LM (width 32) trained on the miniature LAMA: a built-in toy model",
+    ),
 }
 
 
@@ -187,12 +288,14 @@ def parse_toy(name: str) -> ToySpec:
 
     if name in DEMO_ALIASES:
         return DEMO_ALIASES[name][0]
-    parts = name[len(TOY_PREFIX):].split(":")
+    parts = name[len(TOY_PREFIX) :].split(":")
     trained = parts[-1] == "trained" and len(parts) == 4
     parts = parts[:3] if trained else parts
     if parts[0] not in TOKENIZER_STYLE or len(parts) > 3:
-        raise ModelLoadError(f"unknown toy model {name!r}; use tiny:ARCH[:WIDTH[:SEED]] with ARCH in "
-                             f"{', '.join(TOKENIZER_STYLE)}, or one of {', '.join(DEMO_ALIASES)}")
+        raise ModelLoadError(
+            f"unknown toy model {name!r}; use tiny:ARCH[:WIDTH[:SEED]] with ARCH in "
+            f"{', '.join(TOKENIZER_STYLE)}, or one of {', '.join(DEMO_ALIASES)}"
+        )
     try:
         width = int(parts[1]) if len(parts) > 1 else 32
         seed = int(parts[2]) if len(parts) > 2 else 0
@@ -245,14 +348,18 @@ def write_toy_assets() -> list:
     return written
 
 
-
 def train_on_mini_lama(model, tokenizer, seed: int = 0, steps: int = 800, lr: float = 3e-3) -> None:
     """Teach a toy model the miniature LAMA's facts, phrased with TRAINING_TEMPLATES (seeded; seconds on a CPU).
 
     Causal LMs learn each sentence as language modelling; masked LMs learn to fill the object."""
     gen = torch.Generator().manual_seed(seed)
-    sentences = [(t.replace("[X]", f["sub_label"]), f["obj_label"]) for rid, rows in mini_facts().items()
-                 for f in rows for t in TRAINING_TEMPLATES[rid] if f["obj_label"] in MINI_WORDS]
+    sentences = [
+        (t.replace("[X]", f["sub_label"]), f["obj_label"])
+        for rid, rows in mini_facts().items()
+        for f in rows
+        for t in TRAINING_TEMPLATES[rid]
+        if f["obj_label"] in MINI_WORDS
+    ]
     masked = not getattr(model.config, "is_decoder", False) and type(model).__name__.endswith("ForMaskedLM")
     texts = [s.replace("[Y]", tokenizer.mask_token if masked else o) for s, o in sentences]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
@@ -268,7 +375,9 @@ def train_on_mini_lama(model, tokenizer, seed: int = 0, steps: int = 800, lr: fl
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     for _ in range(steps):
         idx = torch.randperm(len(texts), generator=gen)[:32]
-        loss = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx], labels=labels[idx]).loss
+        loss = model(
+            input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx], labels=labels[idx]
+        ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -11,6 +11,7 @@ Multi-source (Eq. 7) here is a weighted sum of per-source matching terms, each s
 The reference's dual-source code instead averages two terms under one mask (the second source's top-K applied to
 both); with equal weights and K = all anchors the two agree.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from .anchors import AnchorSet, select_anchors
 from .artifacts import SoftPrompt
-from .config import Projection, Selection, Solver, SpaceMode
+from .config import Normalization, Projection, Selection, Solver, SpaceMode
 from .data import Fact
 from .errors import DimensionMismatchError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate
@@ -34,6 +35,7 @@ from .space import relative_space
 
 def target_statistics(lm: PromptedLM) -> tuple[float, float]:
     """Mean and std over all entries of the target's token embeddings (as the model sees them): Eq. 6's target."""
+
     def stats():
         emb = lm.embedding_matrix
         return emb.mean().item(), emb.std().item()
@@ -41,8 +43,20 @@ def target_statistics(lm: PromptedLM) -> tuple[float, float]:
     return lm.memo.get(("embedding_scalar_stats",), stats)
 
 
-def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: AnchorSet, config: TransferConfig,
-                   weights: list[float] | None = None) -> list[EncodedSource]:
+def source_spread(sources: list[tuple[SoftPrompt, PromptedLM]], weights: list[float] | None = None) -> float:
+    """How spread out the source prompt's values are relative to its own model's token embeddings (weighted)."""
+    weights = list(weights) if weights is not None else [1.0] * len(sources)
+    total = sum(weights) or 1.0
+    return sum(w / total * prompt.vectors.float().std().item() / target_statistics(lm)[1]
+               for (prompt, lm), w in zip(sources, weights))
+
+
+def encode_sources(
+    sources: list[tuple[SoftPrompt, PromptedLM]],
+    anchors: AnchorSet,
+    config: TransferConfig,
+    weights: list[float] | None = None,
+) -> list[EncodedSource]:
     """Each source prompt's top-K-masked relative encoding in its own model's space, with normalised weights."""
     weights = list(weights) if weights is not None else [1.0] * len(sources)
     if len(weights) != len(sources) or any(not w >= 0 for w in weights) or not sum(weights) > 0:
@@ -51,18 +65,28 @@ def encode_sources(sources: list[tuple[SoftPrompt, PromptedLM]], anchors: Anchor
     out = []
     for (prompt, lm), w in zip(sources, weights):
         if prompt.width != lm.width:
-            raise DimensionMismatchError(f"source prompt width {prompt.width} does not match {lm.name}'s width {lm.width}")
+            raise DimensionMismatchError(
+                f"source prompt width {prompt.width} does not match {lm.name}'s width {lm.width}"
+            )
         vectors = prompt.vectors.float().cpu()
         encoding, mask = relative_space(lm, anchors, config.space).encode_top_k(vectors, config.top_k)
         out.append(EncodedSource(encoding, mask, w / total, vectors.norm(dim=-1)))
     return out
 
 
-def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: PromptedLM,
-                    config: TransferConfig | None = None, weights: list[float] | None = None,
-                    dev: list[Fact] | None = None, candidates: CandidateSet | None = None,
-                    anchors: AnchorSet | None = None, data_dir=None, max_subject_tokens: int | None = None,
-                    on_step=None, should_stop=None) -> SoftPrompt:
+def transfer_prompt(
+    sources: list[tuple[SoftPrompt, PromptedLM]],
+    target: PromptedLM,
+    config: TransferConfig | None = None,
+    weights: list[float] | None = None,
+    dev: list[Fact] | None = None,
+    candidates: CandidateSet | None = None,
+    anchors: AnchorSet | None = None,
+    data_dir=None,
+    max_subject_tokens: int | None = None,
+    on_step=None,
+    should_stop=None,
+) -> SoftPrompt:
     """Target vectors whose relative encoding matches the source prompt(s); no target labels unless selection=dev."""
     config = config or TransferConfig()
     if not sources:
@@ -71,55 +95,91 @@ def transfer_prompt(sources: list[tuple[SoftPrompt, PromptedLM]], target: Prompt
     if any(p.prompt_template.text != first.prompt_template.text for p, _ in sources):
         raise InputError("all source prompts must share one layout (same number and placement of [V] slots)")
     if any(p.relation != first.relation for p, _ in sources):
-        raise InputError(f"the source prompts are for different tasks ({', '.join(sorted({p.relation for p, _ in sources}))})")
+        raise InputError(
+            f"the source prompts are for different tasks ({', '.join(sorted({p.relation for p, _ in sources}))})"
+        )
     if config.selection == Selection.DEV and (not dev or candidates is None):
         raise InputError("selection='dev' needs target dev facts and candidates")
     started = time.perf_counter()
     models = list({id(lm): lm for _, lm in sources + [(None, target)]}.values())  # each model once, in order
     anchors = anchors or select_anchors(models, config.n_anchors, config.anchor_source, config.anchor_filter, data_dir)
     if config.top_k is not None and config.top_k > len(anchors):
-        raise InputError(f"top_k {config.top_k} is larger than the {len(anchors)} anchors these models share; "
-                         f"use top_k at most {len(anchors)} (or none to keep every similarity)")
+        raise InputError(
+            f"top_k {config.top_k} is larger than the {len(anchors)} anchors these models share; "
+            f"use top_k at most {len(anchors)} (or none to keep every similarity)"
+        )
     encoded = encode_sources(sources, anchors, config, weights)
     space = relative_space(target, anchors, config.space)
     template = first.prompt_template
 
     def dev_score(vectors: torch.Tensor) -> float:
-        return evaluate(target, Prompt(template, vectors), dev, candidates, max_subject_tokens=max_subject_tokens).p_at_1
+        return evaluate(
+            target, Prompt(template, vectors), dev, candidates, max_subject_tokens=max_subject_tokens
+        ).p_at_1
 
-    words = penalties = None
+    words = None
     if config.solver == Solver.VOCABULARY or config.projection == Projection.NEAREST_SHARED:
         words = select_anchors(models, None, config.anchor_source, config.anchor_filter, data_dir)
-    problem = Problem(space, encoded, first.n_vectors, target.width,
-                      Normalizer(config.normalization, *target_statistics(target)), config,
-                      dev_score=dev_score if config.selection == Selection.DEV else None,
-                      on_step=on_step, should_stop=should_stop)
+    mean, std = target_statistics(target)
+    if config.normalization == Normalization.RELATIVE:
+        std *= source_spread(sources, weights)
+    problem = Problem(
+        space,
+        encoded,
+        first.n_vectors,
+        target.width,
+        Normalizer(config.normalization, mean, std),
+        config,
+        dev_score=dev_score if config.selection == Selection.DEV else None,
+        on_step=on_step,
+        should_stop=should_stop,
+    )
     if config.solver == Solver.VOCABULARY:
         problem.candidates = (list(words.words), words.embeddings(target).float().cpu())
-        problem.penalties = [hub_penalty(lm, target, anchors, words, config.space) if config.hub_penalty else None
-                             for _, lm in sources]
+        problem.penalties = [
+            hub_penalty(lm, target, anchors, words, config.space) if config.hub_penalty else None for _, lm in sources
+        ]
     solution, reused = _solve_with_reuse(problem, sources, target, anchors, dev)
-    final, neighbours = project_to_vocabulary(target, solution.vectors, config,
-                                              words.token_ids(target) if config.projection == Projection.NEAREST_SHARED else None)
+    final, neighbours = project_to_vocabulary(
+        target,
+        solution.vectors,
+        config,
+        words.token_ids(target) if config.projection == Projection.NEAREST_SHARED else None,
+    )
     diagnostics = {}
     if sources[0][1] is target and solution.unnormalised is not None:  # self-transfer: what came back, before Eq. 6
         before = F.cosine_similarity(solution.unnormalised.float(), first.vectors.float(), dim=-1)
         diagnostics["cosine_to_source_before_normalisation"] = [round(float(c), 6) for c in before]
     return SoftPrompt(
-        vectors=final, model=target.name, relation=first.relation, method="transfer", template=first.template,
+        vectors=final,
+        model=target.name,
+        relation=first.relation,
+        method="transfer",
+        template=first.template,
         provenance={
-            "transfer": config.stamped(), "n_anchors": len(anchors), "anchor_source": anchors.source,
-            "selected_step": solution.step, "steps_run": len(solution.trajectory), "stopped_early": solution.stopped,
-            "seconds": time.perf_counter() - started, **({"search_reused": True} if reused else {}),
-            "sources": [{"model": p.model, "relation": p.relation, "method": p.method, "created": p.created,
-                         "digest": p.digest} for p, _ in sources],
+            "transfer": config.stamped(),
+            "n_anchors": len(anchors),
+            "anchor_source": anchors.source,
+            "selected_step": solution.step,
+            "steps_run": len(solution.trajectory),
+            "stopped_early": solution.stopped,
+            "seconds": time.perf_counter() - started,
+            **({"search_reused": True} if reused else {}),
+            "sources": [
+                {"model": p.model, "relation": p.relation, "method": p.method, "created": p.created, "digest": p.digest}
+                for p, _ in sources
+            ],
             "weights": [s.weight for s in encoded],
             **({"projected_to": neighbours} if neighbours else {}),
-            **({"tokens": solution.tokens} if solution.tokens else {}), **diagnostics,
+            **({"tokens": solution.tokens} if solution.tokens else {}),
+            **diagnostics,
         },
-        metrics={"matching_loss": solution.loss,
-                 **({"dev_p_at_1": solution.dev_p_at_1} if solution.dev_p_at_1 is not None else {})},
-        trajectory=solution.trajectory)
+        metrics={
+            "matching_loss": solution.loss,
+            **({"dev_p_at_1": solution.dev_p_at_1} if solution.dev_p_at_1 is not None else {}),
+        },
+        trajectory=solution.trajectory,
+    )
 
 
 def _solve_with_reuse(problem: Problem, sources, target: PromptedLM, anchors: AnchorSet, dev) -> tuple[Solution, bool]:
@@ -129,8 +189,14 @@ def _solve_with_reuse(problem: Problem, sources, target: PromptedLM, anchors: An
     if config.solver != Solver.ADAM:
         return solve(problem), False
     settings = {k: v for k, v in config.to_dict().items() if k not in ("selection", "dev_every")}
-    key = ("adam_search", tuple(p.digest for p, _ in sources), tuple(lm.identity for _, lm in sources), anchors.key,
-           json.dumps(settings, sort_keys=True), tuple(problem.sources[i].weight for i in range(len(sources))))
+    key = (
+        "adam_search",
+        tuple(p.digest for p, _ in sources),
+        tuple(lm.identity for _, lm in sources),
+        anchors.key,
+        json.dumps(settings, sort_keys=True),
+        tuple(problem.sources[i].weight for i in range(len(sources))),
+    )
     dev_key = (config.dev_every, hashlib.sha1("\n".join(f.uuid for f in dev or []).encode()).hexdigest())
     cached = target.memo.peek(key)
     if cached is not None and config.selection == Selection.LOSS:
@@ -143,13 +209,21 @@ def _solve_with_reuse(problem: Problem, sources, target: PromptedLM, anchors: An
     return solution, False
 
 
-def hub_penalty(source: PromptedLM, target: PromptedLM, anchors: AnchorSet, words: AnchorSet, space: SpaceMode,
-                n_reference: int = 2048, neighbours: int = 10) -> torch.Tensor:
+def hub_penalty(
+    source: PromptedLM,
+    target: PromptedLM,
+    anchors: AnchorSet,
+    words: AnchorSet,
+    space: SpaceMode,
+    n_reference: int = 2048,
+    neighbours: int = 10,
+) -> torch.Tensor:
     """Per target word of `words`: its mean cosine to its `neighbours` nearest source words (CSLS's r term).
 
     Full (unmasked) encodings; the source side is its `n_reference` first anchors. Cached on the target: it
     depends on the pair, the anchors and the space, not on the prompt.
     """
+
     def compute():
         reference = AnchorSet(anchors.words[:n_reference])
         source_space, target_space = relative_space(source, anchors, space), relative_space(target, anchors, space)
@@ -158,16 +232,17 @@ def hub_penalty(source: PromptedLM, target: PromptedLM, anchors: AnchorSet, word
         penalty = torch.empty(len(embeddings))
         with torch.no_grad():
             for start in range(0, len(embeddings), 2048):
-                sims = F.normalize(target_space.encode(embeddings[start:start + 2048]), dim=-1) @ queries.T
-                penalty[start:start + 2048] = sims.topk(min(neighbours, len(queries)), dim=-1).values.mean(-1)
+                sims = F.normalize(target_space.encode(embeddings[start : start + 2048]), dim=-1) @ queries.T
+                penalty[start : start + 2048] = sims.topk(min(neighbours, len(queries)), dim=-1).values.mean(-1)
         return penalty
 
     key = ("hub_penalty", source.identity, anchors.key, words.key, SpaceMode(space).value, n_reference)
     return target.memo.get(key, compute)
 
 
-def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: TransferConfig,
-                          allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, list[list[str]]]:
+def project_to_vocabulary(
+    target: PromptedLM, vectors: torch.Tensor, config: TransferConfig, allowed: torch.Tensor | None = None
+) -> tuple[torch.Tensor, list[list[str]]]:
     """Pull found vectors onto the target's token manifold (nearest token, or a top-n mix), then interpolate.
 
     `allowed` restricts the tokens to those ids (e.g. the shared words). Returns the new vectors and, per vector,
@@ -192,4 +267,3 @@ def project_to_vocabulary(target: PromptedLM, vectors: torch.Tensor, config: Tra
     projected = (weights.unsqueeze(-1) * emb[ids]).sum(dim=1).cpu()
     out = config.projection_alpha * projected + (1 - config.projection_alpha) * vectors
     return out, [[display_token(target, i) for i in row] for row in ids.tolist()]
-

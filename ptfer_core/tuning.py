@@ -12,6 +12,7 @@ Where it costs nothing in accuracy the arithmetic is cheaper (`fastpath`): a bfl
 (vectors, gradients and optimiser state stay float32), eager attention, and on causal LMs the subject's
 keys/values computed once per fact instead of once per step.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,7 +50,11 @@ def template_shape(lm: PromptedLM, task: Task) -> tuple[int, int]:
         elif seg.kind == SegmentKind.ANSWER:
             break
         elif seg.kind == SegmentKind.TEXT:
-            ids = [i for i in lm.tokenizer(seg.text, add_special_tokens=False)["input_ids"] if i not in lm.special_token_ids]
+            ids = [
+                i
+                for i in lm.tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+                if i not in lm.special_token_ids
+            ]
             after, before = (after + len(ids), before) if seen_subject else (after, before + len(ids))
     if before + after == 0:
         raise InputError(f"task {task.id}: the template {task.template!r} has no words before [Y] to shape a prompt on")
@@ -67,7 +72,9 @@ def sample_like_embeddings(lm: PromptedLM, n: int, generator: torch.Generator) -
     return torch.randn(n, lm.width, generator=generator) * std + mean
 
 
-def initial_vectors(lm: PromptedLM, task: Task, config: TuneConfig, candidates: CandidateSet | None = None) -> torch.Tensor:
+def initial_vectors(
+    lm: PromptedLM, task: Task, config: TuneConfig, candidates: CandidateSet | None = None
+) -> torch.Tensor:
     """The starting vectors (as the model sees them), seeded by config.seed."""
     config, _ = resolve_layout(config, lm, task)
     gen = torch.Generator().manual_seed(config.seed)
@@ -90,8 +97,9 @@ def initial_vectors(lm: PromptedLM, task: Task, config: TuneConfig, candidates: 
 
 def manifold_distance(vectors: torch.Tensor, lm: PromptedLM) -> torch.Tensor:
     """Per vector: squared distance to the nearest token embedding over the embeddings' mean squared norm."""
-    sq_norms, mean_sq = lm.memo.get(("embedding_sq_norms",), lambda: (
-        lm.embedding_matrix.pow(2).sum(-1), lm.embedding_matrix.pow(2).sum(-1).mean()))
+    sq_norms, mean_sq = lm.memo.get(
+        ("embedding_sq_norms",), lambda: (lm.embedding_matrix.pow(2).sum(-1), lm.embedding_matrix.pow(2).sum(-1).mean())
+    )
     emb = lm.embedding_matrix
     with torch.no_grad():  # which token is nearest needs no gradient; the distance to it does
         nearest = (sq_norms - 2 * vectors.detach() @ emb.T).argmin(dim=-1)
@@ -124,8 +132,16 @@ def dev_check_points(steps_per_epoch: int, checks: int) -> set[int]:
     return {max(1, round(steps_per_epoch * j / checks)) for j in range(1, checks + 1)}
 
 
-def tune_prompt(lm: PromptedLM, task: Task, train: list[Fact], dev: list[Fact], candidates: CandidateSet,
-                config: TuneConfig | None = None, on_step=None, should_stop=None) -> SoftPrompt:
+def tune_prompt(
+    lm: PromptedLM,
+    task: Task,
+    train: list[Fact],
+    dev: list[Fact],
+    candidates: CandidateSet,
+    config: TuneConfig | None = None,
+    on_step=None,
+    should_stop=None,
+) -> SoftPrompt:
     """Tune m soft vectors on `train`; the dev check with the best P@1 on `dev` (of this same model) wins."""
     requested = config or TuneConfig()
     config, template = resolve_layout(requested, lm, task)
@@ -149,8 +165,14 @@ def tune_prompt(lm: PromptedLM, task: Task, train: list[Fact], dev: list[Fact], 
 
     def dev_p_at_1() -> float:
         vectors = (raw.detach() * scale).float()
-        return evaluate(lm, Prompt(template, vectors), dev, candidates, precision=config.precision,
-                        max_subject_tokens=task.max_input_tokens).p_at_1
+        return evaluate(
+            lm,
+            Prompt(template, vectors),
+            dev,
+            candidates,
+            precision=config.precision,
+            max_subject_tokens=task.max_input_tokens,
+        ).p_at_1
 
     best = {"step": 0, "epoch": -1, "dev_p_at_1": None, "vectors": (raw.detach() * scale).clone()}
     curve: list[dict] = []
@@ -173,7 +195,7 @@ def tune_prompt(lm: PromptedLM, task: Task, train: list[Fact], dev: list[Fact], 
             if should_stop and should_stop():
                 stopped = True
                 break
-            idx = order[start: start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             logits = lm.answer_logits(encoded.rows(idx), raw * scale, score_ids, train_model)
             loss = F.cross_entropy(logits, targets[idx].to(logits.device))
             if config.manifold_weight:
@@ -194,9 +216,22 @@ def tune_prompt(lm: PromptedLM, task: Task, train: list[Fact], dev: list[Fact], 
     if not dev:  # nothing to select on: the last vectors
         best.update(step=step, epoch=config.epochs - 1, vectors=(raw.detach() * scale).clone())
     return SoftPrompt(
-        vectors=best["vectors"], model=lm.name, relation=task.id, method="tuned", template=template.text,
-        provenance={"tune": config.stamped(), "placement_requested": requested.placement.value,
-                    "model_identity": lm.identity, "selected_step": best["step"], "selected_epoch": best["epoch"],
-                    "selection": "source dev P@1" if dev else "last step", "n_train": len(kept),
-                    "stopped_early": stopped, "seconds": time.perf_counter() - started},
-        metrics={} if best["dev_p_at_1"] is None else {"dev_p_at_1": best["dev_p_at_1"]}, trajectory=curve)
+        vectors=best["vectors"],
+        model=lm.name,
+        relation=task.id,
+        method="tuned",
+        template=template.text,
+        provenance={
+            "tune": config.stamped(),
+            "placement_requested": requested.placement.value,
+            "model_identity": lm.identity,
+            "selected_step": best["step"],
+            "selected_epoch": best["epoch"],
+            "selection": "source dev P@1" if dev else "last step",
+            "n_train": len(kept),
+            "stopped_early": stopped,
+            "seconds": time.perf_counter() - started,
+        },
+        metrics={} if best["dev_p_at_1"] is None else {"dev_p_at_1": best["dev_p_at_1"]},
+        trajectory=curve,
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: a miniature LAMA data directory and tiny random LMs over its words (no network, no weights)."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import pytest
 # Tests never reach the network: fail fast on hub look-ups instead of waiting for time-outs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ptfer_core.toy_models import tiny_lm, write_mini_lama, MINI_WORDS
+from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -6,6 +6,7 @@ special tokens, and read the logits where ``input_ids == mask_token_id``. Causal
 [Y] and read the last position. A template with [V] slots is tokenised piece by piece around the slots (each
 piece with its own leading space, as a word boundary), and the vectors are spliced into ``inputs_embeds``.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,8 @@ def _wrapping(tok) -> tuple[list[int], list[int]]:
     """The ids the tokenizer itself puts before and after a text."""
     plain = tok("word", add_special_tokens=False)["input_ids"]
     full = tok("word")["input_ids"]
-    start = next(i for i in range(len(full)) if full[i: i + len(plain)] == plain)
-    return full[:start], full[start + len(plain):]
+    start = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
+    return full[:start], full[start + len(plain) :]
 
 
 def sentence(lm, template: str, subject: str) -> str:

@@ -10,9 +10,16 @@ from ptfer_core.loading import load_model
 
 
 def tiny_config(data_dir, **kw):
-    base = dict(relations=["P36"], anchor_counts=[4, None], prompt_lengths=[1, 2], steps=20, dev_every=5,
-                tune={"epochs": 1}, data_dir=str(data_dir),
-                transfer={"anchor_source": "frequency", "anchor_filter": "all", "top_k": None})
+    base = dict(
+        relations=["P36"],
+        anchor_counts=[4, None],
+        prompt_lengths=[1, 2],
+        steps=20,
+        dev_every=5,
+        tune={"epochs": 1},
+        data_dir=str(data_dir),
+        transfer={"anchor_source": "frequency", "anchor_filter": "all", "top_k": None},
+    )
     return AblationConfig(**{**base, **kw})
 
 
@@ -73,13 +80,55 @@ def test_bad_ablation_settings(mini_data_dir):
 
 
 def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsys):
-    code = main(["ablate", "--source", "tiny:bert:32:1", "--target", "tiny:gpt2:32:3", "--relation", "P103",
-                 "--anchors", "4,all", "--lengths", "1", "--steps", "10", "--dev-every", "5", "--epochs", "1",
-                 "--data-dir", str(mini_data_dir), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"),
-                 "--no-png", "--quiet", "--toy-anchors"])
+    code = main(
+        [
+            "ablate",
+            "--source",
+            "tiny:bert:32:1",
+            "--target",
+            "tiny:gpt2:32:3",
+            "--relation",
+            "P103",
+            "--anchors",
+            "4,all",
+            "--lengths",
+            "1",
+            "--steps",
+            "10",
+            "--dev-every",
+            "5",
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(mini_data_dir),
+            "--work",
+            str(tmp_path / "w"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-png",
+            "--quiet",
+            "--toy-anchors",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "o" / "fig2_loss_vs_dev.html").is_file()
     assert "P103" in (tmp_path / "o" / "ablation_anchors.csv").read_text()
-    assert main(["ablate", "--source", "tiny:bert", "--target", "tiny:gpt2", "--relation", "P36", "--anchors", "x",
-                 "--data-dir", str(mini_data_dir)]) == 2
+    assert (
+        main(
+            [
+                "ablate",
+                "--source",
+                "tiny:bert",
+                "--target",
+                "tiny:gpt2",
+                "--relation",
+                "P36",
+                "--anchors",
+                "x",
+                "--data-dir",
+                str(mini_data_dir),
+            ]
+        )
+        == 2
+    )
     assert "--anchors" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 The cached model loader is patched to load only the built-in toy models (real models read as "not fetched"), the
 model directory is empty and the app cache lives in a temporary directory.
 """
+
 from __future__ import annotations
 
 import functools
@@ -12,22 +13,23 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from ptfer_app import catalog, services  # noqa: E402
-from ptfer_core import presets  # noqa: E402
-from ptfer_core.errors import ModelLoadError  # noqa: E402
-from ptfer_core.toy_models import load_toy, write_mini_lama  # noqa: E402
+from ptfer_app import catalog, services
+from ptfer_core import presets
+from ptfer_core.errors import ModelLoadError
+from ptfer_core.toy_models import load_toy, write_mini_lama
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGE = {name: f"pages/{name}.py" for name in ("home", "transfer", "nearest_tokens", "relative_space", "query",
-                                              "results")}
+PAGE = {
+    name: f"pages/{name}.py" for name in ("home", "transfer", "nearest_tokens", "relative_space", "query", "results")
+}
 DEMO_PRESET = "toy-bert-gpt2-language"
 LOADS: list[str] = []
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny(name: str):
     LOADS.append(name)
     if not catalog.is_toy(name):
@@ -66,8 +68,11 @@ def new_app() -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "error", "warning", "success", "title", "subheader")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "error", "warning", "success", "title", "subheader")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -86,7 +91,7 @@ def open_demo_preset(at: AppTest) -> AppTest:
 
 
 def job_of(at: AppTest):
-    return at.session_state["transfer_job"] if "transfer_job" in at.session_state else None
+    return at.session_state["transfer_job"] if "transfer_job" in at.session_state else None  # noqa: SIM401
 
 
 def wait_for_job(at: AppTest, timeout: float = 60.0) -> AppTest:
@@ -131,8 +136,9 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
     assert at.subheader[0].value == "Result"
     assert {b.key for b in at.get("download_button")} >= {"dl_st", "dl_json"}
-    assert "a tuned prompt for P103 with these settings is stored" in texts(at), \
+    assert "a tuned prompt for P103 with these settings is stored" in texts(at), (
         "the preset's settings are selected, so its source is reused"
+    )
     assert at.number_input(key=skey("epochs", "tune")).value == 40
     assert at.sidebar.multiselect(key="src").value == ["tiny-demo-bert"]
 
@@ -195,8 +201,9 @@ def test_sidebar_state_is_in_the_url_and_survives_reruns():
 
 def test_url_restores_the_view():
     at = new_app()
-    at.query_params.update({"src": ["tiny-demo-llama", "tiny-demo-bert"], "tgt": "tiny-demo-gpt2", "rel": "P17",
-                            "seed": "7", "bogus": "1"})
+    at.query_params.update(
+        {"src": ["tiny-demo-llama", "tiny-demo-bert"], "tgt": "tiny-demo-gpt2", "rel": "P17", "seed": "7", "bogus": "1"}
+    )
     at.run()
     assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama", "tiny-demo-bert"]
     assert at.sidebar.selectbox(key="rel").value == "P17"
@@ -207,9 +214,16 @@ def test_url_restores_the_view():
     assert not at.exception and at.sidebar.selectbox(key="rel").value == "P103"
 
 
-@pytest.mark.parametrize("params,key,expected", [({"steps": "-5"}, "steps", 20), ({"steps": "99999999"}, "steps", 5000),
-                                                 ({"steps": "x"}, "steps", 2000), ({"nn_k": "1000"}, "nn_k", 20),
-                                                 ({"seed": "-4"}, "seed", 0)])
+@pytest.mark.parametrize(
+    "params,key,expected",
+    [
+        ({"steps": "-5"}, "steps", 20),
+        ({"steps": "99999999"}, "steps", 5000),
+        ({"steps": "x"}, "steps", 2000),
+        ({"nn_k": "1000"}, "nn_k", 20),
+        ({"seed": "-4"}, "seed", 0),
+    ],
+)
 def test_out_of_range_url_values_are_clamped_not_fatal(params, key, expected):
     at = new_app()
     page = "nearest_tokens" if key == "nn_k" else "transfer"
@@ -247,8 +261,9 @@ def test_transfer_runs_end_to_end():
 
     cands = candidates_for(load_toy("tiny-demo-gpt2"), None, services.demo_data_dir())
     test = [f for f in load_split("P103", "test", services.demo_data_dir()) if f.object in cands.index]
-    assert result.scores["transfer"]["n_facts"] == len(test) and [f["uuid"] for f in result.per_fact] == \
-        [f.uuid for f in test], "scored on the test split"
+    assert result.scores["transfer"]["n_facts"] == len(test) and [f["uuid"] for f in result.per_fact] == [
+        f.uuid for f in test
+    ], "scored on the test split"
     assert "Transfer finished" in texts(at)
     assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
     # the tuned source prompt was cached: a second run goes straight to the search
@@ -277,8 +292,9 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     config = result.transferred.provenance["transfer"]
     assert config["solver"] == solver and config["space"] == space and config["hub_penalty"] == (solver == "vocabulary")
     assert config["selection"] == "loss" and len(result.transferred.trajectory) == 1
-    assert not at.get("plotly_chart") or all(c.key != "result_chart" for c in at.get("plotly_chart")), \
+    assert not at.get("plotly_chart") or all(c.key != "result_chart" for c in at.get("plotly_chart")), (
         "no empty chart frame for a one-step solver"
+    )
     assert "answers in one step" in texts(at)
 
 
@@ -406,8 +422,9 @@ def test_uploaded_prompt_is_used_as_the_source(tmp_path):
     at = new_app()
     at.query_params["src"] = "tiny-demo-bert"
     at = goto(at.run(), "transfer")
-    at.get("file_uploader")[0].set_value([("p.safetensors", data, "application/octet-stream"),
-                                          ("p.json", meta, "application/json")])
+    at.get("file_uploader")[0].set_value(
+        [("p.safetensors", data, "application/octet-stream"), ("p.json", meta, "application/json")]
+    )
     at.run()
     assert not at.exception and not errors(at)
     assert "uses it as the tiny-demo-bert source prompt" in texts(at)
@@ -416,8 +433,8 @@ def test_uploaded_prompt_is_used_as_the_source(tmp_path):
 
 def test_an_upload_of_the_wrong_width_is_refused_at_upload():
     source = presets.read_preset(ROOT / "assets" / "presets" / DEMO_PRESET).source_prompts[0]  # width 32 (bert)
-    data, meta = source.to_bytes()
-    at = goto(new_app().run(), "transfer")  # the source is tiny-demo-llama here... also width 32: use gpt2 (48)
+    data, _ = source.to_bytes()
+    at = goto(new_app().run(), "transfer")
     at.sidebar.multiselect(key="src").set_value(["tiny-demo-gpt2"]).run()
     at.get("file_uploader")[0].set_value([("p.safetensors", data, "application/octet-stream")])
     at.run()
@@ -427,8 +444,9 @@ def test_an_upload_of_the_wrong_width_is_refused_at_upload():
 
 def test_an_upload_above_the_size_limit_is_refused():
     at = goto(new_app().run(), "transfer")
-    at.get("file_uploader")[0].set_value(("big.safetensors", b"x" * ((services.UPLOAD_LIMIT_MB << 20) + 1),
-                                          "application/octet-stream"))
+    at.get("file_uploader")[0].set_value(
+        ("big.safetensors", b"x" * ((services.UPLOAD_LIMIT_MB << 20) + 1), "application/octet-stream")
+    )
     at.run()
     assert not at.exception
     assert any("larger than" in e for e in errors(at)), errors(at)
@@ -438,10 +456,12 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     from ptfer_app import results
 
     config = tmp_path / "mini.yaml"
-    config.write_text('models: ["tiny:llama:32:0", "tiny:gpt2:48:1"]\nrelations: [P103]\n'
-                      'methods: [manual, discretization, transfer]\n'
-                      'overrides: {tune: {epochs: 1}, transfer: {steps: 20, anchor_source: frequency, '
-                      'anchor_filter: all, top_k: null}}\n')
+    config.write_text(
+        'models: ["tiny:llama:32:0", "tiny:gpt2:48:1"]\nrelations: [P103]\n'
+        "methods: [manual, discretization, transfer]\n"
+        "overrides: {tune: {epochs: 1}, transfer: {steps: 20, anchor_source: frequency, "
+        "anchor_filter: all, top_k: null}}\n"
+    )
     monkeypatch.setattr(results, "grid_configs", lambda: {"mini": config})
     at = goto(new_app().run(), "results")
     at.selectbox(key="res_src").set_value("run").run()
@@ -455,7 +475,7 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     assert not at.exception and not errors(at), errors(at)
     assert "Grid finished" in texts(at)
     assert at.selectbox(key="res_src").value.endswith("mini")
-    table = [d for d in at.dataframe if "method" in d.value.columns][0].value
+    table = next(d for d in at.dataframe if "method" in d.value.columns).value
     assert set(table["method"]) == {"manual", "discretization", "transfer"}
     assert at.get("plotly_chart")
 
@@ -481,9 +501,18 @@ def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):
 def test_shortfall_on_the_real_pair_is_explained_with_the_study():
     from ptfer_app import results
 
-    summary = {"relations": ["P36", "P103"], "doc": "docs/transferability.md", "micro_p_at_1": {
-        "a → b": {"manual": 24.2, "split · discretisation": 7.0, "split · transfer: relative (paper)": 0.0,
-                  "split · transfer: relative + snap": 1.6}}}
+    summary = {
+        "relations": ["P36", "P103"],
+        "doc": "docs/transferability.md",
+        "micro_p_at_1": {
+            "a → b": {
+                "manual": 24.2,
+                "split · discretisation": 7.0,
+                "split · transfer: relative (paper)": 0.0,
+                "split · transfer: relative + snap": 1.6,
+            }
+        },
+    }
     why = results.why_transfer_fell_short("a", "b", summary)
     assert "2 relations" in why and "relative + snap" in why and "1.6 %" in why and "24.2 %" in why and "7.0 %" in why
     assert results.why_transfer_fell_short("b", "a", summary) is None  # the study does not cover this direction

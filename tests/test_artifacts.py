@@ -1,4 +1,5 @@
 """Soft prompts on disk: bit-exact round trips, every kind of bad file, and saves that fail without harm."""
+
 from __future__ import annotations
 
 import json
@@ -20,17 +21,26 @@ def make_prompt(m: int = 4, d: int = 32, seed: int = 0, **overrides) -> SoftProm
     vectors = torch.randn(m, d, generator=g) * 10 ** torch.randint(-30, 30, (m, d), generator=g).float()
     vectors[0, 0] = 1.401298464324817e-45  # the smallest subnormal float32
     vectors[0, 1] = -0.0
-    fields = dict(vectors=vectors, model="tiny-gpt2-32", relation="P17", method="direct-tuning",
-                  template="[X] " + "[V] " * m + "[Y] .",
-                  provenance={"seed": seed, "config": {"lr": 0.003, "epochs": 2}, "sources": ["a", "b"]},
-                  metrics={"dev_p_at_1": 41.25, "test_p_at_1": float("nan")},
-                  trajectory=[{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.25, "dev_p_at_1": 12.5}])
+    fields = dict(
+        vectors=vectors,
+        model="tiny-gpt2-32",
+        relation="P17",
+        method="direct-tuning",
+        template="[X] " + "[V] " * m + "[Y] .",
+        provenance={"seed": seed, "config": {"lr": 0.003, "epochs": 2}, "sources": ["a", "b"]},
+        metrics={"dev_p_at_1": 41.25, "test_p_at_1": float("nan")},
+        trajectory=[{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.25, "dev_p_at_1": 12.5}],
+    )
     fields.update(overrides)
     return SoftPrompt(**fields)
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype == torch.float32 and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+    return (
+        a.dtype == b.dtype == torch.float32
+        and a.shape == b.shape
+        and torch.equal(a.view(torch.int32), b.view(torch.int32))
+    )
 
 
 def raw_safetensors(vectors: torch.Tensor, meta: dict | None = None, key: str = "vectors") -> bytes:
@@ -102,8 +112,10 @@ def test_missing_file(tmp_path):
         SoftPrompt.load(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 7, b"not a safetensors file at all", os.urandom(256),
-                                     b"\xff\xff\xff\xff\xff\xff\xff\x7f{}"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x00" * 7, b"not a safetensors file at all", os.urandom(256), b"\xff\xff\xff\xff\xff\xff\xff\x7f{}"],
+)
 def test_corrupt_file(tmp_path, content):
     (tmp_path / "bad.safetensors").write_bytes(content)
     with pytest.raises(PromptFileError, match="not a valid safetensors file"):
@@ -136,7 +148,10 @@ def test_file_metadata_problems(tmp_path):
         "no metadata": (raw_safetensors(prompt.vectors, None), "metadata is missing"),
         "shape disagrees": (raw_safetensors(torch.zeros(3, 8), meta), r"shape \[3, 8\] disagrees"),
         "old format": (raw_safetensors(prompt.vectors, {**meta, "format_version": 99}), "format_version 99"),
-        "lacks fields": (raw_safetensors(prompt.vectors, {k: v for k, v in meta.items() if k != "template"}), "lacks template"),
+        "lacks fields": (
+            raw_safetensors(prompt.vectors, {k: v for k, v in meta.items() if k != "template"}),
+            "lacks template",
+        ),
         "bad template": (raw_safetensors(prompt.vectors, {**meta, "template": "[V] [V] [Y]"}), r"\[X\]"),
         "not an object": (st_save({"vectors": prompt.vectors}, metadata={"ptfer": "[1, 2]"}), "not a JSON object"),
     }

@@ -5,6 +5,7 @@ runs/screenshots/, or to docs/screenshots/ (referenced from the README) with PTF
 plain test run leaves the checkout unchanged. Skipped, with the reason, when Chromium, its driver or Selenium
 is missing. Uses the built-in toy models (no weights needed), so it runs the same in CI.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,21 +22,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / ("docs" if os.environ.get("PTFER_UPDATE_SCREENSHOTS") == "1" else "runs") / "screenshots"
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium") or "",
-                             shutil.which("google-chrome") or "") if p and Path(p).exists()), None)
-DRIVER = next((p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "") if p and Path(p).exists()), None)
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            shutil.which("chromium") or "",
+            shutil.which("google-chrome") or "",
+        )
+        if p and Path(p).exists()
+    ),
+    None,
+)
+DRIVER = next(
+    (p for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "") if p and Path(p).exists()), None
+)
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 try:
-    import selenium  # noqa: F401
+    import selenium
 except ImportError:  # pragma: no cover - depends on the environment
     selenium = None
 
 pytestmark = [
     pytest.mark.skipif(selenium is None, reason="selenium is not installed (pip install selenium)"),
-    pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
-                       reason="Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
+    ),
 ]
 
 
@@ -63,12 +87,32 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 def start_server(tmp_path_factory, env: dict):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+            "--client.toolbarMode",
+            "minimal",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
@@ -85,8 +129,13 @@ def start_server(tmp_path_factory, env: dict):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The app on its embedded defaults: no model weights (tiny demo models), a private cache."""
-    yield from start_server(tmp_path_factory, {"PTFER_MODEL_DIR": str(tmp_path_factory.mktemp("no-models")),
-                                               "PTFER_APP_CACHE": str(tmp_path_factory.mktemp("app-cache"))})
+    yield from start_server(
+        tmp_path_factory,
+        {
+            "PTFER_MODEL_DIR": str(tmp_path_factory.mktemp("no-models")),
+            "PTFER_APP_CACHE": str(tmp_path_factory.mktemp("app-cache")),
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +165,8 @@ def body_text(driver) -> str:
 
 def wait_text(driver, text: str, timeout: float = 30.0) -> float:
     """Seconds until `text` is visible on the page."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
 
     started = time.monotonic()
     try:
@@ -135,8 +183,13 @@ def settle(driver, timeout: float = 30.0) -> None:
 
     time.sleep(0.3)
     WebDriverWait(driver, timeout, poll_frequency=0.1).until(
-        lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"], '
-                                                       '[data-testid="stSkeleton"]'))
+        lambda d: (
+            not d.find_elements(
+                By.CSS_SELECTOR,
+                '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"], [data-testid="stSkeleton"]',
+            )
+        )
+    )
     time.sleep(0.5)
 
 
@@ -156,8 +209,11 @@ def nav(driver, url_path: str, title: str) -> None:
     """Click the top navigation link (same session), then wait for the page title."""
     from selenium.webdriver.common.by import By
 
-    link = next(a for a in driver.find_elements(By.CSS_SELECTOR, "a[href]") if a.get_attribute("href").split("?")[0]
-                .rstrip("/").endswith("/" + url_path))
+    link = next(
+        a
+        for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")
+        if a.get_attribute("href").split("?")[0].rstrip("/").endswith("/" + url_path)
+    )
     link.click()
     wait_text(driver, title)
     settle(driver)
@@ -186,8 +242,11 @@ def test_preset_and_query_in_a_real_browser(server, browser):
 
     # open the toy preset: the result card appears without loading a model; its numbers are the claimed ones
     # (presets whose models are on this machine come first: here, with no weights, that is the toy preset)
-    assert body_text(browser).index("Toy models: BERT") < body_text(browser).index("SmolLM2") \
-        if "SmolLM2" in body_text(browser) else True
+    assert (
+        body_text(browser).index("Toy models: BERT") < body_text(browser).index("SmolLM2")
+        if "SmolLM2" in body_text(browser)
+        else True
+    )
     click_button(browser, "Open")
     first_paint = wait_text(browser, "Random prompt", 15)
     settle(browser)
@@ -195,7 +254,8 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     assert "Transferred" in text and "Manual template" in text and "Discretisation" in text
     assert "80.0" in text, "the toy preset's transferred score is on screen"
     assert not browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg") or all(
-        el.size["height"] > 0 for el in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
+        el.size["height"] > 0 for el in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+    )
     assert "preset=" in browser.current_url and "/transfer" in browser.current_url
     print(f"first paint of the preset result: {first_paint:.2f} s")
     assert first_paint < 5, f"preset result took {first_paint:.1f} s to appear"
@@ -287,8 +347,10 @@ def real_models_ready() -> bool:
     return all(catalog.is_available(n) for n in ("smollm2-135m", "gemma3-270m"))
 
 
-@pytest.mark.skipif(os.environ.get("PTFER_BROWSER_REAL") != "1",
-                    reason="the real-pair browser run is opt-in: PTFER_BROWSER_REAL=1 (needs the fetched models)")
+@pytest.mark.skipif(
+    os.environ.get("PTFER_BROWSER_REAL") != "1",
+    reason="the real-pair browser run is opt-in: PTFER_BROWSER_REAL=1 (needs the fetched models)",
+)
 def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
     """SmolLM2 → Gemma: the real preset, a live transfer (timed) and the real-model screenshots (real_*.png)."""
     import re

@@ -1,4 +1,5 @@
 """The `ptfer` command line: its subcommands on a mini LAMA and a tiny local model, and one-line errors (exit 2)."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 def assert_one_line_error(code: int, err: str, match: str) -> None:
     assert code == 2
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[")]  # progress lines start with [
+    lines = [
+        line for line in err.splitlines() if line.strip() and not line.startswith("[")
+    ]  # progress lines start with [
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and match in lines[0], lines[0]
     assert "Traceback" not in err
@@ -77,8 +80,13 @@ def test_data_info(capsys, mini_data_dir):
         parts = split_facts(load_facts(rid, mini_data_dir))
         counts = [str(sum(len(v) for v in parts.values()))] + [str(len(parts[k])) for k in ("train", "dev", "test")]
         assert [c for c in rows[rid] if c.isdigit()][:4] == counts
-    assert rows["total"][1:5] == ["129", *[str(sum(len(split_facts(load_facts(r, mini_data_dir))[k]) for r in
-                                                   ("P17", "P36", "P103"))) for k in ("train", "dev", "test")]]
+    assert rows["total"][1:5] == [
+        "129",
+        *[
+            str(sum(len(split_facts(load_facts(r, mini_data_dir))[k]) for r in ("P17", "P36", "P103")))
+            for k in ("train", "dev", "test")
+        ],
+    ]
     assert "3 relations, 129 facts" in out
 
 
@@ -97,10 +105,26 @@ def test_missing_data_dir(capsys, tmp_path):
 # ----------------------------------------------------------------------------- evaluate
 
 
-def test_evaluate_manual_all_relations_prints_and_writes_json(capsys, tmp_path, mini_data_dir, tiny_model_dir, tiny_loaded):
+def test_evaluate_manual_all_relations_prints_and_writes_json(
+    capsys, tmp_path, mini_data_dir, tiny_model_dir, tiny_loaded
+):
     out_file = tmp_path / "sub" / "results.json"
-    code, out, err = run(capsys, "evaluate", "--model", tiny_model_dir, "--relation", "all", "--split", "all",
-                         "--data-dir", mini_data_dir, "--batch-size", 4, "--out", out_file)
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--relation",
+        "all",
+        "--split",
+        "all",
+        "--data-dir",
+        mini_data_dir,
+        "--batch-size",
+        4,
+        "--out",
+        out_file,
+    )
     assert code == 0, err
     relations = load_relations(mini_data_dir)
     facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
@@ -110,9 +134,15 @@ def test_evaluate_manual_all_relations_prints_and_writes_json(capsys, tmp_path, 
     assert result["p_at_1_pooled"] == pytest.approx(expected.pooled)
     assert result["p_at_1_relation_mean"] == pytest.approx(expected.relation_mean)
     assert result["n_facts"] == expected.n_facts == 129 - 1  # Atlantis -> Unobtainium is not a candidate
-    assert {rid: r["n_correct"] for rid, r in result["relations"].items()} == \
-           {rid: r.n_correct for rid, r in expected.per_relation.items()}
-    assert (result["split"], result["precision"], result["prompt"], result["kind"]) == ("all", "float32", "manual", "causal")
+    assert {rid: r["n_correct"] for rid, r in result["relations"].items()} == {
+        rid: r.n_correct for rid, r in expected.per_relation.items()
+    }
+    assert (result["split"], result["precision"], result["prompt"], result["kind"]) == (
+        "all",
+        "float32",
+        "manual",
+        "causal",
+    )
     table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("P")}
     assert list(table) == ["P17", "P36", "P103"]
     assert table["P17"][-1] == f"{expected.per_relation['P17'].p_at_1:.2f}" and table["P17"][-2] == "1"  # 1 skipped
@@ -124,9 +154,25 @@ def test_evaluate_template_text_on_one_split(capsys, tmp_path, mini_data_dir, ti
     out_file = tmp_path / "r.json"
     threads = torch.get_num_threads()
     try:
-        code, _, err = run(capsys, "evaluate", "--model", tiny_model_dir, "--relation", "P17,P103", "--split", "train",
-                           "--prompt", "The capital of [X] is [Y] .", "--data-dir", mini_data_dir, "--out", out_file,
-                           "--quiet", "--threads", 1)
+        code, _, err = run(
+            capsys,
+            "evaluate",
+            "--model",
+            tiny_model_dir,
+            "--relation",
+            "P17,P103",
+            "--split",
+            "train",
+            "--prompt",
+            "The capital of [X] is [Y] .",
+            "--data-dir",
+            mini_data_dir,
+            "--out",
+            out_file,
+            "--quiet",
+            "--threads",
+            1,
+        )
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
@@ -145,13 +191,29 @@ def test_evaluate_template_text_on_one_split(capsys, tmp_path, mini_data_dir, ti
 def test_evaluate_soft_prompt_file_uses_its_relation(capsys, tmp_path, mini_data_dir, tiny_model_dir, tiny_loaded):
     vectors = torch.randn(2, tiny_loaded.width, generator=torch.Generator().manual_seed(1))
     SoftPrompt(vectors, str(tiny_model_dir), "P36", "direct-tuning", "[X] [V] [V] [Y] .").save(tmp_path / "p36")
-    code, out, _ = run(capsys, "evaluate", "--model", tiny_model_dir, "--prompt", tmp_path / "p36.safetensors",
-                       "--split", "all", "--data-dir", mini_data_dir, "--out", "-")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--prompt",
+        tmp_path / "p36.safetensors",
+        "--split",
+        "all",
+        "--data-dir",
+        mini_data_dir,
+        "--out",
+        "-",
+    )
     assert code == 0
     assert [line.split()[0] for line in out.splitlines() if line.startswith("P")] == ["P36"]
     cands = candidates_for(tiny_loaded, None, mini_data_dir)
-    expected = evaluate_relations(tiny_loaded, {"P36": SoftPrompt.load(tmp_path / "p36").as_prompt()},
-                                  {"P36": load_facts("P36", mini_data_dir)}, cands)
+    expected = evaluate_relations(
+        tiny_loaded,
+        {"P36": SoftPrompt.load(tmp_path / "p36").as_prompt()},
+        {"P36": load_facts("P36", mini_data_dir)},
+        cands,
+    )
     assert f"pooled over facts: P@1 {expected.pooled:.2f}" in out
     assert not (Path.cwd() / "-").exists()
 
@@ -163,20 +225,33 @@ def test_unknown_model_name(capsys, mini_data_dir, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no hub round trip: this machine is offline
-    code, _, err = run(capsys, "evaluate", "--model", "no-such-model-xyz", "--relation", "P36",
-                       "--data-dir", mini_data_dir, "--out", tmp_path / "r.json")
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        "no-such-model-xyz",
+        "--relation",
+        "P36",
+        "--data-dir",
+        mini_data_dir,
+        "--out",
+        tmp_path / "r.json",
+    )
     assert_one_line_error(code, err, "cannot load model 'no-such-model-xyz'")
     assert not (tmp_path / "r.json").exists()
 
 
 def test_unknown_model_path(capsys, mini_data_dir, tmp_path):
-    code, _, err = run(capsys, "evaluate", "--model", tmp_path / "no" / "model", "--data-dir", mini_data_dir, "--out", "-")
+    code, _, err = run(
+        capsys, "evaluate", "--model", tmp_path / "no" / "model", "--data-dir", mini_data_dir, "--out", "-"
+    )
     assert_one_line_error(code, err, "cannot load model")
 
 
 def test_unfetched_registry_model(capsys, mini_data_dir, tmp_path):
-    code, _, err = run(capsys, "evaluate", "--model", "gemma3-270m", "--model-dir", tmp_path, "--data-dir", mini_data_dir,
-                       "--out", "-")
+    code, _, err = run(
+        capsys, "evaluate", "--model", "gemma3-270m", "--model-dir", tmp_path, "--data-dir", mini_data_dir, "--out", "-"
+    )
     assert_one_line_error(code, err, "ptfer models fetch gemma3-270m")
 
 
@@ -189,11 +264,18 @@ def test_model_without_lm_head(capsys, mini_data_dir, tmp_path, gpt2_lm):
     assert_one_line_error(code, err, "no language-modelling head")
 
 
-@pytest.mark.parametrize("relation,match", [("P999", "unknown relation or task 'P999'"),
-                                            ("P17,P998", "unknown relation or task 'P998'"),
-                                            (",", "--relation is empty")])
+@pytest.mark.parametrize(
+    "relation,match",
+    [
+        ("P999", "unknown relation or task 'P999'"),
+        ("P17,P998", "unknown relation or task 'P998'"),
+        (",", "--relation is empty"),
+    ],
+)
 def test_relation_not_in_the_data(capsys, mini_data_dir, relation, match):
-    code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--relation", relation, "--data-dir", mini_data_dir)
+    code, _, err = run(
+        capsys, "evaluate", "--model", "never-loaded", "--relation", relation, "--data-dir", mini_data_dir
+    )
     assert_one_line_error(code, err, match)
 
 
@@ -205,14 +287,30 @@ def test_evaluate_with_missing_data_dir(capsys, tmp_path):
 @pytest.mark.parametrize("content", [b"", b"garbage" * 20, os.urandom(64)])
 def test_corrupt_prompt_file(capsys, tmp_path, mini_data_dir, content):
     (tmp_path / "bad.safetensors").write_bytes(content)
-    code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--prompt", tmp_path / "bad.safetensors",
-                       "--data-dir", mini_data_dir)
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        "never-loaded",
+        "--prompt",
+        tmp_path / "bad.safetensors",
+        "--data-dir",
+        mini_data_dir,
+    )
     assert_one_line_error(code, err, "not a valid safetensors file")
 
 
 def test_missing_prompt_file(capsys, tmp_path, mini_data_dir):
-    code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--prompt", tmp_path / "absent.safetensors",
-                       "--data-dir", mini_data_dir)
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        "never-loaded",
+        "--prompt",
+        tmp_path / "absent.safetensors",
+        "--data-dir",
+        mini_data_dir,
+    )
     assert_one_line_error(code, err, "does not exist")
 
 
@@ -224,29 +322,64 @@ def test_prompt_file_with_nan(capsys, tmp_path, mini_data_dir):
     bad = torch.zeros(2, 32)
     bad[0, 0] = float("nan")
     (tmp_path / "nan.safetensors").write_bytes(save({"vectors": bad}, metadata={"ptfer": json.dumps(meta)}))
-    code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--prompt", tmp_path / "nan.safetensors",
-                       "--data-dir", mini_data_dir)
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        "never-loaded",
+        "--prompt",
+        tmp_path / "nan.safetensors",
+        "--data-dir",
+        mini_data_dir,
+    )
     assert_one_line_error(code, err, "NaN or infinite")
 
 
 def test_prompt_file_of_wrong_width(capsys, tmp_path, mini_data_dir, tiny_model_dir, tiny_loaded):
-    SoftPrompt(torch.ones(2, tiny_loaded.width * 2), "other", "P36", "direct-tuning", "[X] [V] [V] [Y] .").save(tmp_path / "w")
-    code, _, err = run(capsys, "evaluate", "--model", tiny_model_dir, "--prompt", tmp_path / "w",
-                       "--data-dir", mini_data_dir, "--out", tmp_path / "r.json")
+    SoftPrompt(torch.ones(2, tiny_loaded.width * 2), "other", "P36", "direct-tuning", "[X] [V] [V] [Y] .").save(
+        tmp_path / "w"
+    )
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--prompt",
+        tmp_path / "w",
+        "--data-dir",
+        mini_data_dir,
+        "--out",
+        tmp_path / "r.json",
+    )
     assert_one_line_error(code, err, f"soft prompt width {2 * tiny_loaded.width} does not match")
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("template,match", [("[X] is located in .", "[Y]"), ("located in [Y] .", "[X]"),
-                                            ("[Y] is where [X] is", "[Y] must come after [X]")])
+@pytest.mark.parametrize(
+    "template,match",
+    [("[X] is located in .", "[Y]"), ("located in [Y] .", "[X]"), ("[Y] is where [X] is", "[Y] must come after [X]")],
+)
 def test_template_without_slots(capsys, mini_data_dir, template, match):
     code, _, err = run(capsys, "evaluate", "--model", "never-loaded", "--prompt", template, "--data-dir", mini_data_dir)
     assert_one_line_error(code, err, match)
 
 
 def test_template_with_soft_slots_but_no_vectors(capsys, mini_data_dir, tiny_model_dir):
-    code, _, err = run(capsys, "evaluate", "--model", tiny_model_dir, "--prompt", "[X] [V] [Y] .", "--relation", "P36",
-                       "--data-dir", mini_data_dir, "--out", "-", "--quiet")
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--prompt",
+        "[X] [V] [Y] .",
+        "--relation",
+        "P36",
+        "--data-dir",
+        mini_data_dir,
+        "--out",
+        "-",
+        "--quiet",
+    )
     assert_one_line_error(code, err, "no soft prompt vectors")
 
 
@@ -254,14 +387,32 @@ def test_empty_subject_in_the_data(capsys, tmp_path, tiny_model_dir):
     data = write_mini_lama(tmp_path / "lama")
     path = data / "lama_trex" / "P36.jsonl"
     path.write_text(path.read_text() + json.dumps({"sub_label": " ", "obj_label": "Paris", "uuid": "blank"}) + "\n")
-    code, _, err = run(capsys, "evaluate", "--model", tiny_model_dir, "--relation", "P36", "--split", "all",
-                       "--data-dir", data, "--out", "-", "--quiet")
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--relation",
+        "P36",
+        "--split",
+        "all",
+        "--data-dir",
+        data,
+        "--out",
+        "-",
+        "--quiet",
+    )
     assert_one_line_error(code, err, "empty subject")
 
 
 def test_bad_usage_exits_2(capsys):
-    for argv in (["evaluate", "--model", "m", "--precision", "float16"], ["evaluate", "--model", "m", "--split", "val"],
-                 ["evaluate", "--model", "m", "--batch-size", "0"], ["evaluate"], []):
+    for argv in (
+        ["evaluate", "--model", "m", "--precision", "float16"],
+        ["evaluate", "--model", "m", "--split", "val"],
+        ["evaluate", "--model", "m", "--batch-size", "0"],
+        ["evaluate"],
+        [],
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -287,8 +438,13 @@ def test_parser_is_extensible():
 def test_console_script_error_is_one_line_with_exit_2(tmp_path):
     script = Path(sys.executable).with_name("ptfer")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "ptfer_core.cli"]
-    proc = subprocess.run([*cmd, "data", "info", "--data-dir", str(tmp_path / "nowhere")], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "data", "info", "--data-dir", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: LAMA data not found")
     assert proc.stdout == ""

@@ -1,5 +1,6 @@
 """`ptfer tune | transfer | grid` end to end on toy models and the miniature LAMA: recipes, the prompt store (a
 changed setting never reuses a stale prompt), the scored split, and one-line errors."""
+
 import json
 from pathlib import Path
 
@@ -26,8 +27,24 @@ def test_tune_then_transfer_reuses_the_stored_source_prompt(workdir, capsys):
     saved = stored(workdir)
     assert len(saved) == 1 and json.loads((workdir / "tune-results.json").read_text())["relations"]["P36"]["file"]
     mtime = saved[0].stat().st_mtime_ns
-    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--quiet", *TOY]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--source",
+                "tiny:bert:32:1",
+                "--target",
+                "tiny:llama:48:2",
+                "--relation",
+                "P36",
+                "--epochs",
+                "1",
+                "--quiet",
+                *TOY,
+            ]
+        )
+        == 0
+    )
     assert saved[0].stat().st_mtime_ns == mtime and stored(workdir) == saved  # reused, not re-tuned
     out = json.loads((workdir / "transfer-results.json").read_text())
     assert out["method"] == "transfer" and out["target"] == "tiny:llama:48:2" and out["recipe"] == "studio"
@@ -37,9 +54,19 @@ def test_tune_then_transfer_reuses_the_stored_source_prompt(workdir, capsys):
     assert "P36" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("change", [["--epochs", "2"], ["--lr", "0.3"], ["--max-train", "3"], ["--seed", "4"],
-                                    ["--loss", "candidates"], ["--no-dropout"], ["--tune-precision", "float32"],
-                                    ["--split-seed", "1"]])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["--epochs", "2"],
+        ["--lr", "0.3"],
+        ["--max-train", "3"],
+        ["--seed", "4"],
+        ["--loss", "candidates"],
+        ["--no-dropout"],
+        ["--tune-precision", "float32"],
+        ["--split-seed", "1"],
+    ],
+)
 def test_any_changed_tuning_setting_tunes_a_new_prompt(workdir, change):
     base = ["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]
     assert main(base) == 0
@@ -58,8 +85,25 @@ def test_transfer_scores_the_test_split(workdir):
     from ptfer_core.evaluation import candidates_for
     from ptfer_core.loading import load_model
 
-    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P103",
-                 "--epochs", "1", "--quiet", "--method", "manual"]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--source",
+                "tiny:bert:32:1",
+                "--target",
+                "tiny:llama:48:2",
+                "--relation",
+                "P103",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--method",
+                "manual",
+            ]
+        )
+        == 0
+    )
     out = json.loads((workdir / "transfer-results.json").read_text())
     cands = candidates_for(load_model("tiny:llama:48:2"))
     test = [f for f in load_split("P103", "test") if f.object in cands.index]
@@ -68,9 +112,32 @@ def test_transfer_scores_the_test_split(workdir):
 
 
 def test_paper_recipe_and_flags_that_override_it(workdir, capsys):
-    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--recipe", "paper", "--epochs", "1", "--steps", "30", "--dev-every", "10", "--top-k", "none", "--quiet",
-                 *TOY]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--source",
+                "tiny:bert:32:1",
+                "--target",
+                "tiny:llama:48:2",
+                "--relation",
+                "P36",
+                "--recipe",
+                "paper",
+                "--epochs",
+                "1",
+                "--steps",
+                "30",
+                "--dev-every",
+                "10",
+                "--top-k",
+                "none",
+                "--quiet",
+                *TOY,
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "steps=30 overrides recipe paper's 2000" in err
     out = json.loads((workdir / "transfer-results.json").read_text())
@@ -82,8 +149,28 @@ def test_paper_recipe_and_flags_that_override_it(workdir, capsys):
 
 @pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
 def test_one_step_solvers_from_the_cli(workdir, solver, space):
-    assert main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--epochs", "1", "--solver", solver, "--space", space, "--quiet", *TOY]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--source",
+                "tiny:bert:32:1",
+                "--target",
+                "tiny:llama:48:2",
+                "--relation",
+                "P36",
+                "--epochs",
+                "1",
+                "--solver",
+                solver,
+                "--space",
+                space,
+                "--quiet",
+                *TOY,
+            ]
+        )
+        == 0
+    )
     out = json.loads((workdir / "transfer-results.json").read_text())
     assert out["transfer"]["solver"] == solver and out["transfer"]["space"] == space
     saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
@@ -91,13 +178,51 @@ def test_one_step_solvers_from_the_cli(workdir, solver, space):
 
 
 def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
-    assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--placement", "template", "--init", "manual",
-                 "--epochs", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--model",
+                "tiny:gpt2:32:3",
+                "--relation",
+                "P36",
+                "--placement",
+                "template",
+                "--init",
+                "manual",
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     tuned = json.loads(stored(workdir, "tiny_gpt2_32_3")[0].with_suffix(".json").read_text())
     assert tuned["template"].count("[V]") >= 2 and tuned["template"].index("[V]") < tuned["template"].index("[X]")
-    assert main(["transfer", "--source", "tiny:gpt2:32:3", "--target", "tiny:llama:48:2", "--relation", "P36",
-                 "--placement", "template", "--init", "manual", "--epochs", "1", "--projection", "nearest-shared",
-                 "--quiet", *TOY]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                "--source",
+                "tiny:gpt2:32:3",
+                "--target",
+                "tiny:llama:48:2",
+                "--relation",
+                "P36",
+                "--placement",
+                "template",
+                "--init",
+                "manual",
+                "--epochs",
+                "1",
+                "--projection",
+                "nearest-shared",
+                "--quiet",
+                *TOY,
+            ]
+        )
+        == 0
+    )
     out = json.loads((workdir / "transfer-results.json").read_text())
     assert out["transfer"]["projection"] == "nearest-shared" and out["relations"]["P36"]["file"]
 
@@ -111,12 +236,15 @@ def test_bad_input_is_one_line(workdir, capsys):
 
     src = ["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--quiet"]
     assert error([*src, "--relation", "P36", "--method", "direct-transfer", "--epochs", "1"]).startswith(
-        "error: direct transfer needs equal embedding widths")
+        "error: direct transfer needs equal embedding widths"
+    )
     assert "P999" in error([*src, "--relation", "P999"])
-    assert "top_k 8192 is larger than the" in error([*src, "--relation", "P36", "--recipe", "paper", "--epochs", "1",
-                                                     *TOY])
-    assert "contradicts --normalization" in error([*src, "--relation", "P36", "--no-normalize",
-                                                   "--normalization", "global"])
+    assert "top_k 8192 is larger than the" in error(
+        [*src, "--relation", "P36", "--recipe", "paper", "--epochs", "1", *TOY]
+    )
+    assert "contradicts --normalization" in error(
+        [*src, "--relation", "P36", "--no-normalize", "--normalization", "global"]
+    )
     (workdir / "taken").write_text("a file")
     assert "is a file" in error([*src, "--relation", "P36", "--prompt-dir", "taken"])
     assert "is a directory" in error([*src, "--relation", "P36", "--out", str(workdir)])
@@ -126,14 +254,52 @@ def test_bad_input_is_one_line(workdir, capsys):
 def test_a_source_prompt_for_another_relation_or_model_is_refused(workdir, capsys):
     assert main(["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
     p36 = str(stored(workdir)[0])
-    code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P103",
-                 "--source-prompt", p36, "--quiet", *TOY])
+    code = main(
+        [
+            "transfer",
+            "--source",
+            "tiny:bert:32:1",
+            "--target",
+            "tiny:llama:48:2",
+            "--relation",
+            "P103",
+            "--source-prompt",
+            p36,
+            "--quiet",
+            *TOY,
+        ]
+    )
     assert code == 2 and "made for P36, not P103" in capsys.readouterr().err
-    code = main(["transfer", "--source", "tiny:llama:48:2", "--target", "tiny:bert:32:1", "--relation", "P36",
-                 "--source-prompt", p36, "--quiet", *TOY])
+    code = main(
+        [
+            "transfer",
+            "--source",
+            "tiny:llama:48:2",
+            "--target",
+            "tiny:bert:32:1",
+            "--relation",
+            "P36",
+            "--source-prompt",
+            p36,
+            "--quiet",
+            *TOY,
+        ]
+    )
     assert code == 2 and "width 32" in capsys.readouterr().err
-    code = main(["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36,P103",
-                 "--source-prompt", p36, "--quiet"])
+    code = main(
+        [
+            "transfer",
+            "--source",
+            "tiny:bert:32:1",
+            "--target",
+            "tiny:llama:48:2",
+            "--relation",
+            "P36,P103",
+            "--source-prompt",
+            p36,
+            "--quiet",
+        ]
+    )
     assert code == 2 and "one --relation" in capsys.readouterr().err
 
 

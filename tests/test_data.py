@@ -1,4 +1,5 @@
 """LAMA data loading, the deterministic train/dev/test split, and every way the data can be missing or broken."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from ptfer_core.data import (SPLITS, Fact, get_task, load_common_vocab, load_facts, load_paraphrases,
-                             load_relations, load_split, split_facts, split_of)
+from ptfer_core.data import (
+    SPLITS,
+    Fact,
+    get_task,
+    load_common_vocab,
+    load_facts,
+    load_paraphrases,
+    load_relations,
+    load_split,
+    split_facts,
+    split_of,
+)
 from ptfer_core.errors import DataError, PTferError
 from ptfer_core.paths import DATA_DIR_ENV
 from ptfer_core.toy_models import write_mini_lama
@@ -80,11 +91,19 @@ def test_split_depends_only_on_uuid_and_seed(mini_data_dir):
 
 def test_split_is_identical_in_another_process_with_another_hash_seed():
     uuids = [f"u-{i}" for i in range(200)]
-    code = ("import json,sys; from ptfer_core.data import split_of; "
-            "print(json.dumps([split_of(u) for u in json.loads(sys.argv[1])]))")
+    code = (
+        "import json,sys; from ptfer_core.data import split_of; "
+        "print(json.dumps([split_of(u) for u in json.loads(sys.argv[1])]))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(uuids)], capture_output=True, text=True, env=env,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(uuids)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert json.loads(out.stdout) == [split_of(u) for u in uuids]
 
 
@@ -131,7 +150,7 @@ def test_missing_data_dir_says_how_to_point_to_it(tmp_path):
 
 def test_data_dir_without_relations_file(fresh_data):
     (fresh_data / "relations.jsonl").unlink()
-    with pytest.raises(DataError, match="relations.jsonl"):
+    with pytest.raises(DataError, match=r"relations\.jsonl"):
         load_relations(fresh_data)
 
 
@@ -175,7 +194,7 @@ def test_common_vocab_errors(fresh_data):
     with pytest.raises(DataError, match="unknown common vocabulary 'bert'"):
         load_common_vocab("bert", fresh_data)
     (fresh_data / "common_vocab_cased.txt").unlink()
-    with pytest.raises(DataError, match="common_vocab_cased.txt is missing"):
+    with pytest.raises(DataError, match=r"common_vocab_cased\.txt is missing"):
         load_common_vocab("lama", fresh_data)
 
 

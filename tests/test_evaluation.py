@@ -1,15 +1,25 @@
-"""Precision@1: the common-vocabulary candidate filter, agreement with a naive full-vocabulary evaluation, and bad inputs."""
+"""Precision@1: the candidate filter, agreement with an independent full-vocabulary oracle, and bad inputs."""
+
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
-
 from oracle import oracle_logits
 
 from ptfer_core.data import Fact, Task, load_facts, load_relations
 from ptfer_core.errors import DimensionMismatchError, InputError, TemplateError
-from ptfer_core.evaluation import (CandidateSet, Prompt, batch_bounds, candidates_for, evaluate, evaluate_relations,
-                                   iter_batches, top_k)
+from ptfer_core.evaluation import (
+    CandidateSet,
+    Prompt,
+    batch_bounds,
+    candidates_for,
+    evaluate,
+    evaluate_relations,
+    iter_batches,
+    top_k,
+)
 from ptfer_core.templates import PromptTemplate
 
 COUNTRIES = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt"]
@@ -18,15 +28,31 @@ TEMPLATE = "[X] is located in [Y] ."
 
 def mixed_facts() -> list[Fact]:
     """Subjects of different token lengths, in an order that length-sorted batching must undo."""
-    subjects = ["Town1 Town2 Town3", "Paris", "Town4", "Person1 Person2", "Rome Madrid Tokyo Cairo", "Town5",
-                "Person3 Person4 Person5", "Berlin", "Town6 Town7", "Italy", "Person6", "Town8 Town9 Town10 Town11"]
+    subjects = [
+        "Town1 Town2 Town3",
+        "Paris",
+        "Town4",
+        "Person1 Person2",
+        "Rome Madrid Tokyo Cairo",
+        "Town5",
+        "Person3 Person4 Person5",
+        "Berlin",
+        "Town6 Town7",
+        "Italy",
+        "Person6",
+        "Town8 Town9 Town10 Town11",
+    ]
     return [Fact(s, COUNTRIES[i % 8], f"m-{i}") for i, s in enumerate(subjects)]
 
 
-def naive_predictions(lm, template: PromptTemplate, facts: list[Fact], candidates: CandidateSet, vectors=None) -> list[str]:
+def naive_predictions(
+    lm, template: PromptTemplate, facts: list[Fact], candidates: CandidateSet, vectors=None
+) -> list[str]:
     """One fact at a time through the independent oracle (plain transformers calls), candidate columns only."""
-    return [candidates.words[int(oracle_logits(lm, template.text, f.subject, vectors)[candidates.token_ids].argmax())]
-            for f in facts]
+    return [
+        candidates.words[int(oracle_logits(lm, template.text, f.subject, vectors)[candidates.token_ids].argmax())]
+        for f in facts
+    ]
 
 
 # ----------------------------------------------------------------------------- the common-vocabulary filter
@@ -48,9 +74,27 @@ def test_candidates_are_the_single_token_vocab_words(any_lm):
 
 def test_candidates_for_reads_the_common_vocab_once_per_model(bert_lm, mini_data_dir):
     cands = candidates_for(bert_lm, None, mini_data_dir)
-    assert set(cands.words) == set(COUNTRIES + ["Paris", "Berlin", "Rome", "Madrid", "Tokyo", "Ottawa", "Brasilia", "Cairo",
-                                                "French", "German", "Italian", "Spanish", "Japanese", "English",
-                                                "Portuguese", "Arabic"])
+    assert set(cands.words) == set(
+        COUNTRIES
+        + [
+            "Paris",
+            "Berlin",
+            "Rome",
+            "Madrid",
+            "Tokyo",
+            "Ottawa",
+            "Brasilia",
+            "Cairo",
+            "French",
+            "German",
+            "Italian",
+            "Spanish",
+            "Japanese",
+            "English",
+            "Portuguese",
+            "Arabic",
+        ]
+    )
     assert "Unobtainium" not in cands.words and cands.n_vocab_words == 25
     assert candidates_for(bert_lm, None, mini_data_dir) is cands
 
@@ -133,24 +177,25 @@ def _brute_force_cost(lengths, batch_size, overhead):
 
 
 def test_batch_bounds_are_valid_and_optimal():
-    import itertools
     import random
 
     rng = random.Random(0)
-    for trial in range(40):
+    for _ in range(40):
         lengths = sorted(rng.randint(3, 12) for _ in range(rng.randint(1, 9)))
         size, overhead = rng.randint(1, 5), rng.choice([0, 4, 32])
         bounds = batch_bounds(lengths, size, overhead)
         assert bounds[0][0] == 0 and bounds[-1][1] == len(lengths)
         assert all(a < b and b - a <= size for a, b in bounds)
-        assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+        assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(bounds))
         cost = sum((b - a) * lengths[b - 1] + overhead for a, b in bounds)
         # Exhaustive check over all cut sets, independent of the dynamic programme.
         n = len(lengths)
         exhaustive = min(
             sum((b - a) * lengths[b - 1] + overhead for a, b in zip((0, *cuts), (*cuts, n)))
-            for k in range(n) for cuts in itertools.combinations(range(1, n), k)
-            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, n))))
+            for k in range(n)
+            for cuts in itertools.combinations(range(1, n), k)
+            if all(b - a <= size for a, b in zip((0, *cuts), (*cuts, n)))
+        )
         assert cost == exhaustive == _brute_force_cost(lengths, size, overhead)
     # No overhead: one batch per distinct length (zero padding); fixed chunks would pad.
     assert batch_bounds([4, 4, 5, 5, 5, 9], 6, overhead=0) == [(0, 2), (2, 5), (5, 6)]
@@ -162,16 +207,23 @@ def test_evaluate_relations_micro_and_macro(bert_lm, mini_data_dir):
     cands = candidates_for(bert_lm, None, mini_data_dir)
     facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
     steps = []
-    report = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
-                                batch_size=8, on_step=lambda step, m: steps.append((step, m["relation"])))
+    report = evaluate_relations(
+        bert_lm,
+        {rid: Prompt.manual(r) for rid, r in relations.items()},
+        facts,
+        cands,
+        batch_size=8,
+        on_step=lambda step, m: steps.append((step, m["relation"])),
+    )
     assert steps == [(0, "P17"), (1, "P36"), (2, "P103")]
     results = report.per_relation
     assert report.n_facts == sum(r.n_facts for r in results.values()) == 60 + 8 + 60
     assert report.pooled == pytest.approx(100.0 * sum(r.n_correct for r in results.values()) / report.n_facts)
     assert report.relation_mean == pytest.approx(sum(r.p_at_1 for r in results.values()) / 3)
     assert report.as_dict()["relations"]["P17"]["n_skipped"] == 1
-    stopped = evaluate_relations(bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands,
-                                 should_stop=lambda: True)
+    stopped = evaluate_relations(
+        bert_lm, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands, should_stop=lambda: True
+    )
     assert stopped.per_relation == {} and stopped.pooled == 0.0
 
 
@@ -179,8 +231,9 @@ def test_the_two_averages_differ_and_are_named():
     """The paper's "micro" is the mean of per-relation P@1; pooling all facts weights big relations more."""
     from ptfer_core.evaluation import EvalReport, EvalResult
 
-    report = EvalReport({"A": EvalResult(n_facts=10, n_correct=10, n_skipped=0),
-                         "B": EvalResult(n_facts=90, n_correct=0, n_skipped=0)})
+    report = EvalReport(
+        {"A": EvalResult(n_facts=10, n_correct=10, n_skipped=0), "B": EvalResult(n_facts=90, n_correct=0, n_skipped=0)}
+    )
     assert report.relation_mean == pytest.approx(50.0)
     assert report.pooled == pytest.approx(10.0)
     assert report.as_dict()["p_at_1_relation_mean"] == pytest.approx(50.0)
@@ -222,8 +275,15 @@ def test_top_k_needs_positive_k(gpt2_lm, mini_data_dir):
         top_k(gpt2_lm, Prompt.from_text(TEMPLATE), "Paris", candidates_for(gpt2_lm, None, mini_data_dir), k=0)
 
 
-@pytest.mark.parametrize("text,match", [("[X] is located in .", r"\[Y\]"), ("is located in [Y] .", r"\[X\]"),
-                                        ("located in", r"\[X\]"), ("[X] [X] is in [Y]", "exactly once")])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("[X] is located in .", r"\[Y\]"),
+        ("is located in [Y] .", r"\[X\]"),
+        ("located in", r"\[X\]"),
+        ("[X] [X] is in [Y]", "exactly once"),
+    ],
+)
 def test_template_without_slots_is_refused(text, match):
     with pytest.raises(TemplateError, match=match):
         Prompt.from_text(text)

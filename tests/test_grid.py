@@ -1,5 +1,6 @@
 """The result grid: the plan, resuming, cells keyed by their settings, damaged cells, not-applicable tasks,
 the scored split, and the local vs Ray executors."""
+
 import json
 import warnings
 
@@ -10,13 +11,17 @@ from ptfer_core.errors import DataError, InputError, ModelLoadError
 from ptfer_core.grid import GridConfig, plan, run_grid
 
 MODELS = ["tiny:bert:32:1", "tiny:llama:48:2", "tiny:gpt2:32:3"]
-TOY = {"tune": {"epochs": 1}, "transfer": {"steps": 20, "anchor_source": "frequency", "anchor_filter": "all",
-                                             "top_k": None, "dev_every": 10}, "projector": {"hidden": 8, "epochs": 1}}
+TOY = {
+    "tune": {"epochs": 1},
+    "transfer": {"steps": 20, "anchor_source": "frequency", "anchor_filter": "all", "top_k": None, "dev_every": 10},
+    "projector": {"hidden": 8, "epochs": 1},
+}
 
 
 def tiny_config(data_dir, **kw):
-    base = dict(models=MODELS, relations=["P36", "P103"], data_dir=str(data_dir), overrides=TOY,
-                recipes=["studio", "paper"])
+    base = dict(
+        models=MODELS, relations=["P36", "P103"], data_dir=str(data_dir), overrides=TOY, recipes=["studio", "paper"]
+    )
     return GridConfig(**{**base, **kw})
 
 
@@ -32,8 +37,12 @@ def test_plan_covers_every_pair_method_and_recipe(mini_data_dir):
 
 
 def test_recipes_that_tune_alike_share_their_baselines(mini_data_dir, tmp_path):
-    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["paper", "paper-zero-shot"],
-                         methods=["manual", "discretization", "transfer"])
+    config = tiny_config(
+        mini_data_dir,
+        relations=["P36"],
+        recipes=["paper", "paper-zero-shot"],
+        methods=["manual", "discretization", "transfer"],
+    )
     tune, cells = plan(config)
     assert {c.recipe for c in tune} == {"paper"}
     assert {c.shared_with for c in cells if c.kind in ("target", "baseline")} == {("paper-zero-shot",)}
@@ -47,8 +56,17 @@ def test_recipes_that_tune_alike_share_their_baselines(mini_data_dir, tmp_path):
 def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
     config = tiny_config(mini_data_dir, overrides={**TOY, "tune": {"epochs": 1, "max_train": 5}})
     table = run_grid(config, tmp_path)
-    assert set(table["method"]) == {"manual", "random", "direct-tuning", "direct-transfer", "discretization",
-                                    "projector", "transfer", "self-transfer", "dual-source"}
+    assert set(table["method"]) == {
+        "manual",
+        "random",
+        "direct-tuning",
+        "direct-transfer",
+        "discretization",
+        "projector",
+        "transfer",
+        "self-transfer",
+        "dual-source",
+    }
     assert set(table["recipe"]) == {"studio", "paper"}
     cross = table[(table.method == "direct-transfer") & (table.source == MODELS[0]) & (table.target == MODELS[1])]
     assert cross["p_at_1"].isna().all() and cross["error"].str.startswith("not applicable").all()
@@ -74,8 +92,12 @@ def test_a_changed_setting_recomputes_exactly_the_cells_it_touches(mini_data_dir
     config = tiny_config(mini_data_dir, relations=["P36"], methods=["manual", "transfer"])
     run_grid(config, tmp_path)
     events = []
-    changed = tiny_config(mini_data_dir, relations=["P36"], methods=["manual", "transfer"],
-                          overrides={**TOY, "transfer": {**TOY["transfer"], "steps": 7}})
+    changed = tiny_config(
+        mini_data_dir,
+        relations=["P36"],
+        methods=["manual", "transfer"],
+        overrides={**TOY, "transfer": {**TOY["transfer"], "steps": 7}},
+    )
     run_grid(changed, tmp_path, on_step=lambda s, m: events.append((m["task"], m["skipped"])))
     recomputed = {t for t, skipped in events if not skipped}
     # Both solvers read "steps": every transfer cell is recomputed; baselines and tuning do not depend on it.
@@ -110,11 +132,19 @@ def test_a_relation_a_model_cannot_run_is_recorded_and_the_grid_goes_on(mini_dat
     shutil.copytree(mini_data_dir, root)
     # Every P17 answer outside the toy vocabulary: no model can tune on it.
     rows = [json.loads(line) for line in (root / "lama_trex" / "P17.jsonl").read_text().splitlines()]
-    (root / "lama_trex" / "P17.jsonl").write_text("\n".join(json.dumps({**r, "obj_label": "Unobtainium"}) for r in rows))
-    config = tiny_config(root, relations=["P17", "P36"], recipes=["studio"], methods=["manual", "direct-tuning", "transfer"])
+    (root / "lama_trex" / "P17.jsonl").write_text(
+        "\n".join(json.dumps({**r, "obj_label": "Unobtainium"}) for r in rows)
+    )
+    config = tiny_config(
+        root, relations=["P17", "P36"], recipes=["studio"], methods=["manual", "direct-tuning", "transfer"]
+    )
     table = run_grid(config, tmp_path / "out")
     p17 = table[table.relation == "P17"]
-    assert p17["error"].str.startswith("not applicable").all() and set(p17.method) == {"manual", "direct-tuning", "transfer"}
+    assert p17["error"].str.startswith("not applicable").all() and set(p17.method) == {
+        "manual",
+        "direct-tuning",
+        "transfer",
+    }
     assert table[table.relation == "P36"]["p_at_1"].notna().all()
     assert "Cells that did not run" in (tmp_path / "out" / "summary.md").read_text()
 
@@ -168,8 +198,9 @@ def test_shipped_grid_configs_parse():
 
 def test_ray_executor_matches_local(mini_data_dir, tmp_path):
     ray = pytest.importorskip("ray")
-    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "transfer",
-                                                                                       "discretization"])
+    config = tiny_config(
+        mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "transfer", "discretization"]
+    )
     local = run_grid(config, tmp_path / "local")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -1,4 +1,5 @@
 """No silent wrong answers and no tracebacks: every bad input gets one clear line (issue: hardening)."""
+
 from __future__ import annotations
 
 import json
@@ -54,15 +55,16 @@ def test_a_complete_model_directory_loads(saved_model):
 
 
 def test_model_directory_without_tokenizer_files(saved_model, tmp_path):
-    broken = copy_model(saved_model, tmp_path / "m", drop={"tokenizer.json", "tokenizer_config.json",
-                                                           "special_tokens_map.json"})
+    broken = copy_model(
+        saved_model, tmp_path / "m", drop={"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    )
     with pytest.raises(ModelLoadError, match="no tokenizer files"):
         load_model(str(broken))
 
 
 def test_model_directory_without_weights_or_with_only_a_pickle(saved_model, tmp_path):
     empty = copy_model(saved_model, tmp_path / "a", drop={"model.safetensors"})
-    with pytest.raises(ModelLoadError, match="no .safetensors weights"):
+    with pytest.raises(ModelLoadError, match=r"no \.safetensors weights"):
         load_model(str(empty))
     (empty / "pytorch_model.bin").write_bytes(b"not even a pickle")
     with pytest.raises(ModelLoadError, match="pickled weights are refused"):
@@ -87,10 +89,12 @@ def test_a_hub_model_offline_fails_at_once(monkeypatch):
 
 def test_concurrent_loads_of_different_models_are_safe():
     """Three threads loading three models at once in a fresh interpreter (cold imports): no import race."""
-    code = ("import threading\nfrom ptfer_core.loading import load_model\nerrors = []\n"
-            "def go(n):\n    try:\n        load_model(n)\n    except Exception as e:\n        errors.append(repr(e))\n"
-            "ts = [threading.Thread(target=go, args=(n,)) for n in ('tiny-demo-llama', 'tiny:bert:32:5', 'tiny:gpt2')]\n"
-            "[t.start() for t in ts]; [t.join() for t in ts]\nprint('ERRORS', errors)\n")
+    code = (
+        "import threading\nfrom ptfer_core.loading import load_model\nerrors = []\n"
+        "def go(n):\n    try:\n        load_model(n)\n    except Exception as e:\n        errors.append(repr(e))\n"
+        "ts = [threading.Thread(target=go, args=(n,)) for n in ('tiny-demo-llama', 'tiny:bert:32:5', 'tiny:gpt2')]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\nprint('ERRORS', errors)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert "ERRORS []" in out.stdout, out.stdout + out.stderr
 
@@ -122,8 +126,14 @@ def test_written_files_are_readable_by_others(tmp_path):
 # ----------------------------------------------------------------------------- data files
 
 
-@pytest.mark.parametrize("line,match", [("[1, 2]", "not an object"), ('{"template": "[X] is [Y] ."}', "'relation'"),
-                                        ('{"relation": "Pfoo", "template": "[X] is [Y] ."}', "'relation' must be")])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("[1, 2]", "not an object"),
+        ('{"template": "[X] is [Y] ."}', "'relation'"),
+        ('{"relation": "Pfoo", "template": "[X] is [Y] ."}', "'relation' must be"),
+    ],
+)
 def test_malformed_relation_rows(tmp_path, line, match):
     root = write_mini_lama(tmp_path)
     with open(root / "relations.jsonl", "a") as fh:
@@ -146,19 +156,44 @@ def test_an_empty_subject_names_the_fact(tmp_path):
 
 def test_results_are_not_lost_to_an_unwritable_out(tmp_path, mini_data_dir, capsys):
     (tmp_path / "file").write_text("x")
-    code = main(["evaluate", "--model", "tiny:gpt2", "--data-dir", str(mini_data_dir), "--quiet",
-                 "--out", str(tmp_path / "file" / "results.json")])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            "tiny:gpt2",
+            "--data-dir",
+            str(mini_data_dir),
+            "--quiet",
+            "--out",
+            str(tmp_path / "file" / "results.json"),
+        ]
+    )
     assert code == 2 and "cannot be written" in capsys.readouterr().err
-    code = main(["tune", "--model", "tiny:gpt2", "--relation", "P36", "--data-dir", str(mini_data_dir), "--quiet",
-                 "--prompt-dir", str(tmp_path / "file")])
+    code = main(
+        [
+            "tune",
+            "--model",
+            "tiny:gpt2",
+            "--relation",
+            "P36",
+            "--data-dir",
+            str(mini_data_dir),
+            "--quiet",
+            "--prompt-dir",
+            str(tmp_path / "file"),
+        ]
+    )
     assert code == 2 and "is a file" in capsys.readouterr().err
 
 
 def test_bad_settings_in_a_grid_file_fail_before_anything_runs(tmp_path, mini_data_dir, capsys):
     for overrides, match in (({"projector": {"hidden": -1}}, "hidden"), ({"transfer": {"dev_every": 0}}, "dev_every")):
         config = tmp_path / "g.yaml"
-        config.write_text(json.dumps({"models": ["tiny:bert"], "relations": ["P36"], "overrides": overrides,
-                                      "data_dir": str(mini_data_dir)}))
+        config.write_text(
+            json.dumps(
+                {"models": ["tiny:bert"], "relations": ["P36"], "overrides": overrides, "data_dir": str(mini_data_dir)}
+            )
+        )
         assert main(["grid", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
         assert match in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
@@ -168,9 +203,24 @@ def test_bad_settings_in_a_grid_file_fail_before_anything_runs(tmp_path, mini_da
 def test_the_documented_tiny_grid_goes_on_past_a_relation_it_cannot_run(tmp_path):
     """`ptfer grid --config grids/tiny.yaml` on the real LAMA data: relations whose answers toy models do not know
     become not-applicable rows, and the grid finishes."""
-    out = subprocess.run([sys.executable, "-m", "ptfer_core.cli", "grid", "--config", str(ROOT / "grids" / "tiny.yaml"),
-                          "--out", str(tmp_path / "g"), "--relations", "P30,P36"], capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ptfer_core.cli",
+            "grid",
+            "--config",
+            str(ROOT / "grids" / "tiny.yaml"),
+            "--out",
+            str(tmp_path / "g"),
+            "--relations",
+            "P30,P36",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     import pandas as pd
 

@@ -7,7 +7,7 @@ from ptfer_core.templates import PromptTemplate, SegmentKind
 
 
 def template_as_soft(lm, template_text):
-    """Replace each literal word token of a template by a [V] slot and return (soft template, those tokens' embeddings)."""
+    """Replace each literal word token of a template by a [V] slot: (soft template, those tokens' embeddings)."""
     tpl = PromptTemplate.parse(template_text)
     parts, ids = [], []
     after_answer = False
@@ -93,8 +93,10 @@ def test_empty_subject_is_rejected(bert_lm, subject):
         bert_lm.encode(PromptTemplate.parse("[X] is located in [Y] ."), [subject])
 
 
-@pytest.mark.parametrize("text,match", [("[X] is located in .", r"\[Y\]"), ("is located in [Y] .", r"\[X\]"),
-                                        ("[Y] is [X]", "after"), ("", "empty")])
+@pytest.mark.parametrize(
+    "text,match",
+    [("[X] is located in .", r"\[Y\]"), ("is located in [Y] .", r"\[X\]"), ("[Y] is [X]", "after"), ("", "empty")],
+)
 def test_bad_templates(text, match):
     with pytest.raises(TemplateError, match=match):
         PromptTemplate.parse(text)

@@ -1,20 +1,25 @@
 """The answer position, checked against an independent oracle (tests/oracle.py): plain transformers calls on the
 filled-in sentence. No real masked LM runs on these machines, so for BERT/RoBERTa/ALBERT users this is the guard
 for every P@1, tuning and transfer number."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from oracle import oracle_logits, sentence
 
-from ptfer_core.evaluation import CandidateSet, Prompt, evaluate
 from ptfer_core.data import Fact
+from ptfer_core.evaluation import CandidateSet, Prompt, evaluate
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3", "Rome Madrid Tokyo Cairo"]  # 1 to 4 tokens
-TEMPLATES = ["[X] is located in [Y] .", "The capital of [X] is [Y] .", "[Y] is the capital of [X] and the",
-             "the [X] [Y] and a ."]  # [Y] at the end, in the middle, first, right after [X]
+TEMPLATES = [
+    "[X] is located in [Y] .",
+    "The capital of [X] is [Y] .",
+    "[Y] is the capital of [X] and the",
+    "the [X] [Y] and a .",
+]  # [Y] at the end, in the middle, first, right after [X]
 
 
 @pytest.fixture(scope="module", params=["bert", "roberta", "albert", "gpt2", "llama"])
@@ -43,8 +48,9 @@ def test_manual_template_logits_equal_the_plain_sentence(lm, template):
         torch.testing.assert_close(ours[row], oracle_logits(lm, template, subject), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("layout", ["[X] [V] [V] [V] [Y] .", "[V] [V] [X] [Y] .", "[V] [X] is [V] [Y] .",
-                                    "[V] [V] [S][X] [Y] ."])
+@pytest.mark.parametrize(
+    "layout", ["[X] [V] [V] [V] [Y] .", "[V] [V] [X] [Y] .", "[V] [X] is [V] [Y] .", "[V] [V] [S][X] [Y] ."]
+)
 def test_soft_prompt_logits_equal_the_spliced_sentence(lm, layout):
     vectors = torch.randn(PromptTemplate.parse(layout).n_soft, lm.width, generator=torch.Generator().manual_seed(3))
     template = PromptTemplate.parse(layout)

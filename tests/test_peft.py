@@ -1,4 +1,5 @@
 """PEFT prompt-tuning adapters in and out: round trips through huggingface/peft itself, and every bad adapter."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ import torch
 
 peft = pytest.importorskip("peft")
 
-from ptfer_core.artifacts import SoftPrompt  # noqa: E402
-from ptfer_core.cli import main  # noqa: E402
-from ptfer_core.errors import PromptFileError  # noqa: E402
-from ptfer_core.evaluation import Prompt, evaluate  # noqa: E402
-from ptfer_core.peft_io import peft_template, read_peft_adapter, write_peft_adapter  # noqa: E402
-from ptfer_core.templates import PromptTemplate  # noqa: E402
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm  # noqa: E402
+from ptfer_core.artifacts import SoftPrompt
+from ptfer_core.cli import main
+from ptfer_core.errors import PromptFileError
+from ptfer_core.evaluation import Prompt, evaluate
+from ptfer_core.peft_io import peft_template, read_peft_adapter, write_peft_adapter
+from ptfer_core.templates import PromptTemplate
+from ptfer_core.toy_models import MINI_WORDS, tiny_lm
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3"]
 
@@ -52,7 +53,9 @@ def test_export_then_peft_gives_ptfers_logits(arch, tmp_path):
     out = write_peft_adapter(prompt, tmp_path / "adapter", kind=lm.kind, base_model="toy")
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 4
-    assert config["token_dim"] == lm.width and config["task_type"] == ("CAUSAL_LM" if arch != "bert" else "FEATURE_EXTRACTION")
+    assert config["token_dim"] == lm.width and config["task_type"] == (
+        "CAUSAL_LM" if arch != "bert" else "FEATURE_EXTRACTION"
+    )
     ours = lm.answer_logits(lm.encode(prompt.prompt_template, SUBJECTS), prompt.vectors)
     theirs = peft_logits(lm, out, SUBJECTS)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
@@ -65,8 +68,9 @@ def test_bfloat16_forward_stays_close_to_peft(tmp_path):
     prompt = peft_prompt(lm)
     out = write_peft_adapter(prompt, tmp_path / "adapter", kind=lm.kind, base_model="toy")
     theirs = peft_logits(lm, out, SUBJECTS)
-    fast = lm.answer_logits(lm.encode(prompt.prompt_template, SUBJECTS), prompt.vectors,
-                            model=lm.compute_model("bfloat16"))
+    fast = lm.answer_logits(
+        lm.encode(prompt.prompt_template, SUBJECTS), prompt.vectors, model=lm.compute_model("bfloat16")
+    )
     assert (fast - theirs).abs().max() <= 0.03 * (theirs.max() - theirs.min())
 
 
@@ -76,8 +80,10 @@ def test_an_adapter_made_by_peft_imports_and_evaluates_identically(arch, tmp_pat
 
     lm = tiny_lm(arch, MINI_WORDS, seed=4)
     task_type = "CAUSAL_LM" if arch == "llama" else "FEATURE_EXTRACTION"
-    model = get_peft_model(lm.model, PromptTuningConfig(task_type=task_type, num_virtual_tokens=3, token_dim=lm.width,
-                                                        num_transformer_submodules=1))
+    model = get_peft_model(
+        lm.model,
+        PromptTuningConfig(task_type=task_type, num_virtual_tokens=3, token_dim=lm.width, num_transformer_submodules=1),
+    )
     with torch.no_grad():
         model.prompt_encoder["default"].embedding.weight.normal_(generator=torch.Generator().manual_seed(1))
     model.save_pretrained(str(tmp_path / "made-by-peft"))
@@ -87,12 +93,13 @@ def test_an_adapter_made_by_peft_imports_and_evaluates_identically(arch, tmp_pat
     ours = lm.answer_logits(lm.encode(imported.prompt_template, SUBJECTS), imported.vectors)
     torch.testing.assert_close(ours, peft_logits(lm, tmp_path / "made-by-peft", SUBJECTS), rtol=1e-4, atol=1e-4)
     # and through the CLI: evaluate accepts the adapter folder as a prompt
-    from ptfer_core.evaluation import candidates_for
     from ptfer_core.data import load_split
+    from ptfer_core.evaluation import candidates_for
 
     cands = candidates_for(lm, None, mini_data_dir)
-    result = evaluate(lm, Prompt(imported.prompt_template, imported.vectors), load_split("P36", "all", mini_data_dir),
-                      cands)
+    result = evaluate(
+        lm, Prompt(imported.prompt_template, imported.vectors), load_split("P36", "all", mini_data_dir), cands
+    )
     assert result.n_facts == 8
 
 
@@ -110,8 +117,23 @@ def test_export_command_and_zip_import(tmp_path, mini_data_dir, capsys):
             z.write(f, f"adapter/{f.name}")
     back = read_peft_adapter(archive)
     assert torch.equal(back.vectors, prompt.vectors) and back.relation == "P36" and back.model == "tiny:gpt2"
-    assert main(["evaluate", "--model", "tiny:gpt2", "--prompt", str(archive), "--data-dir", str(mini_data_dir),
-                 "--out", "-", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "tiny:gpt2",
+                "--prompt",
+                str(archive),
+                "--data-dir",
+                str(mini_data_dir),
+                "--out",
+                "-",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "P36" in capsys.readouterr().out
 
 
@@ -127,21 +149,31 @@ def _write(folder, config=None, tensors=None):
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 2, "token_dim": 8,
-            "num_transformer_submodules": 1}
+    base = {
+        "peft_type": "PROMPT_TUNING",
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": 2,
+        "token_dim": 8,
+        "num_transformer_submodules": 1,
+    }
     (folder / "adapter_config.json").write_text(json.dumps({**base, **(config or {})}))
-    save_file(tensors if tensors is not None else {"prompt_embeddings": torch.randn(2, 8)},
-              str(folder / "adapter_model.safetensors"))
+    save_file(
+        tensors if tensors is not None else {"prompt_embeddings": torch.randn(2, 8)},
+        str(folder / "adapter_model.safetensors"),
+    )
     return folder
 
 
-@pytest.mark.parametrize("config,tensors,match", [
-    ({"token_dim": 9}, None, "shape"),
-    ({"peft_type": "LORA"}, None, "PROMPT_TUNING"),
-    ({}, {"other": torch.randn(2, 8)}, "no 'prompt_embeddings'"),
-    ({}, {"prompt_embeddings": torch.full((2, 8), float("nan"))}, "NaN"),
-    ({"num_transformer_submodules": 2}, None, "submodules"),
-])
+@pytest.mark.parametrize(
+    "config,tensors,match",
+    [
+        ({"token_dim": 9}, None, "shape"),
+        ({"peft_type": "LORA"}, None, "PROMPT_TUNING"),
+        ({}, {"other": torch.randn(2, 8)}, "no 'prompt_embeddings'"),
+        ({}, {"prompt_embeddings": torch.full((2, 8), float("nan"))}, "NaN"),
+        ({"num_transformer_submodules": 2}, None, "submodules"),
+    ],
+)
 def test_bad_adapters_give_one_clear_error(tmp_path, config, tensors, match):
     with pytest.raises(PromptFileError, match=match):
         read_peft_adapter(_write(tmp_path / "a", config, tensors))
@@ -156,7 +188,7 @@ def test_bad_zips_are_refused(tmp_path):
                 z.write(f, f"a/{f.name}")
             for member, text in members.items():
                 z.writestr(member, text)
-        with pytest.raises(PromptFileError, match="unsafe path|holds only"):
+        with pytest.raises(PromptFileError, match=r"unsafe path|holds only"):
             read_peft_adapter(path)
     (tmp_path / "not.zip").write_bytes(b"no zip")
     with pytest.raises(PromptFileError, match="not a readable zip"):

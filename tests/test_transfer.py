@@ -1,5 +1,6 @@
 """The relative space, the solvers and the transfer: invariances, exact optima, top-K in every solver, selection
 rules against their recorded curves, weight normalisation and provenance, and every bad input."""
+
 import json
 import os
 import subprocess
@@ -9,12 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptfer_core.anchors import AnchorSet, common_vocab_words, select_anchors, shared_vocabulary, word_index, word_of_token
+from ptfer_core.anchors import (
+    AnchorSet,
+    common_vocab_words,
+    select_anchors,
+    shared_vocabulary,
+    word_index,
+    word_of_token,
+)
 from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.config import Normalization
 from ptfer_core.errors import InputError
 from ptfer_core.settings import TransferConfig, recipe_settings
-from ptfer_core.solvers import Normalizer, matching_loss
+from ptfer_core.solvers import Normalizer
 from ptfer_core.space import RelativeSpace, relative_space
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm
@@ -46,7 +54,10 @@ def randn(*shape, seed=0):
 @pytest.mark.parametrize("mode", ["raw", "standardised"])
 def test_relative_space_is_rotation_invariant(mode):
     gen = torch.Generator().manual_seed(0)
-    vectors, anchors = torch.randn(5, 16, generator=gen, dtype=torch.float64), torch.randn(40, 16, generator=gen, dtype=torch.float64)
+    vectors, anchors = (
+        torch.randn(5, 16, generator=gen, dtype=torch.float64),
+        torch.randn(40, 16, generator=gen, dtype=torch.float64),
+    )
     q, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen, dtype=torch.float64))
     plain = RelativeSpace.fit(anchors.float(), mode).encode(vectors.float())
     rotated = RelativeSpace.fit((anchors @ q).float(), mode).encode((vectors @ q).float())
@@ -57,7 +68,9 @@ def test_relative_space_is_rotation_invariant(mode):
 def test_top_k_keeps_the_largest_signed_entries():
     space = RelativeSpace.fit(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]))
     rel, mask = space.encode_top_k(torch.tensor([[1.0, 0.0]]), 2)
-    assert mask.tolist() == [[True, False, True, False]]  # the -1 (largest in magnitude) is not kept: signed, as the reference
+    assert mask.tolist() == [
+        [True, False, True, False]
+    ]  # the -1 (largest in magnitude) is not kept: signed, as the reference
     assert rel[0, 1] == 0 and rel[0, 3] == 0 and rel[0, 0] == pytest.approx(1.0)
 
 
@@ -112,9 +125,11 @@ def test_byte_level_tokens_are_decoded():
 
 
 def test_anchor_set_is_independent_of_python_hash_seed():
-    code = ("from ptfer_core.toy_models import tiny_lm, MINI_WORDS; from ptfer_core.anchors import select_anchors;"
-            "import json; print(json.dumps(select_anchors([tiny_lm('bert', MINI_WORDS), tiny_lm('gpt2', MINI_WORDS)],"
-            " k=20, word_filter='all').words))")
+    code = (
+        "from ptfer_core.toy_models import tiny_lm, MINI_WORDS; from ptfer_core.anchors import select_anchors;"
+        "import json; print(json.dumps(select_anchors([tiny_lm('bert', MINI_WORDS), tiny_lm('gpt2', MINI_WORDS)],"
+        " k=20, word_filter='all').words))"
+    )
     outputs = []
     for seed in ("1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -132,6 +147,16 @@ def test_global_normalisation_is_one_mean_and_std_over_all_values():
     torch.testing.assert_close(out, (x - x.mean()) / x.std() * 2.0 + 0.5)
     norms = out.norm(dim=-1)
     assert norms.max() - norms.min() > 0.1  # unlike per-vector normalisation, the vectors keep different lengths
+
+
+def test_relative_normalisation_keeps_the_source_prompts_scale(pair):
+    lm = pair[1]
+    small = randn(4, lm.width, seed=8) * 0.01  # far smaller than this model's tokens
+    paper = transfer_prompt([(soft(lm, small), lm)], lm, config())
+    kept = transfer_prompt([(soft(lm, small), lm)], lm, config(normalization="relative"))
+    assert paper.vectors.std().item() == pytest.approx(target_statistics(lm)[1], rel=1e-3)  # Eq. 6: the target's
+    assert kept.vectors.std().item() == pytest.approx(small.std().item(), rel=1e-3)  # relative: the source's own
+    assert F.cosine_similarity(kept.vectors, small, dim=-1).min() > 0.999
 
 
 def test_per_vector_normalisation_and_none():
@@ -228,8 +253,12 @@ def test_weights_are_normalised_and_recorded(pair):
     other = transfer_prompt([(a, src), (b, src)], tgt, cfg, weights=[1.0, 3.0])
     assert not torch.allclose(one.vectors, other.vectors, atol=1e-3)
     only_a = transfer_prompt([(a, src)], tgt, cfg)
-    torch.testing.assert_close(transfer_prompt([(a, src), (b, src)], tgt, cfg, weights=[1.0, 0.0]).vectors, only_a.vectors,
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        transfer_prompt([(a, src), (b, src)], tgt, cfg, weights=[1.0, 0.0]).vectors,
+        only_a.vectors,
+        atol=1e-5,
+        rtol=1e-4,
+    )
     assert [s["digest"] for s in one.provenance["sources"]] == [a.digest, b.digest]
 
 
@@ -244,7 +273,9 @@ def test_weight_errors(pair):
 def test_sources_for_different_tasks_are_refused(pair):
     src, tgt = pair
     with pytest.raises(InputError, match="different tasks"):
-        transfer_prompt([(soft(src, randn(3, src.width), "P17"), src), (soft(src, randn(3, src.width), "P36"), src)], tgt)
+        transfer_prompt(
+            [(soft(src, randn(3, src.width), "P17"), src), (soft(src, randn(3, src.width), "P36"), src)], tgt
+        )
 
 
 # ----------------------------------------------------------------------------- the Adam search and its selection rules
@@ -261,7 +292,9 @@ def test_adam_starts_like_the_reference_and_is_deterministic(pair):
 
 def test_loss_selection_keeps_the_lowest_recorded_loss(pair):
     src, tgt = pair
-    out = transfer_prompt([(soft(src, randn(3, src.width, seed=10)), src)], tgt, config(solver="adam", steps=80, lr=0.2))
+    out = transfer_prompt(
+        [(soft(src, randn(3, src.width, seed=10)), src)], tgt, config(solver="adam", steps=80, lr=0.2)
+    )
     losses = [r["loss"] for r in out.trajectory]
     best = min(range(len(losses)), key=losses.__getitem__)
     assert out.provenance["selected_step"] == out.trajectory[best]["step"]
@@ -274,9 +307,13 @@ def test_dev_selection_keeps_the_best_checked_step(pair, mini_data_dir):
 
     src, tgt = pair
     dev = load_split("P17", "all", mini_data_dir)
-    out = transfer_prompt([(soft(src, randn(3, src.width, seed=11)), src)], tgt,
-                          config(solver="adam", steps=60, lr=0.3, selection="dev", dev_every=10), dev=dev,
-                          candidates=candidates_for(tgt, None, mini_data_dir))
+    out = transfer_prompt(
+        [(soft(src, randn(3, src.width, seed=11)), src)],
+        tgt,
+        config(solver="adam", steps=60, lr=0.3, selection="dev", dev_every=10),
+        dev=dev,
+        candidates=candidates_for(tgt, None, mini_data_dir),
+    )
     checked = [r for r in out.trajectory if "dev_p_at_1" in r]
     assert [r["step"] for r in checked] == [10, 20, 30, 40, 50, 60]  # every dev_every steps, as (i + 1) % 50 there
     best = max(checked, key=lambda r: r["dev_p_at_1"])  # the first of equal bests
@@ -292,11 +329,13 @@ def test_a_dev_selected_search_also_gives_the_zero_shot_answer(pair, mini_data_d
     prompt = soft(src, randn(3, src.width, seed=13))
     kw = dict(dev=load_split("P17", "all", mini_data_dir), candidates=candidates_for(tgt, None, mini_data_dir))
     fresh = transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5), **kw)
-    transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5, selection="dev",
-                                                 dev_every=10), **kw)
+    transfer_prompt(
+        [(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5, selection="dev", dev_every=10), **kw
+    )
     tgt.memo.clear()
-    transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5, selection="dev",
-                                                 dev_every=10), **kw)
+    transfer_prompt(
+        [(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5, selection="dev", dev_every=10), **kw
+    )
     reused = transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=40, lr=0.3, seed=5), **kw)
     assert reused.provenance.get("search_reused") and not fresh.provenance.get("search_reused")
     assert torch.equal(reused.vectors, fresh.vectors)
@@ -314,8 +353,13 @@ def test_restarts_keep_the_lowest_matching_loss(pair):
 def test_should_stop_interrupts_within_one_step(pair):
     src, tgt = pair
     steps = []
-    out = transfer_prompt([(soft(src, randn(3, src.width)), src)], tgt, config(solver="adam", steps=1000),
-                          on_step=lambda s, m: steps.append(s), should_stop=lambda: len(steps) >= 3)
+    out = transfer_prompt(
+        [(soft(src, randn(3, src.width)), src)],
+        tgt,
+        config(solver="adam", steps=1000),
+        on_step=lambda s, m: steps.append(s),
+        should_stop=lambda: len(steps) >= 3,
+    )
     assert steps == [1, 2, 3] and out.provenance["stopped_early"]
 
 
@@ -325,13 +369,32 @@ def test_should_stop_interrupts_within_one_step(pair):
 def test_the_paper_recipe_is_the_reference():
     paper = recipe_settings("paper")
     t = paper.transfer
-    assert (t.anchor_source.value, t.n_anchors, t.top_k, t.solver.value, t.lr, t.steps, t.search_init.value,
-            t.normalization.value, t.selection.value, t.dev_every, t.patience) == (
-        "common-vocab", None, 8192, "adam", 5e-3, 2000, "xavier", "global", "dev", 50, None)
+    assert (
+        t.anchor_source.value,
+        t.n_anchors,
+        t.top_k,
+        t.solver.value,
+        t.lr,
+        t.steps,
+        t.search_init.value,
+        t.normalization.value,
+        t.selection.value,
+        t.dev_every,
+        t.patience,
+    ) == ("common-vocab", None, 8192, "adam", 5e-3, 2000, "xavier", "global", "dev", 50, None)
     u = paper.tune
-    assert (u.init.value, u.loss.value, u.lr, u.batch_size, u.epochs, u.weight_decay, u.dropout,
-            u.dev_checks_per_epoch, u.dev_before_training, u.shuffle) == (
-        "optiprompt", "full-vocabulary", 3e-3, 16, 10, 0.0, True, 3, True, False)
+    assert (
+        u.init.value,
+        u.loss.value,
+        u.lr,
+        u.batch_size,
+        u.epochs,
+        u.weight_decay,
+        u.dropout,
+        u.dev_checks_per_epoch,
+        u.dev_before_training,
+        u.shuffle,
+    ) == ("optiprompt", "full-vocabulary", 3e-3, 16, 10, 0.0, True, 3, True, False)
     assert paper.projector.lr == 5e-3
     assert recipe_settings("paper-zero-shot").transfer.selection.value == "loss"
     assert recipe_settings("studio").transfer.solver.value == "refined"

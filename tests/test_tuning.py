@@ -1,5 +1,6 @@
 """Prompt tuning: it learns what a model knows, the dev check with the best score wins (against the recorded
 curve), OptiPrompt's schedule and start, the cap on training facts, determinism, and bad settings."""
+
 import pytest
 import torch
 
@@ -10,8 +11,15 @@ from ptfer_core.loading import load_model
 from ptfer_core.settings import TuneConfig
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm
-from ptfer_core.tuning import (dev_check_points, initial_vectors, manifold_distance, resolve_layout, template_shape,
-                               training_facts, tune_prompt)
+from ptfer_core.tuning import (
+    dev_check_points,
+    initial_vectors,
+    manifold_distance,
+    resolve_layout,
+    template_shape,
+    training_facts,
+    tune_prompt,
+)
 
 FACTS = [Fact(f"Person{i}", "French" if i % 5 else "German", f"u{i}") for i in range(24)]
 FAST = dict(precision="float32", dropout=False)
@@ -25,8 +33,14 @@ def test_tuning_finds_what_a_trained_toy_model_knows(mini_data_dir):
     facts = load_split("P103", "all", mini_data_dir)
     cands = candidates_for(lm, task, mini_data_dir)
     manual = evaluate(lm, Prompt.manual(task), facts, cands).p_at_1
-    tuned = tune_prompt(lm, task, facts, [], cands, TuneConfig(epochs=40, lr=0.2, batch_size=8, init="vocab-sample",
-                                                               loss="candidates", shuffle=True, **FAST))
+    tuned = tune_prompt(
+        lm,
+        task,
+        facts,
+        [],
+        cands,
+        TuneConfig(epochs=40, lr=0.2, batch_size=8, init="vocab-sample", loss="candidates", shuffle=True, **FAST),
+    )
     score = evaluate(lm, tuned.as_prompt(), facts, cands).p_at_1
     majority = 100.0 * max(sum(f.object == w for f in facts) for w in {f.object for f in facts}) / len(facts)
     assert score >= 80.0 and score > manual + 30 and score > majority + 50
@@ -38,8 +52,9 @@ def test_the_best_dev_check_wins(mini_data_dir):
     task = get_task("P103", mini_data_dir)
     facts = load_split("P103", "all", mini_data_dir)
     cands = candidates_for(lm, task, mini_data_dir)
-    out = tune_prompt(lm, task, facts, facts[:10], cands, TuneConfig(epochs=4, lr=0.05, batch_size=8,
-                                                                    dev_checks_per_epoch=2, **FAST))
+    out = tune_prompt(
+        lm, task, facts, facts[:10], cands, TuneConfig(epochs=4, lr=0.05, batch_size=8, dev_checks_per_epoch=2, **FAST)
+    )
     curve = out.trajectory
     assert curve[0]["step"] == 0 and curve[0]["dev_p_at_1"] is not None  # checked before training
     assert len(curve) == 1 + 4 * 2
@@ -89,17 +104,33 @@ def test_should_stop_interrupts_tuning_within_one_step(mini_data_dir):
     lm = tiny_lm("gpt2", MINI_WORDS)
     cands = candidates_for(lm, None, mini_data_dir)
     steps = []
-    out = tune_prompt(lm, get_task("P103", mini_data_dir), FACTS, FACTS[:4], cands, TuneConfig(epochs=50, batch_size=2),
-                      on_step=lambda s, m: steps.append(s) if "loss" in m else None, should_stop=lambda: len(steps) >= 2)
+    out = tune_prompt(
+        lm,
+        get_task("P103", mini_data_dir),
+        FACTS,
+        FACTS[:4],
+        cands,
+        TuneConfig(epochs=50, batch_size=2),
+        on_step=lambda s, m: steps.append(s) if "loss" in m else None,
+        should_stop=lambda: len(steps) >= 2,
+    )
     assert steps == [1, 2] and out.provenance["stopped_early"]
 
 
-@pytest.mark.parametrize("placement,text", [("prefix", "[V] [V] [X] [Y] ."), ("split", "[V] [X] [V] [Y] ."),
-                                            ("peft", "[V] [V] [S][X] [Y] .")])
+@pytest.mark.parametrize(
+    "placement,text",
+    [("prefix", "[V] [V] [X] [Y] ."), ("split", "[V] [X] [V] [Y] ."), ("peft", "[V] [V] [S][X] [Y] .")],
+)
 def test_placement_is_recorded_in_the_prompt(placement, text, mini_data_dir):
     lm = tiny_lm("gpt2", MINI_WORDS)
-    out = tune_prompt(lm, get_task("P103", mini_data_dir), FACTS, [], candidates_for(lm, None, mini_data_dir),
-                      TuneConfig(n_vectors=2, placement=placement, epochs=1))
+    out = tune_prompt(
+        lm,
+        get_task("P103", mini_data_dir),
+        FACTS,
+        [],
+        candidates_for(lm, None, mini_data_dir),
+        TuneConfig(n_vectors=2, placement=placement, epochs=1),
+    )
     assert out.template == text
 
 
@@ -109,8 +140,14 @@ def test_candidate_and_full_vocabulary_losses_both_train(mini_data_dir):
     facts = load_split("P17", "all", mini_data_dir)
     cands = candidates_for(lm, task, mini_data_dir)
     for loss in ("candidates", "full-vocabulary"):
-        out = tune_prompt(lm, task, facts, [], cands, TuneConfig(epochs=60, lr=0.1, batch_size=8, loss=loss,
-                                                                 init="vocab-sample", shuffle=True, **FAST))
+        out = tune_prompt(
+            lm,
+            task,
+            facts,
+            [],
+            cands,
+            TuneConfig(epochs=60, lr=0.1, batch_size=8, loss=loss, init="vocab-sample", shuffle=True, **FAST),
+        )
         assert evaluate(lm, out.as_prompt(), facts, cands).p_at_1 >= 85.0, loss
 
 
@@ -127,8 +164,9 @@ def test_manifold_penalty_keeps_tuned_vectors_near_tokens(mini_data_dir):
     cands = candidates_for(lm, None, mini_data_dir)
     task = get_task("P103", mini_data_dir)
     assert manifold_distance(lm.embedding_matrix[:3], lm).max() < 1e-4  # a token is on the manifold
-    free, pulled = (tune_prompt(lm, task, FACTS, [], cands, TuneConfig(epochs=6, lr=0.05, manifold_weight=w))
-                    for w in (0.0, 50.0))
+    free, pulled = (
+        tune_prompt(lm, task, FACTS, [], cands, TuneConfig(epochs=6, lr=0.05, manifold_weight=w)) for w in (0.0, 50.0)
+    )
     assert manifold_distance(pulled.vectors, lm).mean() < 0.5 * manifold_distance(free.vectors, lm).mean()
     assert pulled.provenance["tune"]["manifold_weight"] == 50.0
 
@@ -166,5 +204,10 @@ def test_bad_settings_and_unanswerable_data(mini_data_dir):
         TuneConfig(max_train=0)
     lm = tiny_lm("bert", MINI_WORDS)
     with pytest.raises(DataError, match="single-token"):
-        tune_prompt(lm, get_task("P103", mini_data_dir), [Fact("Person1", "Klingon", "z")], [],
-                    candidates_for(lm, None, mini_data_dir))
+        tune_prompt(
+            lm,
+            get_task("P103", mini_data_dir),
+            [Fact("Person1", "Klingon", "z")],
+            [],
+            candidates_for(lm, None, mini_data_dir),
+        )

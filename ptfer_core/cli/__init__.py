@@ -10,11 +10,12 @@
 Each family lives in its own module as `add_<name>_command(subparsers)` plus `cmd_<name>(args) -> int`. Every
 `PTferError` is printed as one line, ``error: ...``, on stderr, with exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import PTferError
 from .common import common_options  # noqa: F401 - the parent parser new subcommands reuse
@@ -25,13 +26,22 @@ from .info import add_data_command, add_models_command
 from .run_cmds import add_transfer_command, add_tune_command
 
 EXIT_USAGE = 2  # argparse's own status for bad usage; also used for every PTferError
-COMMANDS: list[Callable] = [add_models_command, add_data_command, add_evaluate_command, add_tune_command,
-                            add_transfer_command, add_grid_command, add_ablate_command, add_export_command]
+COMMANDS: list[Callable] = [
+    add_models_command,
+    add_data_command,
+    add_evaluate_command,
+    add_tune_command,
+    add_transfer_command,
+    add_grid_command,
+    add_ablate_command,
+    add_export_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ptfer", description="PTfer Studio: zero-shot continuous prompt transfer (Wu, Wu & Mou, ICLR 2024).")
+        prog="ptfer", description="PTfer Studio: zero-shot continuous prompt transfer (Wu, Wu & Mou, ICLR 2024)."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:

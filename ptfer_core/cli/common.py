@@ -1,12 +1,13 @@
 """What every subcommand shares: data/model options, settings options derived from the settings dataclasses,
 output helpers, and the early checks that keep results from being lost (an unwritable --out fails before work)."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..config import Precision, Recipe
 from ..errors import InputError
@@ -14,8 +15,14 @@ from ..settings import RECIPE_HELP, ProjectorConfig, TransferConfig, TuneConfig,
 
 SPLIT_CHOICES = ("test", "dev", "train", "all")
 # CLI spellings of settings fields whose plain names collide between groups or read better otherwise.
-FLAG_NAMES = {("transfer", "lr"): "search-lr", ("transfer", "seed"): None, ("projector", "seed"): None,
-              ("tune", "seed"): None, ("transfer", "n_anchors"): "anchors", ("tune", "precision"): "tune-precision"}
+FLAG_NAMES = {
+    ("transfer", "lr"): "search-lr",
+    ("transfer", "seed"): None,
+    ("projector", "seed"): None,
+    ("tune", "seed"): None,
+    ("transfer", "n_anchors"): "anchors",
+    ("tune", "precision"): "tune-precision",
+}
 GROUPS = (("tune", TuneConfig, ""), ("transfer", TransferConfig, ""), ("projector", ProjectorConfig, "projector-"))
 
 
@@ -40,12 +47,22 @@ def default_threads() -> int:
 
 def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--data-dir", default=None,
-                        help="data directory (default: $PTFER_DATA_DIR, else ../shared/data beside the repository)")
-    parent.add_argument("--model-dir", default=None,
-                        help="where fetched models live (default: $PTFER_MODEL_DIR, else ~/.cache/ptfer/models)")
-    parent.add_argument("--threads", type=positive_int, default=default_threads(),
-                        help="CPU threads for torch (default: half the cores, at most 8)")
+    parent.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (default: $PTFER_DATA_DIR, else ../shared/data beside the repository)",
+    )
+    parent.add_argument(
+        "--model-dir",
+        default=None,
+        help="where fetched models live (default: $PTFER_MODEL_DIR, else ~/.cache/ptfer/models)",
+    )
+    parent.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default_threads(),
+        help="CPU threads for torch (default: half the cores, at most 8)",
+    )
     return parent
 
 
@@ -68,9 +85,13 @@ def _value_parser(row: dict):
 
 def add_settings_options(parser: argparse.ArgumentParser, groups: Sequence[str] = ("tune", "transfer", "projector")):
     """One option per settings field (help and choices from the dataclass), default None = the recipe's value."""
-    parser.add_argument("--recipe", default=Recipe.STUDIO.value, choices=[r.value for r in Recipe],
-                        help="a complete set of settings; flags below override single values. " +
-                             "; ".join(f"{r.value}: {h}" for r, h in RECIPE_HELP.items()))
+    parser.add_argument(
+        "--recipe",
+        default=Recipe.STUDIO.value,
+        choices=[r.value for r in Recipe],
+        help="a complete set of settings; flags below override single values. "
+        + "; ".join(f"{r.value}: {h}" for r, h in RECIPE_HELP.items()),
+    )
     parser.add_argument("--seed", type=int, default=None, help="seeds tuning, the search and the projector")
     for group, cls, prefix in GROUPS:
         if group not in groups:
@@ -84,12 +105,18 @@ def add_settings_options(parser: argparse.ArgumentParser, groups: Sequence[str] 
                 continue
             dest = f"{group}__{row['name']}"
             if row["type"] is bool:
-                box.add_argument(f"--{name}", dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                                 help=row["help"])
+                box.add_argument(
+                    f"--{name}", dest=dest, action=argparse.BooleanOptionalAction, default=None, help=row["help"]
+                )
             else:
-                box.add_argument(f"--{name}", dest=dest, default=None, choices=row["choices"],
-                                 type=None if row["choices"] else _value_parser(row),
-                                 help=row["help"] + (" ('none' for none)" if row["optional"] else ""))
+                box.add_argument(
+                    f"--{name}",
+                    dest=dest,
+                    default=None,
+                    choices=row["choices"],
+                    type=None if row["choices"] else _value_parser(row),
+                    help=row["help"] + (" ('none' for none)" if row["optional"] else ""),
+                )
     parser.add_argument("--no-normalize", action="store_true", help="shorthand for --normalization none (ablation)")
 
 
@@ -114,8 +141,10 @@ def settings_from_args(args):
             if name == "seed":
                 continue
             before = getattr(getattr(base, group), name)
-            note(f"note: {group} setting {name}={value} overrides recipe {args.recipe}'s "
-                 f"{before.value if hasattr(before, 'value') else before}")
+            note(
+                f"note: {group} setting {name}={value} overrides recipe {args.recipe}'s "
+                f"{before.value if hasattr(before, 'value') else before}"
+            )
     return settings
 
 
@@ -153,7 +182,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence], right: Sequen
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
 
     def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([line([str(h) for h in headers]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
@@ -180,7 +211,7 @@ def quiet_transformers() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - cosmetic only
+    except Exception:
         pass
 
 

@@ -1,4 +1,5 @@
 """`ptfer evaluate`: precision@1 of the manual template, a template text or a saved soft prompt."""
+
 from __future__ import annotations
 
 import time
@@ -11,17 +12,29 @@ from .common import SPLIT_CHOICES, check_writable, common_options, format_table,
 
 def add_evaluate_command(subparsers) -> None:
     ev = subparsers.add_parser(
-        "evaluate", parents=[common_options()], help="precision@1 of a prompt on relations or tasks",
+        "evaluate",
+        parents=[common_options()],
+        help="precision@1 of a prompt on relations or tasks",
         description="Precision@1 of the manual template, a template text or a saved soft prompt, over the answer "
-                    "candidates. Prints a table (with the relation mean and the pooled P@1) and writes JSON.")
-    ev.add_argument("--model", required=True,
-                    help="registry name (see `ptfer models list`), hub id, local directory, .gguf file or tiny:ARCH")
-    ev.add_argument("--relation", default=None,
-                    help="relation id(s) or task(s) (sst2, dbpedia), comma-separated, or 'all' (default: the "
-                         "prompt file's task, else all relations)")
-    ev.add_argument("--prompt", default="manual",
-                    help="'manual' (each task's template), a saved soft prompt (.safetensors, or a PEFT adapter "
-                         "folder), or a template text such as \"[X] was born in [Y] .\"")
+        "candidates. Prints a table (with the relation mean and the pooled P@1) and writes JSON.",
+    )
+    ev.add_argument(
+        "--model",
+        required=True,
+        help="registry name (see `ptfer models list`), hub id, local directory, .gguf file or tiny:ARCH",
+    )
+    ev.add_argument(
+        "--relation",
+        default=None,
+        help="relation id(s) or task(s) (sst2, dbpedia), comma-separated, or 'all' (default: the "
+        "prompt file's task, else all relations)",
+    )
+    ev.add_argument(
+        "--prompt",
+        default="manual",
+        help="'manual' (each task's template), a saved soft prompt (.safetensors, or a PEFT adapter "
+        'folder), or a template text such as "[X] was born in [Y] ."',
+    )
     ev.add_argument("--split", default="test", choices=SPLIT_CHOICES, help="which examples (default: test)")
     ev.add_argument("--seed", type=int, default=None, help="split seed (default: the library's)")
     ev.add_argument("--vocab", default=None, help="common vocabulary of the relations' candidates (default: be_ro_al)")
@@ -74,30 +87,60 @@ def cmd_evaluate(args) -> int:
     candidates = {rid: candidates_for(lm, tasks[rid], args.data_dir, vocab) for rid in rids}
     empty = [rid for rid, c in candidates.items() if not len(c)]
     if empty:
-        raise InputError(f"{lm.name} has no single-token answer candidates for {', '.join(empty)}: is its tokenizer "
-                         "complete?")
-    prompts = {rid: soft.as_prompt() if soft else loaded if isinstance(loaded, Prompt) else Prompt.manual(tasks[rid])
-               for rid in rids}
-    progress = None if args.quiet else (
-        lambda step, m: note(f"[{step + 1}/{len(rids)}] {m['relation']}: P@1 {m['p_at_1']:.2f} on {m['n_facts']} facts"))
-    report = evaluate_relations(lm, prompts, facts, candidates, batch_size, on_step=progress,
-                                max_subject_tokens={rid: tasks[rid].max_input_tokens for rid in rids})
+        raise InputError(
+            f"{lm.name} has no single-token answer candidates for {', '.join(empty)}: is its tokenizer complete?"
+        )
+    prompts = {
+        rid: soft.as_prompt() if soft else loaded if isinstance(loaded, Prompt) else Prompt.manual(tasks[rid])
+        for rid in rids
+    }
+    progress = (
+        None
+        if args.quiet
+        else (
+            lambda step, m: note(
+                f"[{step + 1}/{len(rids)}] {m['relation']}: P@1 {m['p_at_1']:.2f} on {m['n_facts']} facts"
+            )
+        )
+    )
+    report = evaluate_relations(
+        lm,
+        prompts,
+        facts,
+        candidates,
+        batch_size,
+        on_step=progress,
+        max_subject_tokens={rid: tasks[rid].max_input_tokens for rid in rids},
+    )
     seconds = time.perf_counter() - started
-    rows = [[rid, tasks[rid].type, res.n_facts, res.n_skipped, f"{res.p_at_1:.2f}"]
-            for rid, res in report.per_relation.items()]
+    rows = [
+        [rid, tasks[rid].type, res.n_facts, res.n_skipped, f"{res.p_at_1:.2f}"]
+        for rid, res in report.per_relation.items()
+    ]
     print(format_table(["task", "type", "facts", "skipped", "P@1"], rows, right=(2, 3, 4)))
     f1 = {rid: res.macro_f1 for rid, res in report.per_relation.items() if tasks[rid].is_classification}
-    print(f"\nmean over relations: P@1 {report.relation_mean:.2f}; pooled over facts: P@1 {report.pooled:.2f} "
-          f"({report.n_facts} examples, "
-          f"{args.split} split, seed {seed}); model {lm.name} ({args.precision}), prompt {args.prompt}" +
-          "".join(f"; {rid} macro-F1 {v:.2f}" for rid, v in f1.items()))
+    print(
+        f"\nmean over relations: P@1 {report.relation_mean:.2f}; pooled over facts: P@1 {report.pooled:.2f} "
+        f"({report.n_facts} examples, "
+        f"{args.split} split, seed {seed}); model {lm.name} ({args.precision}), prompt {args.prompt}"
+        + "".join(f"; {rid} macro-F1 {v:.2f}" for rid, v in f1.items())
+    )
     if args.out and args.out != "-":
         result = {
-            "model": lm.name, "kind": lm.kind.value, "precision": args.precision, "prompt": args.prompt,
+            "model": lm.name,
+            "kind": lm.kind.value,
+            "precision": args.precision,
+            "prompt": args.prompt,
             "prompt_label": soft.method if soft else ("manual" if loaded is None else loaded.template.text),
-            "split": args.split, "split_seed": seed, "data_dir": str(data_dir(args.data_dir)), "vocab": vocab,
-            "n_candidates": {rid: len(c) for rid, c in candidates.items()}, "batch_size": batch_size,
-            "seconds": round(seconds, 3), **report.as_dict(), **({"macro_f1": f1} if f1 else {}),
+            "split": args.split,
+            "split_seed": seed,
+            "data_dir": str(data_dir(args.data_dir)),
+            "vocab": vocab,
+            "n_candidates": {rid: len(c) for rid, c in candidates.items()},
+            "batch_size": batch_size,
+            "seconds": round(seconds, 3),
+            **report.as_dict(),
+            **({"macro_f1": f1} if f1 else {}),
         }
         atomic_write_json(Path(args.out), result)
         note(f"wrote {args.out}")

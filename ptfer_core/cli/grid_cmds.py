@@ -1,4 +1,5 @@
 """`ptfer grid` (the full result table) and `ptfer ablate` (the paper's analysis figures)."""
+
 from __future__ import annotations
 
 import sys
@@ -10,15 +11,22 @@ from .common import check_writable_dir, common_options, load, note, positive_int
 
 
 def add_grid_command(subparsers) -> None:
-    grid = subparsers.add_parser("grid", parents=[common_options()], help="run (or resume) the full result grid",
-                                 description="Every method × recipe × ordered model pair × task, resumable; writes "
-                                             "results.csv/.parquet and summary.md under --out.")
+    grid = subparsers.add_parser(
+        "grid",
+        parents=[common_options()],
+        help="run (or resume) the full result grid",
+        description="Every method × recipe × ordered model pair × task, resumable; writes "
+        "results.csv/.parquet and summary.md under --out.",
+    )
     grid.add_argument("--config", required=True, help="grid YAML, e.g. grids/real-causal.yaml")
     grid.add_argument("--out", default="runs/grid", help="output directory (default: runs/grid)")
     grid.add_argument("--executor", default="local", choices=["local", "ray"])
     grid.add_argument("--ray-address", default=None, help="existing Ray cluster (default: start a local one)")
-    grid.add_argument("--relations", default=None,
-                      help="comma-separated task ids overriding the config's (e.g. to run part of a grid first)")
+    grid.add_argument(
+        "--relations",
+        default=None,
+        help="comma-separated task ids overriding the config's (e.g. to run part of a grid first)",
+    )
     grid.set_defaults(func=cmd_grid)
 
 
@@ -51,11 +59,13 @@ def cmd_grid(args) -> int:
 
 def add_ablate_command(subparsers) -> None:
     ab = subparsers.add_parser(
-        "ablate", parents=[common_options()],
+        "ablate",
+        parents=[common_options()],
         help="the paper's analyses (loss vs accuracy, normalisation, anchors, prompt length) as figures",
         description="Matching loss vs target dev P@1 along the Adam search (with and without normalisation), and "
-                    "target P@1 against the anchor count and the prompt length, for one source -> target pair; "
-                    "writes HTML, PNG and plotly JSON figures plus CSV tables under --out. Resumable through --work.")
+        "target P@1 against the anchor count and the prompt length, for one source -> target pair; "
+        "writes HTML, PNG and plotly JSON figures plus CSV tables under --out. Resumable through --work.",
+    )
     ab.add_argument("--source", required=True, help="source model")
     ab.add_argument("--target", required=True, help="target model")
     ab.add_argument("--relation", required=True, help="comma-separated relation ids")
@@ -69,8 +79,11 @@ def add_ablate_command(subparsers) -> None:
     ab.add_argument("--work", default="runs/ablations", help="cache of finished points and tuned prompts")
     ab.add_argument("--out", default="assets/figures", help="where figures and tables go (default: assets/figures)")
     ab.add_argument("--no-png", action="store_true", help="HTML and JSON only (PNG needs kaleido and a Chromium)")
-    ab.add_argument("--toy-anchors", action="store_true",
-                    help="every shared token as an anchor, no top-K (for toy models, whose vocabulary is tiny)")
+    ab.add_argument(
+        "--toy-anchors",
+        action="store_true",
+        help="every shared token as an anchor, no top-K (for toy models, whose vocabulary is tiny)",
+    )
     ab.add_argument("--quiet", action="store_true")
     ab.set_defaults(func=cmd_ablate)
 
@@ -88,11 +101,18 @@ def cmd_ablate(args) -> int:
         raise InputError("--anchors and --lengths take comma-separated integers ('all' allowed for anchors)") from None
     check_writable_dir(args.out, "--out")
     check_writable_dir(args.work, "--work")
-    config = AblationConfig(relations=args.relation.split(","), anchor_counts=anchors, prompt_lengths=lengths,
-                            steps=args.steps, dev_every=args.dev_every, max_train_facts=args.max_train,
-                            tune={"epochs": args.epochs}, seed=args.seed, data_dir=args.data_dir,
-                            transfer={"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}
-                            if args.toy_anchors else {})
+    config = AblationConfig(
+        relations=args.relation.split(","),
+        anchor_counts=anchors,
+        prompt_lengths=lengths,
+        steps=args.steps,
+        dev_every=args.dev_every,
+        max_train_facts=args.max_train,
+        tune={"epochs": args.epochs},
+        seed=args.seed,
+        data_dir=args.data_dir,
+        transfer={"anchor_source": "frequency", "anchor_filter": "all", "top_k": None} if args.toy_anchors else {},
+    )
     source, target = load(args.source, args), load(args.target, args)
     progress = None if args.quiet else (lambda step, m: note(f"[{step}/{m['total_steps']}] {m['point']}"))
     tables = run_ablations(source, target, config, Path(args.work) / f"{source.name}__{target.name}", on_step=progress)

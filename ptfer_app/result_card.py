@@ -1,0 +1,187 @@
+"""The result of a comparison on the Transfer page: scores, what they mean, the search curve, the downloads."""
+
+import streamlit as st
+
+from ptfer_core.compare import METHOD_LABELS, Outcome
+
+from . import charts, results, services, ui
+
+
+def result_card(result: Outcome) -> None:
+    st.subheader("Result", anchor=False)
+    ui.outcome_caption(result)
+    order = [result.method, "manual", "discretization", "random"]
+    cols = st.columns(len(order))
+    manual = result.scores.get("manual", {}).get("p_at_1")
+    metric = "accuracy" if result.task.is_classification else "P@1"
+    for col, method in zip(cols, order):
+        score = result.scores.get(method)
+        if score is None:
+            col.metric(METHOD_LABELS.get(method, method), "—", help="not computed for this run")
+            continue
+        delta = None
+        if method == result.method and manual is not None and abs(score["p_at_1"] - manual) >= 0.05:
+            delta = f"{score['p_at_1'] - manual:+.1f} vs manual"
+        extra = f"; macro-F1 {score['macro_f1']:.1f}" if "macro_f1" in score else ""
+        col.metric(
+            METHOD_LABELS.get(method, method),
+            f"{score['p_at_1']:.1f}",
+            delta=delta,
+            delta_color="normal",
+            help=f"{metric} (%) over {score['n_facts']} test examples of {result.target}{extra}",
+        )
+    explain(result, manual)
+    n = result.scores.get(result.method, {}).get("n_facts", 0)
+    st.caption(
+        f"{metric} (%) on {n} test examples of {result.task.id} whose answer is a single token of "
+        f"{result.target}. Random: vectors drawn like {result.target}'s embeddings. Discretisation: each source "
+        f"vector replaced by its nearest shared word"
+        + (f" ({', '.join(result.discretized_tokens)})." if result.discretized_tokens else ".")
+    )
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        trajectory_view(result)
+    with right:
+        prompt_facts(result)
+        downloads(result)
+
+
+def explain(result: Outcome, manual: float | None) -> None:
+    """Say what the numbers mean where they appear."""
+    transferred = result.scores.get(result.method, {}).get("p_at_1")
+    if result.recovered_template:
+        st.info(
+            "**The transferred prompt answers exactly like the manual template and discretisation on every test "
+            "example:** the transfer recovered the template's own words, not something new the tuning found.",
+            icon=":material/lightbulb:",
+        )
+    elif manual and transferred is not None and transferred < manual / 2:
+        why = results.why_transfer_fell_short(result.sources[0], result.target) if result.sources else None
+        if why:
+            st.info(
+                f"**The transferred prompt scores below half the manual template.** {why}", icon=":material/science:"
+            )
+    for note in result.notes:
+        st.caption(f":material/info: {note}")
+
+
+def trajectory_view(result: Outcome) -> None:
+    traj = result.transferred.trajectory
+    prov = result.transferred.provenance
+    if result.method == "direct-transfer":
+        st.caption("Direct transfer has no search: the vectors are copied.")
+    elif len(traj) <= 1:
+        loss = result.transferred.metrics.get("matching_loss")
+        solver = (prov.get("transfer") or {}).get("solver", "")
+        st.markdown("**Matching loss**")
+        st.metric(
+            "1 − cosine between the relative encodings",
+            f"{loss:.2e}" if loss is not None else "—",
+            help="0 means the transferred prompt's relative encoding equals the source's.",
+        )
+        st.caption(f"The {solver} solver answers in one step, so there is no search curve to draw.")
+    else:
+        st.plotly_chart(
+            charts.trajectory(traj, "Matching loss of the search"), key="result_chart", config={"displayModeBar": False}
+        )
+
+
+def prompt_facts(result: Outcome) -> None:
+    prov = result.transferred.provenance
+    st.markdown("**The prompt**")
+    st.code(result.transferred.template.replace("[V]", "▢").replace("[S]", "⟨start⟩"), language=None)
+    facts = [f"{result.transferred.n_vectors} vectors of width {result.transferred.width}"]
+    if "selected_step" in prov and prov.get("steps_run", 0) > 1:
+        rule = (prov.get("transfer") or {}).get("selection")
+        facts.append(
+            f"kept step {prov['selected_step']} of {prov.get('steps_run')} "
+            f"({'by matching loss' if rule == 'loss' else 'by target dev P@1'})"
+        )
+    if "n_anchors" in prov:
+        facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")
+    if result.timings:
+        order = lambda k: (
+            0 if k.startswith("source") else 1 if k == "search" else 2 if k.startswith("evaluate") else 3,
+            k,
+        )
+        facts.append("time: " + ", ".join(f"{k} {result.timings[k]:.1f} s" for k in sorted(result.timings, key=order)))
+    st.caption(" · ".join(facts))
+
+
+def downloads(result: Outcome) -> None:
+    data, meta = result.transferred.to_bytes()
+    stem = f"{result.target}_{result.task.id}_{result.method}"
+    st.download_button(
+        "Download the prompt (.safetensors)",
+        data,
+        f"{stem}.safetensors",
+        "application/octet-stream",
+        key="dl_st",
+        icon=":material/download:",
+        width="stretch",
+    )
+    st.download_button(
+        "Download its metadata (.json)",
+        meta,
+        f"{stem}.json",
+        "application/json",
+        key="dl_json",
+        icon=":material/download:",
+        width="stretch",
+    )
+    from ptfer_core.peft_io import export_refusal
+
+    refusal = export_refusal(result.transferred)
+    if refusal is None:  # built when clicked (it needs the target model loaded)
+        st.download_button(
+            "Download as PEFT adapter (.zip)",
+            lambda: peft_zip(result),
+            f"{stem}_peft.zip",
+            "application/zip",
+            key="dl_peft",
+            icon=":material/download:",
+            width="stretch",
+        )
+    else:
+        st.button(
+            "Download as PEFT adapter (.zip)",
+            key="dl_peft_off",
+            disabled=True,
+            width="stretch",
+            help=f"Not available: {refusal}.",
+        )
+    if result.source_prompts:
+        src_data, _ = result.source_prompts[0].to_bytes()
+        st.download_button(
+            f"Source prompt ({result.sources[0]})",
+            src_data,
+            f"{result.sources[0]}_{result.task.id}_tuned.safetensors",
+            key="dl_src",
+            icon=":material/download:",
+            type="tertiary",
+        )
+
+
+def peft_zip(result: Outcome) -> bytes:
+    """The transferred prompt as a zipped PEFT adapter."""
+    import io
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from ptfer_core.peft_io import write_peft_adapter
+
+    lm = services.load_model(result.target)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = write_peft_adapter(
+            result.transferred,
+            Path(tmp) / "adapter",
+            kind=lm.kind,
+            base_model=lm.name,
+            weights_identity=lm.identity if lm.identity != lm.name else None,
+        )
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as archive:
+            for f in sorted(out.iterdir()):
+                archive.write(f, f"adapter/{f.name}")
+        return buf.getvalue()

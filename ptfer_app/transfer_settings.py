@@ -1,0 +1,250 @@
+"""The Transfer page's settings panel: the recipe and every control derived from the settings dataclasses."""
+
+import streamlit as st
+
+from . import catalog, services, settings_ui, ui
+
+ONE_STEP = {"lstsq": "the closed form answers in one step", "vocabulary": "it picks one word per vector in one step"}
+
+
+def settings_panel(sel: ui.Selection):
+    """(settings, method, weights): every control derived from the settings dataclasses."""
+    models = sel.models
+    multi_ok = len(sel.sources) > 1
+    c0, c1, c2 = st.columns([5, 4, 4])
+    recipe = settings_ui.recipe_picker(c0, models)
+    base = settings_ui.base_settings(recipe, models)
+    method = ui.bound(
+        c1.segmented_control,
+        "Method",
+        "method",
+        "transfer",
+        options=["transfer", "direct-transfer"],
+        required=True,
+        format_func={"transfer": "Relative-space transfer", "direct-transfer": "Direct transfer"}.get,
+        help="Relative-space transfer is PTfer. Direct transfer copies the vectors unchanged (a baseline that "
+        "needs equal widths).",
+    )
+    direct = method != "transfer"
+    mode = ui.bound(
+        c2.segmented_control,
+        "Sources",
+        "mode",
+        "single",
+        options=["single", "multi"],
+        required=True,
+        disabled=not multi_ok or direct,
+        format_func={"single": "Single", "multi": f"Multi ({len(sel.sources)})" if multi_ok else "Multi"}.get,
+        help="Multi-source matches the relative encodings of all selected source prompts at once (Eq. 7). "
+        "Select two or three source models in the sidebar to enable it.",
+    )
+    t = {}
+    c1, c2, c3, c4 = st.columns([3, 3, 4, 3], vertical_alignment="bottom")
+    t["solver"] = settings_ui.setting(
+        c1,
+        "transfer",
+        "solver",
+        recipe,
+        base,
+        disabled=direct,
+        why="direct transfer has no search",
+        fmt={
+            "adam": "Adam search (the paper)",
+            "lstsq": "closed form",
+            "refined": "exact (closed form + refinement)",
+            "vocabulary": "best-matching target words",
+        }.get,
+    )
+    adam = t["solver"] == "adam"
+    t["selection"] = settings_ui.setting(
+        c2,
+        "transfer",
+        "selection",
+        recipe,
+        base,
+        disabled=direct or not adam,
+        why="only the Adam search has several steps to choose from",
+        fmt={"loss": "matching loss (zero-shot)", "dev": "target dev P@1"}.get,
+    )
+    one_step = t["solver"] in ONE_STEP
+    t["steps"] = settings_ui.setting(
+        c3,
+        "transfer",
+        "steps",
+        recipe,
+        base,
+        slider=(20, 5000, 20),
+        disabled=direct or one_step,
+        why=ONE_STEP.get(t["solver"], "no search"),
+        label="Search steps" if adam else "Refinement steps (at most)",
+    )
+    t["normalization"] = settings_ui.setting(
+        c4,
+        "transfer",
+        "normalization",
+        recipe,
+        base,
+        disabled=direct,
+        why="direct transfer copies the vectors",
+        fmt={"global": "Eq. 6 (the paper)", "per-vector": "per vector", "relative": "Eq. 6, keeping the prompt's scale", "none": "none (ablation)"}.get,
+    )
+    with st.expander("Anchors, relative space and projection"):
+        a1, a2, a3 = st.columns(3)
+        t["anchor_source"] = settings_ui.setting(
+            a1,
+            "transfer",
+            "anchor_source",
+            recipe,
+            base,
+            disabled=direct,
+            fmt={
+                "common-vocab": "common-vocabulary words (the paper)",
+                "frequency": "every shared word, frequent first",
+            }.get,
+        )
+        t["n_anchors"] = settings_ui.setting(
+            a2,
+            "transfer",
+            "n_anchors",
+            recipe,
+            base,
+            disabled=direct,
+            options=[None, 256, 1024, 4096, 8192],
+            fmt=lambda v: "all" if v is None else f"{v:,}",
+        )
+        t["top_k"] = settings_ui.setting(
+            a3,
+            "transfer",
+            "top_k",
+            recipe,
+            base,
+            disabled=direct,
+            options=[None, 16, 64, 256, 1024, 4096, 8192],
+            fmt=lambda v: "all" if v is None else f"{v:,}",
+        )
+        b1, b2, b3 = st.columns(3)
+        t["space"] = settings_ui.setting(
+            b1,
+            "transfer",
+            "space",
+            recipe,
+            base,
+            disabled=direct,
+            fmt={
+                "raw": "cosine (the paper)",
+                "centred": "cosine, centred",
+                "standardised": "standardised (z-scored per anchor)",
+            }.get,
+        )
+        t["projection"] = settings_ui.setting(
+            b2,
+            "transfer",
+            "projection",
+            recipe,
+            base,
+            disabled=direct,
+            fmt={
+                "none": "none (the paper)",
+                "nearest": "nearest token",
+                "nearest-shared": "nearest shared word",
+                "mix": "mix of nearest tokens",
+            }.get,
+        )
+        t["hub_penalty"] = settings_ui.setting(
+            b3,
+            "transfer",
+            "hub_penalty",
+            recipe,
+            base,
+            disabled=direct or t["solver"] != "vocabulary",
+            why="it re-scores words: it needs the best-matching-words solver",
+        )
+    with st.expander("Source prompt tuning"):
+        u = {}
+        d1, d2, d3 = st.columns(3)
+        u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base)
+        u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base)
+        u["max_train"] = settings_ui.setting(
+            d3,
+            "tune",
+            "max_train",
+            recipe,
+            base,
+            options=[None, 100, 200, 320, 1000],
+            fmt=lambda v: "all" if v is None else f"{v:,}",
+        )
+        e1, e2, e3 = st.columns(3)
+        u["placement"] = settings_ui.setting(
+            e1,
+            "tune",
+            "placement",
+            recipe,
+            base,
+            fmt={
+                "postfix": "after [X] (the paper)",
+                "prefix": "before [X]",
+                "split": "around [X]",
+                "template": "like the manual template",
+                "peft": "before everything (PEFT)",
+            }.get,
+        )
+        u["init"] = settings_ui.setting(
+            e2,
+            "tune",
+            "init",
+            recipe,
+            base,
+            fmt={
+                "optiprompt": "small random (OptiPrompt)",
+                "random": "token-like random",
+                "manual": "the manual template's words",
+                "vocab-sample": "random answer words",
+            }.get,
+        )
+        u["loss"] = settings_ui.setting(
+            e3,
+            "tune",
+            "loss",
+            recipe,
+            base,
+            fmt={"full-vocabulary": "whole vocabulary (OptiPrompt)", "candidates": "answer candidates only"}.get,
+        )
+        st.caption(
+            "Used only when no tuned source prompt is stored for these settings (shipped prompts cover every "
+            "relation on the real pair with each recipe's own settings)."
+        )
+    weights = None
+    if mode == "multi" and multi_ok and not direct:
+        st.caption("Blend of the source prompts (relative weight of each model's encoding)")
+        cols = st.columns(len(sel.sources))
+        weights = [
+            float(col.slider(name, 0.0, 1.0, 1.0, 0.05, key=f"w_{i}"))
+            for i, (col, name) in enumerate(zip(cols, sel.sources))
+        ]
+    u["seed"] = t["seed"] = sel.seed
+    return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
+
+
+def run_sources(sel: ui.Selection, method: str) -> list[str]:
+    if method == "transfer" and st.session_state.get("mode") == "multi" and len(sel.sources) > 1:
+        return list(sel.sources)
+    return sel.sources[:1]
+
+
+def source_status(sel, settings, sources) -> None:
+    """One line per source: where its tuned prompt will come from."""
+    uploaded = st.session_state.get("uploaded", {})
+    data = services.task_data(sel.task_id, sel.data_dir)
+    for name in sources:
+        if name in uploaded and uploaded[name].relation == sel.task_id:
+            st.caption(f":material/upload_file: {name}: your uploaded prompt is the source.")
+        elif services.prompt_store().find(services.model_ref(name), data, settings.tune) is not None:
+            st.caption(
+                f":material/check_circle: {name}: a tuned prompt for {sel.task_id} with these settings is stored."
+            )
+        else:
+            slow = "" if catalog.is_toy(name) else " On this 2-core CPU that takes minutes for a real model."
+            st.caption(
+                f":material/schedule: {name}: no tuned prompt for {sel.task_id} with these settings yet; it is "
+                f"tuned first ({settings.tune.epochs} epochs) and stored.{slow}"
+            )

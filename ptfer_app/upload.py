@@ -1,0 +1,86 @@
+"""Uploading a saved prompt (PTfer's safetensors + JSON, or a PEFT adapter zip) as the source of a transfer."""
+
+import streamlit as st
+
+from ptfer_core.errors import PTferError
+
+from . import services, ui
+
+
+def upload_panel(sel: ui.Selection) -> None:
+    with st.expander("Continue from a saved prompt (PTfer or PEFT)"):
+        st.caption(
+            "Upload a tuned prompt (.safetensors, optionally with its .json, or a PEFT prompt-tuning adapter as "
+            f".zip) to use it as the source instead of tuning one. At most {services.UPLOAD_LIMIT_MB} MB."
+        )
+        files = st.file_uploader(
+            "Prompt files",
+            type=["safetensors", "json", "zip"],
+            accept_multiple_files=True,
+            key="upload",
+            label_visibility="collapsed",
+        )
+        uploaded = st.session_state.setdefault("uploaded", {})
+        if files:
+            tensors = [f for f in files if f.name.endswith((".safetensors", ".zip"))]
+            sidecars = [f for f in files if f.name.endswith(".json")]
+            if not tensors:
+                st.error(
+                    "Add the .safetensors file (or the PEFT .zip): the .json alone holds no vectors.",
+                    icon=":material/error:",
+                )
+            else:
+                f = tensors[0]
+                try:
+                    prompt = services.prompt_from_upload(
+                        f.getvalue(), sidecars[0].getvalue() if sidecars else None, f.name
+                    )
+                except PTferError as exc:
+                    st.error(f"**{f.name} is not a usable prompt.** {exc}", icon=":material/error:")
+                    prompt = None
+                if prompt is not None:
+                    accept_upload(sel, f.name, prompt, uploaded)
+        for name, prompt in list(uploaded.items()):
+            c1, c2 = st.columns([5, 1], vertical_alignment="center")
+            c1.caption(f"Uploaded source prompt in use: {name} · {prompt.relation}")
+            c2.button("Remove", key=f"rm_{name}", on_click=uploaded.pop, args=(name, None), type="tertiary")
+
+
+def accept_upload(sel: ui.Selection, filename: str, prompt, uploaded: dict) -> None:
+    """Check the upload against the sidebar at once (width included), not only when Run is pressed."""
+    if prompt.relation == "unknown":  # a PEFT adapter without PTfer's metadata: it is for the selected task
+        prompt.relation = sel.task_id
+    st.caption(
+        f"{filename}: {prompt.n_vectors} vectors of width {prompt.width}, made on **{prompt.model}** for "
+        f"**{prompt.relation}** ({prompt.method})."
+    )
+    source = sel.sources[0] if sel.sources else None
+    width = services.model_width(source) if source is not None else None
+    if width is not None and width != prompt.width:
+        st.error(
+            f"**It cannot be the source for {source}:** it has width {prompt.width}, {source} has "
+            f"{width}. It was made for another model.",
+            icon=":material/error:",
+        )
+        return
+    if (prompt.model in sel.sources and prompt.relation == sel.task_id) or (prompt.method == "peft-import" and source):
+        owner = prompt.model if prompt.model in sel.sources else source
+        if uploaded.get(owner) is not prompt:
+            uploaded[owner] = prompt
+        st.success(f"The next run uses it as the {owner} source prompt.", icon=":material/check:")
+    else:
+        st.info(
+            f"It belongs to {prompt.model} and {prompt.relation}; the sidebar selects "
+            f"{', '.join(sel.sources) or 'no source'} and {sel.task_id}."
+        )
+        st.button(
+            f"Use {prompt.model} as the source, relation {prompt.relation}",
+            key="use_upload",
+            on_click=_select_upload,
+            args=(prompt.model, prompt.relation),
+        )
+
+
+def _select_upload(model: str, relation: str) -> None:
+    st.session_state["src"] = [model]
+    st.session_state["rel"] = relation

@@ -6,6 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ptfer_core.grid_tables import GRID_METHODS as METHOD_ORDER
+
 SOURCE, TARGET = "#4C78A8", "#E4572E"
 METHOD_COLORS = {
     "transfer": "#E4572E",
@@ -18,17 +20,6 @@ METHOD_COLORS = {
     "projector": "#9D7660",
     "direct-tuning": "#54A24B",
 }
-METHOD_ORDER = [
-    "manual",
-    "random",
-    "direct-tuning",
-    "direct-transfer",
-    "discretization",
-    "projector",
-    "transfer",
-    "self-transfer",
-    "dual-source",
-]
 FONT = dict(family="Source Sans Pro, sans-serif", size=13)
 
 

@@ -86,7 +86,12 @@ def settings_panel(sel: ui.Selection):
         base,
         disabled=direct,
         why="direct transfer copies the vectors",
-        fmt={"global": "Eq. 6 (the paper)", "per-vector": "per vector", "relative": "Eq. 6, keeping the prompt's scale", "none": "none (ablation)"}.get,
+        fmt={
+            "global": "Eq. 6 (the paper)",
+            "per-vector": "per vector",
+            "relative": "Eq. 6, keeping the prompt's scale",
+            "none": "none (ablation)",
+        }.get,
     )
     with st.expander("Anchors, relative space and projection"):
         a1, a2, a3 = st.columns(3)

@@ -22,20 +22,10 @@ from .artifacts import atomic_write_json
 from .config import Precision, Recipe, parse_enum
 from .data import get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
+from .grid_tables import GRID_METHODS
 from .runs import PromptStore, TaskData
 from .settings import recipe_settings
 
-GRID_METHODS = (
-    "manual",
-    "random",
-    "direct-tuning",
-    "direct-transfer",
-    "discretization",
-    "projector",
-    "transfer",
-    "self-transfer",
-    "dual-source",
-)
 TARGET_METHODS = ("manual", "random", "direct-tuning")
 BASELINE_METHODS = ("direct-transfer", "discretization", "projector")
 CELL_FORMAT = 3

@@ -33,7 +33,8 @@ COLUMNS = [
     "macro_f1",
     "error",
 ]
-METHOD_ORDER = [
+# The grid's methods, in the paper's table order (the grid validates configs against this; tables sort by it).
+GRID_METHODS = (
     "manual",
     "random",
     "direct-tuning",
@@ -43,7 +44,7 @@ METHOD_ORDER = [
     "transfer",
     "self-transfer",
     "dual-source",
-]
+)
 
 
 def tidy(rows: list[dict]):
@@ -95,7 +96,7 @@ def paper_layout(table, recipe: str, value: str = "relation_mean"):
     if not len(sub):
         return sub
     pivot = sub.pivot(index="method", columns="target", values=value)
-    return pivot.loc[[m for m in METHOD_ORDER if m in pivot.index]]
+    return pivot.loc[[m for m in GRID_METHODS if m in pivot.index]]
 
 
 def _markdown(pivot, fmt: str = "{:.1f}") -> list[str]:
@@ -125,7 +126,7 @@ def summary_markdown(table) -> str:
         by_type = averages(table[table["recipe"] == recipe], ["relation_type", "method"])
         if len(by_type) and by_type["relation_type"].nunique() > 1:
             pivot_t = by_type.pivot(index="method", columns="relation_type", values="relation_mean")
-            pivot_t = pivot_t.loc[[m for m in METHOD_ORDER if m in pivot_t.index]]
+            pivot_t = pivot_t.loc[[m for m in GRID_METHODS if m in pivot_t.index]]
             lines += [f"### Recipe `{recipe}`: by relation type (relation mean, all targets)", ""]
             lines += _markdown(pivot_t) + [""]
     lines += claims_markdown(table)

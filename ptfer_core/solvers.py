@@ -249,6 +249,7 @@ class Refined:
 
         def vectors_of(direction):
             return F.normalize(direction, dim=-1) * lengths + centre
+
         optimizer = torch.optim.LBFGS(
             [u],
             lr=1.0,
@@ -333,9 +334,11 @@ class _Exact:
 
 def _in_float64(p: Problem) -> _Exact:
     space = p.space
-    double = RelativeSpace(space.unit_anchors.double(), *(None if t is None else t.double()
-                                                          for t in (space.centre, space.mean, space.std)),
-                           space.typical_norm)
+    double = RelativeSpace(
+        space.unit_anchors.double(),
+        *(None if t is None else t.double() for t in (space.centre, space.mean, space.std)),
+        space.typical_norm,
+    )
     sources = [EncodedSource(s.encoding.double(), s.mask, s.weight, s.norms.double()) for s in p.sources]
     return _Exact(double, sources)
 

@@ -47,8 +47,10 @@ def source_spread(sources: list[tuple[SoftPrompt, PromptedLM]], weights: list[fl
     """How spread out the source prompt's values are relative to its own model's token embeddings (weighted)."""
     weights = list(weights) if weights is not None else [1.0] * len(sources)
     total = sum(weights) or 1.0
-    return sum(w / total * prompt.vectors.float().std().item() / target_statistics(lm)[1]
-               for (prompt, lm), w in zip(sources, weights))
+    return sum(
+        w / total * prompt.vectors.float().std().item() / target_statistics(lm)[1]
+        for (prompt, lm), w in zip(sources, weights)
+    )
 
 
 def encode_sources(

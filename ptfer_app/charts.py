@@ -206,24 +206,13 @@ def relative_map(
             hovertemplate="<b>%{text}</b><extra></extra>",
         )
     )
-    fig.update_xaxes(
-        showticklabels=False,
-        title_text=None,
-        zeroline=False,
-        showgrid=False,
-        showline=True,
-        mirror=True,
+    # PCA/UMAP coordinates have no units: a framed, unlabelled plane on both axes.
+    bare = dict(
+        showticklabels=False, title_text=None, zeroline=False, showgrid=False, showline=True, mirror=True,
         linecolor="#E3E6EA",
-    )
-    fig.update_yaxes(
-        showticklabels=False,
-        title_text=None,
-        zeroline=False,
-        showgrid=False,
-        showline=True,
-        mirror=True,
-        linecolor="#E3E6EA",
-    )
+    )  # fmt: skip
+    fig.update_xaxes(**bare)
+    fig.update_yaxes(**bare)
     return _layout(fig, height=420, showlegend=False, dragmode="lasso")
 
 

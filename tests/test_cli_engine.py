@@ -313,3 +313,23 @@ def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
     assert sorted(table.relation.unique()) == ["P103", "P36"]
     assert main(["grid", "--config", str(config), "--out", "g2", "--relations", "P999"]) == 2
     assert "P999" in capsys.readouterr().err
+
+
+def test_grid_recipes_override_runs_a_part_the_full_config_reuses(workdir, tmp_path, capsys):
+    config = tmp_path / "g.yaml"
+    config.write_text(
+        'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36]\nrecipes: [studio, paper-zero-shot]\n'
+        "methods: [manual, self-transfer]\noverrides: {tune: {epochs: 1, max_train: 8}, transfer: {steps: 5}}\n"
+    )
+    assert main(["grid", "--config", str(config), "--out", "g", "--recipes", "studio"]) == 0
+    import pandas as pd
+
+    assert set(pd.read_csv(workdir / "g" / "results.csv").recipe) == {"studio"}
+    part = {p.name: p.stat().st_mtime_ns for p in (workdir / "g" / "cells").glob("*.json")}
+    assert part and all("studio" in name for name in part)
+    assert main(["grid", "--config", str(config), "--out", "g"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (workdir / "g" / "cells").glob("*.json")}
+    assert {k: after[k] for k in part} == part  # the studio cells were reused, not recomputed
+    assert set(pd.read_csv(workdir / "g" / "results.csv").recipe) == {"studio", "paper-zero-shot"}
+    assert main(["grid", "--config", str(config), "--out", "g3", "--recipes", "studio,nonsense"]) == 2
+    assert "nonsense" in capsys.readouterr().err

@@ -27,6 +27,12 @@ def add_grid_command(subparsers) -> None:
         default=None,
         help="comma-separated task ids overriding the config's (e.g. to run part of a grid first)",
     )
+    grid.add_argument(
+        "--recipes",
+        default=None,
+        help="comma-separated recipes overriding the config's (cells are keyed by their own settings, so a part run "
+        "this way is reused by the full config)",
+    )
     grid.set_defaults(func=cmd_grid)
 
 
@@ -40,6 +46,9 @@ def cmd_grid(args) -> int:
         config = replace(config, data_dir=args.data_dir)
     if args.relations:
         config = replace(config, relations=[r.strip() for r in args.relations.split(",") if r.strip()])
+    if args.recipes:
+        config = replace(config, recipes=[r.strip() for r in args.recipes.split(",") if r.strip()])
+        config.__post_init__()  # the recipes are validated like the config's own
     config.task_ids()  # unknown task ids fail here, before anything runs
     check_writable_dir(args.out, "--out")
     quiet_transformers()

@@ -62,17 +62,28 @@ def _progress(args, what: str):
     return report
 
 
-def cmd_tune(args) -> int:
-    from ..artifacts import atomic_write_json
+def _prepare(args):
+    """What `tune` and `transfer` check before any model loads: writable outputs, known tasks, valid settings."""
     from ..data import load_tasks
-    from ..evaluation import evaluate
-    from ..runs import PromptStore, TaskData
 
     check_writable(args.out, "--out")
     check_writable_dir(args.prompt_dir, "--prompt-dir")
-    tasks = load_tasks(args.data_dir)
-    rids = select_tasks(args.relation, tasks)
-    settings = settings_from_args(args)
+    rids = select_tasks(args.relation, load_tasks(args.data_dir))
+    return rids, settings_from_args(args)
+
+
+def _write_results(args, payload: dict) -> None:
+    if args.out != "-":
+        from ..artifacts import atomic_write_json
+
+        atomic_write_json(Path(args.out), payload)
+
+
+def cmd_tune(args) -> int:
+    from ..evaluation import evaluate
+    from ..runs import PromptStore, TaskData
+
+    rids, settings = _prepare(args)
     lm = load(args.model, args)
     store = PromptStore(args.prompt_dir)
     rows, results = [], {}
@@ -109,17 +120,16 @@ def cmd_tune(args) -> int:
             ]
         )
     print(format_table(["task", "dev P@1", "test P@1", "", "prompt"], rows, right=(1, 2)))
-    if args.out != "-":
-        atomic_write_json(
-            Path(args.out),
-            {
-                "model": lm.name,
-                "model_identity": lm.identity,
-                **settings.describe(),
-                "split_seed": args.split_seed,
-                "relations": results,
-            },
-        )
+    _write_results(
+        args,
+        {
+            "model": lm.name,
+            "model_identity": lm.identity,
+            **settings.describe(),
+            "split_seed": args.split_seed,
+            "relations": results,
+        },
+    )
     return 0
 
 
@@ -157,16 +167,11 @@ def add_transfer_command(subparsers) -> None:
 
 
 def cmd_transfer(args) -> int:
-    from ..artifacts import SoftPrompt, atomic_write_json
-    from ..data import load_tasks
+    from ..artifacts import SoftPrompt
     from ..runs import PromptStore, TaskData, run
     from .evaluate import resolve_prompt
 
-    check_writable(args.out, "--out")
-    check_writable_dir(args.prompt_dir, "--prompt-dir")
-    tasks = load_tasks(args.data_dir)
-    rids = select_tasks(args.relation, tasks)
-    settings = settings_from_args(args)
+    rids, settings = _prepare(args)
     source_names = [s.strip() for s in args.source.split(",") if s.strip()]
     weights = None
     if args.weights:
@@ -229,17 +234,16 @@ def cmd_transfer(args) -> int:
         f"\nmean over relations: P@1 {mean:.2f}; pooled over facts: P@1 {pooled:.2f} ({total} facts); {args.method} "
         f"{'+'.join(source_names)} -> {target.name} (recipe {settings.recipe.value})"
     )
-    if args.out != "-":
-        atomic_write_json(
-            Path(args.out),
-            {
-                "sources": source_names,
-                "target": target.name,
-                "method": args.method,
-                **settings.describe(),
-                "p_at_1_relation_mean": mean,
-                "p_at_1_pooled": pooled,
-                "relations": results,
-            },
-        )
+    _write_results(
+        args,
+        {
+            "sources": source_names,
+            "target": target.name,
+            "method": args.method,
+            **settings.describe(),
+            "p_at_1_relation_mean": mean,
+            "p_at_1_pooled": pooled,
+            "relations": results,
+        },
+    )
     return 0

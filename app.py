@@ -43,3 +43,4 @@ services.warm_umap()  # UMAP's numba kernels compile in the background, once per
 ui.sync_preset_to_url()
 ui.flash()
 page.run()
+ui.url_notes()  # link values the page itself read and had to clamp

@@ -47,13 +47,13 @@ def self_transfer(
             base = recipe_settings("paper", {"tune": {"max_train": max_train}})
             source = store.get_or_tune(lm, data, base.tune, recipe="paper")
             source_score = evaluate(
-                lm, source.as_prompt(), data.splits["test"], data.candidates(lm), precision="bfloat16"
+                lm, source.as_prompt(), data.splits["test"], data.candidates(lm), precision="auto"
             ).p_at_1
             for label, (recipe, transfer) in SOLVERS.items():
                 settings = recipe_settings(recipe, {"tune": {"max_train": max_train}, "transfer": transfer})
                 started = time.perf_counter()
                 out = run(
-                    "transfer", data=data, target=lm, sources=[lm], settings=settings, store=store, precision="bfloat16"
+                    "transfer", data=data, target=lm, sources=[lm], settings=settings, store=store, precision="auto"
                 )
                 seconds = time.perf_counter() - started
                 before = out.prompt.provenance.get("cosine_to_source_before_normalisation") or [float("nan")]

@@ -54,7 +54,10 @@ def token_boundaries(result: Outcome, subject: str) -> None:
     lm = services.load_model(result.target)
     from ptfer_core.templates import PromptTemplate
 
-    manual = lm.encode(PromptTemplate.parse(result.task.template), [subject])
+    try:
+        manual = lm.encode(PromptTemplate.parse(result.task.template), [subject])
+    except PTferError:  # e.g. an input longer than the model reads: each answer column already says why
+        return
     tokens = lm.tokenizer.convert_ids_to_tokens(manual.input_ids[0, : int(manual.answer_positions[0]) + 1].tolist())
     words = result.discretized_tokens or []
     with st.expander("Why do the manual and the discretised prompt differ when they read alike?"):

@@ -191,6 +191,9 @@ def sidebar() -> Selection:
     else:
         sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
     if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= 99_999:
+        st.session_state.setdefault("_url_notes", []).append(
+            f"The link's seed={st.session_state['seed']} is outside 0–99999; 0 is used."
+        )
         st.session_state["seed"] = 0
     sel.seed = int(
         sb.number_input(
@@ -249,6 +252,11 @@ def flash() -> None:
     message = st.session_state.pop("_flash", None)
     if message:
         getattr(st, message[0])(message[1])
+    url_notes()
+
+
+def url_notes() -> None:
+    """Notes about link values that were clamped or ignored (the page's own settings add theirs as it runs)."""
     for text in st.session_state.pop("_url_notes", []):
         st.caption(f":material/info: {text}")
 

@@ -23,6 +23,32 @@ class ModelKind(str, Enum):
 class Precision(str, Enum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
+    AUTO = "auto"  # bfloat16 where this machine computes it fast, else float32: `resolve_precision`
+
+
+def resolve_precision(precision: Precision | str, device=None) -> Precision:
+    """`auto` → bfloat16 on a CUDA device or a CPU with AVX-512 (native or fast bf16 kernels), else float32.
+
+    On an AVX2-only CPU PyTorch emulates bfloat16 matmuls: measured here 0.9 GFLOP/s against 49 for float32 on
+    one core, i.e. bfloat16 would make tuning ~50× slower. Explicit float32/bfloat16 are kept as asked.
+    """
+    precision = parse_enum(Precision, precision, "precision")
+    if precision != Precision.AUTO:
+        return precision
+    return Precision.BFLOAT16 if _fast_bfloat16(str(device or "cpu").split(":")[0]) else Precision.FLOAT32
+
+
+def _fast_bfloat16(device_type: str) -> bool:
+    import os
+
+    forced = os.environ.get("PTFER_AUTO_PRECISION")  # lets a test or a user pin what `auto` means
+    if forced:
+        return parse_enum(Precision, forced, "PTFER_AUTO_PRECISION") == Precision.BFLOAT16
+    if device_type == "cuda":
+        return True
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
 
 
 class Placement(str, Enum):

@@ -215,6 +215,8 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
         settings = {k: settings[k] for k in ("tune", "projector")}
     blob = {
         "cell": cell.key,
+        "data": _data_hash(config, cell.relation),
+        "models": [_identity(name) for name in (*cell.sources, cell.target)],
         "settings": settings,
         "seed": config.seed,
         "split_seed": config.split_seed,
@@ -225,6 +227,25 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
         "format": CELL_FORMAT,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _data_hash(config: GridConfig, task_id: str) -> str:
+    """Every example of every split (an edited or other data folder recomputes the cell instead of reusing it)."""
+    try:
+        data = TaskData.load(task_id, config.data_dir, config.split_seed, config.max_dev)
+    except PTferError as exc:  # the cell records why it cannot run; the hash need only be stable
+        return f"unavailable: {exc}"
+    text = "\n".join(f"{s}\t{f.uuid}\t{f.subject}\t{f.object}" for s, facts in data.splits.items() for f in facts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _identity(name: str) -> str:
+    from .loading import model_ref
+
+    try:
+        return model_ref(name).identity  # a hash of the local weights: a re-fetched other revision recomputes
+    except PTferError:
+        return name
 
 
 def rows_checksum(rows: list[dict]) -> str:

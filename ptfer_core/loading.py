@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelKind, Precision, parse_enum
+from .config import ModelKind, Precision, parse_enum, resolve_precision
 from .errors import ModelLoadError, NoLMHeadError
 from .models import PromptedLM
 from .paths import model_dir
@@ -187,7 +187,7 @@ def _load(name_or_path, kind, precision, device, gguf_file, models_root) -> Prom
     if kind is None and any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         kind = ModelKind.CAUSAL
     kind = parse_enum(ModelKind, kind, "model kind") if kind else None
-    dtype = torch.bfloat16 if precision == Precision.BFLOAT16 else torch.float32
+    dtype = torch.bfloat16 if resolve_precision(precision, device) == Precision.BFLOAT16 else torch.float32
     loaders = {ModelKind.MASKED: AutoModelForMaskedLM, ModelKind.CAUSAL: AutoModelForCausalLM}
     errors = []
     safe = {} if gguf_file else {"use_safetensors": True}  # never unpickle a .bin

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fastpath
-from .config import ModelKind, Precision, parse_enum
+from .config import ModelKind, Precision, parse_enum, resolve_precision
 from .errors import DimensionMismatchError, InputError, ModelLoadError, NoLMHeadError, TemplateError
 from .memo import Memo
 from .templates import PromptTemplate, SegmentKind
@@ -249,7 +249,7 @@ class PromptedLM:
     ):
         """The module that runs a forward: the loaded model itself (float32 inference) or a twin (`fastpath`:
         bfloat16 weights, or dropout on, or eager attention for a fast backward)."""
-        precision = parse_enum(Precision, precision, "precision")
+        precision = resolve_precision(precision, self.device)
         dropout = dropout and fastpath.has_dropout(self.model)
         if precision == Precision.FLOAT32 and not dropout and not for_training:
             return self.model

@@ -59,8 +59,9 @@ class TuneConfig(Settings):
     max_train: int | None = setting(None, "cap on training facts (a CPU budget; none: all)", minimum=1)
     manifold_weight: float = setting(0.0, "pull towards the nearest token embedding (0: off)", minimum=0.0)
     precision: Precision = setting(
-        Precision.BFLOAT16,
-        "arithmetic of the frozen model while tuning (vectors and optimiser stay float32)",
+        Precision.AUTO,
+        "arithmetic of the frozen model while tuning (vectors and optimiser stay float32); auto: bfloat16 where "
+        "the machine computes it fast (a GPU, an AVX-512 CPU), else float32",
         label="Tuning precision",
     )
     seed: int = setting(0, "seeds the start vectors and the shuffle", minimum=0)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .artifacts import SoftPrompt
-from .config import Placement, PromptInit, TuneLoss
+from .config import Placement, PromptInit, TuneLoss, resolve_precision
 from .data import Fact, Task, unit_hash
 from .errors import DataError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate, scorable_facts
@@ -223,6 +223,7 @@ def tune_prompt(
         template=template.text,
         provenance={
             "tune": config.stamped(),
+            "precision_used": resolve_precision(config.precision, lm.device).value,
             "placement_requested": requested.placement.value,
             "model_identity": lm.identity,
             "selected_step": best["step"],

@@ -231,8 +231,11 @@ def test_out_of_range_url_values_are_clamped_not_fatal(params, key, expected):
         open_demo_preset(at)
         at.switch_page(PAGE[page])
     at.query_params.update(params)
-    goto(at.run(), page)
+    shown = texts(at.run())
+    goto(at, page)
+    shown += texts(at)
     assert not at.exception and not errors(at), errors(at)
+    assert "is outside" in shown or "is not a valid value" in shown, "the clamp is said, not silent"
     if key == "steps":
         assert at.slider(key=skey("steps")).value == expected and at.button(key="run")
     elif key == "nn_k":
@@ -450,6 +453,37 @@ def test_an_upload_above_the_size_limit_is_refused():
     at.run()
     assert not at.exception
     assert any("larger than" in e for e in errors(at)), errors(at)
+
+
+def test_the_upload_cache_keeps_at_most_eight_prompts(monkeypatch):
+    import torch
+
+    from ptfer_core.artifacts import SoftPrompt
+
+    services.prompt_from_upload.clear()
+    parsed = []
+    real = SoftPrompt.from_bytes
+    monkeypatch.setattr(SoftPrompt, "from_bytes", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    files = [
+        SoftPrompt(torch.full((2, 4), float(i)), "tiny:gpt2:4:0", "P36", "transfer", "[X] [V] [V] [Y] .").to_bytes()
+        for i in range(10)
+    ]
+    for data, sidecar in files:
+        services.prompt_from_upload(data, sidecar, "p.safetensors")
+    assert len(parsed) == 10
+    services.prompt_from_upload(*files[-1], "p.safetensors")  # recent: served from the cache
+    assert len(parsed) == 10
+    services.prompt_from_upload(*files[0], "p.safetensors")  # the oldest was evicted: parsed again
+    assert len(parsed) == 11
+    services.prompt_from_upload.clear()
+
+
+def test_a_200_word_subject_on_the_query_page_is_refused_and_the_facts_stay():
+    at = goto(open_demo_preset(new_app()), "query")
+    at.text_input(key="subject").input(" ".join(["Paris"] * 200)).run()
+    assert not at.exception
+    assert any("tokens long" in e for e in errors(at)), errors(at)
+    assert "Test facts" in texts(at) and at.dataframe, "the facts table is still there"
 
 
 def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):

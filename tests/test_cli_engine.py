@@ -333,3 +333,58 @@ def test_grid_recipes_override_runs_a_part_the_full_config_reuses(workdir, tmp_p
     assert set(pd.read_csv(workdir / "g" / "results.csv").recipe) == {"studio", "paper-zero-shot"}
     assert main(["grid", "--config", str(config), "--out", "g3", "--recipes", "studio,nonsense"]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_transfer_retunes_its_source_when_a_tuning_setting_changes(workdir):
+    args = ["transfer", "--source", "tiny:bert:32:1", "--target", "tiny:llama:48:2", "--relation", "P36", *TOY]
+    assert main([*args, "--epochs", "1", "--quiet"]) == 0
+    assert len(stored(workdir)) == 1
+    assert main([*args, "--epochs", "2", "--lr", "0.3", "--quiet"]) == 0
+    assert len(stored(workdir)) == 2  # a new source prompt, not the 1-epoch one
+    out = json.loads((workdir / "transfer-results.json").read_text())
+    assert out["overrides"]["tune"] == {"epochs": 2, "lr": 0.3}
+
+
+def test_a_same_width_source_prompt_from_another_model_is_used_with_a_note(workdir, capsys):
+    assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
+    made_on_gpt2 = str(stored(workdir, model="tiny_gpt2_32_3")[0])
+    capsys.readouterr()
+    code = main(
+        [
+            "transfer",
+            "--source",
+            "tiny:bert:32:1",
+            "--target",
+            "tiny:llama:48:2",
+            "--relation",
+            "P36",
+            "--source-prompt",
+            made_on_gpt2,
+            "--out",
+            "-",
+            "--quiet",
+            *TOY,
+        ]
+    )
+    assert code == 0 and "tiny:gpt2:32:3" in capsys.readouterr().err
+
+
+def test_outputs_under_a_file_fail_before_any_work(workdir, capsys, monkeypatch):
+    (workdir / "taken").write_text("x")
+    grid = workdir / "g.yaml"
+    grid.write_text('models: ["tiny:bert:32:1"]\nrelations: [P36]\nmethods: [manual]\n')
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr("ptfer_core.loading.load_model", no_model)
+    tune = ["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--quiet"]
+    for argv, needle in [
+        ([*tune, "--prompt-dir", "taken/sub"], "taken is a file"),
+        ([*tune, "--out", "taken/sub/r.json"], "cannot be written"),
+        (["grid", "--config", str(grid), "--out", "taken/sub"], "taken is a file"),
+        (["grid", "--config", str(grid), "--out", "taken"], "is a file"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -101,8 +101,48 @@ def test_a_changed_setting_recomputes_exactly_the_cells_it_touches(mini_data_dir
     run_grid(changed, tmp_path, on_step=lambda s, m: events.append((m["task"], m["skipped"])))
     recomputed = {t for t, skipped in events if not skipped}
     # Both solvers read "steps": every transfer cell is recomputed; baselines and tuning do not depend on it.
-    assert recomputed and all(t.startswith("transfer:") for t in recomputed)
+    assert recomputed == {c.key for c in plan(changed)[1] if c.kind == "transfer"}
     assert json.loads((tmp_path / "config.json").read_text())["overrides"]["transfer"]["steps"] == 7
+
+
+def test_a_changed_tuning_setting_retunes_and_recomputes_every_dependent_cell(mini_data_dir, tmp_path):
+    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["direct-tuning", "transfer"])
+    run_grid(config, tmp_path)
+    tuned_before = sorted((tmp_path / "prompts").rglob("tuned-*.safetensors"))
+    events = []
+    changed = tiny_config(
+        mini_data_dir,
+        relations=["P36"],
+        recipes=["studio"],
+        methods=["direct-tuning", "transfer"],
+        overrides={**TOY, "tune": {"epochs": 2, "lr": 0.5}},
+    )
+    table = run_grid(changed, tmp_path, on_step=lambda s, m: events.append((m["task"], m["skipped"])))
+    recomputed = {t for t, skipped in events if not skipped and not t.startswith("tune:")}
+    assert recomputed == {c.key for c in plan(changed)[1]}
+    tuned_after = sorted((tmp_path / "prompts").rglob("tuned-*.safetensors"))
+    assert len(tuned_after) == 2 * len(tuned_before) == 2 * len(MODELS)  # new prompts beside the old ones
+    assert len(table) == len(run_grid(config, tmp_path))  # and the old config still finds its own cells
+
+
+def test_edited_data_recomputes_the_cells_instead_of_reusing_them(mini_data_dir, tmp_path):
+    import shutil
+
+    config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual"])
+    run_grid(config, tmp_path / "out")
+    copy = tmp_path / "data"
+    shutil.copytree(mini_data_dir, copy)
+    facts = copy / "lama_trex" / "P36.jsonl"
+    rows = [json.loads(line) for line in facts.read_text().splitlines()]
+    rows[0]["sub_label"] = rows[0]["sub_label"] + " Town"
+    facts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    events = []
+    run_grid(
+        tiny_config(copy, relations=["P36"], recipes=["studio"], methods=["manual"]),
+        tmp_path / "out",
+        on_step=lambda s, m: events.append((m["task"], m["skipped"])),
+    )
+    assert events and not any(skipped for task, skipped in events if task.startswith("target:"))
 
 
 def test_damaged_or_edited_cells_are_recomputed_with_a_warning(mini_data_dir, tmp_path):

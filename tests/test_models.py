@@ -135,3 +135,35 @@ def test_model_without_lm_head_is_refused(tmp_path, bert_lm):
 def test_unfetched_local_model_says_how_to_fetch(tmp_path):
     with pytest.raises(ModelLoadError, match="ptfer models fetch gemma3-270m"):
         load_model("gemma3-270m", models_root=tmp_path)
+
+
+def test_auto_precision_follows_the_machine(monkeypatch):
+    import torch
+
+    from ptfer_core.config import Precision, resolve_precision
+
+    monkeypatch.delenv("PTFER_AUTO_PRECISION", raising=False)
+    assert resolve_precision("float32") == Precision.FLOAT32 and resolve_precision("bfloat16") == Precision.BFLOAT16
+    assert resolve_precision("auto", "cuda:0") == Precision.BFLOAT16
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert resolve_precision("auto") == Precision.FLOAT32  # emulated bf16 would be ~50x slower
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert resolve_precision("auto") == Precision.BFLOAT16
+    monkeypatch.setenv("PTFER_AUTO_PRECISION", "float32")
+    assert resolve_precision("auto") == Precision.FLOAT32
+
+
+def test_a_tuned_prompt_records_the_precision_auto_chose(monkeypatch, mini_data_dir):
+    from ptfer_core.runs import TaskData
+    from ptfer_core.settings import TuneConfig
+    from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+    from ptfer_core.tuning import tune_prompt
+
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    data = TaskData.load("P36", mini_data_dir)
+    for forced in ("float32", "bfloat16"):
+        monkeypatch.setenv("PTFER_AUTO_PRECISION", forced)
+        prompt = tune_prompt(
+            lm, data.task, data.splits["train"], [], data.candidates(lm), TuneConfig(epochs=1, max_train=4)
+        )
+        assert prompt.provenance["tune"]["precision"] == "auto" and prompt.provenance["precision_used"] == forced

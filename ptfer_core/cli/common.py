@@ -172,6 +172,8 @@ def check_writable_dir(path: str, what: str) -> None:
     probe = target
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{what} {path} cannot be made: {probe} is a file")
     if not os.access(probe, os.W_OK):
         raise InputError(f"{what} {path} cannot be written")
 

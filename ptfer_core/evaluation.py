@@ -48,10 +48,9 @@ class CandidateSet:
             ids = lm.word_token_ids(list(words))
             pick = next(((w, i) for w, i in zip(words, ids) if i is not None), None)
             if pick is None:
-                parts = {w: len(lm.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) for w in words}
                 raise InputError(
                     f"task {task.id}: no label word of class {name!r} is a single token of {lm.name} "
-                    f"({', '.join(f'{w!r} splits into {n} tokens' for w, n in parts.items())})"
+                    f"({', '.join(_why_not_one_token(lm, w) for w in words)})"
                 )
             chosen_words.append(pick[0])
             chosen_ids.append(pick[1])
@@ -65,6 +64,13 @@ class CandidateSet:
 
     def __len__(self) -> int:
         return len(self.words)
+
+
+def _why_not_one_token(lm: PromptedLM, word: str) -> str:
+    ids = lm.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in ids:
+        return f"{word!r} is not in its vocabulary"
+    return f"{word!r} splits into {len(ids)} tokens"
 
 
 def candidates_for(

@@ -65,9 +65,7 @@ def test_tuning_learns_a_separable_toy_task(cls_dir, llama):
     candidates = data.candidates(llama)
     train = data.splits["train"]
     manual = evaluate(llama, Prompt.manual(data.task), train, candidates).p_at_1
-    prompt = tune_prompt(
-        llama, data.task, train, [], candidates, TuneConfig(epochs=30, lr=0.3, precision="float32")
-    )
+    prompt = tune_prompt(llama, data.task, train, [], candidates, TuneConfig(epochs=30, lr=0.3, precision="float32"))
     tuned = evaluate(llama, prompt.as_prompt(), train, candidates).p_at_1
     assert tuned >= 75.0 and tuned >= manual + 20, (manual, tuned)  # classes are balanced: chance is 50
     assert prompt.relation == "sst2"
@@ -121,14 +119,14 @@ def test_the_cli_scores_a_task_or_says_which_label_word_a_model_lacks(cls_dir, t
 def test_unknown_task_names_what_exists(cls_dir):
     from ptfer_core.data import get_task
 
-    with pytest.raises(PTferError, match="sst3.*sst2|sst2.*sst3"):
+    with pytest.raises(PTferError, match=r"sst3.*sst2|sst2.*sst3"):
         get_task("sst3", cls_dir)
 
 
 def test_a_label_word_that_is_several_tokens_is_named(cls_dir):
     lm = tiny_lm("gpt2", [w for w in WORDS if w not in ("great", "good")])  # 'great' and 'good' split into pieces
     data = TaskData.load("sst2", cls_dir)
-    with pytest.raises(InputError, match="class 'positive'.*'great' is not in its vocabulary"):
+    with pytest.raises(InputError, match=r"class 'positive'.*'great' is not in its vocabulary"):
         data.candidates(lm)
 
 

@@ -160,16 +160,19 @@ def tasks(data_dir: str) -> dict:
 @st.cache_resource(show_spinner=False, max_entries=16)
 def task_data(task_id: str, data_dir: str, split_seed: int = core_data.DEFAULT_SPLIT_SEED):
     from ptfer_core.runs import TaskData
+    from ptfer_core.settings import BUDGET_MAX_DEV
 
-    return TaskData.load(task_id, data_dir, split_seed)
+    return TaskData.load(task_id, data_dir, split_seed, max_dev=BUDGET_MAX_DEV)
 
 
 @st.cache_resource(show_spinner=False)
 def prompt_store():
-    """Tuned prompts: the app's cache, then the ones shipped in assets/prompts (read-only)."""
+    """Tuned prompts: the app's cache, then the shipped ones (read-only): the demo's, and the real-model grid's."""
     from ptfer_core.runs import PromptStore
 
-    return PromptStore(cache_root() / "prompts", [REPO_ROOT / "assets" / "prompts"])
+    return PromptStore(
+        cache_root() / "prompts", [REPO_ROOT / "assets" / "prompts", REPO_ROOT / "assets" / "grid-real" / "prompts"]
+    )
 
 
 # ----------------------------------------------------------------------------- presets

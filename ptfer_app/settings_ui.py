@@ -13,7 +13,14 @@ from enum import Enum
 import streamlit as st
 
 from ptfer_core.config import Recipe
-from ptfer_core.settings import RECIPE_HELP, ProjectorConfig, TransferConfig, TuneConfig, recipe_settings
+from ptfer_core.settings import (
+    BUDGET_OVERRIDES,
+    RECIPE_HELP,
+    ProjectorConfig,
+    TransferConfig,
+    TuneConfig,
+    recipe_settings,
+)
 from ptfer_core.toy_models import TOY_TRANSFER_OVERRIDES
 
 from . import catalog
@@ -28,9 +35,10 @@ RECIPE_LABELS = {
 
 
 def base_settings(recipe: str, models: list[str]):
-    """The recipe as the app runs it for these models (toy models get anchors that fit their vocabulary)."""
+    """The recipe as the app runs it for these models: toy models get anchors that fit their vocabulary, real ones
+    the CPU budget the shipped prompts were tuned under (so those are found, not re-tuned)."""
     toy = any(catalog.is_toy(m) for m in models)
-    return recipe_settings(recipe, TOY_OVERRIDES if toy else None)
+    return recipe_settings(recipe, TOY_OVERRIDES if toy else BUDGET_OVERRIDES)
 
 
 def describe(group: str, name: str) -> dict:

@@ -63,6 +63,20 @@ def selection() -> Selection:
     return st.session_state["_selection"]
 
 
+def _differences(recipe: str, cfg: dict) -> dict:
+    from ptfer_core.settings import recipe_settings
+
+    now = recipe_settings(recipe)
+    out = {}
+    for group in ("tune", "transfer", "projector"):
+        current = getattr(now, group).to_dict()
+        changed = {
+            k: v for k, v in (cfg.get(group) or {}).items() if k != "settings_version" and current.get(k, v) != v
+        }
+        out[group] = {**(cfg.get("overrides") or {}).get(group, {}), **changed}
+    return {g: v for g, v in out.items() if v}
+
+
 def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
     """Select the preset's models, task, recipe and settings, so that "Run transfer" repeats it."""
     cfg = result.settings
@@ -80,8 +94,9 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
         for name, value in (cfg.get(group) or {}).items():
             if name != "settings_version":
                 values[f"set.{recipe}.{group}.{name}"] = value
-    # Settings without a widget (a learning rate, say) still come from the preset, so "Run transfer" repeats it.
-    values["_hidden_overrides"] = {"recipe": recipe, "overrides": cfg.get("overrides") or {}}
+    # Settings without a widget (a learning rate, say) still come from the preset, so "Run transfer" repeats it:
+    # every recorded value that differs from the recipe as it is now (a default may have changed since).
+    values["_hidden_overrides"] = {"recipe": recipe, "overrides": _differences(recipe, cfg)}
     for key, value in values.items():
         if only_missing and (key in st.query_params or key.split(".")[-1] in st.query_params):
             continue

@@ -249,3 +249,13 @@ def test_ray_executor_matches_local(mini_data_dir, tmp_path):
         ray.shutdown()
     cols = ["relation", "source", "target", "method", "p_at_1", "n_facts"]
     assert remote[cols].equals(local[cols])
+
+
+def test_the_real_grid_and_the_app_share_one_cpu_budget():
+    """The app finds the grid's shipped prompts only if both tune under the same caps."""
+    from pathlib import Path
+
+    from ptfer_core.settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "grids" / "real-causal.yaml").read_text())
+    assert config["overrides"] == BUDGET_OVERRIDES and config["max_dev"] == BUDGET_MAX_DEV

@@ -259,3 +259,19 @@ def test_the_real_grid_and_the_app_share_one_cpu_budget():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "grids" / "real-causal.yaml").read_text())
     assert config["overrides"] == BUDGET_OVERRIDES and config["max_dev"] == BUDGET_MAX_DEV
+
+
+def test_claims_compare_methods_over_the_relations_both_have():
+    from ptfer_core.grid_tables import claims_markdown, tidy
+
+    def row(relation, method, p, recipe="studio"):
+        return {"relation": relation, "recipe": recipe, "method": method, "target": "B", "source": "A",
+                "p_at_1": p, "n_facts": 10, "n_correct": int(p / 10)}  # fmt: skip
+
+    rows = [row("P1", "transfer", 50.0), row("P2", "transfer", 10.0), row("P1", "manual", 40.0)]
+    rows += [row("P1", "transfer", 30.0, "paper"), row("P1", "transfer", 20.0, "paper-zero-shot")]
+    rows += [row("P2", "transfer", 90.0, "paper")]  # no zero-shot partner: left out of the selection claim
+    text = "\n".join(claims_markdown(tidy(rows)))
+    # P2 has no manual score: transferred is 50 (P1 only), not the 30 of both relations.
+    assert "> manual 40.0 (transferred 50.0, n=1)" in text
+    assert "zero-shot (loss) 20.0 vs target-dev 30.0 (n=1; not within 2 points)" in text

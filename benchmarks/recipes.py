@@ -6,13 +6,14 @@ tuned source prompt's test P@1, then the prompt carried back through the relativ
   - the project's default (``refined``: closed form, then L-BFGS with Eq. 6 in the loop),
   - the closed form alone (``lstsq``, Eq. 6 applied afterwards),
 with each vector's cosine to the source before normalisation (min over vectors), test P@1 and seconds.
-Source prompts are the `paper` recipe's (OptiPrompt start), read from the grid's prompt store when it has them,
-else tuned here with the same settings.
+Source prompts are the grid's shipped ones (`--source-recipe studio`, default) or the `paper` recipe's (OptiPrompt
+start), read from the grid's prompt store when it has them, else tuned here with the same settings. A fourth row
+keeps the source prompt's own scale relative to its embedding spread (`normalization=relative`).
 
 Part 2, cross-model transfer in both directions with the recipes `paper`, `paper-zero-shot` and `studio`, both
 averages and the time per transfer, read from the grid's results (runs/grid-real/results.csv).
 
-    python benchmarks/recipes.py --relations P17,P36,P103,P19,P1376,P264 --out docs/recipes.json
+    python benchmarks/recipes.py --relations P36,P17,P1412,P19,P103 --out docs/recipes.json
 """
 
 from __future__ import annotations
@@ -32,29 +33,31 @@ from ptfer_core.settings import recipe_settings
 SOLVERS = {
     "Adam (paper-zero-shot)": ("paper-zero-shot", {}),
     "refined (studio default)": ("paper", {"solver": "refined", "selection": "loss"}),
+    "refined, relative Eq. 6": ("paper", {"solver": "refined", "selection": "loss", "normalization": "relative"}),
     "closed form (lstsq)": ("paper", {"solver": "lstsq", "selection": "loss"}),
 }
 
 
 def self_transfer(
-    models: list[str], relations: list[str], store: PromptStore, max_train: int, max_dev: int
+    models: list[str], relations: list[str], store: PromptStore, max_train: int, max_dev: int, source_recipe: str
 ) -> list[dict]:
     rows = []
     for name in models:
         lm = load_model(name)
         for rid in relations:
             data = TaskData.load(rid, max_dev=max_dev)
-            base = recipe_settings("paper", {"tune": {"max_train": max_train}})
-            source = store.get_or_tune(lm, data, base.tune, recipe="paper")
+            base = recipe_settings(source_recipe, {"tune": {"max_train": max_train}})
+            source = store.get_or_tune(lm, data, base.tune, recipe=source_recipe)
             source_score = evaluate(
                 lm, source.as_prompt(), data.splits["test"], data.candidates(lm), precision="auto"
             ).p_at_1
             for label, (recipe, transfer) in SOLVERS.items():
-                settings = recipe_settings(recipe, {"tune": {"max_train": max_train}, "transfer": transfer})
+                settings = recipe_settings(recipe, {"transfer": transfer})
                 started = time.perf_counter()
                 out = run(
-                    "transfer", data=data, target=lm, sources=[lm], settings=settings, store=store, precision="auto"
-                )
+                    "transfer", data=data, target=lm, sources=[lm], settings=settings, given_prompts=[source],
+                    precision="auto",
+                )  # fmt: skip
                 seconds = time.perf_counter() - started
                 before = out.prompt.provenance.get("cosine_to_source_before_normalisation") or [float("nan")]
                 after = torch.nn.functional.cosine_similarity(out.prompt.vectors, source.vectors, dim=-1)
@@ -64,6 +67,7 @@ def self_transfer(
                         "relation": rid,
                         "type": data.task.type,
                         "solver": label,
+                        "source_recipe": source_recipe,
                         "source_p_at_1": source_score,
                         "p_at_1": out.p_at_1,
                         "n_test": out.result.n_facts,
@@ -103,9 +107,12 @@ def cross_model(results_csv: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="smollm2-135m,gemma3-270m")
-    parser.add_argument("--relations", default="P17,P36,P103,P19,P1376,P264")
-    parser.add_argument("--store", default="runs/grid-real/prompts", help="where the grid keeps its tuned prompts")
-    parser.add_argument("--results", default="runs/grid-real/results.csv")
+    parser.add_argument("--relations", default="P36,P17,P1412,P19,P103")
+    parser.add_argument("--store", default="assets/grid-real/prompts", help="where the grid keeps its tuned prompts")
+    parser.add_argument("--results", default="assets/grid-real/results.csv")
+    parser.add_argument(
+        "--source-recipe", default="studio", help="whose tuning made the source prompts (studio: the shipped ones)"
+    )
     parser.add_argument("--max-train", type=int, default=200)
     parser.add_argument("--max-dev", type=int, default=100)
     parser.add_argument("--out", default="docs/recipes.json")
@@ -113,7 +120,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     report = {
         "self_transfer": self_transfer(
-            args.models.split(","), args.relations.split(","), PromptStore(args.store), args.max_train, args.max_dev
+            args.models.split(","),
+            args.relations.split(","),
+            PromptStore(args.store),
+            args.max_train,
+            args.max_dev,
+            args.source_recipe,
         )
     }
     if Path(args.results).is_file():

@@ -1,0 +1,88 @@
+"""The paper's Table 6 (classification transfer) on the real pair, read from the classification grid's cells.
+
+The numbers come from one pipeline, the grid (`ptfer grid --config grids/real-classification.yaml`), so every cell
+is resumable and recorded with its settings; this script lays them out as the paper does: methods (transferred
+once per recipe) × direction, accuracy with the number of test examples, macro-F1, and the seconds per cell.
+
+    ptfer grid --config grids/real-classification.yaml --out assets/grid-classification --threads 1
+    python benchmarks/classification.py --results assets/grid-classification/results.csv --out docs/classification.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+ORDER = ["manual", "random", "direct-tuning", "discretization", "projector", "transfer"]
+
+
+def table_6(results: pd.DataFrame) -> tuple[str, list[str]]:
+    ok = results[results["p_at_1"].notna() & (results["n_facts"] > 0)].copy()
+    # Target-only methods (manual, random, direct tuning) belong to every direction that ends at their target.
+    rows, lines = [], []
+    for task in sorted(ok["relation"].unique()):
+        sub = ok[ok.relation == task]
+        pairs = sorted({(s, t) for s, t in zip(sub.source, sub.target) if isinstance(s, str) and s})
+        header = "| method | recipe | " + " | ".join(f"{s} → {t}" for s, t in pairs) + " |"
+        lines += [f"## {task}: accuracy % (macro-F1 %, test examples, seconds per cell)", "", header]
+        lines.append("|---|---|" + "---:|" * len(pairs))
+        for method in ORDER:
+            msub = sub[sub.method == method]
+            recipes = sorted(msub.recipe.unique()) if method == "transfer" else (["—"] if len(msub) else [])
+            for recipe in recipes:
+                cells = []
+                for s, t in pairs:
+                    pick = msub[msub.target == t]
+                    if method in ("discretization", "projector", "transfer"):
+                        pick = pick[pick.source == s]
+                    if method == "transfer":
+                        pick = pick[pick.recipe == recipe]
+                    else:  # baselines shared by recipes that tune alike: one value
+                        pick = pick.drop_duplicates(["method", "source", "target", "p_at_1"])
+                    if not len(pick):
+                        cells.append("—")
+                        continue
+                    r = pick.iloc[0]
+                    cells.append(
+                        f"{r['p_at_1']:.1f} ({r.get('macro_f1', float('nan')):.1f}, n={int(r['n_facts'])}, "
+                        f"{r['seconds']:.0f} s)"
+                    )
+                    rows.append({"task": task, "method": method, "recipe": recipe, "direction": f"{s} → {t}",
+                                 "accuracy": float(r["p_at_1"]), "n": int(r["n_facts"])})  # fmt: skip
+                lines.append(f"| {method} | {recipe} | " + " | ".join(cells) + " |")
+        lines.append("")
+    verdicts = []
+    frame = pd.DataFrame(rows)
+    for (task, direction), group in frame.groupby(["task", "direction"]) if len(frame) else []:
+        acc = {(m, r): a for m, r, a in zip(group.method, group.recipe, group.accuracy)}
+        manual, disc = acc.get(("manual", "—")), acc.get(("discretization", "—"))
+        for (method, recipe), value in acc.items():
+            if method != "transfer":
+                continue
+            said = [f"transferred ({recipe}) {value:.1f}"]
+            for name, other in (("manual", manual), ("discretisation", disc)):
+                if other is not None:
+                    said.append(f"{'beats' if value > other else 'does not beat'} {name} {other:.1f}")
+            verdicts.append(f"- {task}, {direction}: " + ", ".join(said))
+    return "\n".join(lines), verdicts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="assets/grid-classification/results.csv")
+    parser.add_argument("--out", default=None, help="also write the markdown here")
+    args = parser.parse_args(argv)
+    if not Path(args.results).is_file():
+        raise SystemExit(f"error: {args.results} does not exist; run the grid first (see this script's doc)")
+    text, verdicts = table_6(pd.read_csv(args.results))
+    report = text + "\n## Does the transferred prompt beat manual and discretisation?\n\n" + "\n".join(verdicts) + "\n"
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

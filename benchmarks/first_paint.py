@@ -1,0 +1,230 @@
+"""First paint of the app's pages in headless Chromium, against a one-title Streamlit page (the floor).
+
+For each page, a fresh `streamlit run` on a free port: the first load after the server start ("cold"), then the
+server is left to go idle (background warm-ups such as UMAP's numba compile finish) and `--loads` further loads
+("warm"). A load lasts from `driver.get(url)` until the page has settled: content drawn, no running indicator,
+skeleton, spinner or stale element, and the element count unchanged for 300 ms (polled every 50 ms); the time
+reported is the start of that quiet window. The app runs on the built-in toy models with a private cache
+(`--real-models` uses this machine's model directory instead), one thread per script run.
+
+    .venv/bin/python benchmarks/first_paint.py --loads 5 --screenshots /tmp/fp_shots
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_SRC = 'import streamlit as st\n\nst.title("Hello, world")\n'
+BUSY = ", ".join(
+    ['[data-testid="stStatusWidget"] [data-testid^="stStatusWidgetRunning"]', '[data-stale="true"]']
+    + [f'[data-testid="{t}"]' for t in ("stStatusWidgetNewYearsIcon", "stSkeleton", "stAppSkeleton", "stSpinner")]
+)
+PROBE = f"""return [document.querySelectorAll('{BUSY}').length,
+  document.querySelectorAll('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]').length,
+  document.getElementsByTagName('*').length,
+  document.querySelectorAll('[data-testid="stException"]').length];"""
+
+
+def find_binary(*names: str) -> str | None:
+    found = (*names, *(shutil.which(Path(n).name) or "" for n in names))
+    return next((p for p in found if p and Path(p).exists()), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`streamlit run script` on a free port, in its own process group; a context manager that always kills it."""
+
+    def __init__(self, script: Path, env: dict[str, str], log: Path):
+        self.script, self.env, self.port, self.log_path, self.proc = script, env, free_port(), log, None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        cmd = [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.headless", "true",
+               "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+               "false", "--server.fileWatcherType", "none"]  # fmt: skip
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as resp:
+                    if resp.read().strip() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"streamlit (exit code {self.proc.returncode}) did not become healthy:\n{self.tail()}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+    def tail(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text()[-3000:]
+
+    def wait_idle(self, limit: float = 180.0, below: float = 0.05) -> float:
+        """Seconds until the server process used under `below` of a core over one second (its warm-ups done)."""
+        started, stat = time.monotonic(), Path(f"/proc/{self.proc.pid}/stat")
+        ticks = lambda: sum(int(x) for x in stat.read_text().split(")")[1].split()[11:13])  # utime + stime
+        while stat.exists() and time.monotonic() - started < limit:  # no /proc (not Linux): no wait
+            before = ticks()
+            time.sleep(1.0)
+            if (ticks() - before) / os.sysconf("SC_CLK_TCK") < below:
+                break
+        return time.monotonic() - started
+
+
+def browser(chromium: str, chromedriver: str, profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1440,1000", "--force-device-scale-factor=1",
+                 f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver.set_page_load_timeout(120)
+    return driver
+
+
+def load(driver, url: str, timeout: float) -> tuple[float, float, int]:
+    """Seconds from driver.get(url) until the page settled (start of the 300 ms quiet window), until its first
+    element was drawn, and the exceptions on screen."""
+    driver.get("about:blank")
+    started = time.monotonic()
+    driver.get(url)
+    count, since, first = -1, None, None
+    while time.monotonic() - started < timeout:
+        busy, content, elements, errors = driver.execute_script(PROBE)
+        now = time.monotonic()
+        first = first if first or not content else now - started
+        if busy or not content:
+            since = None
+        elif elements != count or since is None:
+            since = now
+        elif now - since >= 0.3:
+            return since - started, first, errors
+        count = elements
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not settle in {timeout:.0f} s")
+
+
+def measure(driver, server: Server, path: str, loads: int, timeout: float, shots: Path | None, name: str) -> dict:
+    url = server.url + path
+    cold, cold_first, errors = load(driver, url, timeout)
+    idle = server.wait_idle()
+    warm, firsts, _ = zip(*(load(driver, url, timeout) for _ in range(loads)))
+    if shots:
+        shots.mkdir(parents=True, exist_ok=True)
+        driver.set_window_size(1440, 1600)
+        time.sleep(0.8)
+        driver.save_screenshot(str(shots / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', name)}.png"))
+        driver.set_window_size(1440, 1000)
+    return {"page": name, "path": path, "cold_s": cold, "warm_s": warm, "warm_median_s": statistics.median(warm),
+            "warm_min_s": min(warm), "warm_max_s": max(warm), "exceptions": errors, "idle_wait_s": idle,
+            "first_element_cold_s": cold_first, "first_element_warm_median_s": statistics.median(firsts)}  # fmt: skip
+
+
+def main() -> None:
+    pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "app.py").read_text())]
+    presets = sorted(p.name for p in (ROOT / "assets" / "presets").iterdir() if (p / "preset.json").is_file())
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--loads", type=int, default=5, help="warm loads per page (after the cold one)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "first_paint.json")
+    ap.add_argument("--pages", default=",".join(pages_in_app), help=f"comma list of {', '.join(pages_in_app)}")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds for one page to settle")
+    ap.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
+    ap.add_argument("--real-models", action="store_true", help="use this machine's models (default: toy models)")
+    args = ap.parse_args()
+    unknown = set(args.pages.split(",")) - set(pages_in_app)
+    if unknown:
+        ap.error(f"unknown pages {sorted(unknown)}; known: {pages_in_app}")
+    chromium = find_binary("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+    chromedriver = find_binary("/usr/bin/chromedriver")
+    if not chromium or not chromedriver:
+        sys.exit("first_paint: Chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        sys.exit("first_paint: selenium is needed (.venv/bin/pip install selenium)")
+
+    targets = [("home", "/")] if "home" in args.pages.split(",") else []
+    targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}") for p in args.pages.split(",") if p != "home" for k in presets]
+    started, rows, tmp = time.monotonic(), [], Path(tempfile.mkdtemp(prefix="first-paint-"))
+    (tmp / "floor.py").write_text(FLOOR_SRC)
+    env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if not args.real_models:
+        env |= {"PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}
+    driver = browser(chromium, chromedriver, tmp / "chromium-profile")
+    try:
+        for name, path in [("floor (hello world)", "/"), *targets]:
+            script = tmp / "floor.py" if name.startswith("floor") else ROOT / "app.py"
+            try:
+                with Server(script, env, tmp / "streamlit.log") as server:
+                    try:
+                        rows.append(measure(driver, server, path, args.loads, args.timeout, args.screenshots, name))
+                    except TimeoutError as exc:
+                        raise RuntimeError(f"{exc}; server log tail:\n{server.tail()}") from None
+            except RuntimeError as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                rows.append({"page": name, "path": path, "error": str(exc).splitlines()[0]})
+            print(f"  measured {name}", file=sys.stderr, flush=True)
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    floor = rows[0].get("warm_median_s")
+    lines = ["| page | cold s | warm median s | min | max | ratio to floor |", "| --- |" + " ---: |" * 5]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['page']} | {r['error']} | | | | |")
+            continue
+        r["ratio_to_floor"] = r["warm_median_s"] / floor if floor else None
+        ratio = f"{r['ratio_to_floor']:.1f}×" if floor else "n/a"
+        note = f" ⚠ {r['exceptions']} exception(s) on screen" if r["exceptions"] else ""
+        lines.append(f"| {r['page']} | {r['cold_s']:.2f} | {r['warm_median_s']:.2f} | {r['warm_min_s']:.2f} | "
+                     f"{r['warm_max_s']:.2f} | {ratio} |{note}")  # fmt: skip
+    wall = time.monotonic() - started
+    print("\n".join(lines) + f"\n\nwall time {wall:.0f} s, {args.loads} warm loads per page")
+    import streamlit
+
+    meta = {"loads": args.loads, "timeout_s": args.timeout, "streamlit": streamlit.__version__,
+            "cpus": os.cpu_count(), "load_average": os.getloadavg(), "real_models": args.real_models,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_s": wall}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "pages": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

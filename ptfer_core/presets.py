@@ -196,20 +196,24 @@ def make_preset(
     from .jobs import Job
     from .loading import load_model
     from .runs import PromptStore, TaskData
-    from .settings import recipe_settings
+    from .settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES, recipe_settings
     from .toy_models import is_toy, write_mini_lama
 
     names = list(dict.fromkeys([*sources, target]))
-    if settings is None:
+    toy = all(map(is_toy, names))
+    if settings is None:  # as the app runs these models (see ptfer_app.settings_ui.base_settings)
         from .toy_models import TOY_TRANSFER_OVERRIDES
 
-        settings = recipe_settings(overrides={"transfer": TOY_TRANSFER_OVERRIDES} if all(map(is_toy, names)) else None)
-    if all(is_toy(n) for n in names) and data_dir is None:
+        settings = recipe_settings(overrides={"transfer": TOY_TRANSFER_OVERRIDES} if toy else BUDGET_OVERRIDES)
+    if toy and data_dir is None:
         data_dir = str(write_mini_lama(tempfile.mkdtemp(prefix="ptfer-mini-lama-")))
     lms = {n: load_model(n) for n in names}
-    data = TaskData.load(task_id, data_dir)
+    data = TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV)  # the app's budget: its shipped prompts match
     check_enough_facts(data, lms)
-    store = PromptStore(store_root or REPO_ROOT / "assets" / "prompts")  # shipped: the app finds these sources
+    # Shipped sources (the demo's, the real grid's) are found; new ones go where the app finds them.
+    store = PromptStore(
+        store_root or REPO_ROOT / "assets" / "prompts", [REPO_ROOT / "assets" / "grid-real" / "prompts"]
+    )
 
     def work(job):
         return compare(

@@ -2,10 +2,11 @@
 
 For each page, a fresh `streamlit run` on a free port: the first load after the server start ("cold"), then the
 server is left to go idle (background warm-ups such as UMAP's numba compile finish) and `--loads` further loads
-("warm"). A load lasts from `driver.get(url)` until the page has settled: content drawn, no running indicator,
-skeleton, spinner or stale element, and the element count unchanged for 300 ms (polled every 50 ms); the time
-reported is the start of that quiet window. The app runs on the built-in toy models with a private cache
-(`--real-models` uses this machine's model directory instead), one thread per script run.
+("warm"). A load lasts from `driver.get(url)` until the page has settled: content drawn, the script not running,
+no running indicator, skeleton, spinner or stale element, and the element count unchanged for 300 ms (polled every
+50 ms); the time reported is the start of that quiet window. The app runs on the built-in toy models with a private
+cache (`--real-models` uses this machine's model directory instead), one thread per script run. The JSON also has,
+per page, when the first element appeared and when the script last finished (the rest is the browser drawing).
 
     .venv/bin/python benchmarks/first_paint.py --loads 5 --screenshots /tmp/fp_shots
 """
@@ -33,10 +34,14 @@ BUSY = ", ".join(
     ['[data-testid="stStatusWidget"] [data-testid^="stStatusWidgetRunning"]', '[data-stale="true"]']
     + [f'[data-testid="{t}"]' for t in ("stStatusWidgetNewYearsIcon", "stSkeleton", "stAppSkeleton", "stSpinner")]
 )
-PROBE = f"""return [document.querySelectorAll('{BUSY}').length,
+# Streamlit's own e2e tests wait on stApp's script and connection state; the status widget may not be drawn at all
+# (not in this app's DOM), and a page can sit still with one element for seconds while its script runs.
+PROBE = f"""const app = document.querySelector('[data-testid="stApp"]');
+const running = !app || app.dataset.testScriptState !== 'notRunning';
+return [document.querySelectorAll('{BUSY}').length + (running || app.dataset.testConnectionState !== 'CONNECTED'),
   document.querySelectorAll('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]').length,
-  document.getElementsByTagName('*').length,
-  document.querySelectorAll('[data-testid="stException"]').length];"""
+  document.getElementsByTagName('*').length, document.querySelectorAll('[data-testid="stException"]').length,
+  running];"""
 
 
 def find_binary(*names: str) -> str | None:
@@ -44,17 +49,14 @@ def find_binary(*names: str) -> str | None:
     return next((p for p in found if p and Path(p).exists()), None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`streamlit run script` on a free port, in its own process group; a context manager that always kills it."""
 
     def __init__(self, script: Path, env: dict[str, str], log: Path):
-        self.script, self.env, self.port, self.log_path, self.proc = script, env, free_port(), log, None
+        with socket.socket() as sock:  # a free port
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.script, self.env, self.log_path, self.proc = script, env, log, None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
@@ -118,23 +120,24 @@ def browser(chromium: str, chromedriver: str, profile: Path):
     return driver
 
 
-def load(driver, url: str, timeout: float) -> tuple[float, float, int]:
+def load(driver, url: str, timeout: float) -> tuple[float, float, float, int]:
     """Seconds from driver.get(url) until the page settled (start of the 300 ms quiet window), until its first
-    element was drawn, and the exceptions on screen."""
+    element was drawn, until its script last finished (the rest is the browser drawing), and exceptions on screen."""
     driver.get("about:blank")
     started = time.monotonic()
     driver.get(url)
-    count, since, first = -1, None, None
+    count, since, first, script_done = -1, None, None, 0.0
     while time.monotonic() - started < timeout:
-        busy, content, elements, errors = driver.execute_script(PROBE)
+        busy, content, elements, errors, running = driver.execute_script(PROBE)
         now = time.monotonic()
         first = first if first or not content else now - started
+        script_done = now - started if running else script_done
         if busy or not content:
             since = None
         elif elements != count or since is None:
             since = now
         elif now - since >= 0.3:
-            return since - started, first, errors
+            return since - started, first, script_done, errors
         count = elements
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not settle in {timeout:.0f} s")
@@ -142,9 +145,9 @@ def load(driver, url: str, timeout: float) -> tuple[float, float, int]:
 
 def measure(driver, server: Server, path: str, loads: int, timeout: float, shots: Path | None, name: str) -> dict:
     url = server.url + path
-    cold, cold_first, errors = load(driver, url, timeout)
+    cold, cold_first, cold_script, errors = load(driver, url, timeout)
     idle = server.wait_idle()
-    warm, firsts, _ = zip(*(load(driver, url, timeout) for _ in range(loads)))
+    warm, firsts, scripts, _ = zip(*(load(driver, url, timeout) for _ in range(loads)))
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
         driver.set_window_size(1440, 1600)
@@ -153,7 +156,8 @@ def measure(driver, server: Server, path: str, loads: int, timeout: float, shots
         driver.set_window_size(1440, 1000)
     return {"page": name, "path": path, "cold_s": cold, "warm_s": warm, "warm_median_s": statistics.median(warm),
             "warm_min_s": min(warm), "warm_max_s": max(warm), "exceptions": errors, "idle_wait_s": idle,
-            "first_element_cold_s": cold_first, "first_element_warm_median_s": statistics.median(firsts)}  # fmt: skip
+            "first_element_cold_s": cold_first, "first_element_warm_median_s": statistics.median(firsts),
+            "script_done_cold_s": cold_script, "script_done_warm_median_s": statistics.median(scripts)}  # fmt: skip
 
 
 def main() -> None:

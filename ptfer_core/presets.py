@@ -243,6 +243,14 @@ def make_preset(
     return path
 
 
+def _app_overrides(names: list[str]) -> dict:
+    """What the app puts under a run's settings for these models (ptfer_app.settings_ui.base_settings)."""
+    from .settings import BUDGET_OVERRIDES
+    from .toy_models import TOY_TRANSFER_OVERRIDES, is_toy
+
+    return {"transfer": TOY_TRANSFER_OVERRIDES} if all(map(is_toy, names)) else BUDGET_OVERRIDES
+
+
 def main(argv=None) -> int:
     from .cli.common import add_settings_options, settings_from_args
 
@@ -268,7 +276,7 @@ def main(argv=None) -> int:
         title,
         args.description,
         args.story,
-        settings_from_args(args),
+        settings_from_args(args, _app_overrides([*args.source, args.target])),
         args.method,
         args.root,
         args.data_dir,

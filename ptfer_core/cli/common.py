@@ -120,9 +120,10 @@ def add_settings_options(parser: argparse.ArgumentParser, groups: Sequence[str] 
     parser.add_argument("--no-normalize", action="store_true", help="shorthand for --normalization none (ablation)")
 
 
-def settings_from_args(args):
-    """The recipe's settings with every flag the user gave on top; notes name each flag that overrides it."""
-    overrides: dict[str, dict] = {}
+def settings_from_args(args, base_overrides: dict | None = None):
+    """The recipe's settings (with `base_overrides` under them, e.g. a CPU budget) and every flag the user gave on
+    top; notes name each flag that overrides the recipe."""
+    overrides: dict[str, dict] = {g: dict(v) for g, v in (base_overrides or {}).items()}
     for key, value in vars(args).items():
         if "__" in key and value is not None:
             group, name = key.split("__", 1)

@@ -69,6 +69,20 @@ class TaskData:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+def tune_on(lm: PromptedLM, data: TaskData, tune: TuneConfig, on_step=None, should_stop=None) -> SoftPrompt:
+    """Tune a prompt on the task's train split, selected on its dev split."""
+    return tune_prompt(
+        lm,
+        data.task,
+        data.splits["train"],
+        data.splits["dev"],
+        data.candidates(lm),
+        tune,
+        on_step=on_step,
+        should_stop=should_stop,
+    )
+
+
 class PromptStore:
     """Tuned prompts on disk, one file pair per key; read-only extra roots (e.g. shipped prompts) are searched too."""
 
@@ -120,16 +134,7 @@ class PromptStore:
         found = self.find(lm, data, tune)
         if found is not None:
             return found
-        prompt = tune_prompt(
-            lm,
-            data.task,
-            data.splits["train"],
-            data.splits["dev"],
-            data.candidates(lm),
-            tune,
-            on_step=on_step,
-            should_stop=should_stop,
-        )
+        prompt = tune_on(lm, data, tune, on_step, should_stop)
         if prompt.provenance.get("stopped_early"):
             return prompt  # a cancelled tuning is used once, never stored
         prompt.provenance.update(store_key=self.key(lm, data, tune), recipe=recipe)
@@ -185,16 +190,7 @@ def source_prompts_for(
     for lm, prompt in zip(sources, given):
         if prompt is None:
             if store is None:
-                prompt = tune_prompt(
-                    lm,
-                    data.task,
-                    data.splits["train"],
-                    data.splits["dev"],
-                    data.candidates(lm),
-                    settings.tune,
-                    on_step=on_step,
-                    should_stop=should_stop,
-                )
+                prompt = tune_on(lm, data, settings.tune, on_step, should_stop)
             else:
                 prompt = store.get_or_tune(
                     lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop

@@ -351,6 +351,7 @@ def real_models_ready() -> bool:
     os.environ.get("PTFER_BROWSER_REAL") != "1",
     reason="the real-pair browser run is opt-in: PTFER_BROWSER_REAL=1 (needs the fetched models)",
 )
+@pytest.mark.real
 def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
     """SmolLM2 → Gemma: the real preset, a live transfer (timed) and the real-model screenshots (real_*.png)."""
     import re

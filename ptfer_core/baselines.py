@@ -6,11 +6,15 @@ random · direct transfer (same width only) · discretisation · neural projecto
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from .anchors import AnchorSet, select_anchors
-from .artifacts import SoftPrompt
+from .artifacts import SoftPrompt, atomic_write_bytes
 from .config import Method
 from .data import Fact
 from .errors import DimensionMismatchError, InputError
@@ -97,10 +101,14 @@ def train_projector(
 
 
 def projector_snapshots(
-    source: PromptedLM, target: PromptedLM, config: ProjectorConfig | None = None, should_stop=None
+    source: PromptedLM,
+    target: PromptedLM,
+    config: ProjectorConfig | None = None,
+    should_stop=None,
+    cache_dir: Path | None = None,
 ) -> list[dict]:
     """The projector's weights after each epoch, trained once per (source, target, config) and kept in the target's
-    memo.
+    memo, and under `cache_dir` when given (so separate processes, e.g. a grid run in parts, train it once).
 
     The projector maps embeddings, not prompts, so every relation reuses the same training run; only the
     choice of epoch (on each relation's target dev split) differs.
@@ -110,6 +118,13 @@ def projector_snapshots(
     cached = target.memo.peek(key)
     if cached is not None:
         return cached
+    path = None
+    if cache_dir is not None:
+        blob = json.dumps([source.identity, target.identity, config.stamped()], sort_keys=True)
+        path = Path(cache_dir) / f"projector-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.safetensors"
+        stored = _read_snapshots(path, config.epochs)
+        if stored is not None:
+            return target.memo.get(key, lambda: stored)
     snapshots: list[dict] = []
     train_projector(
         source,
@@ -120,7 +135,36 @@ def projector_snapshots(
     )
     if len(snapshots) < config.epochs:
         return snapshots  # a cancelled run is not kept
+    if path is not None:
+        _write_snapshots(path, snapshots)
     return target.memo.get(key, lambda: snapshots)
+
+
+def _write_snapshots(path: Path, snapshots: list[dict]) -> None:
+    from safetensors.torch import save
+
+    flat = {f"epoch{i}.{name}": t.contiguous() for i, state in enumerate(snapshots) for name, t in state.items()}
+    atomic_write_bytes(path, save(flat))
+
+
+def _read_snapshots(path: Path, epochs: int) -> list[dict] | None:
+    """The stored per-epoch weights, or None when absent or unreadable (then they are trained again)."""
+    if not path.is_file():
+        return None
+    from safetensors.torch import load
+
+    try:
+        flat = load(path.read_bytes())
+    except Exception:  # a damaged cache file is only a cache: train again and overwrite it
+        return None
+    snapshots: list[dict] = [{} for _ in range(epochs)]
+    for name, tensor in flat.items():
+        epoch, _, param = name.partition(".")
+        index = int(epoch.removeprefix("epoch"))
+        if index >= epochs:
+            return None
+        snapshots[index][param] = tensor
+    return snapshots if all(snapshots) else None
 
 
 def projector_prompt(
@@ -132,10 +176,11 @@ def projector_prompt(
     config: ProjectorConfig | None = None,
     should_stop=None,
     max_subject_tokens: int | None = None,
+    cache_dir: Path | None = None,
 ) -> SoftPrompt:
     """Project the source prompt with the MLP of each epoch; keep the epoch best on target dev (as the paper)."""
     config = config or ProjectorConfig()
-    snapshots = projector_snapshots(source, target, config, should_stop)
+    snapshots = projector_snapshots(source, target, config, should_stop, cache_dir)
     if not snapshots:
         raise InputError("projector training was stopped before its first epoch")
     net = torch.nn.Sequential(

@@ -230,16 +230,7 @@ def make_prompt(
                 target, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
             )
             if store is not None
-            else tune_prompt(
-                target,
-                task,
-                data.splits["train"],
-                data.splits["dev"],
-                data.candidates(target),
-                settings.tune,
-                on_step=on_step,
-                should_stop=should_stop,
-            )
+            else tune_on(target, data, settings.tune, on_step, should_stop)
         )
         return prompt
     first, first_lm = source_prompts[0], sources[0]
@@ -257,6 +248,7 @@ def make_prompt(
             settings.projector,
             should_stop,
             task.max_input_tokens,
+            cache_dir=None if store is None else store.root / "projectors",
         )
     return transfer_prompt(
         list(zip(source_prompts, sources)),

@@ -551,3 +551,28 @@ def test_shortfall_on_the_real_pair_is_explained_with_the_study():
     assert "2 relations" in why and "relative + snap" in why and "1.6 %" in why and "24.2 %" in why and "7.0 %" in why
     assert results.why_transfer_fell_short("b", "a", summary) is None  # the study does not cover this direction
     assert results.transferability_summary(Path("/nonexistent.json")) == {}
+
+
+@pytest.mark.parametrize(
+    "preset_dir", sorted(p for p in (Path(APP).parent / "assets" / "presets").iterdir() if p.is_dir()), ids=str
+)
+def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
+    import json
+
+    meta = json.loads((preset_dir / "preset.json").read_text())
+    at = new_app()
+    at.query_params["preset"] = meta["id"]
+    goto(at.run(), "transfer")
+    assert not at.exception
+    shown = {m.label: str(m.value) for m in at.metric}
+    for label, key in (("Transferred", "transfer"), ("Manual template", "manual"), ("Random prompt", "random")):
+        assert f"{meta['scores'][key]['p_at_1']:.1f}" in shown[label], (label, shown)
+    assert meta.get("story") and meta.get("description"), "every preset says what it teaches"
+
+
+def test_the_self_transfer_preset_shows_the_method_working():
+    import json
+
+    meta = json.loads((Path(APP).parent / "assets" / "presets" / "real-self-gemma-capital" / "preset.json").read_text())
+    scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
+    assert scores["transfer"] >= scores["manual"] + 20 and scores["transfer"] > scores["discretization"]

@@ -55,12 +55,13 @@ def explain(result: Outcome, manual: float | None) -> None:
             "example:** the transfer recovered the template's own words, not something new the tuning found.",
             icon=":material/lightbulb:",
         )
-    elif manual and transferred is not None and transferred < manual / 2:
-        why = results.why_transfer_fell_short(result.sources[0], result.target) if result.sources else None
-        if why:
-            st.info(
-                f"**The transferred prompt scores below half the manual template.** {why}", icon=":material/science:"
-            )
+    elif manual and transferred is not None and transferred < manual / 2 and result.method == "transfer":
+        loss = result.transferred.metrics.get("matching_loss")
+        st.info(
+            f"**The transferred prompt scores {transferred:.1f} against {manual:.1f} for the manual template.** "
+            + results.why_transfer_fell_short(list(result.sources), result.target, loss),
+            icon=":material/science:",
+        )
     for note in result.notes:
         st.caption(f":material/info: {note}")
 
@@ -79,7 +80,12 @@ def trajectory_view(result: Outcome) -> None:
             f"{loss:.2e}" if loss is not None else "—",
             help="0 means the transferred prompt's relative encoding equals the source's.",
         )
-        st.caption(f"The {solver} solver answers in one step, so there is no search curve to draw.")
+        how = (
+            "found its answer at once (the exact construction needed no refinement)"
+            if solver == "refined"
+            else "answers in one step"
+        )
+        st.caption(f"The {solver} solver {how}, so there is no search curve to draw.")
     else:
         st.plotly_chart(
             charts.trajectory(traj, "Matching loss of the search"), key="result_chart", config={"displayModeBar": False}
@@ -91,10 +97,11 @@ def prompt_facts(result: Outcome) -> None:
     st.markdown("**The prompt**")
     st.code(result.transferred.template.replace("[V]", "▢").replace("[S]", "⟨start⟩"), language=None)
     facts = [f"{result.transferred.n_vectors} vectors of width {result.transferred.width}"]
-    if "selected_step" in prov and prov.get("steps_run", 0) > 1:
+    traj = result.transferred.trajectory
+    if "selected_step" in prov and len(traj) > 1:
         rule = (prov.get("transfer") or {}).get("selection")
         facts.append(
-            f"kept step {prov['selected_step']} of {prov.get('steps_run')} "
+            f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']} "
             f"({'by matching loss' if rule == 'loss' else 'by target dev P@1'})"
         )
     if "n_anchors" in prov:

@@ -532,25 +532,18 @@ def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):
     assert results.figures(tmp_path / "missing") == []
 
 
-def test_shortfall_on_the_real_pair_is_explained_with_the_study():
-    from ptfer_app import results
-
-    summary = {
-        "relations": ["P36", "P103"],
-        "doc": "docs/transferability.md",
-        "micro_p_at_1": {
-            "a → b": {
-                "manual": 24.2,
-                "split · discretisation": 7.0,
-                "split · transfer: relative (paper)": 0.0,
-                "split · transfer: relative + snap": 1.6,
-            }
-        },
-    }
-    why = results.why_transfer_fell_short("a", "b", summary)
-    assert "2 relations" in why and "relative + snap" in why and "1.6 %" in why and "24.2 %" in why and "7.0 %" in why
-    assert results.why_transfer_fell_short("b", "a", summary) is None  # the study does not cover this direction
-    assert results.transferability_summary(Path("/nonexistent.json")) == {}
+def test_a_cross_model_shortfall_is_explained_with_its_own_numbers():
+    at = new_app()
+    at.query_params["preset"] = "real-smollm2-gemma-capital"
+    goto(at.run(), "transfer")
+    assert not at.exception
+    shown = texts(at)
+    assert "scores 0.0 against 18.0 for the manual template" in shown
+    assert "matching loss 0.00449" in shown and "fingerprints on the Relative space page" in shown
+    at = new_app()
+    at.query_params["preset"] = "real-self-gemma-capital"
+    goto(at.run(), "transfer")
+    assert "against" not in texts(at), "a transfer that beats the template gets no shortfall note"
 
 
 @pytest.mark.parametrize(

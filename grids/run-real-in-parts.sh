@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs grids/real-causal.yaml in parts that each finish whole: one relation at a time, the project's recipe first
-# (cheap: bf16 tuning, a closed-form solver), then the paper's two recipes. Every part writes its cells and tuned
+# (its solver is a closed form, not 2,000 Adam steps), then the paper's two recipes. Every part writes its cells and tuned
 # prompts under $OUT (default assets/grid-real, kept in the repository so later sessions resume where this one
 # stopped); a killed part loses at most its cell in flight. At the end, the full config assembles every cell:
 #   ptfer grid --config grids/real-causal.yaml --out assets/grid-real --threads 1

@@ -1,7 +1,7 @@
 """The paper's baselines, each a function that returns a prompt for the target model.
 
 random · direct transfer (same width only) · discretisation · neural projector. (The manual template is
-`Prompt.manual`, direct tuning is `tuning.tune_prompt` on the target; `runs.run_method` dispatches them all.)
+`Prompt.manual`, direct tuning is `tuning.tune_prompt` on the target; `runs.make_prompt` dispatches them all.)
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class Normalization(str, Enum):
     # prompt that is 5x smaller than its model's tokens stays 5x smaller than the target's (uses no target labels)
     RELATIVE = "relative"
     PER_VECTOR = "per-vector"  # each vector standardised on its own (forces equal norms)
-    NONE = "none"  # ablation: only rescaled to the target's spread
+    NONE = "none"  # ablation: the searched vectors as they are (lstsq/refined place them at a typical target length)
 
 
 class Projection(str, Enum):

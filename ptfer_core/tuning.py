@@ -1,6 +1,7 @@
 """OptiPrompt-style tuning: only the m prompt vectors train; the model stays frozen and unchanged.
 
-Faithful to OptiPrompt's `run_optiprompt.py` by default (the `paper` recipe): new vectors start as
+Faithful to OptiPrompt's `run_optiprompt.py` under the `paper` recipe (the dataclass defaults are the `studio`
+recipe's: random start, precision auto; the rest is shared): new vectors start as
 N(0, initializer_range²) rows of the embedding matrix, the loss is cross-entropy over the whole vocabulary at the
 answer slot with the model's dropout on, AdamW without weight decay and a linear warm-up/decay schedule, the
 facts in file order, and source dev P@1 checked before training and 3 times per epoch, the best check kept.

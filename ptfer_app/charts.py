@@ -217,16 +217,21 @@ def relative_map(
 
 
 def fingerprint(src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str]) -> go.Figure:
-    """Two rows (source, transferred) of cosines to the same anchor words."""
+    """Two rows (source, transferred) of cosines to the same anchor words. The colour range is the data's own
+    (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on real models,
+    whose embeddings share a common direction)."""
+    z = np.vstack([src, tgt])
+    reach = float(np.nanmax(np.abs(z))) if z.size else 1.0
+    reach = max(reach, 1e-6)
     fig = go.Figure(
         go.Heatmap(
-            z=np.vstack([src, tgt]),
+            z=z,
             x=words,
             y=list(labels),
             colorscale="RdBu_r",
             zmid=0,
-            zmin=-1,
-            zmax=1,
+            zmin=-reach,
+            zmax=reach,
             colorbar=dict(title=dict(text="cos", side="right"), thickness=10),
             hovertemplate="%{y}<br>anchor <b>%{x}</b>: %{z:.3f}<extra></extra>",
         )

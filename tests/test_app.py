@@ -569,3 +569,13 @@ def test_the_self_transfer_preset_shows_the_method_working():
     meta = json.loads((Path(APP).parent / "assets" / "presets" / "real-self-gemma-capital" / "preset.json").read_text())
     scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
     assert scores["transfer"] >= scores["manual"] + 20 and scores["transfer"] > scores["discretization"]
+
+
+def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
+    import numpy as np
+
+    from ptfer_app import charts
+
+    fig = charts.fingerprint(np.array([0.21, 0.25, 0.3]), np.array([0.2, 0.28, 0.24]), ["a", "b", "c"], ("s", "t"))
+    heat = fig.data[0]
+    assert heat.zmax == pytest.approx(0.3) and heat.zmin == pytest.approx(-0.3) and heat.zmid == 0

@@ -73,7 +73,8 @@ def scores_bar(scores: dict, labels: dict, compact: bool = False) -> go.Figure:
             hovertemplate="%{y}: %{x:.1f}<extra></extra>",
         )
     )
-    top = max([*values, 1.0])
+    # Compact cards sit side by side on the Home page: one 0-100 scale, so bars compare across cards.
+    top = 100.0 / 1.25 if compact else max([*values, 1.0])
     fig.update_xaxes(
         range=[0, top * 1.25],
         showticklabels=not compact,

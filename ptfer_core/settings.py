@@ -212,7 +212,8 @@ RECIPE_HELP = {
     Recipe.PAPER: "the reference code: OptiPrompt tuning, every common-vocabulary anchor with a top-8,192 mask, Adam "
     "from a Xavier start (lr 5e-3, 2,000 steps), Eq. 6 inside the loop, best target dev P@1 every 50 steps",
     Recipe.PAPER_ZERO_SHOT: "the paper's recipe, kept by the lowest matching loss: no target labels",
-    Recipe.STUDIO: "tuning from token-like start vectors (bfloat16 where the machine computes it fast), then the paper's objective solved exactly "
+    Recipe.STUDIO: "tuning from token-like start vectors (bfloat16 where the machine computes it fast), then the "
+    "paper's objective solved exactly "
     "(closed form, refined with Eq. 6 inside the loop), zero-shot",
 }
 

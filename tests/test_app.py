@@ -579,3 +579,11 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
     fig = charts.fingerprint(np.array([0.21, 0.25, 0.3]), np.array([0.2, 0.28, 0.24]), ["a", "b", "c"], ("s", "t"))
     heat = fig.data[0]
     assert heat.zmax == pytest.approx(0.3) and heat.zmin == pytest.approx(-0.3) and heat.zmid == 0
+
+
+def test_preset_cards_share_one_scale():
+    from ptfer_app import charts
+
+    small = charts.scores_bar({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 0.0}}, {}, compact=True)
+    large = charts.scores_bar({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 59.0}}, {}, compact=True)
+    assert tuple(small.layout.xaxis.range) == tuple(large.layout.xaxis.range) == (0, 100)

@@ -21,7 +21,7 @@ import torch
 from ptfer_core.compare import compare
 from ptfer_core.jobs import Job
 from ptfer_core.loading import load_model
-from ptfer_core.paths import REPO_ROOT
+from ptfer_core.paths import SHIPPED_PROMPTS
 from ptfer_core.runs import PromptStore, TaskData
 from ptfer_core.settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES, recipe_settings
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     source, target = load_model(args.source), load_model(args.target)
     settings = recipe_settings("studio", BUDGET_OVERRIDES)
-    store = PromptStore(tempfile.mkdtemp(prefix="ptfer-live-"), [REPO_ROOT / "assets" / "grid-real" / "prompts"])
+    store = PromptStore(tempfile.mkdtemp(prefix="ptfer-live-"), SHIPPED_PROMPTS)
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for rid in args.relations.split(","):

@@ -168,11 +168,10 @@ def task_data(task_id: str, data_dir: str, split_seed: int = core_data.DEFAULT_S
 @st.cache_resource(show_spinner=False)
 def prompt_store():
     """Tuned prompts: the app's cache, then the shipped ones (read-only): the demo's, and the real-model grid's."""
+    from ptfer_core.paths import SHIPPED_PROMPTS
     from ptfer_core.runs import PromptStore
 
-    return PromptStore(
-        cache_root() / "prompts", [REPO_ROOT / "assets" / "prompts", REPO_ROOT / "assets" / "grid-real" / "prompts"]
-    )
+    return PromptStore(cache_root() / "prompts", SHIPPED_PROMPTS)
 
 
 # ----------------------------------------------------------------------------- presets

@@ -8,6 +8,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "PTFER_DATA_DIR"
 MODEL_DIR_ENV = "PTFER_MODEL_DIR"
+# Tuned prompts shipped with the repository (read-only prompt-store roots): the toy demo's, and the real grids'.
+SHIPPED_PROMPTS = tuple(
+    REPO_ROOT / "assets" / p for p in ("prompts", "grid-real/prompts", "grid-classification/prompts")
+)
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -30,7 +30,7 @@ from .compare import Outcome
 from .config import TaskKind
 from .data import Task
 from .errors import PromptFileError
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, SHIPPED_PROMPTS
 
 FORMAT, VERSION = "ptfer-preset", 2
 PRESETS_DIR = REPO_ROOT / "assets" / "presets"
@@ -211,9 +211,7 @@ def make_preset(
     data = TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV)  # the app's budget: its shipped prompts match
     check_enough_facts(data, lms)
     # Shipped sources (the demo's, the real grid's) are found; new ones go where the app finds them.
-    store = PromptStore(
-        store_root or REPO_ROOT / "assets" / "prompts", [REPO_ROOT / "assets" / "grid-real" / "prompts"]
-    )
+    store = PromptStore(store_root or SHIPPED_PROMPTS[0], SHIPPED_PROMPTS[1:])
 
     def work(job):
         return compare(

@@ -52,10 +52,12 @@ class AblationConfig:
 
     def settings(self, n_vectors: int, **transfer):
         tune = {"seed": self.seed, "max_train": self.max_train_facts, **self.tune, "n_vectors": n_vectors}
-        return recipe_settings(
-            self.recipe,
-            {"tune": tune, "transfer": {"steps": self.steps, "seed": self.seed, **self.transfer, **transfer}},
-        )
+        transfer = {"steps": self.steps, "seed": self.seed, **self.transfer, **transfer}
+        n_anchors = transfer.get("n_anchors")
+        top_k = recipe_settings(self.recipe, {"transfer": transfer}).transfer.top_k
+        if n_anchors is not None and top_k is not None and top_k >= n_anchors:
+            transfer["top_k"] = None  # a mask as large as the anchor set keeps every similarity: the sweep's k rules
+        return recipe_settings(self.recipe, {"tune": tune, "transfer": transfer})
 
 
 def run_ablations(

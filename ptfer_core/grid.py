@@ -333,8 +333,12 @@ def run_grid(
     ray_address: str | None = None,
     on_step=None,
     should_stop=None,
+    compute: bool = True,
 ):
-    """Run (or resume) the grid; write results.csv, results.parquet and summary.md under `out`; return the table."""
+    """Run (or resume) the grid; write results.csv, results.parquet and summary.md under `out`; return the table.
+
+    `compute=False` only assembles the tables from the cells already finished (a grid still being built in parts);
+    the cells not run yet are counted, not computed."""
     from .grid_tables import write_tables
 
     out = Path(out)
@@ -357,6 +361,15 @@ def run_grid(
 
     config_dict = config.as_dict()
     rows: list[dict] = []
+    if not compute:
+        pending = 0
+        for cell in stage2:
+            found = read_cell(out / "cells" / cell.filename, cell, cell_hash(config, cell))
+            pending += found is None
+            rows += with_shared(found or [], cell)
+        if on_step:
+            on_step(len(stage2), {"task": f"{pending} cell(s) not run yet", "skipped": True, "total_steps": total})
+        return write_tables(rows, out, config)
     if executor == "local":
         by_task: dict[str, list[Cell]] = {}
         for cell in stage1 + stage2:  # task by task (its prompts, then its cells): a stop leaves whole tasks done

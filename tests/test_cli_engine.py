@@ -388,3 +388,19 @@ def test_outputs_under_a_file_fail_before_any_work(workdir, capsys, monkeypatch)
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_grid_assemble_only_tables_the_finished_cells_and_runs_nothing(workdir, tmp_path, capsys):
+    config = tmp_path / "g.yaml"
+    config.write_text(
+        'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36, P103]\nmethods: [manual, random]\n'
+    )
+    assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P36"]) == 0
+    cells = sorted(p.name for p in (workdir / "g" / "cells").glob("*.json"))
+    assert main(["grid", "--config", str(config), "--out", "g", "--assemble-only"]) == 0
+    assert sorted(p.name for p in (workdir / "g" / "cells").glob("*.json")) == cells  # nothing new was run
+    import pandas as pd
+
+    table = pd.read_csv(workdir / "g" / "results.csv")
+    assert set(table.relation) == {"P36"} and len(table) == 2 * 2
+    assert "2 cell(s) not run yet" in capsys.readouterr().err

@@ -33,6 +33,11 @@ def add_grid_command(subparsers) -> None:
         help="comma-separated recipes overriding the config's (cells are keyed by their own settings, so a part run "
         "this way is reused by the full config)",
     )
+    grid.add_argument(
+        "--assemble-only",
+        action="store_true",
+        help="write the tables from the cells already finished; run nothing (a grid built in parts)",
+    )
     grid.set_defaults(func=cmd_grid)
 
 
@@ -59,7 +64,14 @@ def cmd_grid(args) -> int:
         bar.set_postfix_str(m["task"] + (" (cached)" if m["skipped"] else ""))
         bar.update(1)
 
-    table = run_grid(config, args.out, executor=args.executor, ray_address=args.ray_address, on_step=progress)
+    table = run_grid(
+        config,
+        args.out,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        on_step=progress,
+        compute=not args.assemble_only,
+    )
     bar.close()
     print((Path(args.out) / "summary.md").read_text())
     note(f"{len(table)} result rows in {args.out}/results.csv")

@@ -28,41 +28,44 @@ def table_6(results: pd.DataFrame) -> tuple[str, list[str]]:
         header = "| method | recipe | " + " | ".join(f"{s} → {t}" for s, t in pairs) + " |"
         lines += [f"## {task}: accuracy % (macro-F1 %, test examples, seconds per cell)", "", header]
         lines.append("|---|---|" + "---:|" * len(pairs))
-        for method in ORDER:
+        recipes = sorted(sub.recipe.unique())
+        # manual and random do not depend on the recipe: one row; the rest once per recipe (its own tuned prompts)
+        plan = [(m, "—") for m in ("manual", "random")] + [
+            (m, r) for r in recipes for m in ORDER if m not in ("manual", "random")
+        ]
+        for method, recipe in plan:
             msub = sub[sub.method == method]
-            recipes = sorted(msub.recipe.unique()) if method == "transfer" else (["—"] if len(msub) else [])
-            for recipe in recipes:
-                cells = []
-                for s, t in pairs:
-                    pick = msub[msub.target == t]
-                    if method in ("discretization", "projector", "transfer"):
-                        pick = pick[pick.source == s]
-                    if method == "transfer":
-                        pick = pick[pick.recipe == recipe]
-                    else:  # baselines shared by recipes that tune alike: one value
-                        pick = pick.drop_duplicates(["method", "source", "target", "p_at_1"])
-                    if not len(pick):
-                        cells.append("—")
-                        continue
-                    r = pick.iloc[0]
-                    cells.append(
-                        f"{r['p_at_1']:.1f} ({r.get('macro_f1', float('nan')):.1f}, n={int(r['n_facts'])}, "
-                        f"{r['seconds']:.0f} s)"
-                    )
-                    rows.append({"task": task, "method": method, "recipe": recipe, "direction": f"{s} → {t}",
-                                 "accuracy": float(r["p_at_1"]), "n": int(r["n_facts"])})  # fmt: skip
-                lines.append(f"| {method} | {recipe} | " + " | ".join(cells) + " |")
+            if recipe != "—":
+                msub = msub[msub.recipe == recipe]
+            if not len(msub):
+                continue
+            cells = []
+            for s, t in pairs:
+                pick = msub[msub.target == t]
+                if method in ("discretization", "projector", "transfer"):
+                    pick = pick[pick.source == s]
+                if not len(pick):
+                    cells.append("—")
+                    continue
+                r = pick.iloc[0]
+                cells.append(
+                    f"{r['p_at_1']:.1f} ({r.get('macro_f1', float('nan')):.1f}, n={int(r['n_facts'])}, "
+                    f"{r['seconds']:.0f} s)"
+                )
+                rows.append({"task": task, "method": method, "recipe": recipe, "direction": f"{s} → {t}",
+                             "accuracy": float(r["p_at_1"]), "n": int(r["n_facts"])})  # fmt: skip
+            lines.append(f"| {method} | {recipe} | " + " | ".join(cells) + " |")
         lines.append("")
     verdicts = []
     frame = pd.DataFrame(rows)
     for (task, direction), group in frame.groupby(["task", "direction"]) if len(frame) else []:
         acc = {(m, r): a for m, r, a in zip(group.method, group.recipe, group.accuracy)}
-        manual, disc = acc.get(("manual", "—")), acc.get(("discretization", "—"))
+        manual = acc.get(("manual", "—"))
         for (method, recipe), value in acc.items():
             if method != "transfer":
                 continue
             said = [f"transferred ({recipe}) {value:.1f}"]
-            for name, other in (("manual", manual), ("discretisation", disc)):
+            for name, other in (("manual", manual), ("discretisation", acc.get(("discretization", recipe)))):
                 if other is not None:
                     said.append(f"{'beats' if value > other else 'does not beat'} {name} {other:.1f}")
             verdicts.append(f"- {task}, {direction}: " + ", ".join(said))

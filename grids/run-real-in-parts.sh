@@ -16,5 +16,7 @@ for recipes in ${RECIPE_PARTS:-studio paper,paper-zero-shot}; do
     echo "== $(date -u +%H:%M:%S) $recipes $relation"
     ${TIMER:-} "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads 1 --relations "$relation" \
       --recipes "$recipes" > /dev/null
+    # A part writes tables of its own cells only: re-assemble the folder's from every finished cell.
+    "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads 1 --assemble-only > /dev/null 2>&1
   done
 done

@@ -14,19 +14,15 @@ import streamlit as st
 
 from ptfer_core.config import Recipe
 from ptfer_core.settings import (
-    BUDGET_OVERRIDES,
     RECIPE_HELP,
     ProjectorConfig,
     TransferConfig,
     TuneConfig,
+    overrides_for,
     recipe_settings,
 )
-from ptfer_core.toy_models import TOY_TRANSFER_OVERRIDES
-
-from . import catalog
 
 CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
-TOY_OVERRIDES = {"transfer": TOY_TRANSFER_OVERRIDES}
 RECIPE_LABELS = {
     Recipe.STUDIO.value: "PTfer Studio (exact, zero-shot)",
     Recipe.PAPER.value: "the paper (target-dev selection)",
@@ -37,8 +33,7 @@ RECIPE_LABELS = {
 def base_settings(recipe: str, models: list[str]):
     """The recipe as the app runs it for these models: toy models get anchors that fit their vocabulary, real ones
     the CPU budget the shipped prompts were tuned under (so those are found, not re-tuned)."""
-    toy = any(catalog.is_toy(m) for m in models)
-    return recipe_settings(recipe, TOY_OVERRIDES if toy else BUDGET_OVERRIDES)
+    return recipe_settings(recipe, overrides_for(models))
 
 
 def describe(group: str, name: str) -> dict:

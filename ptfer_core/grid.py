@@ -16,6 +16,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .artifacts import atomic_write_json
@@ -23,6 +24,8 @@ from .config import Precision, Recipe, parse_enum
 from .data import get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
 from .grid_tables import GRID_METHODS
+from .paths import data_dir as resolve_data_dir
+from .paths import model_dir
 from .runs import PromptStore, TaskData
 from .settings import recipe_settings
 
@@ -215,8 +218,11 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
         settings = {k: settings[k] for k in ("tune", "projector")}
     blob = {
         "cell": cell.key,
-        "data": _data_hash(config, cell.relation),
-        "models": [_identity(name) for name in (*cell.sources, cell.target)],
+        # resolved folders in the memo keys: $PTFER_DATA_DIR / $PTFER_MODEL_DIR may differ between calls
+        "data": _data_hash(
+            str(resolve_data_dir(config.data_dir).resolve()), cell.relation, config.split_seed, config.max_dev
+        ),
+        "models": [_identity(name, str(model_dir())) for name in (*cell.sources, cell.target)],
         "settings": settings,
         "seed": config.seed,
         "split_seed": config.split_seed,
@@ -229,21 +235,25 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _data_hash(config: GridConfig, task_id: str) -> str:
+# Both hashes are memoised per process: a grid hashes every cell (thousands for the full grid), and each would
+# otherwise re-split the task's data and re-read 2 MiB of every weight file.
+@lru_cache(maxsize=256)
+def _data_hash(root: str, task_id: str, split_seed: int, max_dev: int | None) -> str:
     """Every example of every split (an edited or other data folder recomputes the cell instead of reusing it)."""
     try:
-        data = TaskData.load(task_id, config.data_dir, config.split_seed, config.max_dev)
+        data = TaskData.load(task_id, root, split_seed, max_dev)
     except PTferError as exc:  # the cell records why it cannot run; the hash need only be stable
         return f"unavailable: {exc}"
     text = "\n".join(f"{s}\t{f.uuid}\t{f.subject}\t{f.object}" for s, facts in data.splits.items() for f in facts)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _identity(name: str) -> str:
+@lru_cache(maxsize=64)
+def _identity(name: str, models_root: str) -> str:
     from .loading import model_ref
 
-    try:
-        return model_ref(name).identity  # a hash of the local weights: a re-fetched other revision recomputes
+    try:  # a hash of the local weights: a re-fetched other revision recomputes
+        return model_ref(name, Path(models_root)).identity
     except PTferError:
         return name
 

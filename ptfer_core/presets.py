@@ -196,16 +196,13 @@ def make_preset(
     from .jobs import Job
     from .loading import load_model
     from .runs import PromptStore, TaskData
-    from .settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES, recipe_settings
+    from .settings import BUDGET_MAX_DEV, overrides_for, recipe_settings
     from .toy_models import is_toy, write_mini_lama
 
     names = list(dict.fromkeys([*sources, target]))
-    toy = all(map(is_toy, names))
-    if settings is None:  # as the app runs these models (see ptfer_app.settings_ui.base_settings)
-        from .toy_models import TOY_TRANSFER_OVERRIDES
-
-        settings = recipe_settings(overrides={"transfer": TOY_TRANSFER_OVERRIDES} if toy else BUDGET_OVERRIDES)
-    if toy and data_dir is None:
+    if settings is None:  # as the app runs these models
+        settings = recipe_settings(overrides=overrides_for(names))
+    if all(map(is_toy, names)) and data_dir is None:
         data_dir = str(write_mini_lama(tempfile.mkdtemp(prefix="ptfer-mini-lama-")))
     lms = {n: load_model(n) for n in names}
     data = TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV)  # the app's budget: its shipped prompts match
@@ -241,16 +238,9 @@ def make_preset(
     return path
 
 
-def _app_overrides(names: list[str]) -> dict:
-    """What the app puts under a run's settings for these models (ptfer_app.settings_ui.base_settings)."""
-    from .settings import BUDGET_OVERRIDES
-    from .toy_models import TOY_TRANSFER_OVERRIDES, is_toy
-
-    return {"transfer": TOY_TRANSFER_OVERRIDES} if all(map(is_toy, names)) else BUDGET_OVERRIDES
-
-
 def main(argv=None) -> int:
     from .cli.common import add_settings_options, settings_from_args
+    from .settings import overrides_for
 
     parser = argparse.ArgumentParser(description="Write an app preset (a finished comparison) under assets/presets/.")
     parser.add_argument("--source", action="append", required=True, help="source model (repeat for multi-source)")
@@ -274,7 +264,7 @@ def main(argv=None) -> int:
         title,
         args.description,
         args.story,
-        settings_from_args(args, _app_overrides([*args.source, args.target])),
+        settings_from_args(args, overrides_for([*args.source, args.target])),
         args.method,
         args.root,
         args.data_dir,

@@ -189,15 +189,19 @@ def source_prompts_for(
         raise InputError(f"{len(given)} source prompt(s) for {len(sources)} source model(s)")
     for lm, prompt in zip(sources, given):
         if prompt is None:
-            if store is None:
-                prompt = tune_on(lm, data, settings.tune, on_step, should_stop)
-            else:
-                prompt = store.get_or_tune(
-                    lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
-                )
+            prompt = _tuned(lm, data, settings, store, on_step, should_stop)
         notes += check_source_prompt(prompt, lm, data.task)
         prompts.append(prompt)
     return prompts, notes
+
+
+def _tuned(lm, data: TaskData, settings: RecipeSettings, store: PromptStore | None, on_step, should_stop):
+    """The model's tuned prompt: from the store (tuned and stored there when missing), or tuned now without one."""
+    if store is None:
+        return tune_on(lm, data, settings.tune, on_step, should_stop)
+    return store.get_or_tune(
+        lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
+    )
 
 
 def make_prompt(
@@ -225,14 +229,7 @@ def make_prompt(
         layout = source_prompts[0].template if source_prompts else resolve_layout(settings.tune, target, task)[1].text
         return random_prompt(target, layout, task.id, seed)
     if method == Method.DIRECT_TUNING:
-        prompt = (
-            store.get_or_tune(
-                target, data, settings.tune, recipe=settings.recipe.value, on_step=on_step, should_stop=should_stop
-            )
-            if store is not None
-            else tune_on(target, data, settings.tune, on_step, should_stop)
-        )
-        return prompt
+        return _tuned(target, data, settings, store, on_step, should_stop)
     first, first_lm = source_prompts[0], sources[0]
     if method == Method.DIRECT_TRANSFER:
         return direct_transfer(first, target)

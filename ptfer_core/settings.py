@@ -208,6 +208,15 @@ RECIPES: dict[Recipe, dict[str, dict]] = {
 BUDGET_OVERRIDES = {"tune": {"max_train": 200}}
 BUDGET_MAX_DEV = 100
 
+
+def overrides_for(models) -> dict:
+    """What a run on these models puts under its recipe (the app, the preset maker): anchors that fit the toy
+    vocabulary for the built-in toy models, else the CPU budget above."""
+    from .toy_models import TOY_TRANSFER_OVERRIDES, is_toy  # lazy: toy models pull in torch and transformers
+
+    return {"transfer": dict(TOY_TRANSFER_OVERRIDES)} if any(map(is_toy, models)) else BUDGET_OVERRIDES
+
+
 RECIPE_HELP = {
     Recipe.PAPER: "the reference code: OptiPrompt tuning, every common-vocabulary anchor with a top-8,192 mask, Adam "
     "from a Xavier start (lr 5e-3, 2,000 steps), Eq. 6 inside the loop, best target dev P@1 every 50 steps",

@@ -192,6 +192,11 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence], right: Sequen
     return "\n".join([line([str(h) for h in headers]), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def comma_list(text: str) -> list[str]:
+    """`a, b,,c` → ["a", "b", "c"]: the items of a comma-separated option, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def select_tasks(spec: str | None, tasks: dict, default: str | None = None) -> list[str]:
     """'all' (the LAMA relations), comma-separated ids, or the default; a DataError naming unknown ids."""
     from ..errors import DataError
@@ -199,7 +204,7 @@ def select_tasks(spec: str | None, tasks: dict, default: str | None = None) -> l
     spec = spec or default or "all"
     if spec == "all":
         return [t for t, task in tasks.items() if not task.is_classification]
-    ids = [r.strip() for r in spec.split(",") if r.strip()]
+    ids = comma_list(spec)
     if not ids:
         raise InputError("--relation is empty; give a relation id such as P19, a task such as sst2, or 'all'")
     unknown = [r for r in ids if r not in tasks]

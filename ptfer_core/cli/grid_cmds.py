@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from .common import check_writable_dir, common_options, load, note, positive_int, quiet_transformers
+from .common import check_writable_dir, comma_list, common_options, load, note, positive_int, quiet_transformers
 
 
 def add_grid_command(subparsers) -> None:
@@ -50,10 +50,9 @@ def cmd_grid(args) -> int:
     if args.data_dir:
         config = replace(config, data_dir=args.data_dir)
     if args.relations:
-        config = replace(config, relations=[r.strip() for r in args.relations.split(",") if r.strip()])
+        config = replace(config, relations=comma_list(args.relations))
     if args.recipes:
-        config = replace(config, recipes=[r.strip() for r in args.recipes.split(",") if r.strip()])
-        config.__post_init__()  # the recipes are validated like the config's own
+        config = replace(config, recipes=comma_list(args.recipes))  # replace() validates them like the config's
     config.task_ids()  # unknown task ids fail here, before anything runs
     check_writable_dir(args.out, "--out")
     quiet_transformers()

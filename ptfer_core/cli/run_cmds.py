@@ -10,6 +10,7 @@ from .common import (
     add_settings_options,
     check_writable,
     check_writable_dir,
+    comma_list,
     common_options,
     format_table,
     load,
@@ -172,7 +173,7 @@ def cmd_transfer(args) -> int:
     from .evaluate import resolve_prompt
 
     rids, settings = _prepare(args)
-    source_names = [s.strip() for s in args.source.split(",") if s.strip()]
+    source_names = comma_list(args.source)
     weights = None
     if args.weights:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -114,12 +115,10 @@ def load_examples(task: Task, split: str, root: Path, seed: int = 0) -> list[Fac
     if split == "all":
         return list(files["train"]) + list(files["test"])
     order = sorted(files["train"], key=lambda f: unit_hash(f"{seed}:{f.uuid}"))
-    per_class = {c: 0 for c in task.classes}
-    for fact in order:
-        per_class[fact.object] += 1
+    per_class = Counter(f.object for f in order)
     # At most a fifth of a class goes to dev, so a small training file keeps examples to tune on (the real files
     # hold far more than five times dev_per_class per class: their splits are unaffected).
-    quota = {c: min(source.dev_per_class, max(1, n // 5)) for c, n in per_class.items()}
+    quota = {c: min(source.dev_per_class, max(1, per_class[c] // 5)) for c in task.classes}
     dev, taken = [], {c: 0 for c in task.classes}
     for fact in order:
         if taken[fact.object] < quota[fact.object]:

@@ -139,13 +139,14 @@ def summary_markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _paired(table, method_a: str, method_b: str, **match) -> tuple[float, float, int] | None:
-    """Means of two methods over the relations both have scores for (a partial grid compares like with like)."""
+def _paired(table, method_a: str, method_b: str, by: str = "method", **match) -> tuple[float, float, int] | None:
+    """Means of two methods (or two values of another column `by`) over the relations both have scores for, so a
+    partial grid compares like with like."""
     sub = scored(table)
     for k, v in match.items():
         sub = sub[sub[k] == v]
-    a = sub[sub.method == method_a].groupby("relation")["p_at_1"].mean()
-    b = sub[sub.method == method_b].groupby("relation")["p_at_1"].mean()
+    a = sub[sub[by] == method_a].groupby("relation")["p_at_1"].mean()
+    b = sub[sub[by] == method_b].groupby("relation")["p_at_1"].mean()
     both = a.index.intersection(b.index)
     if not len(both):
         return None
@@ -190,16 +191,12 @@ def claims_markdown(table) -> list[str]:
                     f"  - self-transfer {selfed:.1f} vs the tuned prompt itself {tuned:.1f} (n={n}; per-vector "
                     f"cosine to the source: min {cos['self_cosine_min'].min():.4f})"
                 )
-    if {"paper", "paper-zero-shot"} <= set(table["recipe"].dropna()):
-        for target in targets:
-            ok = scored(table[(table.method == "transfer") & (table.target == target)])
-            by = ok.pivot_table(index="relation", columns="recipe", values="p_at_1", aggfunc="mean")
-            if {"paper", "paper-zero-shot"} <= set(by.columns):
-                both = by[["paper", "paper-zero-shot"]].dropna()
-                if len(both):
-                    dev, loss = float(both["paper"].mean()), float(both["paper-zero-shot"].mean())
-                    lines.append(
-                        f"- loss vs dev selection → {target}: zero-shot (loss) {loss:.1f} vs target-dev {dev:.1f} "
-                        f"(n={len(both)}; {'within' if abs(dev - loss) <= 2 else 'not within'} 2 points)"
-                    )
+    for target in targets:
+        pair = _paired(table, "paper", "paper-zero-shot", by="recipe", method="transfer", target=target)
+        if pair is not None:
+            dev, loss, n = pair
+            lines.append(
+                f"- loss vs dev selection → {target}: zero-shot (loss) {loss:.1f} vs target-dev {dev:.1f} "
+                f"(n={n}; {'within' if abs(dev - loss) <= 2 else 'not within'} 2 points)"
+            )
     return lines + [""]

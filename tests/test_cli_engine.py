@@ -251,55 +251,22 @@ def test_bad_input_is_one_line(workdir, capsys):
     assert "empty" in error([*src, "--relation", "P36", "--prompt-dir", ""])
 
 
+def transfer_with(source: str, target: str, relation: str, prompt: str, *extra: str) -> int:
+    """`ptfer transfer` from a given source prompt (no tuning), quietly, with the toy anchors."""
+    return main(
+        ["transfer", "--source", source, "--target", target, "--relation", relation, "--source-prompt", prompt]
+        + [*extra, "--quiet", *TOY]
+    )
+
+
 def test_a_source_prompt_for_another_relation_or_model_is_refused(workdir, capsys):
     assert main(["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
     p36 = str(stored(workdir)[0])
-    code = main(
-        [
-            "transfer",
-            "--source",
-            "tiny:bert:32:1",
-            "--target",
-            "tiny:llama:48:2",
-            "--relation",
-            "P103",
-            "--source-prompt",
-            p36,
-            "--quiet",
-            *TOY,
-        ]
-    )
+    code = transfer_with("tiny:bert:32:1", "tiny:llama:48:2", "P103", p36)
     assert code == 2 and "made for P36, not P103" in capsys.readouterr().err
-    code = main(
-        [
-            "transfer",
-            "--source",
-            "tiny:llama:48:2",
-            "--target",
-            "tiny:bert:32:1",
-            "--relation",
-            "P36",
-            "--source-prompt",
-            p36,
-            "--quiet",
-            *TOY,
-        ]
-    )
+    code = transfer_with("tiny:llama:48:2", "tiny:bert:32:1", "P36", p36)
     assert code == 2 and "width 32" in capsys.readouterr().err
-    code = main(
-        [
-            "transfer",
-            "--source",
-            "tiny:bert:32:1",
-            "--target",
-            "tiny:llama:48:2",
-            "--relation",
-            "P36,P103",
-            "--source-prompt",
-            p36,
-            "--quiet",
-        ]
-    )
+    code = transfer_with("tiny:bert:32:1", "tiny:llama:48:2", "P36,P103", p36)
     assert code == 2 and "one --relation" in capsys.readouterr().err
 
 
@@ -349,23 +316,7 @@ def test_a_same_width_source_prompt_from_another_model_is_used_with_a_note(workd
     assert main(["tune", "--model", "tiny:gpt2:32:3", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
     made_on_gpt2 = str(stored(workdir, model="tiny_gpt2_32_3")[0])
     capsys.readouterr()
-    code = main(
-        [
-            "transfer",
-            "--source",
-            "tiny:bert:32:1",
-            "--target",
-            "tiny:llama:48:2",
-            "--relation",
-            "P36",
-            "--source-prompt",
-            made_on_gpt2,
-            "--out",
-            "-",
-            "--quiet",
-            *TOY,
-        ]
-    )
+    code = transfer_with("tiny:bert:32:1", "tiny:llama:48:2", "P36", made_on_gpt2, "--out", "-")
     assert code == 0 and "tiny:gpt2:32:3" in capsys.readouterr().err
 
 

@@ -3,17 +3,18 @@
 Part 1, self-transfer (source = target, the grey diagonal of the paper's Table 3), per model and relation: the
 tuned source prompt's test P@1, then the prompt carried back through the relative space by
   - the reference's Adam search (``paper-zero-shot``: 2,000 steps, Xavier start, Eq. 6 in the loop, lowest loss),
-  - the project's default (``refined``: closed form, then L-BFGS with Eq. 6 in the loop),
-  - the closed form alone (``lstsq``, Eq. 6 applied afterwards),
+  - the project's default (``studio``: the closed form at the source vectors' relative lengths, then Eq. 6 with the
+    source prompt's own spread, ``normalization=relative``),
+  - the closed form with the paper's global Eq. 6,
+  - the closed form refined by L-BFGS with the global Eq. 6 inside the loop (``refined``),
 with each vector's cosine to the source before normalisation (min over vectors), test P@1 and seconds.
 Source prompts are the grid's shipped ones (`--source-recipe studio`, default) or the `paper` recipe's (OptiPrompt
-start), read from the grid's prompt store when it has them, else tuned here with the same settings. A fourth row
-keeps the source prompt's own scale relative to its embedding spread (`normalization=relative`).
+start), read from the grid's prompt store when it has them, else tuned here with the same settings.
 
 Part 2, cross-model transfer in both directions with the recipes `paper`, `paper-zero-shot` and `studio`, both
-averages and the time per transfer, read from the grid's results (runs/grid-real/results.csv).
+averages and the time per transfer, read from the grid's results (assets/grid-real/results.csv).
 
-    python benchmarks/recipes.py --relations P36,P17,P1412,P19,P103 --out docs/recipes.json
+    python benchmarks/recipes.py --out docs/recipes.json     # 7 relations × 2 models, ~25 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from ptfer_core.settings import recipe_settings
 
 SOLVERS = {
     "Adam (paper-zero-shot)": ("paper-zero-shot", {}),
-    "refined (studio default)": ("paper", {"solver": "refined", "selection": "loss"}),
-    "refined, relative Eq. 6": ("paper", {"solver": "refined", "selection": "loss", "normalization": "relative"}),
-    "closed form (lstsq)": ("paper", {"solver": "lstsq", "selection": "loss"}),
+    "closed form, relative Eq. 6 (studio default)": ("studio", {}),
+    "closed form, global Eq. 6": ("studio", {"normalization": "global"}),
+    "refined, global Eq. 6": ("studio", {"solver": "refined", "normalization": "global"}),
 }
 
 
@@ -107,7 +108,7 @@ def cross_model(results_csv: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="smollm2-135m,gemma3-270m")
-    parser.add_argument("--relations", default="P36,P17,P1412,P19,P103")
+    parser.add_argument("--relations", default="P36,P17,P1412,P19,P103,P106,P1376")
     parser.add_argument("--store", default="assets/grid-real/prompts", help="where the grid keeps its tuned prompts")
     parser.add_argument("--results", default="assets/grid-real/results.csv")
     parser.add_argument(

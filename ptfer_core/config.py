@@ -93,8 +93,8 @@ class Solver(str, Enum):
     """How the target vectors are found."""
 
     ADAM = "adam"  # the paper: gradient search from a random start, normalisation inside the loop
-    LSTSQ = "lstsq"  # the objective's closed form (unnormalised optimum), normalised afterwards
-    REFINED = "refined"  # the closed form, then refined with the normalisation inside the loop: the exact optimum
+    LSTSQ = "lstsq"  # the objective's closed form (unnormalised optimum) at the source's lengths, then normalised
+    REFINED = "refined"  # the closed form refined with the normalisation inside the loop (lengths drift)
     VOCABULARY = "vocabulary"  # the same objective over real tokens: per vector, the shared word matching best
 
 

@@ -104,14 +104,16 @@ class TransferConfig(Settings):
         None, "keep each source vector's K largest similarities (none: all)", label="Top-K", minimum=1
     )
     space: SpaceMode = setting(SpaceMode.RAW, "how similarities to the anchors are taken", label="Relative space")
-    solver: Solver = setting(Solver.REFINED, "how the target vectors are found", label="Solver")
+    solver: Solver = setting(Solver.LSTSQ, "how the target vectors are found", label="Solver")
     steps: int = setting(
         2000, "search steps (adam) or refinement steps (refined)", label="Search steps", minimum=1, maximum=100_000
     )
     lr: float = setting(5e-3, "Adam learning rate of the search", minimum=1e-9)
     search_init: SearchInit = setting(SearchInit.XAVIER, "start of the Adam search")
     normalization: Normalization = setting(
-        Normalization.GLOBAL, "Eq. 6: map the answer onto the target's embedding distribution", label="Normalisation"
+        Normalization.RELATIVE,
+        "Eq. 6: map the answer onto the target's embedding distribution",
+        label="Normalisation",
     )
     selection: Selection = setting(
         Selection.LOSS,
@@ -192,12 +194,17 @@ RECIPES: dict[Recipe, dict[str, dict]] = {
     Recipe.STUDIO: {"tune": {}, "transfer": {}, "projector": {}},
     Recipe.PAPER: {
         "tune": _PAPER_TUNE,
-        "transfer": {"solver": Solver.ADAM.value, "selection": Selection.DEV.value, "top_k": 8192},
+        "transfer": {
+            "solver": Solver.ADAM.value,
+            "normalization": Normalization.GLOBAL.value,
+            "selection": Selection.DEV.value,
+            "top_k": 8192,
+        },
         "projector": {},
     },
     Recipe.PAPER_ZERO_SHOT: {
         "tune": _PAPER_TUNE,
-        "transfer": {"solver": Solver.ADAM.value, "top_k": 8192},
+        "transfer": {"solver": Solver.ADAM.value, "normalization": Normalization.GLOBAL.value, "top_k": 8192},
         "projector": {},
     },
 }
@@ -222,8 +229,8 @@ RECIPE_HELP = {
     "from a Xavier start (lr 5e-3, 2,000 steps), Eq. 6 inside the loop, best target dev P@1 every 50 steps",
     Recipe.PAPER_ZERO_SHOT: "the paper's recipe, kept by the lowest matching loss: no target labels",
     Recipe.STUDIO: "tuning from token-like start vectors (bfloat16 where the machine computes it fast), then the "
-    "paper's objective solved exactly "
-    "(closed form, refined with Eq. 6 inside the loop), zero-shot",
+    "paper's objective solved exactly in closed form, then Eq. 6 with the source prompt's own spread relative to its "
+    "model's tokens (self-transfer gives the source prompt back), zero-shot",
 }
 
 

@@ -189,6 +189,7 @@ def test_sidebar_state_is_in_the_url_and_survives_reruns():
     at.sidebar.selectbox(key="rel").set_value("P17").run()
     at.sidebar.number_input(key="seed").set_value(3).run()
     goto(at, "transfer")
+    at.selectbox(key=skey("solver")).set_value("refined").run()  # the default closed form has no steps
     at.slider(key=skey("steps")).set_value(200).run()
     goto(at, "query")
     goto(at, "transfer")
@@ -249,6 +250,7 @@ def test_out_of_range_url_values_are_clamped_not_fatal(params, key, expected):
 
 def test_transfer_runs_end_to_end():
     at = goto(new_app().run(), "transfer")
+    at.selectbox(key=skey("solver")).set_value("refined").run()
     at.slider(key=skey("steps")).set_value(100).run()
     at.button(key="run").click().run()
     assert not at.exception and not errors(at), errors(at)
@@ -259,6 +261,7 @@ def test_transfer_runs_end_to_end():
     assert result.origin == "live" and result.target == "tiny-demo-gpt2" and result.task.id == "P103"
     assert set(result.scores) == {"transfer", "manual", "discretization", "random"}
     assert result.settings["recipe"] == "studio" and result.settings["transfer"]["steps"] == 100
+    assert result.settings["transfer"]["solver"] == "refined"
     from ptfer_core.data import load_split
     from ptfer_core.evaluation import candidates_for
 
@@ -279,7 +282,9 @@ def test_transfer_runs_end_to_end():
 @pytest.mark.parametrize("solver,space", [("lstsq", "raw"), ("vocabulary", "standardised")])
 def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     at = goto(new_app().run(), "transfer")
-    assert at.selectbox(key=skey("solver")).value == "refined" and not at.slider(key=skey("steps")).disabled
+    assert at.selectbox(key=skey("solver")).value == "lstsq" and at.slider(key=skey("steps")).disabled  # the default
+    at.selectbox(key=skey("solver")).set_value("refined").run()
+    assert not at.slider(key=skey("steps")).disabled
     assert at.selectbox(key=skey("selection")).disabled  # only the Adam search has steps to choose from
     assert at.toggle(key=skey("hub_penalty")).disabled  # CSLS only re-scores candidate words
     at.selectbox(key=skey("solver")).set_value(solver).run()
@@ -346,6 +351,7 @@ def test_two_sessions_are_independent():
     second.run()
     assert "outcome" not in second.session_state
     goto(second, "transfer")
+    second.selectbox(key=skey("solver")).set_value("refined").run()
     second.slider(key=skey("steps")).set_value(40).run()
     second.button(key="run").click().run()
     goto(first, "query")

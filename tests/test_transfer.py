@@ -152,11 +152,12 @@ def test_global_normalisation_is_one_mean_and_std_over_all_values():
 def test_relative_normalisation_keeps_the_source_prompts_scale(pair):
     lm = pair[1]
     small = randn(4, lm.width, seed=8) * 0.01  # far smaller than this model's tokens
-    paper = transfer_prompt([(soft(lm, small), lm)], lm, config())
+    paper = transfer_prompt([(soft(lm, small), lm)], lm, config(normalization="global"))
     kept = transfer_prompt([(soft(lm, small), lm)], lm, config(normalization="relative"))
     assert paper.vectors.std().item() == pytest.approx(target_statistics(lm)[1], rel=1e-3)  # Eq. 6: the target's
     assert kept.vectors.std().item() == pytest.approx(small.std().item(), rel=1e-3)  # relative: the source's own
-    assert F.cosine_similarity(kept.vectors, small, dim=-1).min() > 0.999
+    scale, _shift, residual = affine_fit(kept.vectors, small)  # the source prompt itself, shifted by Eq. 6's mean
+    assert scale == pytest.approx(1.0, rel=1e-3) and residual < 1e-4
 
 
 def test_per_vector_normalisation_and_none():
@@ -169,7 +170,7 @@ def test_per_vector_normalisation_and_none():
 
 def test_transferred_vectors_have_the_target_statistics(pair):
     src, tgt = pair
-    out = transfer_prompt([(soft(src, randn(4, src.width, seed=3)), src)], tgt, config(steps=50))
+    out = transfer_prompt([(soft(src, randn(4, src.width, seed=3)), src)], tgt, config(normalization="global"))
     mean, std = target_statistics(tgt)
     assert out.vectors.mean().item() == pytest.approx(mean, abs=1e-5)
     assert out.vectors.std().item() == pytest.approx(std, rel=1e-4)
@@ -179,11 +180,34 @@ def test_transferred_vectors_have_the_target_statistics(pair):
 # ----------------------------------------------------------------------------- solvers: optima and self-transfer
 
 
+def affine_fit(out: torch.Tensor, source: torch.Tensor) -> tuple[float, float, float]:
+    """(a, b, relative residual) of the least-squares fit out ≈ a·source + b over every value: Eq. 6 is such a map."""
+    x, y = source.flatten().double(), out.flatten().double()
+    design = torch.stack([x, torch.ones_like(x)], dim=-1)
+    (a, b) = torch.linalg.lstsq(design, y.unsqueeze(-1)).solution.squeeze(-1).tolist()
+    return a, b, float((y - a * x - b).norm() / y.norm())
+
+
+def test_default_self_transfer_gives_the_source_prompt_back(pair):
+    """The default (closed form at the source's relative lengths, then Eq. 6 relative) returns the source prompt up
+    to Eq. 6's shift: exact directions, every vector's relative length, and the source's own spread."""
+    lm = pair[1]
+    lengths = torch.tensor([0.5, 1.0, 2.0, 3.0]).unsqueeze(-1)
+    source = randn(4, lm.width, seed=4) * 0.3 * lengths  # unequal lengths, which the default must keep
+    out = transfer_prompt([(soft(lm, source), lm)], lm, config())
+    assert (out.provenance["transfer"]["solver"], out.provenance["transfer"]["normalization"]) == ("lstsq", "relative")
+    assert min(out.provenance["cosine_to_source_before_normalisation"]) > 0.99999
+    scale, _shift, residual = affine_fit(out.vectors, source)
+    assert scale == pytest.approx(1.0, rel=1e-3) and residual < 1e-4, (scale, residual)
+    refined = transfer_prompt([(soft(lm, source), lm)], lm, config(solver="refined"))
+    assert affine_fit(refined.vectors, source)[2] > 10 * residual, "refined moves lengths to meet Eq. 6 exactly"
+
+
 @pytest.mark.parametrize("space", ["raw", "centred", "standardised"])
 def test_refined_self_transfer_recovers_every_vector(pair, space):
     lm = pair[1]
     source = randn(4, lm.width, seed=4) * 0.3
-    out = transfer_prompt([(soft(lm, source), lm)], lm, config(space=space))
+    out = transfer_prompt([(soft(lm, source), lm)], lm, config(space=space, solver="refined", normalization="global"))
     # The encoding fixes each vector's direction from the space's centre (the origin in the paper's raw space).
     anchors = select_anchors([lm], None, word_filter="all")
     centre = relative_space(lm, anchors, space).centre
@@ -397,7 +421,12 @@ def test_the_paper_recipe_is_the_reference():
     ) == ("optiprompt", "full-vocabulary", 3e-3, 16, 10, 0.0, True, 3, True, False)
     assert paper.projector.lr == 5e-3
     assert recipe_settings("paper-zero-shot").transfer.selection.value == "loss"
-    assert recipe_settings("studio").transfer.solver.value == "refined"
+    assert [recipe_settings(r).transfer.normalization.value for r in ("paper", "paper-zero-shot", "studio")] == [
+        "global",
+        "global",
+        "relative",
+    ]
+    assert recipe_settings("studio").transfer.solver.value == "lstsq"
 
 
 def test_recipe_overrides_are_recorded_and_checked():

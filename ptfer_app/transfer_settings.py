@@ -50,8 +50,8 @@ def settings_panel(sel: ui.Selection):
         why="direct transfer has no search",
         fmt={
             "adam": "Adam search (the paper)",
-            "lstsq": "closed form",
-            "refined": "exact (closed form + refinement)",
+            "lstsq": "closed form (exact, one step)",
+            "refined": "closed form refined with Eq. 6 inside",
             "vocabulary": "best-matching target words",
         }.get,
     )

@@ -50,11 +50,7 @@ def preset_card(meta: dict, i: int) -> None:
             st.caption(meta["description"])
         if scores:
             n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
-            st.plotly_chart(
-                charts.scores_bar(scores, LABELS, compact=True),
-                key=f"preset_bars_{meta['id']}",
-                config={"staticPlot": True},
-            )
+            st.markdown(charts.scores_svg(scores, LABELS), unsafe_allow_html=True)
             metric = "accuracy" if task.get("kind") == "classification" else "P@1"
             st.caption(f"{metric} (%) on {n} test examples of the target")
         if meta.get("story"):

@@ -57,34 +57,31 @@ def trajectory(rows: list[dict], title: str = "", x_label: str = "search step") 
     return _layout(fig, title=dict(text=title, font=dict(size=14)) if title else None, showlegend=bool(dev))
 
 
-def scores_bar(scores: dict, labels: dict, compact: bool = False) -> go.Figure:
-    """Horizontal bars: P@1 of each method on the target test split (transferred on top)."""
-    order = [m for m in ("random", "discretization", "manual", "direct-transfer", "transfer") if m in scores]
-    values = [scores[m]["p_at_1"] for m in order]
-    fig = go.Figure(
-        go.Bar(
-            y=[labels.get(m, m) for m in order],
-            x=values,
-            orientation="h",
-            marker_color=[METHOD_COLORS.get(m, "#999") for m in order],
-            text=[f"{v:.1f}" for v in values],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:.1f}<extra></extra>",
+def scores_svg(scores: dict, labels: dict, width: int = 320) -> str:
+    """The compact preset-card bars as inline SVG (one 0-100 scale, so bars compare across cards).
+
+    The Home page shows one card per preset; as plotly charts they made the page settle seconds after its script
+    finished (plotly.js renders each one), as SVG they cost the browser nothing."""
+    from html import escape
+
+    order = [m for m in ("transfer", "direct-transfer", "manual", "discretization", "random") if m in scores]
+    row, label_w, value_w = 24, 92, 40
+    bar_w = width - label_w - value_w
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {row * len(order)}" '
+        f'role="img" aria-label="scores" style="max-width:{width}px;font:12px sans-serif">'
+    ]
+    for i, method in enumerate(order):
+        value = float(scores[method]["p_at_1"])
+        y, length = i * row, bar_w * min(max(value, 0.0), 100.0) / 100.0
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" fill="currentColor">'
+            f"{escape(labels.get(method, method))}</text>"
+            f'<rect class="bar" data-method="{method}" x="{label_w}" y="{y + 4}" width="{length:.1f}" '
+            f'height="{row - 8}" fill="{METHOD_COLORS.get(method, "#999")}"/>'
+            f'<text x="{label_w + length + 4:.1f}" y="{y + 16}" fill="currentColor">{value:.1f}</text>'
         )
-    )
-    # Compact cards sit side by side on the Home page: one 0-100 scale, so bars compare across cards.
-    top = 100.0 / 1.25 if compact else max([*values, 1.0])
-    fig.update_xaxes(
-        range=[0, top * 1.25],
-        showticklabels=not compact,
-        showgrid=not compact,
-        title_text=None if compact else "P@1 on the target test split (%)",
-    )
-    fig.update_yaxes(tickfont=dict(size=12))
-    return _layout(
-        fig, height=(26 * len(order) + 16) if compact else 60 + 44 * len(order), showlegend=False, bargap=0.25
-    )
+    return "".join(parts) + "</svg>"
 
 
 def norm_histogram(

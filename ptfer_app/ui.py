@@ -240,7 +240,7 @@ def sidebar() -> Selection:
         sb.error(sel.problem, icon=":material/error:")
     if any(catalog.is_toy(n) for n in sel.models):
         sb.caption(
-            "Toy models: tiny networks trained on a miniature LAMA (about 120 words). They show the mechanics "
+            "Toy models: tiny networks trained on a miniature LAMA (162 words). They show the mechanics "
             "quickly; their numbers say nothing about real language models."
         )
     current = outcome()

@@ -588,8 +588,16 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
 
 
 def test_preset_cards_share_one_scale():
+    import re
+
     from ptfer_app import charts
 
-    small = charts.scores_bar({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 0.0}}, {}, compact=True)
-    large = charts.scores_bar({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 59.0}}, {}, compact=True)
-    assert tuple(small.layout.xaxis.range) == tuple(large.layout.xaxis.range) == (0, 100)
+    def bars(scores):
+        svg = charts.scores_svg(scores, {"transfer": "transferred"}, width=320)
+        return {m: float(w) for m, w in re.findall(r'data-method="([^"]+)"[^>]*width="([0-9.]+)"', svg)}, svg
+
+    small, _ = bars({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 0.0}})
+    large, svg = bars({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 59.0}, "random": {"p_at_1": 100.0}})
+    assert small["manual"] == large["manual"] == pytest.approx(0.18 * large["random"], abs=0.1)  # one 0-100 scale
+    assert small["transfer"] == 0 and large["transfer"] == pytest.approx(0.59 * large["random"], abs=0.1)
+    assert ">transferred<" in svg and ">59.0<" in svg and svg.index("transferred") < svg.index("manual")

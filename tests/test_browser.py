@@ -238,6 +238,9 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     wait_text(browser, "Presets")
     settle(browser)
     assert "anchor words" in body_text(browser)
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg[aria-label=scores] rect.bar")
+    assert bars and any(float(b.get_attribute("width")) > 0 for b in bars), "the preset cards draw their scores"
+    assert not browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), "no plotly chart on the Home page"
     shot(browser, "home", 1250)
 
     # open the toy preset: the result card appears without loading a model; its numbers are the claimed ones

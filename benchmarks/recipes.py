@@ -156,6 +156,54 @@ def cross_model(results_csv: Path) -> dict:
     return out
 
 
+def markdown(report: dict) -> str:
+    """The report as the tables quoted in docs/benchmarks.md."""
+    short = {"smollm2-135m": "SmolLM2", "gemma3-270m": "Gemma"}
+    rows = report["self_transfer"]
+    solvers = list(dict.fromkeys(r["solver"] for r in rows))
+    lines = [
+        "Self-transfer, test P@1 (min cosine to the source before Eq. 6, seconds):",
+        "",
+        "| model | relation | type | n | source | " + " | ".join(solvers) + " |",
+        "|---|---|---|---:|---:|" + "---:|" * len(solvers),
+    ]
+    for (model, rid), group in _grouped(rows, ("model", "relation")).items():
+        by = {r["solver"]: r for r in group}
+        first = group[0]
+        cells = [f"{by[s]['p_at_1']:.1f} ({by[s]['cosine_before_min']:.4f}, {by[s]['seconds']:.0f} s)" for s in solvers]
+        lines.append(
+            f"| {short.get(model, model)} | {rid} | {first['type']} | {first['n_test']} | "
+            f"{first['source_p_at_1']:.1f} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", "Within 2 points of the source prompt:"]
+    for s in solvers:
+        ok = [abs(r["p_at_1"] - r["source_p_at_1"]) <= 2 for r in rows if r["solver"] == s]
+        worst = min(r["p_at_1"] - r["source_p_at_1"] for r in rows if r["solver"] == s)
+        lines.append(f"- {s}: {sum(ok)} of {len(ok)} (worst {worst:+.1f})")
+    cross = report.get("cross_transfer")
+    if cross:
+        lines += ["", "Cross-model transfer of the same source prompts, test P@1:", ""]
+        directions = list(dict.fromkeys(r["direction"] for r in cross["rows"]))
+        lines.append("| recipe | " + " | ".join(f"{d}: relation mean / pooled / s" for d in directions) + " |")
+        lines.append("|---|" + "---:|" * len(directions))
+        for recipe in CROSS_RECIPES:
+            cells = []
+            for d in directions:
+                a = cross["averages"].get(f"{recipe}: {d}")
+                cells.append(
+                    f"{a['relation_mean']:.1f} / {a['pooled']:.1f} / {a['seconds_per_transfer']:.0f}" if a else "—"
+                )
+            lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _grouped(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="smollm2-135m,gemma3-270m")
@@ -184,6 +232,7 @@ def main(argv=None) -> int:
     if Path(args.results).is_file():
         report["grid_cross_model"] = cross_model(Path(args.results))
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
     print(f"wrote {args.out}")
     return 0
 

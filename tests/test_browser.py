@@ -224,8 +224,6 @@ TOY_PRESET = "toy-bert-gpt2-language"
 
 
 def toy_fact() -> dict:
-    import json
-
     # Not the first fact: that one is the page's default subject, which the URL omits.
     return json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text())["per_fact"][1]
 

@@ -137,7 +137,7 @@ def pick_table():
         options[0],
         options=options,
         format_func=lambda o: LABELS.get(o, o),
-        help="Result tables shipped in assets/results/, outputs of `ptfer grid` found under runs/, "
+        help="The shipped real grids (assets/grid-real/), tables in assets/results/, outputs of `ptfer grid` found under runs/, "
         "the presets, a file you upload, or a grid run from here.",
     )
     if choice == "run":

@@ -19,7 +19,9 @@ ALIASES = {
     "target": ("target", "target_model", "model"),
     "p_at_1": ("p_at_1", "p@1", "test_p_at_1", "precision_at_1", "score", "micro_p_at_1"),
 }
-DEFAULT_TABLE = "assets/results/real-causal.csv"
+# The real-pair grid as far as its parts are finished (grids/run-real-in-parts.sh assembles it after every part).
+DEFAULT_TABLE = "assets/grid-real/results.csv"
+SHIPPED_GRIDS = ("assets/grid-real/results.csv", "assets/grid-classification/results.csv")
 # optional columns that drive the analysis charts
 ANALYSIS = {
     "matching_loss": "Matching loss vs accuracy",
@@ -78,12 +80,13 @@ def read_table(data: bytes, name: str) -> pd.DataFrame:
 
 
 def find_tables(extra_roots: tuple[Path, ...] = ()) -> dict[str, Path]:
-    """Result tables on this machine, label → path: files shipped in assets/results/, then `ptfer grid` outputs
-    (``results.csv``) under runs/ and the given roots (at most three levels deep)."""
+    """Result tables on this machine, label → path: the shipped real grids (the real pair's first), files in
+    assets/results/, then `ptfer grid` outputs (``results.csv``) under runs/ and the given roots (at most three
+    levels deep)."""
     found: dict[str, Path] = {}
-    default = REPO_ROOT / DEFAULT_TABLE
-    if default.is_file():
-        found[DEFAULT_TABLE] = default  # the full grid on the real pair comes first
+    for shipped in SHIPPED_GRIDS:
+        if (REPO_ROOT / shipped).is_file():
+            found[shipped] = REPO_ROOT / shipped
     if RESULTS_DIR.is_dir():
         for p in sorted(RESULTS_DIR.iterdir()):
             if p.suffix in (".csv", ".jsonl", ".json") and p.is_file():

@@ -520,6 +520,17 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     assert at.get("plotly_chart")
 
 
+def test_results_page_opens_on_the_shipped_real_grid():
+    import pandas as pd
+
+    at = goto(new_app().run(), "results")
+    assert not at.exception and not errors(at), errors(at)
+    assert at.selectbox(key="res_src").value == "assets/grid-real/results.csv"
+    shipped = pd.read_csv(Path(__file__).parents[1] / "assets" / "grid-real" / "results.csv")
+    assert {"self-transfer", "transfer", "manual", "direct-tuning"} <= set(shipped["method"])
+    assert shipped["relation"].nunique() >= 7 and set(shipped["relation_type"]) == {"1-1", "N-1", "N-M"}
+
+
 def test_results_upload_of_a_bad_table_is_explained():
     at = goto(new_app().run(), "results")
     at.selectbox(key="res_src").set_value("upload").run()

@@ -137,8 +137,8 @@ def pick_table():
         options[0],
         options=options,
         format_func=lambda o: LABELS.get(o, o),
-        help="The shipped real grids (assets/grid-real/), tables in assets/results/, outputs of `ptfer grid` found under runs/, "
-        "the presets, a file you upload, or a grid run from here.",
+        help="The shipped real grids (assets/grid-real/), tables in assets/results/, outputs of `ptfer grid` found "
+        "under runs/, the presets, a file you upload, or a grid run from here.",
     )
     if choice == "run":
         run_panel()

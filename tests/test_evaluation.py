@@ -257,6 +257,62 @@ def test_top_k_ranks_candidates(gpt2_lm, mini_data_dir):
     assert len(top_k(gpt2_lm, prompt, "Paris", cands, k=1000)) == len(cands)
 
 
+def test_report_and_progress_use_the_documented_keys(bert_lm, mini_data_dir):
+    """The JSON report and the progress payload are contracts (the CLI, the grid and the app read them)."""
+    relations = load_relations(mini_data_dir)
+    cands = candidates_for(bert_lm, None, mini_data_dir)
+    facts = {rid: load_facts(rid, mini_data_dir)[:6] for rid in relations}
+    payloads = []
+    report = evaluate_relations(
+        bert_lm,
+        {rid: Prompt.manual(r) for rid, r in relations.items()},
+        facts,
+        cands,
+        on_step=lambda step, m: payloads.append(m),
+    )
+    out = report.as_dict()
+    assert set(out) == {"p_at_1_relation_mean", "p_at_1_pooled", "n_facts", "relations"}
+    assert out["n_facts"] == report.n_facts
+    for rid, row in out["relations"].items():
+        r = report.per_relation[rid]
+        assert row == {"p_at_1": r.p_at_1, "n_facts": r.n_facts, "n_correct": r.n_correct, "n_skipped": r.n_skipped}
+    assert [set(m) for m in payloads] == [{"relation", "p_at_1", "n_facts"}] * len(relations)
+    assert [(m["relation"], m["p_at_1"], m["n_facts"]) for m in payloads] == [
+        (rid, report.per_relation[rid].p_at_1, report.per_relation[rid].n_facts) for rid in relations
+    ]
+
+
+def test_each_relation_is_scored_against_its_own_candidate_set(bert_lm, mini_data_dir):
+    relations = load_relations(mini_data_dir)
+    full = candidates_for(bert_lm, None, mini_data_dir)
+    rid = next(iter(relations))
+    facts = load_facts(rid, mini_data_dir)[:6]
+    narrow = CandidateSet.build(bert_lm, [facts[0].object])  # only the first fact's answer can be predicted
+    report = evaluate_relations(bert_lm, {rid: Prompt.manual(relations[rid])}, {rid: facts}, {rid: narrow})
+    scored = report.per_relation[rid]
+    assert set(scored.predictions) == {facts[0].object} and scored.n_facts == sum(
+        f.object == facts[0].object for f in facts
+    )
+    assert evaluate_relations(bert_lm, {rid: Prompt.manual(relations[rid])}, {rid: facts}, full).per_relation[
+        rid
+    ].n_facts == len([f for f in facts if f.object in full.index])
+
+
+def test_top_k_gives_k_answers_five_by_default(gpt2_lm, mini_data_dir):
+    cands = candidates_for(gpt2_lm, None, mini_data_dir)
+    prompt = Prompt.from_text(TEMPLATE)
+    assert len(top_k(gpt2_lm, prompt, "Paris", cands)) == 5
+    (best,) = top_k(gpt2_lm, prompt, "Paris", cands, k=1)
+    assert best.word == evaluate(gpt2_lm, prompt, [Fact("Paris", "France", "p")], cands).predictions[0]
+
+
+def test_prompts_carry_their_labels(mini_data_dir):
+    task = next(iter(load_relations(mini_data_dir).values()))
+    assert Prompt.manual(task).label == "manual" and Prompt.manual(task).vectors is None
+    assert Prompt.from_text(TEMPLATE).label == "template"
+    assert Prompt.from_text(TEMPLATE, "mine").label == "mine"
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 

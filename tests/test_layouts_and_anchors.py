@@ -1,0 +1,107 @@
+"""Soft-prompt layouts and anchor selection, pinned exactly (gaps found by mutation testing: `mutmut run`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptfer_core.anchors import AnchorSet, select_anchors
+from ptfer_core.errors import InputError, TemplateError
+from ptfer_core.templates import PromptTemplate
+from ptfer_core.toy_models import tiny_lm
+
+# ----------------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize(
+    "placement,split_at,text",
+    [
+        ("postfix", None, "[X] [V] [V] [V] [Y] ."),
+        ("prefix", None, "[V] [V] [V] [X] [Y] ."),
+        ("split", None, "[V] [V] [X] [V] [Y] ."),  # default: all but the last vector before the subject
+        ("split", 0, "[X] [V] [V] [V] [Y] ."),
+        ("split", 1, "[V] [X] [V] [V] [Y] ."),
+        ("split", 3, "[V] [V] [V] [X] [Y] ."),
+        ("peft", None, "[V] [V] [V] [S][X] [Y] ."),
+    ],
+)
+def test_every_layout_is_the_documented_text(placement, split_at, text):
+    layout = PromptTemplate.soft(3, placement, split_at)
+    assert layout.text == text and layout.n_soft == 3
+    assert layout.soft_before_specials == (placement == "peft")
+
+
+def test_one_vector_is_a_valid_prompt_and_the_suffix_is_kept():
+    assert PromptTemplate.soft(1).text == "[X] [V] [Y] ."
+    assert PromptTemplate.soft(2, "prefix", suffix="").text == "[V] [V] [X] [Y]"
+    assert PromptTemplate.soft(2, "peft", suffix=" !").text == "[V] [V] [S][X] [Y] !"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((0,), "a soft prompt needs at least one vector (got 0)"),
+        ((3, "split", 4), "split_at=4 must lie in 0..3"),
+        ((3, "split", -1), "split_at=-1 must lie in 0..3"),
+        ((3, "template"), "a template-shaped layout depends on the model and relation: resolve it first"),
+        ((3, "sideways"), "unknown placement 'sideways'; choose one of:"),
+    ],
+)
+def test_bad_layouts_say_what_is_wrong(args, message):
+    with pytest.raises((TemplateError, InputError)) as caught:
+        PromptTemplate.soft(*args)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+# ----------------------------------------------------------------------------- anchors
+
+LEFT = ["apple", "river", "city", "music", "stone", "green", "house", "paper"]
+RIGHT = ["river", "music", "house", "cloud", "paper", "tiger", "apple"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return (
+        tiny_lm("gpt2", LEFT, name="left"),
+        tiny_lm("llama", RIGHT, name="right"),
+        tiny_lm("gpt2", ["stone", "green", "lemon"], name="third"),
+    )
+
+
+def test_anchors_are_exactly_the_words_every_model_has(models):
+    left, right, _ = models
+    shared = select_anchors([left, right], word_filter="all")
+    assert set(shared.words) == set(LEFT) & set(RIGHT)
+    assert shared.token_ids(left).tolist() == left.word_token_ids(list(shared.words))
+    assert shared.token_ids(right).tolist() == right.word_token_ids(list(shared.words))
+    assert select_anchors([left, right, left], word_filter="all").words == shared.words  # a repeated model is one
+
+
+def test_k_takes_the_first_k_shared_words_and_must_be_positive(models):
+    left, right, _ = models
+    every = select_anchors([left, right], word_filter="all").words
+    assert select_anchors([left, right], 1, word_filter="all").words == every[:1]
+    assert select_anchors([left, right], 3, word_filter="all").words == every[:3]
+    with pytest.raises(InputError, match=r"number of anchors must be positive \(got 0\)"):
+        select_anchors([left, right], 0)
+
+
+def test_cached_anchors_belong_to_their_model_set(models):
+    left, right, third = models
+    first = select_anchors([left, right], word_filter="all").words
+    other = select_anchors([left, third], word_filter="all").words  # same first model, so the same memo
+    assert set(other) == {"stone", "green"} and set(first) != set(other)
+    with pytest.raises(InputError, match=r"models \['right', 'third'\] share no words"):
+        select_anchors([right, third], word_filter="all")
+
+
+def test_missing_anchor_words_are_listed_five_then_counted(models):
+    left, _, _ = models
+    missing = [f"zz{i}" for i in range(7)]
+    with pytest.raises(InputError) as caught:
+        AnchorSet(("apple", *missing), "frequency").token_ids(left)
+    assert str(caught.value) == (
+        "7 anchor word(s) are not single tokens of left: 'zz0', 'zz1', 'zz2', 'zz3', 'zz4' and 2 more; "
+        "build the anchors with this model included"
+    )
+    with pytest.raises(InputError, match=r"1 anchor word\(s\) are not single tokens of left: 'zz0'; build"):
+        AnchorSet(("zz0",), "frequency").token_ids(left)

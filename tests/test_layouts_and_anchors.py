@@ -105,3 +105,39 @@ def test_missing_anchor_words_are_listed_five_then_counted(models):
     )
     with pytest.raises(InputError, match=r"1 anchor word\(s\) are not single tokens of left: 'zz0'; build"):
         AnchorSet(("zz0",), "frequency").token_ids(left)
+
+
+@pytest.mark.parametrize(
+    "vocab,style",
+    [
+        (["Ġthe", "Ġcat", "s", "ing"], "bpe"),
+        (["▁the", "▁cat", "s", "Ġx"], "sentencepiece"),
+        (["the", "##s", "##ing", "cat"], "wordpiece"),
+        (["the", "cat", "sat"], "wordpiece"),  # no markers: whole words
+    ],
+)
+def test_tokenizer_style_is_the_dominant_marker(vocab, style):
+    from ptfer_core.anchors import tokenizer_style
+
+    assert tokenizer_style(vocab) == style
+
+
+def test_frequency_anchors_come_in_mean_rank_order(models, monkeypatch):
+    """Most frequent first, by the mean id-rank over the models (not alphabetically, not reversed)."""
+    from ptfer_core import anchors
+
+    left, right, _ = models
+    fake = {
+        "left": {"river": 1, "music": 2, "house": 3, "apple": 4, "paper": 5},
+        "right": {"music": 1, "house": 2, "river": 3, "paper": 4, "apple": 5},
+    }
+    monkeypatch.setattr(anchors, "word_index", lambda lm: fake[lm.name])
+    # mean ranks: music 0.1, river 0.2, house 0.3, paper 0.7, apple 0.7 (ties by the word itself)
+    assert anchors.shared_vocabulary([left, right], "all") == ["music", "river", "house", "apple", "paper"]
+
+
+@pytest.mark.parametrize("n_missing,tail", [(5, "'zz4'; build"), (6, "'zz4' and 1 more; build")])
+def test_the_missing_word_list_stops_at_five(models, n_missing, tail):
+    with pytest.raises(InputError) as caught:
+        AnchorSet(tuple(f"zz{i}" for i in range(n_missing)), "frequency").token_ids(models[0])
+    assert tail in str(caught.value)

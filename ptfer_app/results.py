@@ -19,8 +19,8 @@ ALIASES = {
     "target": ("target", "target_model", "model"),
     "p_at_1": ("p_at_1", "p@1", "test_p_at_1", "precision_at_1", "score", "micro_p_at_1"),
 }
-# The real-pair grid as far as its parts are finished (grids/run-real-in-parts.sh assembles it after every part).
-DEFAULT_TABLE = "assets/grid-real/results.csv"
+# The real-pair grid as far as its parts are finished (grids/run-real-in-parts.sh assembles it after every part)
+# comes first: the Results page opens on it.
 SHIPPED_GRIDS = ("assets/grid-real/results.csv", "assets/grid-classification/results.csv")
 # optional columns that drive the analysis charts
 ANALYSIS = {

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .config import TaskKind
-from .data import Fact, Task, unit_hash
+from .data import Fact, Task, file_stamp, unit_hash
 from .errors import DataError
 
 
@@ -134,7 +134,7 @@ def load_examples(task: Task, split: str, root: Path, seed: int = 0) -> list[Fac
 
 
 @lru_cache(maxsize=4)
-def _read_cached(task_id: str, root: Path, classes: tuple[str, ...]) -> dict[str, tuple[Fact, ...]]:
+def _read_cached(task_id: str, root: Path, classes: tuple[str, ...], _stamp: tuple) -> dict[str, tuple[Fact, ...]]:
     base = root / "classification"
     if task_id == SST2.id:
         train = _read_tsv(base / SST2.folder / "train.tsv", task_id, "train", classes)
@@ -150,7 +150,11 @@ def _read_cached(task_id: str, root: Path, classes: tuple[str, ...]) -> dict[str
 
 
 def _read_files(task: Task, root: Path) -> dict[str, tuple[Fact, ...]]:
-    return _read_cached(task.id, root.resolve(), task.classes)
+    base = root.resolve() / "classification"
+    files = [base / SST2.folder / n for n in ("train.tsv", "dev.tsv")] + [
+        base / DBPEDIA.folder / n for n in ("train.csv", "test.csv")
+    ]
+    return _read_cached(task.id, root.resolve(), task.classes, file_stamp(*files))
 
 
 def _example(

@@ -90,8 +90,21 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def file_stamp(*paths: Path) -> tuple:
+    """(size, mtime) of each path (None when missing): part of every file memo's key, so a file edited in place
+    while the process runs (the app) is read again instead of answered from the memo."""
+    stamps = []
+    for path in paths:
+        try:
+            st = Path(path).stat()
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
 @lru_cache(maxsize=8)
-def _relations_cached(root: Path) -> dict[str, Task]:
+def _relations_cached(root: Path, _stamp: tuple) -> dict[str, Task]:
     out = {}
     path = root / "relations.jsonl"
     for lineno, row in read_jsonl(path):
@@ -119,7 +132,8 @@ def _relations_cached(root: Path) -> dict[str, Task]:
 
 def load_relations(data_dir: str | os.PathLike | None = None) -> dict[str, Task]:
     """The LAMA relations that have both a manual template and facts, ordered by P-number."""
-    return _relations_cached(check_data_dir(data_dir).resolve())
+    root = check_data_dir(data_dir).resolve()
+    return _relations_cached(root, file_stamp(root / "relations.jsonl"))
 
 
 def load_tasks(data_dir: str | os.PathLike | None = None) -> dict[str, Task]:
@@ -142,7 +156,7 @@ def get_task(task_id: str, data_dir: str | os.PathLike | None = None) -> Task:
 
 
 @lru_cache(maxsize=64)
-def _facts_cached(path: Path) -> tuple[Fact, ...]:
+def _facts_cached(path: Path, _stamp: tuple) -> tuple[Fact, ...]:
     facts, seen = [], set()
     for lineno, row in read_jsonl(path):
         try:
@@ -169,7 +183,8 @@ def load_facts(task_id: str, data_dir: str | os.PathLike | None = None) -> list[
         from .classification import load_examples
 
         return load_examples(task, "all", check_data_dir(data_dir))
-    facts = list(_facts_cached((check_data_dir(data_dir) / "lama_trex" / f"{task_id}.jsonl").resolve()))
+    path = (check_data_dir(data_dir) / "lama_trex" / f"{task_id}.jsonl").resolve()
+    facts = list(_facts_cached(path, file_stamp(path)))
     if not facts:
         raise DataError(f"relation {task_id} has no facts")
     return facts

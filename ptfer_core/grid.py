@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .artifacts import atomic_write_json
 from .config import Precision, Recipe, parse_enum
-from .data import get_task, load_relations, load_tasks
+from .data import file_stamp, get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
 from .grid_tables import GRID_METHODS
 from .paths import data_dir as resolve_data_dir
@@ -216,13 +216,13 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
     settings = recipe_settings(cell.recipe, config.overrides).describe()
     if not cell.depends_on_search:
         settings = {k: settings[k] for k in ("tune", "projector")}
+    data_root, models_root = str(resolve_data_dir(config.data_dir).resolve()), str(model_dir())
     blob = {
         "cell": cell.key,
-        # resolved folders in the memo keys: $PTFER_DATA_DIR / $PTFER_MODEL_DIR may differ between calls
-        "data": _data_hash(
-            str(resolve_data_dir(config.data_dir).resolve()), cell.relation, config.split_seed, config.max_dev
-        ),
-        "models": [_identity(name, str(model_dir())) for name in (*cell.sources, cell.target)],
+        # resolved folders and their files' stamps in the memo keys: $PTFER_DATA_DIR / $PTFER_MODEL_DIR may differ
+        # between calls, and a file edited or re-fetched while the process runs is hashed again
+        "data": _data_hash(data_root, cell.relation, config.split_seed, config.max_dev, _tree_stamp(data_root)),
+        "models": [_identity(name, models_root, _tree_stamp(models_root)) for name in (*cell.sources, cell.target)],
         "settings": settings,
         "seed": config.seed,
         "split_seed": config.split_seed,
@@ -237,8 +237,14 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
 
 # Both hashes are memoised per process: a grid hashes every cell (thousands for the full grid), and each would
 # otherwise re-split the task's data and re-read 2 MiB of every weight file.
+def _tree_stamp(root: str) -> tuple:
+    """(size, mtime) of every file under `root`, in path order (~1 ms for the shared data)."""
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else []
+    return tuple(zip(map(str, files), file_stamp(*files)))
+
+
 @lru_cache(maxsize=256)
-def _data_hash(root: str, task_id: str, split_seed: int, max_dev: int | None) -> str:
+def _data_hash(root: str, task_id: str, split_seed: int, max_dev: int | None, _stamp: tuple) -> str:
     """Every example of every split (an edited or other data folder recomputes the cell instead of reusing it)."""
     try:
         data = TaskData.load(task_id, root, split_seed, max_dev)
@@ -249,7 +255,7 @@ def _data_hash(root: str, task_id: str, split_seed: int, max_dev: int | None) ->
 
 
 @lru_cache(maxsize=64)
-def _identity(name: str, models_root: str) -> str:
+def _identity(name: str, models_root: str, _stamp: tuple) -> str:
     from .loading import model_ref
 
     try:  # a hash of the local weights: a re-fetched other revision recomputes

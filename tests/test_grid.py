@@ -145,6 +145,25 @@ def test_edited_data_recomputes_the_cells_instead_of_reusing_them(mini_data_dir,
     assert events and not any(skipped for task, skipped in events if task.startswith("target:"))
 
 
+def test_data_edited_in_place_while_the_process_runs_recomputes_the_cells(mini_data_dir, tmp_path):
+    """The per-process memos (facts, data hash) are keyed on the files' size and mtime, not only on their path."""
+    import os
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(mini_data_dir, copy)
+    config = tiny_config(copy, relations=["P36"], recipes=["studio"], methods=["manual"])
+    run_grid(config, tmp_path / "out")
+    facts = copy / "lama_trex" / "P36.jsonl"
+    rows = [json.loads(line) for line in facts.read_text().splitlines()]
+    rows[0]["sub_label"] = rows[0]["sub_label"] + " Town"
+    facts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.utime(facts, ns=(facts.stat().st_atime_ns, facts.stat().st_mtime_ns + 1_000_000_000))  # coarse clocks
+    events = []
+    run_grid(config, tmp_path / "out", on_step=lambda s, m: events.append((m["task"], m["skipped"])))
+    assert events and not any(skipped for task, skipped in events if task.startswith("target:"))
+
+
 def test_damaged_or_edited_cells_are_recomputed_with_a_warning(mini_data_dir, tmp_path):
     config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "random"])
     table = run_grid(config, tmp_path)

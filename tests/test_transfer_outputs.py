@@ -1,0 +1,305 @@
+"""What a transfer hands back, checked field by field against independent computations: the provenance record,
+the error texts, the projection onto the target's tokens, the CSLS hub penalty and the reuse of an Adam search.
+Written from a mutation run (docs/benchmarks.md, "Mutation scores"): each test pins a behaviour a one-line bug
+changed without any other test noticing."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ptfer_core import transfer as transfer_module
+from ptfer_core.analysis import display_token
+from ptfer_core.anchors import AnchorSet, select_anchors
+from ptfer_core.artifacts import SoftPrompt
+from ptfer_core.data import load_split
+from ptfer_core.errors import DimensionMismatchError, InputError
+from ptfer_core.evaluation import candidates_for
+from ptfer_core.settings import TransferConfig
+from ptfer_core.space import relative_space
+from ptfer_core.templates import PromptTemplate
+from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
+from ptfer_core.transfer import encode_sources, hub_penalty, project_to_vocabulary, source_spread, transfer_prompt
+
+ALL = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny_lm("bert", MINI_WORDS, width=32, seed=1), tiny_lm("llama", MINI_WORDS, width=48, seed=2)
+
+
+def soft(lm, vectors, relation="P17"):
+    return SoftPrompt(vectors, lm.name, relation, "tuned", PromptTemplate.soft(len(vectors)).text)
+
+
+def config(**kw):
+    return TransferConfig(**{**ALL, **kw})
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+# ----------------------------------------------------------------------------- the saved record
+
+
+def test_provenance_records_exactly_what_was_done(pair):
+    src, tgt = pair
+    a, b = soft(src, randn(3, src.width, seed=1)), soft(src, randn(3, src.width, seed=2))
+    started = time.perf_counter()
+    out = transfer_prompt([(a, src), (b, src)], tgt, config(n_anchors=40, solver="lstsq"), weights=[3.0, 1.0])
+    elapsed = time.perf_counter() - started
+    assert (out.model, out.relation, out.method, out.template) == (tgt.name, "P17", "transfer", a.template)
+    p = out.provenance
+    assert set(p) == {
+        "transfer", "n_anchors", "anchor_source", "selected_step", "steps_run", "stopped_early", "seconds",
+        "sources", "weights",
+    }  # fmt: skip
+    assert p["transfer"] == config(n_anchors=40, solver="lstsq").stamped()
+    assert (p["n_anchors"], p["anchor_source"]) == (40, "frequency")
+    assert p["steps_run"] == len(out.trajectory) and p["stopped_early"] is False
+    assert 0 < p["seconds"] <= elapsed
+    assert p["weights"] == [0.75, 0.25]
+    assert p["sources"] == [
+        {"model": s.model, "relation": s.relation, "method": s.method, "created": s.created, "digest": s.digest}
+        for s in (a, b)
+    ]
+    assert set(out.metrics) == {"matching_loss"}  # no target labels were used, so no dev score
+
+
+def test_self_transfer_records_the_cosine_of_each_vector_before_normalisation(pair):
+    src, _ = pair
+    prompt = soft(src, randn(4, src.width, seed=3))
+    out = transfer_prompt([(prompt, src)], src, config(solver="refined", steps=3))
+    cosines = out.provenance["cosine_to_source_before_normalisation"]
+    assert len(cosines) == 4 and all(type(c) is float and round(c, 6) == c for c in cosines)
+    assert all(0.5 < c <= 1.0 for c in cosines)
+    cross = transfer_prompt([(prompt, src)], pair[1], config(solver="refined", steps=3))
+    assert "cosine_to_source_before_normalisation" not in cross.provenance  # only a prompt's own model can say
+
+
+def test_an_adam_search_records_every_step_and_no_dev_score_under_loss_selection(pair, mini_data_dir):
+    src, tgt = pair
+    out = transfer_prompt(
+        [(soft(src, randn(3, src.width, seed=4)), src)],
+        tgt,
+        config(solver="adam", steps=12, lr=0.1),
+        dev=load_split("P17", "all", mini_data_dir),
+        candidates=candidates_for(tgt, None, mini_data_dir),
+    )
+    assert out.provenance["steps_run"] == 12 == len(out.trajectory)
+    assert not any("dev_p_at_1" in row for row in out.trajectory)  # dev facts given, but selection=loss
+    assert "dev_p_at_1" not in out.metrics and "search_reused" not in out.provenance
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_every_refusal_says_what_is_wrong(pair):
+    src, tgt = pair
+    a = soft(src, randn(3, src.width))
+    with pytest.raises(InputError, match=exactly("transfer needs at least one source prompt")):
+        transfer_prompt([], tgt, config())
+    two = SoftPrompt(randn(2, src.width), src.name, "P17", "tuned", PromptTemplate.soft(2).text)
+    with pytest.raises(
+        InputError,
+        match=exactly("all source prompts must share one layout (same number and placement of [V] slots)"),
+    ):
+        transfer_prompt([(a, src), (two, src)], tgt, config())
+    with pytest.raises(InputError, match=exactly("the source prompts are for different tasks (P17, P36)")):
+        transfer_prompt([(a, src), (soft(src, randn(3, src.width), "P36"), src)], tgt, config())
+    for dev, candidates in ((None, object()), ([object()], None)):
+        with pytest.raises(InputError, match=exactly("selection='dev' needs target dev facts and candidates")):
+            transfer_prompt([(a, src)], tgt, config(solver="adam", selection="dev"), dev=dev, candidates=candidates)
+    with pytest.raises(InputError, match=exactly("give one non-negative weight per source, not all zero")):
+        transfer_prompt([(a, src)], tgt, config(), weights=[0.0])
+    narrow = SoftPrompt(randn(3, 8), src.name, "P17", "tuned", a.template)
+    with pytest.raises(
+        DimensionMismatchError, match=exactly(f"source prompt width 8 does not match {src.name}'s width {src.width}")
+    ):
+        transfer_prompt([(narrow, src)], tgt, config())
+
+
+def test_top_k_may_equal_the_number_of_anchors(pair):
+    src, tgt = pair
+    out = transfer_prompt([(soft(src, randn(3, src.width)), src)], tgt, config(n_anchors=30, top_k=30))
+    assert out.provenance["n_anchors"] == 30
+    with pytest.raises(InputError, match="top_k 31 is larger than the 30 anchors"):
+        transfer_prompt([(soft(src, randn(3, src.width)), src)], tgt, config(n_anchors=30, top_k=31))
+
+
+def test_anchor_and_projection_words_come_from_the_given_data_directory(pair, tmp_path):
+    src, tgt = pair
+    words = ["France", "Germany", "Paris", "Berlin", "Rome", "Italy", "Spain", "Madrid", "Tokyo", "Japan"]
+    write_mini_lama(tmp_path)  # then a common vocabulary of ten words only
+    (tmp_path / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(words))
+    (tmp_path / "common_vocab_cased.txt").write_text("\n".join(words))
+    out = transfer_prompt(
+        [(soft(src, randn(3, src.width, seed=5)), src)],
+        tgt,
+        config(anchor_source="common-vocab", projection="nearest-shared"),
+        data_dir=tmp_path,
+    )
+    assert out.provenance["n_anchors"] == len(words) and out.provenance["anchor_source"] == "common-vocab"
+    assert {t for row in out.provenance["projected_to"] for t in row} <= set(words)
+
+
+def test_the_dev_scorer_reads_subjects_as_the_caller_cut_them(pair, mini_data_dir, monkeypatch):
+    src, tgt = pair
+    seen = []
+    real = transfer_module.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("max_subject_tokens"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer_module, "evaluate", spy)
+    transfer_prompt(
+        [(soft(src, randn(3, src.width, seed=6)), src)],
+        tgt,
+        config(solver="adam", steps=4, selection="dev", dev_every=2),
+        dev=load_split("P17", "all", mini_data_dir),
+        candidates=candidates_for(tgt, None, mini_data_dir),
+        max_subject_tokens=2,
+    )
+    assert seen and set(seen) == {2}
+
+
+# ----------------------------------------------------------------------------- relative normalisation
+
+
+def test_relative_normalisation_uses_the_weighted_spread_of_the_sources(pair):
+    src, tgt = pair
+    a, b = soft(src, randn(3, src.width, seed=7)), soft(src, 4 * randn(3, src.width, seed=8))
+    emb_std = src.embedding_matrix.std().item()
+    spread_a, spread_b = a.vectors.std().item() / emb_std, b.vectors.std().item() / emb_std
+    assert source_spread([(a, src), (b, src)], [3.0, 1.0]) == pytest.approx(0.75 * spread_a + 0.25 * spread_b)
+    assert source_spread([(a, src), (b, src)]) == pytest.approx(0.5 * spread_a + 0.5 * spread_b)
+    out = transfer_prompt(
+        [(a, src), (b, src)], tgt, config(normalization="relative", solver="lstsq"), weights=[3.0, 1.0]
+    )
+    expected = tgt.embedding_matrix.std().item() * (0.75 * spread_a + 0.25 * spread_b)
+    assert out.vectors.std().item() == pytest.approx(expected, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- projection onto target tokens
+
+
+def _plain_cosines(lm, vectors):
+    emb = lm.embedding_matrix
+    sims = torch.stack([F.cosine_similarity(v.unsqueeze(0), emb, dim=-1) for v in vectors])
+    sims[:, sorted(lm.special_token_ids)] = -2.0
+    return emb, sims
+
+
+def test_nearest_projection_is_the_nearest_non_special_token(pair):
+    _, tgt = pair
+    special = sorted(tgt.special_token_ids)[0]
+    vectors = torch.cat([randn(3, tgt.width, seed=9), tgt.embedding_matrix[special : special + 1] * 1.5])
+    emb, sims = _plain_cosines(tgt, vectors)
+    ids = sims.argmax(-1)
+    assert special not in ids.tolist()  # the last vector *is* a special token's embedding, yet it is skipped
+    for alpha in (1.0, 0.25):
+        out, names = project_to_vocabulary(tgt, vectors, config(projection="nearest", projection_alpha=alpha))
+        torch.testing.assert_close(out, alpha * emb[ids] + (1 - alpha) * vectors)
+        assert names == [[display_token(tgt, int(i))] for i in ids]
+
+
+def test_mix_projection_is_a_sharp_softmax_over_the_top_n_tokens(pair):
+    _, tgt = pair
+    vectors = randn(2, tgt.width, seed=10)
+    emb, sims = _plain_cosines(tgt, vectors)
+    out, names = project_to_vocabulary(tgt, vectors, config(projection="mix", projection_top_n=4))
+    for i in range(2):
+        values, ids = sims[i].sort(descending=True)
+        weights = torch.exp((values[:4] - values[0]) / 0.05)
+        expected = (weights / weights.sum()) @ emb[ids[:4]]
+        torch.testing.assert_close(out[i], expected, rtol=1e-5, atol=1e-6)
+        assert names[i] == [display_token(tgt, int(t)) for t in ids[:4]]
+
+
+def test_shared_projection_only_picks_allowed_tokens_and_none_changes_nothing(pair):
+    _, tgt = pair
+    vectors = randn(3, tgt.width, seed=11)
+    allowed = torch.tensor([10, 20, 30, 40])
+    emb, sims = _plain_cosines(tgt, vectors)
+    out, names = project_to_vocabulary(tgt, vectors, config(projection="nearest-shared"), allowed)
+    ids = allowed[sims[:, allowed].argmax(-1)]
+    torch.testing.assert_close(out, emb[ids])
+    assert names == [[display_token(tgt, int(i))] for i in ids]
+    same, none = project_to_vocabulary(tgt, vectors, config(projection="none"))
+    assert same is vectors and none == []
+
+
+# ----------------------------------------------------------------------------- the CSLS hub penalty
+
+
+def _brute_force_penalty(source, target, anchors, words, n_reference, neighbours):
+    reference = AnchorSet(anchors.words[:n_reference])
+    src_space, tgt_space = relative_space(source, anchors), relative_space(target, anchors)
+    queries = src_space.encode(reference.embeddings(source).float())
+    penalty = []
+    for e in words.embeddings(target).float():
+        cos = F.cosine_similarity(tgt_space.encode(e.unsqueeze(0)), queries, dim=-1)
+        penalty.append(cos.sort(descending=True).values[:neighbours].mean())
+    return torch.stack(penalty)
+
+
+def test_hub_penalty_is_the_mean_cosine_to_the_nearest_source_words(pair):
+    src, tgt = pair
+    anchors = select_anchors([src, tgt], None, word_filter="all")
+    words = AnchorSet(anchors.words[5:40])
+    for n_reference, neighbours in ((2048, 10), (12, 3)):
+        ours = hub_penalty(src, tgt, anchors, words, "raw", n_reference=n_reference, neighbours=neighbours)
+        expected = _brute_force_penalty(src, tgt, anchors, words, n_reference, neighbours)
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_vocabulary_solver_with_hub_penalty_picks_the_csls_best_word(pair):
+    src, tgt = pair
+    words = select_anchors([src, tgt], None, word_filter="all")
+    prompt = soft(src, randn(20, src.width, seed=14))  # enough vectors for the penalty to change some choices
+    plain = transfer_prompt([(prompt, src)], tgt, config(solver="vocabulary", top_k=15))
+    out = transfer_prompt([(prompt, src)], tgt, config(solver="vocabulary", top_k=15, hub_penalty=True))
+    (enc,) = encode_sources([(prompt, src)], words, config(top_k=15))
+    target_rel = relative_space(tgt, words).encode(words.embeddings(tgt))
+    penalty = _brute_force_penalty(src, tgt, words, words, 2048, 10)
+    for i, token in enumerate(out.provenance["tokens"]):
+        cos = F.cosine_similarity(target_rel * enc.mask[i], enc.encoding[i].unsqueeze(0), dim=-1)
+        assert words.words[int((2 * cos - penalty).argmax())] == token
+    assert out.provenance["tokens"] != plain.provenance["tokens"]  # the penalty changed at least one choice
+    chosen = words.token_ids(tgt)[[words.words.index(t) for t in out.provenance["tokens"]]]
+    torch.testing.assert_close(out.vectors, tgt.embedding_matrix[chosen])
+
+
+# ----------------------------------------------------------------------------- reusing an Adam search
+
+
+def test_a_search_is_reused_only_for_the_same_settings_sources_and_dev_facts(pair, mini_data_dir):
+    src, tgt = pair
+    prompt = soft(src, randn(3, src.width, seed=12))
+    dev = load_split("P17", "all", mini_data_dir)
+    kw = dict(candidates=candidates_for(tgt, None, mini_data_dir))
+    by_dev = config(solver="adam", steps=20, lr=0.3, seed=3, selection="dev", dev_every=5)
+    tgt.memo.clear()
+    first = transfer_prompt([(prompt, src)], tgt, by_dev, dev=dev, **kw)
+    again = transfer_prompt([(prompt, src)], tgt, by_dev, dev=dev, **kw)
+    assert "search_reused" not in first.provenance and again.provenance["search_reused"] is True
+    assert torch.equal(again.vectors, first.vectors)
+    fewer = transfer_prompt([(prompt, src)], tgt, by_dev, dev=dev[:-3], **kw)  # other dev facts: search again
+    assert "search_reused" not in fewer.provenance
+    other_lr = transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=20, lr=0.05, seed=3), dev=dev, **kw)
+    assert "search_reused" not in other_lr.provenance
+    same = transfer_prompt([(prompt, src)], tgt, config(solver="adam", steps=20, lr=0.3, seed=3), dev=dev, **kw)
+    assert same.provenance["search_reused"] is True
+    closed = transfer_prompt([(prompt, src)], tgt, config(solver="lstsq"))
+    assert "search_reused" not in closed.provenance  # a one-step solver has nothing to reuse

@@ -262,3 +262,23 @@ def test_dotted_stems_keep_their_name(tmp_path):
     path = prompt.save(tmp_path / "P19.postfix-random")
     assert path.name == "P19.postfix-random.safetensors" and (tmp_path / "P19.postfix-random.json").is_file()
     assert torch.equal(SoftPrompt.load(path).vectors, prompt.vectors)
+
+
+def test_metadata_is_a_json_ready_copy_that_never_aliases_the_prompt():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Point:
+        x: float
+        y: float
+
+    prompt = SoftPrompt(
+        torch.ones(2, 4), "m", "P17", "tuned", "[X] [V] [V] [Y] .",
+        provenance={"where": Point(1.0, float("nan")), "steps": [1, 2]}, metrics={"loss": float("inf")},
+    )  # fmt: skip
+    meta = prompt.metadata()
+    assert meta["provenance"] == {"where": {"x": 1.0, "y": None}, "steps": [1, 2]} and meta["metrics"] == {"loss": None}
+    assert meta["shape"] == [2, 4] and "vectors" not in meta
+    meta["provenance"]["steps"].append(3)
+    assert prompt.provenance["steps"] == [1, 2]
+    json.dumps(meta, allow_nan=False)

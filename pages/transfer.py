@@ -103,9 +103,7 @@ def live_progress() -> None:
             "Cancel", key="cancel", icon=":material/stop_circle:", on_click=cancel, disabled=cancelling, width="stretch"
         )
         rows = phase["rows"] if phase else []
-        if len(rows) > 400:  # keep the live chart light: every n-th point, and always the latest
-            rows = rows[:: -(-len(rows) // 400)] + rows[-1:]
-        if rows:
+        if rows:  # charts.trajectory draws a thinned curve: the live chart stays light
             tuning = phase["name"].startswith("tune")
             st.plotly_chart(
                 charts.trajectory(

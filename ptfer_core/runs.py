@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .artifacts import SoftPrompt
@@ -62,9 +63,10 @@ class TaskData:
     def candidates(self, lm: PromptedLM) -> CandidateSet:
         return candidates_for(lm, self.task, self.data_dir)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """Which training and dev examples there are (a changed data file changes it)."""
+        """Which training and dev examples there are (a changed data file changes it). Computed once: SST-2 has
+        67k training sentences and the app asks for it several times per rerun (splits are never edited)."""
         text = "\n".join(f"{f.uuid}\t{f.object}" for s in ("train", "dev") for f in self.splits[s])
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 

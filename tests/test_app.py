@@ -620,3 +620,19 @@ def test_preset_cards_share_one_scale():
     assert small["manual"] == large["manual"] == pytest.approx(0.18 * large["random"], abs=0.1)  # one 0-100 scale
     assert small["transfer"] == 0 and large["transfer"] == pytest.approx(0.59 * large["random"], abs=0.1)
     assert ">transferred<" in svg and ">59.0<" in svg and svg.index("transferred") < svg.index("manual")
+
+
+def test_long_curves_are_thinned_for_drawing_but_keep_what_a_reader_looks_for():
+    from ptfer_app import charts
+
+    rows = [{"step": i, "loss": 1.0 / (i + 1) + (0.5 if i != 1234 else 0.0)} for i in range(2000)]
+    for i in range(49, 2000, 50):
+        rows[i]["dev_p_at_1"] = float(i % 7)
+    thin = charts.thin_curve(rows)
+    steps = [r["step"] for r in thin]
+    assert len(thin) <= 400 + 40 + 2 and steps == sorted(steps)
+    assert 1234 in steps and 1999 in steps and 0 in steps  # the lowest loss, the last step, the first
+    assert all(i in steps for i in range(49, 2000, 50))  # every dev check
+    assert charts.thin_curve(rows[:300]) == rows[:300]
+    fig = charts.trajectory(rows)
+    assert len(fig.data[0].x) == sum(1 for r in thin if r.get("loss") is not None)

@@ -169,8 +169,22 @@ def pick_table():
 # ----------------------------------------------------------------------------- analysis
 
 
+def paper_layout(view, how: str) -> None:
+    for recipe in sorted(view["recipe"].unique()):
+        sub = results.averaged(view[view["recipe"] == recipe], ["method", "target"], how)
+        if not len(sub):
+            continue
+        pivot = sub.pivot(index="method", columns="target", values="p_at_1")
+        pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
+        st.markdown(
+            f"**Recipe {recipe}** · {how} of P@1 (%) over "
+            f"{view[view['recipe'] == recipe]['relation'].nunique()} relations: methods × targets, as the "
+            "paper's Tables 2-3"
+        )
+        st.dataframe(pivot.round(1), width="stretch")
+
+
 def analysis(df) -> None:
-    st.subheader("Analysis", anchor=False)
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
     if "matching_loss" in df.columns and transfer["matching_loss"].notna().any():
@@ -257,50 +271,50 @@ def body() -> None:
         return
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
     st.caption(f"{len(view)} rows from {origin} · {view['relation'].nunique()} relations.")
-    tab_paper, tab_bar, tab_heat, tab_table = st.tabs(["Paper layout", "By method", "Relation × method", "Table"])
-    with tab_paper:
-        for recipe in sorted(view["recipe"].unique()):
-            sub = results.averaged(view[view["recipe"] == recipe], ["method", "target"], how)
-            if not len(sub):
-                continue
-            pivot = sub.pivot(index="method", columns="target", values="p_at_1")
-            pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
-            st.markdown(
-                f"**Recipe {recipe}** · {how} of P@1 (%) over "
-                f"{view[view['recipe'] == recipe]['relation'].nunique()} relations: methods × targets, as the "
-                "paper's Tables 2-3"
+    # Lazy tabs and analysis: only what is open is drawn (a plotly chart costs the browser a second or more on a
+    # small CPU, and a page of them took ~7 s to settle).
+    tab_paper, tab_bar, tab_heat, tab_table = st.tabs(
+        ["Paper layout", "By method", "Relation × method", "Table"], key="res_tab", on_change="rerun"
+    )
+    if tab_paper.open is not False:
+        with tab_paper:
+            paper_layout(view, how)
+    if tab_bar.open:
+        with tab_bar:
+            st.plotly_chart(
+                charts.grid_bars(results.averaged(view, ["target", "method"], how)),
+                key="res_bars",
+                config={"displayModeBar": False},
             )
-            st.dataframe(pivot.round(1), width="stretch")
-    with tab_bar:
-        st.plotly_chart(
-            charts.grid_bars(results.averaged(view, ["target", "method"], how)),
-            key="res_bars",
-            config={"displayModeBar": False},
-        )
-        st.caption(
-            f"{how.capitalize()} over the selected relations"
-            + (" (pooled where the table has the counts)." if how == "pooled" else ".")
-        )
-    with tab_heat:
-        st.plotly_chart(charts.grid_heatmap(view), key="res_heat", config={"displayModeBar": False})
-    with tab_table:
-        st.dataframe(
-            view,
-            hide_index=True,
-            width="stretch",
-            column_config={"p_at_1": st.column_config.NumberColumn("P@1", format="%.1f")},
-        )
-        st.download_button(
-            "Download (.csv)",
-            view.to_csv(index=False).encode(),
-            "results.csv",
-            "text/csv",
-            key="res_csv",
-            icon=":material/download:",
-        )
+            st.caption(
+                f"{how.capitalize()} over the selected relations"
+                + (" (pooled where the table has the counts)." if how == "pooled" else ".")
+            )
+    if tab_heat.open:
+        with tab_heat:
+            st.plotly_chart(charts.grid_heatmap(view), key="res_heat", config={"displayModeBar": False})
+    if tab_table.open:
+        with tab_table:
+            st.dataframe(
+                view,
+                hide_index=True,
+                width="stretch",
+                column_config={"p_at_1": st.column_config.NumberColumn("P@1", format="%.1f")},
+            )
+            st.download_button(
+                "Download (.csv)",
+                view.to_csv(index=False).encode(),
+                "results.csv",
+                "text/csv",
+                key="res_csv",
+                icon=":material/download:",
+            )
     if len(failed):
         st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths); see the Table tab.")
-    analysis(view)
+    shelf = st.expander("Analysis: loss vs accuracy, ablations, saved figures", key="res_analysis", on_change="rerun")
+    if shelf.open:
+        with shelf:
+            analysis(view)
 
 
 ui.guard(body)

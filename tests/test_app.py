@@ -516,9 +516,17 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     assert not at.exception and not errors(at), errors(at)
     assert "Grid finished" in texts(at)
     assert at.selectbox(key="res_src").value.endswith("mini")
+    assert not at.get("plotly_chart"), "tabs and the analysis are drawn only when opened"
+    at.session_state["res_tab"] = "Table"
+    at.run()
     table = next(d for d in at.dataframe if "method" in d.value.columns).value
     assert set(table["method"]) == {"manual", "discretization", "transfer"}
-    assert at.get("plotly_chart")
+    at.session_state["res_tab"] = "By method"
+    at.run()
+    assert [c.key for c in at.get("plotly_chart")] == ["res_bars"]
+    at.session_state["res_analysis"] = True
+    at.run()
+    assert "an_loss" in [c.key for c in at.get("plotly_chart")]
 
 
 def test_results_page_opens_on_the_shipped_real_grid():

@@ -291,6 +291,11 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     wait_text(browser, "Paper layout")
     settle(browser)
     shot(browser, "results", 1100)
+    assert not browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), "closed tabs draw nothing"
+    next(t for t in browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]') if "By method" in t.text).click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))
 
     # the URL alone restores the view in a new session (shareable link), deep-linking straight to a page
     browser.get(f"{server}/query?preset={TOY_PRESET}&subject={fact['subject']}")

@@ -87,8 +87,10 @@ def setting(
     disabled: bool = False,
     why: str | None = None,
     label: str | None = None,
+    hidden: bool = False,
 ):
-    """Draw one setting's widget; returns its value (the recipe's while disabled)."""
+    """Draw one setting's widget; returns its value (the recipe's while disabled). `hidden` (its expander is
+    closed): draw nothing, keep the value chosen earlier, or the link's, or the recipe's."""
     row = describe(group, name)
     default = _plain(getattr(getattr(base, group), name))
     key, url_key = f"set.{recipe}.{group}.{name}", name
@@ -102,6 +104,12 @@ def setting(
     _from_url(key, url_key, row, options, bounds)
     if options is not None and key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]
+    if hidden:
+        if key in st.session_state:  # re-stored, so Streamlit keeps an undrawn widget's value for when it is back
+            st.session_state[key] = st.session_state[key]
+        value = default if disabled else st.session_state.get(key, default)
+        _to_url(url_key, value, default)
+        return value
     kw = (
         {}
         if key in st.session_state

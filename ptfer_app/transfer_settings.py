@@ -93,7 +93,11 @@ def settings_panel(sel: ui.Selection):
             "none": "none (ablation)",
         }.get,
     )
-    with st.expander("Anchors, relative space and projection"):
+    # Lazy expanders: closed, their widgets are not drawn (a page of forty widgets settles seconds later in a
+    # browser on a small CPU); the values chosen, linked or recipe-given still apply.
+    anchors_box = st.expander("Anchors, relative space and projection", key="exp_anchors", on_change="rerun")
+    hidden = not anchors_box.open
+    with anchors_box:
         a1, a2, a3 = st.columns(3)
         t["anchor_source"] = settings_ui.setting(
             a1,
@@ -106,6 +110,7 @@ def settings_panel(sel: ui.Selection):
                 "common-vocab": "common-vocabulary words (the paper)",
                 "frequency": "every shared word, frequent first",
             }.get,
+            hidden=hidden,
         )
         t["n_anchors"] = settings_ui.setting(
             a2,
@@ -116,6 +121,7 @@ def settings_panel(sel: ui.Selection):
             disabled=direct,
             options=[None, 256, 1024, 4096, 8192],
             fmt=lambda v: "all" if v is None else f"{v:,}",
+            hidden=hidden,
         )
         t["top_k"] = settings_ui.setting(
             a3,
@@ -126,6 +132,7 @@ def settings_panel(sel: ui.Selection):
             disabled=direct,
             options=[None, 16, 64, 256, 1024, 4096, 8192],
             fmt=lambda v: "all" if v is None else f"{v:,}",
+            hidden=hidden,
         )
         b1, b2, b3 = st.columns(3)
         t["space"] = settings_ui.setting(
@@ -140,6 +147,7 @@ def settings_panel(sel: ui.Selection):
                 "centred": "cosine, centred",
                 "standardised": "standardised (z-scored per anchor)",
             }.get,
+            hidden=hidden,
         )
         t["projection"] = settings_ui.setting(
             b2,
@@ -154,6 +162,7 @@ def settings_panel(sel: ui.Selection):
                 "nearest-shared": "nearest shared word",
                 "mix": "mix of nearest tokens",
             }.get,
+            hidden=hidden,
         )
         t["hub_penalty"] = settings_ui.setting(
             b3,
@@ -163,12 +172,15 @@ def settings_panel(sel: ui.Selection):
             base,
             disabled=direct or t["solver"] != "vocabulary",
             why="it re-scores words: it needs the best-matching-words solver",
+            hidden=hidden,
         )
-    with st.expander("Source prompt tuning"):
+    tuning_box = st.expander("Source prompt tuning", key="exp_tuning", on_change="rerun")
+    with tuning_box:
+        hidden = not tuning_box.open
         u = {}
         d1, d2, d3 = st.columns(3)
-        u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base)
-        u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base)
+        u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
+        u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base, hidden=hidden)
         u["max_train"] = settings_ui.setting(
             d3,
             "tune",
@@ -177,6 +189,7 @@ def settings_panel(sel: ui.Selection):
             base,
             options=[None, 100, 200, 320, 1000],
             fmt=lambda v: "all" if v is None else f"{v:,}",
+            hidden=hidden,
         )
         e1, e2, e3 = st.columns(3)
         u["placement"] = settings_ui.setting(
@@ -192,6 +205,7 @@ def settings_panel(sel: ui.Selection):
                 "template": "like the manual template",
                 "peft": "before everything (PEFT)",
             }.get,
+            hidden=hidden,
         )
         u["init"] = settings_ui.setting(
             e2,
@@ -205,6 +219,7 @@ def settings_panel(sel: ui.Selection):
                 "manual": "the manual template's words",
                 "vocab-sample": "random answer words",
             }.get,
+            hidden=hidden,
         )
         u["loss"] = settings_ui.setting(
             e3,
@@ -213,6 +228,7 @@ def settings_panel(sel: ui.Selection):
             recipe,
             base,
             fmt={"full-vocabulary": "whole vocabulary (OptiPrompt)", "candidates": "answer candidates only"}.get,
+            hidden=hidden,
         )
         st.caption(
             "Used only when no tuned source prompt is stored for these settings (shipped prompts cover every "

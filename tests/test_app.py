@@ -140,6 +140,9 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert "a tuned prompt for P103 with these settings is stored" in texts(at), (
         "the preset's settings are selected, so its source is reused"
     )
+    assert not at.get("number_input") or all(w.key != skey("epochs", "tune") for w in at.number_input)  # closed
+    at.session_state["exp_tuning"] = True
+    at.run()
     assert at.number_input(key=skey("epochs", "tune")).value == 40
     assert at.sidebar.multiselect(key="src").value == ["tiny-demo-bert"]
 
@@ -170,7 +173,10 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "results")
     assert not at.exception and not errors(at)
-    assert at.get("plotly_chart")
+    assert at.dataframe and not at.get("plotly_chart"), "the paper layout first; charts once their tab is opened"
+    at.session_state["res_tab"] = "Relation × method"
+    at.run()
+    assert [c.key for c in at.get("plotly_chart")] == ["res_heat"]
 
 
 def test_shared_url_opens_the_preset():
@@ -287,6 +293,8 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     at.selectbox(key=skey("solver")).set_value("refined").run()
     assert not at.slider(key=skey("steps")).disabled
     assert at.selectbox(key=skey("selection")).disabled  # only the Adam search has steps to choose from
+    at.session_state["exp_anchors"] = True  # its widgets are drawn only while it is open
+    at.run()
     assert at.toggle(key=skey("hub_penalty")).disabled  # CSLS only re-scores candidate words
     at.selectbox(key=skey("solver")).set_value(solver).run()
     at.selectbox(key=skey("space")).set_value(space).run()
@@ -294,6 +302,10 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     if solver == "vocabulary":
         at.toggle(key=skey("hub_penalty")).set_value(True).run()
         assert at.query_params.get("solver") == solver  # differs from the recipe: kept in the URL
+    at.session_state["exp_anchors"] = False  # closed again: the choices made inside still apply
+    at.run()
+    assert all(w.key != skey("space") for w in at.selectbox)
+    assert at.query_params.get("space") == (None if space == "raw" else space)
     at.button(key="run").click().run()
     wait_for_job(at)
     assert not at.exception and not errors(at), errors(at)
@@ -312,6 +324,8 @@ def test_recipe_choice_sets_every_control():
     at.selectbox(key="recipe").set_value("paper").run()
     assert at.selectbox(key=skey("solver", recipe="paper")).value == "adam"
     assert at.selectbox(key=skey("selection", recipe="paper")).value == "dev"
+    at.session_state["exp_tuning"] = True
+    at.run()
     assert at.selectbox(key=skey("init", "tune", "paper")).value == "optiprompt"
     assert at.query_params.get("recipe") == "paper"
 

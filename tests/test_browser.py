@@ -329,6 +329,9 @@ def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
 
     slider = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSlider"] input[type="range"]')
     assert slider.get_attribute("disabled") is not None, "the search-steps slider does nothing for lstsq"
+    assert "Anchors k" not in body_text(browser), "a closed settings group draws no widgets"
+    browser.find_element(By.XPATH, "//summary[contains(., 'Anchors, relative space')]").click()
+    wait_text(browser, "Anchors k", 30)  # opened: drawn on the rerun
     click_button(browser, "Run transfer")
     wait_text(browser, "answers in one step", 90)
     settle(browser)

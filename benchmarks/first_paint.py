@@ -9,6 +9,7 @@ cache (`--real-models` uses this machine's model directory instead), one thread 
 per page, when the first element appeared and when the script last finished (the rest is the browser drawing).
 
     .venv/bin/python benchmarks/first_paint.py --loads 5 --screenshots /tmp/fp_shots
+    .venv/bin/python benchmarks/first_paint.py --presets real-self-gemma-capital,toy-bert-gpt2-language   (~8 min)
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def main() -> None:
     ap.add_argument("--loads", type=int, default=5, help="warm loads per page (after the cold one)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "first_paint.json")
     ap.add_argument("--pages", default=",".join(pages_in_app), help=f"comma list of {', '.join(pages_in_app)}")
+    ap.add_argument("--presets", default=",".join(presets), help="comma list of presets opened on each page")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds for one page to settle")
     ap.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
     ap.add_argument("--real-models", action="store_true", help="use this machine's models (default: toy models)")
@@ -174,6 +176,8 @@ def main() -> None:
     unknown = set(args.pages.split(",")) - set(pages_in_app)
     if unknown:
         ap.error(f"unknown pages {sorted(unknown)}; known: {pages_in_app}")
+    if set(args.presets.split(",")) - set(presets):
+        ap.error(f"unknown presets {sorted(set(args.presets.split(',')) - set(presets))}; known: {presets}")
     chromium = find_binary("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
     chromedriver = find_binary("/usr/bin/chromedriver")
     if not chromium or not chromedriver:
@@ -184,7 +188,8 @@ def main() -> None:
         sys.exit("first_paint: selenium is needed (.venv/bin/pip install selenium)")
 
     targets = [("home", "/")] if "home" in args.pages.split(",") else []
-    targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}") for p in args.pages.split(",") if p != "home" for k in presets]
+    pages, chosen = [p for p in args.pages.split(",") if p != "home"], args.presets.split(",")
+    targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}") for p in pages for k in chosen]
     started, rows, tmp = time.monotonic(), [], Path(tempfile.mkdtemp(prefix="first-paint-"))
     (tmp / "floor.py").write_text(FLOOR_SRC)
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -225,7 +230,8 @@ def main() -> None:
 
     meta = {"loads": args.loads, "timeout_s": args.timeout, "streamlit": streamlit.__version__,
             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "real_models": args.real_models,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_s": wall}  # fmt: skip
+            "presets": args.presets.split(","), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "wall_s": wall}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "pages": rows}, indent=2) + "\n")
 

@@ -8,7 +8,12 @@ from . import services, ui
 
 
 def upload_panel(sel: ui.Selection) -> None:
-    with st.expander("Continue from a saved prompt (PTfer or PEFT)"):
+    # Lazy: drawn only while open (a file uploader costs a closed page's first paint); prompts already accepted
+    # stay in use, and the source status says so.
+    box = st.expander("Continue from a saved prompt (PTfer or PEFT)", key="exp_upload", on_change="rerun")
+    if not box.open:
+        return
+    with box:
         st.caption(
             "Upload a tuned prompt (.safetensors, optionally with its .json, or a PEFT prompt-tuning adapter as "
             f".zip) to use it as the source instead of tuning one. At most {services.UPLOAD_LIMIT_MB} MB."

@@ -208,3 +208,57 @@ def test_construction_freezes_the_model_and_checks_the_tokenizer():
     assert PromptedLM(causal.model, no_mask, name="causal-no-mask").kind == ModelKind.CAUSAL  # needs none
     with pytest.raises(Exception, match="model kind"):
         PromptedLM(lm.model, lm.tokenizer, name="x", kind="bidirectional")
+
+
+def test_bfloat16_twin_reads_its_own_prefix_cache():
+    lm = tiny_lm("llama", MINI_WORDS, seed=5)
+    template = PromptTemplate.parse("The [X] [V] [V] is in [Y] .")
+    vectors = vectors_for(lm, 2, seed=6)
+    batch = lm.encode(template, ["France", "Person1 Person2 Person3 Person4", "Town3"])
+    fast = lm.compute_model("bfloat16")
+    cached = lm.with_prefix(batch, fast)
+    with torch.no_grad():
+        exact = lm.answer_logits(batch, vectors)
+        approx = lm.answer_logits(cached, vectors, model=fast)
+    assert approx.dtype == torch.float32  # the head runs in float32 on the loaded model's weights
+    assert (approx - exact).abs().max() <= 0.03 * (exact.max() - exact.min())
+
+
+def test_head_rows_cached_under_inference_mode_still_train():
+    lm = tiny_lm("gpt2", MINI_WORDS, seed=3)
+    batch = lm.encode(PromptTemplate.parse(SOFT), SUBJECTS)
+    candidates = torch.tensor([4, 9, 15, 22])
+    with torch.inference_mode():  # evaluation fills the cache first
+        lm.answer_logits(batch, vectors_for(lm), candidates)
+    vectors = vectors_for(lm).requires_grad_(True)
+    lm.answer_logits(batch, vectors, candidates).logsumexp(-1).sum().backward()  # then tuning reuses the rows
+    assert vectors.grad is not None and vectors.grad.abs().sum() > 0
+
+
+def test_a_masked_lm_also_accepts_a_bare_word_token_and_a_causal_lm_does_not():
+    for arch in ("roberta", "gpt2"):
+        lm = tiny_lm(arch, MINI_WORDS, seed=1)
+        lm.tokenizer.add_tokens(["Zebra"])  # only bare: " Zebra" is two tokens (a lone space, then the word)
+        lm.model.resize_token_embeddings(len(lm.tokenizer))
+        zebra = lm.tokenizer.convert_tokens_to_ids("Zebra")
+        assert len(lm.tokenizer(" Zebra", add_special_tokens=False)["input_ids"]) == 2
+        expected = [zebra, lm.tokenizer.convert_tokens_to_ids("ĠParis"), None]
+        if arch == "gpt2":
+            expected[0] = None  # a causal LM reads the answer after a space: only the spaced form counts
+        assert lm.word_token_ids(["Zebra", "Paris", "Qwertyuiop"]) == expected, arch
+
+
+def test_the_model_kind_comes_from_the_class_name():
+    import transformers as tf
+
+    from ptfer_core.errors import NoLMHeadError
+    from ptfer_core.models import infer_kind
+
+    cfg = tf.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    assert infer_kind(tf.BertForPreTraining(cfg)) == ModelKind.MASKED
+    assert infer_kind(tf.BertForMaskedLM(cfg)) == ModelKind.MASKED
+    with pytest.raises(
+        NoLMHeadError,
+        match=exactly("BertModel is neither a masked LM nor a causal LM: it has no language-modelling head"),
+    ):
+        infer_kind(tf.BertModel(cfg))

@@ -431,8 +431,14 @@ def test_width_mismatch_for_direct_transfer():
     assert any("needs equal widths" in e for e in errors(at)), errors(at)
 
 
+def open_upload(at):
+    assert not at.get("file_uploader"), "the upload panel is drawn only when opened"
+    at.session_state["exp_upload"] = True
+    return at.run()
+
+
 def test_corrupt_uploaded_prompt():
-    at = goto(new_app().run(), "transfer")
+    at = open_upload(goto(new_app().run(), "transfer"))
     uploader = at.get("file_uploader")[0]
     uploader.set_value(("prompt.safetensors", b"\x00\x01 this is not a tensor file", "application/octet-stream"))
     at.run()
@@ -445,7 +451,7 @@ def test_uploaded_prompt_is_used_as_the_source(tmp_path):
     data, meta = source.to_bytes()
     at = new_app()
     at.query_params["src"] = "tiny-demo-bert"
-    at = goto(at.run(), "transfer")
+    at = open_upload(goto(at.run(), "transfer"))
     at.get("file_uploader")[0].set_value(
         [("p.safetensors", data, "application/octet-stream"), ("p.json", meta, "application/json")]
     )
@@ -453,6 +459,9 @@ def test_uploaded_prompt_is_used_as_the_source(tmp_path):
     assert not at.exception and not errors(at)
     assert "uses it as the tiny-demo-bert source prompt" in texts(at)
     assert "your uploaded prompt is the source" in texts(at)
+    at.session_state["exp_upload"] = False  # closed again: the accepted prompt stays the source
+    at.run()
+    assert "your uploaded prompt is the source" in texts(at) and not at.get("file_uploader")
 
 
 def test_an_upload_of_the_wrong_width_is_refused_at_upload():
@@ -460,6 +469,7 @@ def test_an_upload_of_the_wrong_width_is_refused_at_upload():
     data, _ = source.to_bytes()
     at = goto(new_app().run(), "transfer")
     at.sidebar.multiselect(key="src").set_value(["tiny-demo-gpt2"]).run()
+    open_upload(at)
     at.get("file_uploader")[0].set_value([("p.safetensors", data, "application/octet-stream")])
     at.run()
     assert not at.exception
@@ -467,7 +477,7 @@ def test_an_upload_of_the_wrong_width_is_refused_at_upload():
 
 
 def test_an_upload_above_the_size_limit_is_refused():
-    at = goto(new_app().run(), "transfer")
+    at = open_upload(goto(new_app().run(), "transfer"))
     at.get("file_uploader")[0].set_value(
         ("big.safetensors", b"x" * ((services.UPLOAD_LIMIT_MB << 20) + 1), "application/octet-stream")
     )

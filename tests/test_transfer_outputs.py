@@ -137,12 +137,25 @@ def test_top_k_may_equal_the_number_of_anchors(pair):
         transfer_prompt([(soft(src, randn(3, src.width)), src)], tgt, config(n_anchors=30, top_k=31))
 
 
-def test_anchor_and_projection_words_come_from_the_given_data_directory(pair, tmp_path):
+def test_anchors_are_the_words_every_model_spells_as_one_token(pair):
+    _, tgt = pair
+    small = tiny_lm("bert", MINI_WORDS[:60], width=32, seed=1)  # knows fewer words than the target
+    out = transfer_prompt([(soft(small, randn(3, 32, seed=5)), small)], tgt, config())
+    shared = select_anchors([small, tgt], None, word_filter="all")
+    assert out.provenance["n_anchors"] == len(shared) < len(select_anchors([tgt], None, word_filter="all"))
+
+
+def test_anchor_and_projection_words_come_from_the_given_data_directory(pair, tmp_path, monkeypatch):
     src, tgt = pair
     words = ["France", "Germany", "Paris", "Berlin", "Rome", "Italy", "Spain", "Madrid", "Tokyo", "Japan"]
     write_mini_lama(tmp_path)  # then a common vocabulary of ten words only
     (tmp_path / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(words))
     (tmp_path / "common_vocab_cased.txt").write_text("\n".join(words))
+    allowed = []
+    real = transfer_module.project_to_vocabulary
+    monkeypatch.setattr(
+        transfer_module, "project_to_vocabulary", lambda *a: allowed.append(a[3]) or real(*a)
+    )  # the found vectors lie in the anchors' span, so their nearest tokens are anchors anyway: check the ids
     out = transfer_prompt(
         [(soft(src, randn(3, src.width, seed=5)), src)],
         tgt,
@@ -151,6 +164,7 @@ def test_anchor_and_projection_words_come_from_the_given_data_directory(pair, tm
     )
     assert out.provenance["n_anchors"] == len(words) and out.provenance["anchor_source"] == "common-vocab"
     assert {t for row in out.provenance["projected_to"] for t in row} <= set(words)
+    assert sorted(allowed[0].tolist()) == sorted(tgt.word_token_ids(words))
 
 
 def test_the_dev_scorer_reads_subjects_as_the_caller_cut_them(pair, mini_data_dir, monkeypatch):
@@ -214,17 +228,18 @@ def test_nearest_projection_is_the_nearest_non_special_token(pair):
         assert names == [[display_token(tgt, int(i))] for i in ids]
 
 
-def test_mix_projection_is_a_sharp_softmax_over_the_top_n_tokens(pair):
+@pytest.mark.parametrize("top_n", [2, 4])
+def test_mix_projection_is_a_sharp_softmax_over_the_top_n_tokens(pair, top_n):
     _, tgt = pair
     vectors = randn(2, tgt.width, seed=10)
     emb, sims = _plain_cosines(tgt, vectors)
-    out, names = project_to_vocabulary(tgt, vectors, config(projection="mix", projection_top_n=4))
+    out, names = project_to_vocabulary(tgt, vectors, config(projection="mix", projection_top_n=top_n))
     for i in range(2):
         values, ids = sims[i].sort(descending=True)
-        weights = torch.exp((values[:4] - values[0]) / 0.05)
-        expected = (weights / weights.sum()) @ emb[ids[:4]]
+        weights = torch.exp((values[:top_n] - values[0]) / 0.05)
+        expected = (weights / weights.sum()) @ emb[ids[:top_n]]
         torch.testing.assert_close(out[i], expected, rtol=1e-5, atol=1e-6)
-        assert names[i] == [display_token(tgt, int(t)) for t in ids[:4]]
+        assert names[i] == [display_token(tgt, int(t)) for t in ids[:top_n]]
 
 
 def test_shared_projection_only_picks_allowed_tokens_and_none_changes_nothing(pair):
@@ -243,9 +258,9 @@ def test_shared_projection_only_picks_allowed_tokens_and_none_changes_nothing(pa
 # ----------------------------------------------------------------------------- the CSLS hub penalty
 
 
-def _brute_force_penalty(source, target, anchors, words, n_reference, neighbours):
+def _brute_force_penalty(source, target, anchors, words, n_reference, neighbours, space="raw"):
     reference = AnchorSet(anchors.words[:n_reference])
-    src_space, tgt_space = relative_space(source, anchors), relative_space(target, anchors)
+    src_space, tgt_space = relative_space(source, anchors, space), relative_space(target, anchors, space)
     queries = src_space.encode(reference.embeddings(source).float())
     penalty = []
     for e in words.embeddings(target).float():
@@ -258,10 +273,12 @@ def test_hub_penalty_is_the_mean_cosine_to_the_nearest_source_words(pair):
     src, tgt = pair
     anchors = select_anchors([src, tgt], None, word_filter="all")
     words = AnchorSet(anchors.words[5:40])
-    for n_reference, neighbours in ((2048, 10), (12, 3)):
-        ours = hub_penalty(src, tgt, anchors, words, "raw", n_reference=n_reference, neighbours=neighbours)
-        expected = _brute_force_penalty(src, tgt, anchors, words, n_reference, neighbours)
+    for space, n_reference, neighbours in (("raw", 12, 3), ("standardised", 20, 5)):
+        ours = hub_penalty(src, tgt, anchors, words, space, n_reference=n_reference, neighbours=neighbours)
+        expected = _brute_force_penalty(src, tgt, anchors, words, n_reference, neighbours, space)
         torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+    defaults = hub_penalty(src, tgt, anchors, words, "raw")  # CSLS's usual 10 neighbours, 2,048 reference words
+    torch.testing.assert_close(defaults, _brute_force_penalty(src, tgt, anchors, words, 2048, 10), rtol=1e-4, atol=1e-5)
 
 
 def test_vocabulary_solver_with_hub_penalty_picks_the_csls_best_word(pair):

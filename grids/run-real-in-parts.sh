@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-assets/grid-real}
 PTFER=${PTFER:-.venv/bin/ptfer}
-# Relation types interleaved (1-1, N-1, N-M), so an unfinished run still covers each type.
-RELATIONS="P36 P17 P1412 P19 P103 P106 P1376 P20 P27 P101 P279 P37 P47 P413 P449 P463 P138 P364 P527 P176 P530
-P407 P178 P30 P131 P108 P136 P39 P264 P276 P937 P140 P1303 P127 P190 P1001 P31 P495 P159 P740 P361"
+# Relation types interleaved (1-1, N-1, N-M), so an unfinished run still covers each type; $RELATIONS picks some.
+RELATIONS=${RELATIONS:-"P36 P17 P1412 P19 P103 P106 P1376 P20 P27 P101 P279 P37 P47 P413 P449 P463 P138 P364 P527 P176 P530
+P407 P178 P30 P131 P108 P136 P39 P264 P276 P937 P140 P1303 P127 P190 P1001 P31 P495 P159 P740 P361"}
 for recipes in ${RECIPE_PARTS:-studio paper,paper-zero-shot}; do
   for relation in $RELATIONS; do
     echo "== $(date -u +%H:%M:%S) $recipes $relation"

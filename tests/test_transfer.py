@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from transfer_kit import config, model_pair, randn, soft
 
 from ptfer_core.anchors import (
     AnchorSet,
@@ -18,34 +19,18 @@ from ptfer_core.anchors import (
     word_index,
     word_of_token,
 )
-from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.config import Normalization
 from ptfer_core.errors import InputError
-from ptfer_core.settings import TransferConfig, recipe_settings
+from ptfer_core.settings import recipe_settings
 from ptfer_core.solvers import Normalizer
 from ptfer_core.space import RelativeSpace, relative_space
-from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm
 from ptfer_core.transfer import encode_sources, target_statistics, transfer_prompt
-
-ALL = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}  # every shared word: the toy vocabulary
 
 
 @pytest.fixture(scope="module")
 def pair():
-    return tiny_lm("bert", MINI_WORDS, width=32, seed=1), tiny_lm("llama", MINI_WORDS, width=48, seed=2)
-
-
-def soft(lm, vectors, relation="P17"):
-    return SoftPrompt(vectors, lm.name, relation, "tuned", PromptTemplate.soft(len(vectors)).text)
-
-
-def config(**kw):
-    return TransferConfig(**{**ALL, **kw})
-
-
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return model_pair()
 
 
 # ----------------------------------------------------------------------------- the relative space

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from transfer_kit import config, model_pair, randn, soft
 
 from ptfer_core import transfer as transfer_module
 from ptfer_core.analysis import display_token
@@ -19,30 +20,15 @@ from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.data import load_split
 from ptfer_core.errors import DimensionMismatchError, InputError
 from ptfer_core.evaluation import candidates_for
-from ptfer_core.settings import TransferConfig
 from ptfer_core.space import relative_space
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
 from ptfer_core.transfer import encode_sources, hub_penalty, project_to_vocabulary, source_spread, transfer_prompt
 
-ALL = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}
-
 
 @pytest.fixture(scope="module")
 def pair():
-    return tiny_lm("bert", MINI_WORDS, width=32, seed=1), tiny_lm("llama", MINI_WORDS, width=48, seed=2)
-
-
-def soft(lm, vectors, relation="P17"):
-    return SoftPrompt(vectors, lm.name, relation, "tuned", PromptTemplate.soft(len(vectors)).text)
-
-
-def config(**kw):
-    return TransferConfig(**{**ALL, **kw})
-
-
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    return model_pair()
 
 
 def exactly(message: str) -> str:

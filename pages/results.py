@@ -245,7 +245,7 @@ def body() -> None:
     if df.empty:
         st.info("This table has no rows yet.")
         return
-    c0, c1, c2, c3, c4 = st.columns([2, 3, 3, 3, 2])
+    c0, c1, c2, c3, c4 = st.columns([2, 3, 3, 3, 3])  # the average control needs its two labels whole
     recipes = sorted(df["recipe"].unique())
     rec = c0.multiselect("Recipes", recipes, key="res_rec", placeholder="all")
     rel = c1.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")

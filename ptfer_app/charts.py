@@ -24,12 +24,14 @@ FONT = dict(family="Source Sans Pro, sans-serif", size=13)
 
 
 def _layout(fig: go.Figure, height: int = 320, **kw) -> go.Figure:
-    top = 40 if kw.get("title") else 12
+    legend = kw.get("showlegend", True) and len(fig.data) > 1
+    top = 40 if kw.get("title") or legend else 12
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=top, b=10),
         font=FONT,
-        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+        # Above the plot, right-aligned: below it, the legend sat on the x-axis title.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         **kw,
     )
     return fig

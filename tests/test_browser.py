@@ -292,7 +292,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     settle(browser)
     shot(browser, "results", 1100)
     assert not browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), "closed tabs draw nothing"
-    next(t for t in browser.find_elements(By.CSS_SELECTOR, 'button[role="tab"]') if "By method" in t.text).click()
+    browser.find_element(By.XPATH, "//*[@role='tab'][contains(., 'By method')]").click()
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))

@@ -176,8 +176,9 @@ def main() -> None:
     unknown = set(args.pages.split(",")) - set(pages_in_app)
     if unknown:
         ap.error(f"unknown pages {sorted(unknown)}; known: {pages_in_app}")
-    if set(args.presets.split(",")) - set(presets):
-        ap.error(f"unknown presets {sorted(set(args.presets.split(',')) - set(presets))}; known: {presets}")
+    unknown_presets = set(args.presets.split(",")) - set(presets)
+    if unknown_presets:
+        ap.error(f"unknown presets {sorted(unknown_presets)}; known: {presets}")
     chromium = find_binary("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
     chromedriver = find_binary("/usr/bin/chromedriver")
     if not chromium or not chromedriver:

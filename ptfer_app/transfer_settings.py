@@ -98,7 +98,7 @@ def settings_panel(sel: ui.Selection):
     anchors_box = st.expander("Anchors, relative space and projection", key="exp_anchors", on_change="rerun")
     hidden = not anchors_box.open
     with anchors_box:
-        a1, a2, a3 = st.columns(3)
+        a1, a2, a3 = columns(3, hidden)
         t["anchor_source"] = settings_ui.setting(
             a1,
             "transfer",
@@ -134,7 +134,7 @@ def settings_panel(sel: ui.Selection):
             fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
-        b1, b2, b3 = st.columns(3)
+        b1, b2, b3 = columns(3, hidden)
         t["space"] = settings_ui.setting(
             b1,
             "transfer",
@@ -175,10 +175,10 @@ def settings_panel(sel: ui.Selection):
             hidden=hidden,
         )
     tuning_box = st.expander("Source prompt tuning", key="exp_tuning", on_change="rerun")
+    hidden = not tuning_box.open
     with tuning_box:
-        hidden = not tuning_box.open
         u = {}
-        d1, d2, d3 = st.columns(3)
+        d1, d2, d3 = columns(3, hidden)
         u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
         u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base, hidden=hidden)
         u["max_train"] = settings_ui.setting(
@@ -191,7 +191,7 @@ def settings_panel(sel: ui.Selection):
             fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
-        e1, e2, e3 = st.columns(3)
+        e1, e2, e3 = columns(3, hidden)
         u["placement"] = settings_ui.setting(
             e1,
             "tune",
@@ -244,6 +244,11 @@ def settings_panel(sel: ui.Selection):
         ]
     u["seed"] = t["seed"] = sel.seed
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
+
+
+def columns(n: int, hidden: bool) -> list:
+    """n columns for settings, or none while their expander is closed (hidden settings draw nothing into them)."""
+    return [None] * n if hidden else st.columns(n)
 
 
 def run_sources(sel: ui.Selection, method: str) -> list[str]:

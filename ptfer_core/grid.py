@@ -217,12 +217,13 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
     if not cell.depends_on_search:
         settings = {k: settings[k] for k in ("tune", "projector")}
     data_root, models_root = str(resolve_data_dir(config.data_dir).resolve()), str(model_dir())
+    models_stamp = _tree_stamp(models_root)  # once per cell, not once per model of the cell
     blob = {
         "cell": cell.key,
         # resolved folders and their files' stamps in the memo keys: $PTFER_DATA_DIR / $PTFER_MODEL_DIR may differ
         # between calls, and a file edited or re-fetched while the process runs is hashed again
         "data": _data_hash(data_root, cell.relation, config.split_seed, config.max_dev, _tree_stamp(data_root)),
-        "models": [_identity(name, models_root, _tree_stamp(models_root)) for name in (*cell.sources, cell.target)],
+        "models": [_identity(name, models_root, models_stamp) for name in (*cell.sources, cell.target)],
         "settings": settings,
         "seed": config.seed,
         "split_seed": config.split_seed,

@@ -55,17 +55,31 @@ def test_a_biased_lm_head_adds_its_bias_on_every_path():
     assert_matches_oracle(lm, SOFT, vectors_for(lm), candidate_ids=candidates)
 
 
-def _tiny_gemma2(softcap: float):
+def _tiny_of(model_class: str, config_class: str, style: str, name: str, *, seed: int, bos: bool = False, **config):
+    """A tiny transformers model of a family `tiny_lm` does not build, over the toy words."""
     import transformers as tf
 
-    tokenizer = word_tokenizer(MINI_WORDS, "sentencepiece", bos=True)
-    torch.manual_seed(0)
-    cfg = tf.Gemma2Config(
+    tokenizer = word_tokenizer(MINI_WORDS, style, bos=bos)
+    torch.manual_seed(seed)
+    cfg = getattr(tf, config_class)(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
+        **config,
+    )
+    return PromptedLM(getattr(tf, model_class)(cfg), tokenizer, name=name)
+
+
+def _tiny_gemma2(softcap: float):
+    return _tiny_of(
+        "Gemma2ForCausalLM",
+        "Gemma2Config",
+        "sentencepiece",
+        "tiny-gemma2",
+        seed=0,
+        bos=True,
         num_key_value_heads=1,
         head_dim=16,
         max_position_embeddings=128,
@@ -74,7 +88,6 @@ def _tiny_gemma2(softcap: float):
         pad_token_id=0,
         attn_implementation="eager",
     )
-    return PromptedLM(tf.Gemma2ForCausalLM(cfg), tokenizer, name="tiny-gemma2")
 
 
 def test_gemma_logits_are_soft_capped_as_the_model_does():
@@ -86,19 +99,9 @@ def test_gemma_logits_are_soft_capped_as_the_model_does():
 
 def _unsplit_masked_lm():
     """A masked LM family without a known head split (MegatronBERT): the project runs the whole model."""
-    import transformers as tf
-
-    tokenizer = word_tokenizer(MINI_WORDS, "wordpiece")
-    torch.manual_seed(2)
-    cfg = tf.MegatronBertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        initializer_range=0.2,
+    return _tiny_of(
+        "MegatronBertForMaskedLM", "MegatronBertConfig", "wordpiece", "tiny-megatron", seed=2, initializer_range=0.2
     )
-    return PromptedLM(tf.MegatronBertForMaskedLM(cfg), tokenizer, name="tiny-megatron")
 
 
 def test_a_masked_lm_with_an_unknown_head_is_answered_by_a_full_forward():

@@ -37,8 +37,9 @@ page = st.navigation(list(PAGES.values()), position="top")
 goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
-st.session_state["_selection"] = ui.sidebar()
-services.warm_up(st.session_state["_selection"].models)  # real models load in the background, once per process
+selection = st.session_state["_selection"] = ui.sidebar()
+# real models load, and their transfer tables fill, in the background once per process (and pair)
+services.warm_up(selection.sources, selection.target, selection.task_id, selection.data_dir)
 services.warm_umap()  # UMAP's numba kernels compile in the background, once per process
 ui.sync_preset_to_url()
 ui.flash()

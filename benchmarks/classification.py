@@ -5,7 +5,12 @@ is resumable and recorded with its settings; this script lays them out as the pa
 once per recipe) × direction, accuracy with the number of test examples, macro-F1, and the seconds per cell.
 
     ptfer grid --config grids/real-classification.yaml --out assets/grid-classification --threads 1
-    python benchmarks/classification.py --results assets/grid-classification/results.csv --out docs/classification.md
+    ptfer grid --config grids/real-dbpedia.yaml --out assets/grid-dbpedia --threads 2
+    python benchmarks/classification.py --results assets/grid-classification/results.csv \
+        assets/grid-dbpedia/results.csv --out docs/classification.md
+
+`--out` rewrites only what follows the line `<!-- generated -->` (the hand-written account of how the cells were
+made stays above it).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+MARKER = "<!-- generated -->"
 ORDER = ["manual", "random", "direct-tuning", "discretization", "projector", "transfer"]
 
 
@@ -74,16 +80,21 @@ def table_6(results: pd.DataFrame) -> tuple[str, list[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default="assets/grid-classification/results.csv")
-    parser.add_argument("--out", default=None, help="also write the markdown here")
+    parser.add_argument("--results", nargs="+", default=["assets/grid-classification/results.csv"])
+    parser.add_argument("--out", default=None, help="also write the markdown here, below its generated marker")
     args = parser.parse_args(argv)
-    if not Path(args.results).is_file():
-        raise SystemExit(f"error: {args.results} does not exist; run the grid first (see this script's doc)")
-    text, verdicts = table_6(pd.read_csv(args.results))
+    missing = [p for p in args.results if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"error: {missing[0]} does not exist; run the grid first (see this script's doc)")
+    text, verdicts = table_6(pd.concat([pd.read_csv(p) for p in args.results], ignore_index=True))
     report = text + "\n## Does the transferred prompt beat manual and discretisation?\n\n" + "\n".join(verdicts) + "\n"
     print(report)
     if args.out:
-        Path(args.out).write_text(report)
+        out = Path(args.out)
+        kept = out.read_text().split(MARKER)[0] if out.is_file() and MARKER in out.read_text() else ""
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(kept + MARKER + "\n\n" + report if kept else report)
+        tmp.replace(out)
     return 0
 
 

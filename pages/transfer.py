@@ -9,6 +9,7 @@ from ptfer_app.upload import upload_panel
 from ptfer_core.compare import check_enough_facts, compare
 from ptfer_core.errors import ModelLoadError
 from ptfer_core.jobs import Job
+from ptfer_core.paths import SHIPPED_SCORES
 
 ui.ensure_app_shell()
 
@@ -49,6 +50,7 @@ def start(sel: ui.Selection, settings, method: str, weights, sources: list[str])
             uploaded=uploaded,
             store=store,
             cache=cache,
+            shipped_scores=(SHIPPED_SCORES,),
         )
 
     st.session_state[JOB] = Job(work, "transfer", setup=services.cpu_setup).start()

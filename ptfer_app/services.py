@@ -92,26 +92,41 @@ _warm_lock = threading.Lock()
 _warm_started: set[str] = set()
 
 
-def warm_up(names: list[str]) -> None:
-    """Start loading the selected real models in a background thread, once per server process, so the first
-    transfer does not wait for them (toy models load in a moment and are skipped)."""
+def warm_up(sources: list[str], target: str, task_id: str | None = None, data_dir: str | None = None) -> None:
+    """Once per server process and pair, in a background thread: load the selected real models, then fill the
+    tables a transfer between them needs (`compare.warm_up`), so the first *Run transfer* neither waits for the
+    models nor builds anchors and statistics (toy models load in a moment and are skipped)."""
+    names = list(dict.fromkeys([*sources, target]))
+    if not sources or any(catalog.is_toy(n) or not catalog.is_available(n) for n in names):
+        return
+    pair = "pair:" + " + ".join(sources) + " > " + target
     with _warm_lock:
-        todo = [
-            n
-            for n in dict.fromkeys(names)
-            if n not in _warm_started and not catalog.is_toy(n) and catalog.is_available(n)
-        ]
-        _warm_started.update(todo)
-    if todo:
+        todo = [n for n in names if n not in _warm_started]
+        warm_pair = pair not in _warm_started and task_id is not None
+        _warm_started.update(todo + ([pair] if warm_pair else []))
+    if not todo and not warm_pair:
+        return
 
-        def load_all():
-            for name in todo:
-                try:
-                    load_model(name)
-                except Exception:
-                    pass
+    def work():
+        cpu_setup()
+        try:
+            lms = [load_model(n) for n in names]  # cached: the models every session shares
+            if warm_pair:
+                from ptfer_core.compare import warm_up as warm_tables
+                from ptfer_core.runs import TaskData
+                from ptfer_core.settings import BUDGET_MAX_DEV, overrides_for, recipe_settings
 
-        threading.Thread(target=load_all, name="ptfer-warm-up", daemon=True).start()
+                by_name = dict(zip(names, lms))
+                warm_tables(
+                    [by_name[n] for n in sources],
+                    by_name[target],
+                    TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV),  # as `task_data`, off the script run
+                    recipe_settings(overrides=overrides_for(names)),
+                )
+        except Exception:
+            pass  # a warm-up only saves time; the page reports any real error when it runs
+
+    threading.Thread(target=work, name="ptfer-warm-up", daemon=True).start()
 
 
 def warm_umap() -> None:

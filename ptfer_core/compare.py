@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import SoftPrompt, atomic_write_json
-from .config import Method
+from .config import Method, Precision
 from .data import Task
 from .errors import DimensionMismatchError, InputError
 from .evaluation import EvalResult, Prompt, evaluate, scorable_facts
@@ -86,6 +87,16 @@ def check_enough_facts(data: TaskData, lms: dict[str, PromptedLM]) -> None:
                 )
 
 
+def warm_up(sources: Sequence[PromptedLM], target: PromptedLM, data: TaskData, settings: RecipeSettings) -> None:
+    """Fill the per-model tables a transfer needs (embedding matrix and statistics, word ids, anchors, the relative
+    spaces, candidate rows) by making every target prompt `compare` makes from random source prompts. The tables
+    live on the shared models, so a server that runs this in the background answers its first *Run transfer* in
+    seconds instead of ~40 s (docs/benchmarks.md, "Live transfer")."""
+    prompts = [make_prompt(Method.RANDOM, data=data, target=lm, settings=settings) for lm in sources]  # tuned layout
+    for method in (Method.TRANSFER, *BASELINES):
+        make_prompt(method, data=data, target=target, sources=sources, source_prompts=prompts, settings=settings)
+
+
 def score(result: EvalResult, task: Task) -> dict:
     out = {"p_at_1": result.p_at_1, "n_facts": result.n_facts, "n_correct": result.n_correct}
     if task.is_classification:
@@ -97,12 +108,15 @@ def _predictions(result: EvalResult) -> dict[str, str]:
     return {fact.uuid: pred for fact, pred in zip(result.kept, result.predictions)}
 
 
-def cached_eval(key: dict, compute, root: Path | None) -> tuple[dict, dict[str, str]]:
-    """(score, {uuid: prediction}) from the disk cache under `root`, or computed (and stored when `root` is set)."""
-    path = None
-    if root is not None:
-        blob = json.dumps(key, sort_keys=True)
-        path = Path(root) / "scores" / f"{hashlib.sha1(blob.encode()).hexdigest()[:16]}.json"
+def cached_eval(key: dict, compute, root: Path | None, shipped: Sequence[Path] = ()) -> tuple[dict, dict[str, str]]:
+    """(score, {uuid: prediction}) from the disk cache under `root` or a read-only `shipped` root, else computed
+    (and stored under `root` when it is set)."""
+    blob = json.dumps(key, sort_keys=True)
+    key = json.loads(blob)  # as stored: tuples become lists, so a saved key compares equal
+    name = f"{hashlib.sha1(blob.encode()).hexdigest()[:16]}.json"
+    roots = [Path(r) for r in ([root] if root is not None else []) + list(shipped)]
+    for folder in roots:
+        path = folder / "scores" / name
         if path.is_file():
             try:
                 saved = json.loads(path.read_text())
@@ -111,9 +125,9 @@ def cached_eval(key: dict, compute, root: Path | None) -> tuple[dict, dict[str, 
             except (OSError, json.JSONDecodeError, KeyError):
                 pass
     score_, preds = compute()
-    if path is not None:
+    if root is not None:
         try:
-            atomic_write_json(path, {"key": key, "score": score_, "predictions": preds})
+            atomic_write_json(Path(root) / "scores" / name, {"key": key, "score": score_, "predictions": preds})
         except OSError:
             pass  # a read-only cache only costs time
     return score_, preds
@@ -131,8 +145,11 @@ def compare(
     uploaded: dict[str, SoftPrompt] | None = None,
     store: PromptStore | None = None,
     cache: Path | None = None,
+    shipped_scores: Sequence[Path] = (),
 ) -> Outcome | None:
-    """The whole comparison, reporting to `job`; None when cancelled."""
+    """The whole comparison, reporting to `job`; None when cancelled. Baseline scores are read from `cache` or the
+    read-only `shipped_scores` roots (assets/baseline-scores: the shipped relations on the real pair), and new
+    ones are written to `cache`."""
     method = Method(method)
     task, test = data.task, data.splits["test"]
     uploaded = uploaded or {}
@@ -235,6 +252,7 @@ def compare(
             prompt if isinstance(prompt, Prompt) else prompt.as_prompt(),
             test,
             cands,
+            precision=Precision.FLOAT32,
             max_subject_tokens=task.max_input_tokens,
         )
         return score(result, task), _predictions(result)
@@ -246,6 +264,7 @@ def compare(
     timings["evaluate transferred"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     base_key = {
+        "precision": Precision.FLOAT32.value,  # what `evaluated` scores with
         "target": target.identity,
         "task": task.id,
         "test": hashlib.sha1(",".join(f.uuid for f in test).encode()).hexdigest()[:12],
@@ -269,7 +288,10 @@ def compare(
             "discretization": (prompts[0].model, prompts[0].digest),
         }[baseline]
         scores[baseline], predictions[baseline] = cached_eval(
-            {**base_key, "method": baseline, "detail": detail}, lambda b=baseline: evaluated(made[b]), cache
+            {**base_key, "method": baseline, "detail": detail},
+            lambda b=baseline: evaluated(made[b]),
+            cache,
+            shipped_scores,
         )
         job.report(step)
     timings["baselines"] = time.perf_counter() - t0

@@ -47,6 +47,7 @@ class GridConfig:
     eval_split: str = "test"
     eval_precision: str = Precision.FLOAT32.value
     max_dev: int | None = None  # cap on dev examples for every dev-based choice (a CPU budget; None: all)
+    max_test: int | None = None  # cap on the examples scored (a seeded sample; a CPU budget; None: all)
 
     def __post_init__(self):
         if (
@@ -69,8 +70,10 @@ class GridConfig:
             raise InputError(f"unknown grid methods {unknown}; choose from {', '.join(GRID_METHODS)}")
         self.recipes = [parse_enum(Recipe, r, "recipe").value for r in self.recipes]
         self.eval_precision = parse_enum(Precision, self.eval_precision, "precision").value
-        if self.max_dev is not None and (not isinstance(self.max_dev, int) or self.max_dev < 1):
-            raise InputError(f"max_dev must be a positive integer (got {self.max_dev!r})")
+        for key in ("max_dev", "max_test"):
+            cap = getattr(self, key)
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise InputError(f"{key} must be a positive integer (got {cap!r})")
         if self.eval_split not in ("train", "dev", "test"):
             raise InputError(f"eval_split must be train, dev or test (got {self.eval_split!r})")
         if not isinstance(self.overrides, dict):
@@ -222,7 +225,9 @@ def cell_hash(config: GridConfig, cell: Cell) -> str:
         "cell": cell.key,
         # resolved folders and their files' stamps in the memo keys: $PTFER_DATA_DIR / $PTFER_MODEL_DIR may differ
         # between calls, and a file edited or re-fetched while the process runs is hashed again
-        "data": _data_hash(data_root, cell.relation, config.split_seed, config.max_dev, _tree_stamp(data_root)),
+        "data": _data_hash(
+            data_root, cell.relation, config.split_seed, config.max_dev, config.max_test, _tree_stamp(data_root)
+        ),
         "models": [_identity(name, models_root, models_stamp) for name in (*cell.sources, cell.target)],
         "settings": settings,
         "seed": config.seed,
@@ -245,10 +250,12 @@ def _tree_stamp(root: str) -> tuple:
 
 
 @lru_cache(maxsize=256)
-def _data_hash(root: str, task_id: str, split_seed: int, max_dev: int | None, _stamp: tuple) -> str:
+def _data_hash(
+    root: str, task_id: str, split_seed: int, max_dev: int | None, max_test: int | None, _stamp: tuple
+) -> str:
     """Every example of every split (an edited or other data folder recomputes the cell instead of reusing it)."""
     try:
-        data = TaskData.load(task_id, root, split_seed, max_dev)
+        data = TaskData.load(task_id, root, split_seed, max_dev, max_test)
     except PTferError as exc:  # the cell records why it cannot run; the hash need only be stable
         return f"unavailable: {exc}"
     text = "\n".join(f"{s}\t{f.uuid}\t{f.subject}\t{f.object}" for s, facts in data.splits.items() for f in facts)
@@ -299,7 +306,7 @@ def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
     store = PromptStore(out / "prompts")
     if cell.kind == "tune":
         try:
-            data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev)
+            data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev, config.max_test)
             settings = recipe_settings(cell.recipe, config.overrides)
             lm = _Models.get(cell.target)
             if store.find(lm, data, settings.tune) is not None:

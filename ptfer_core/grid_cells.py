@@ -33,7 +33,7 @@ def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[di
         "seed": config.seed,
     }
     try:
-        data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev)
+        data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev, config.max_test)
         base["relation_type"] = data.task.type
         target = get_model(cell.target)
         sources = [get_model(s) for s in cell.sources]

@@ -163,8 +163,7 @@ class PromptedLM:
     def _word_token_ids(self, words: list[str]) -> list[int | None]:
         if not words:
             return []
-        spaced = self.tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
-        plain = self.tokenizer(words, add_special_tokens=False)["input_ids"]
+        spaced, plain = self._token_ids([" " + w for w in words]), self._token_ids(words)
         unk = self.tokenizer.unk_token_id
         out: list[int | None] = []
         for a, b in zip(spaced, plain):
@@ -175,6 +174,14 @@ class PromptedLM:
             else:
                 out.append(None)
         return out
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, no special tokens. A fast tokenizer's Rust backend is called directly: the
+        `tokenizer(...)` wrapper spends ~5x longer building Python encodings (Gemma's 262k-word vocabulary: ~10 s)."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.tokenizer.is_fast else None
+        if backend is None or backend.truncation is not None or backend.padding is not None:
+            return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 
     # --------------------------------------------------------------- encoding
 

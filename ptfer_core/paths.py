@@ -10,8 +10,12 @@ DATA_DIR_ENV = "PTFER_DATA_DIR"
 MODEL_DIR_ENV = "PTFER_MODEL_DIR"
 # Tuned prompts shipped with the repository (read-only prompt-store roots): the toy demo's, and the real grids'.
 SHIPPED_PROMPTS = tuple(
-    REPO_ROOT / "assets" / p for p in ("prompts", "grid-real/prompts", "grid-classification/prompts")
+    REPO_ROOT / "assets" / p
+    for p in ("prompts", "grid-real/prompts", "grid-classification/prompts", "grid-dbpedia/prompts")
 )
+# Baseline scores (manual, discretised, random) of the shipped relations on the real pair: a read-only root of the
+# app's score cache (`compare.cached_eval`), so a live transfer on those relations scores only its own prompt.
+SHIPPED_SCORES = REPO_ROOT / "assets" / "baseline-scores"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from .artifacts import SoftPrompt
 from .baselines import direct_transfer, discretize, projector_prompt, random_prompt
 from .config import Method, Precision, parse_enum
-from .data import DEFAULT_SPLIT_SEED, Fact, Task, get_task, load_split
+from .data import DEFAULT_SPLIT_SEED, Fact, Task, get_task, load_split, unit_hash
 from .errors import DimensionMismatchError, InputError, PromptFileError
 from .evaluation import CandidateSet, EvalResult, Prompt, candidates_for, evaluate
 from .models import PromptedLM
@@ -36,7 +36,8 @@ class TaskData:
 
     `max_dev` caps the dev split (a seeded sample, kept in file order): every dev-based choice (tuning checks,
     the Adam search's target-dev selection, the projector's epoch) then costs at most that many examples. It is a
-    CPU budget, recorded through the data fingerprint in every stored prompt's key.
+    CPU budget, recorded through the data fingerprint in every stored prompt's key. `max_test` caps the test split
+    the same way (a scoring budget: tuned prompts do not depend on it, so their keys do not record it).
     """
 
     task: Task
@@ -44,21 +45,22 @@ class TaskData:
     split_seed: int = DEFAULT_SPLIT_SEED
     data_dir: str | None = None
     max_dev: int | None = None
+    max_test: int | None = None
 
     @classmethod
     def load(
-        cls, task_id: str, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED, max_dev: int | None = None
+        cls,
+        task_id: str,
+        data_dir=None,
+        split_seed: int = DEFAULT_SPLIT_SEED,
+        max_dev: int | None = None,
+        max_test: int | None = None,
     ) -> TaskData:
-        from .data import unit_hash
-
         task = get_task(task_id, data_dir)
         splits = {s: load_split(task_id, s, data_dir, split_seed) for s in ("train", "dev", "test")}
-        if max_dev is not None and len(splits["dev"]) > max_dev:
-            chosen = {
-                f.uuid for f in sorted(splits["dev"], key=lambda f: unit_hash(f"dev:{split_seed}:{f.uuid}"))[:max_dev]
-            }
-            splits["dev"] = [f for f in splits["dev"] if f.uuid in chosen]
-        return cls(task, splits, split_seed, None if data_dir is None else str(data_dir), max_dev)
+        for split, cap in (("dev", max_dev), ("test", max_test)):
+            splits[split] = _seeded_sample(splits[split], cap, f"{split}:{split_seed}")
+        return cls(task, splits, split_seed, None if data_dir is None else str(data_dir), max_dev, max_test)
 
     def candidates(self, lm: PromptedLM) -> CandidateSet:
         return candidates_for(lm, self.task, self.data_dir)
@@ -69,6 +71,14 @@ class TaskData:
         67k training sentences and the app asks for it several times per rerun (splits are never edited)."""
         text = "\n".join(f"{f.uuid}\t{f.object}" for s in ("train", "dev") for f in self.splits[s])
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _seeded_sample(facts: list[Fact], cap: int | None, salt: str) -> list[Fact]:
+    """At most `cap` facts, chosen by a salted hash of their ids, kept in file order (None: all)."""
+    if cap is None or len(facts) <= cap:
+        return facts
+    chosen = {f.uuid for f in sorted(facts, key=lambda f: unit_hash(f"{salt}:{f.uuid}"))[:cap]}
+    return [f for f in facts if f.uuid in chosen]
 
 
 def tune_on(lm: PromptedLM, data: TaskData, tune: TuneConfig, on_step=None, should_stop=None) -> SoftPrompt:

@@ -265,3 +265,15 @@ def test_the_model_kind_comes_from_the_class_name():
         match=exactly("BertModel is neither a masked LM nor a causal LM: it has no language-modelling head"),
     ):
         infer_kind(tf.BertModel(cfg))
+
+
+def test_token_ids_from_the_rust_backend_equal_the_tokenizer_wrapper():
+    texts = ["Paris", " Paris", "Zebra", " Zebra", "Qwertyuiop", " two words", "naïve", "日本"]
+    for arch in ("bert", "roberta", "gpt2", "llama"):
+        lm = tiny_lm(arch, MINI_WORDS, seed=1)
+        lm.tokenizer.add_tokens(["Zebra"])  # added tokens live in the backend too
+        wrapper = lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        assert lm._token_ids(texts) == wrapper, arch
+        # a backend set to truncate would cut where the wrapper does not: the wrapper is used instead
+        lm.tokenizer.backend_tokenizer.enable_truncation(max_length=1)
+        assert lm._token_ids(texts) == wrapper, arch

@@ -668,3 +668,33 @@ def test_long_curves_are_thinned_for_drawing_but_keep_what_a_reader_looks_for():
     assert charts.thin_curve(rows[:300]) == rows[:300]
     fig = charts.trajectory(rows)
     assert len(fig.data[0].x) == sum(1 for r in thin if r.get("loss") is not None)
+
+
+def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkeypatch, tmp_path):
+    import threading
+
+    import ptfer_core.compare as compare_module
+    from ptfer_core.settings import BUDGET_MAX_DEV
+
+    mini = write_mini_lama(tmp_path / "lama")
+    models = {"real-a": load_toy("tiny-demo-llama"), "real-b": load_toy("tiny-demo-gpt2")}
+    calls, done = [], threading.Event()
+    monkeypatch.setattr(services, "_warm_started", set())
+    monkeypatch.setattr(catalog, "is_toy", lambda name: name.startswith("tiny"))
+    monkeypatch.setattr(catalog, "is_available", lambda name: name in models or name.startswith("tiny"))
+    monkeypatch.setattr(services, "load_model", lambda name: models[name])
+
+    def record(sources, target, data, settings):
+        calls.append((sources, target, data, settings))
+        done.set()
+
+    monkeypatch.setattr(compare_module, "warm_up", record)
+    services.warm_up(["real-a"], "real-b", "P36", str(mini))
+    assert done.wait(30)
+    (sources, target, data, settings), = calls
+    assert sources == [models["real-a"]] and target is models["real-b"]
+    assert data.task.id == "P36" and data.max_dev == BUDGET_MAX_DEV and settings.recipe.value == "studio"
+    services.warm_up(["real-a"], "real-b", "P36", str(mini))  # once per pair and process
+    services.warm_up(["tiny-demo-llama"], "tiny-demo-gpt2", "P36", str(mini))  # toy models: nothing to warm
+    time.sleep(0.5)
+    assert len(calls) == 1

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ptfer_core.errors import DataError, InputError, ModelLoadError
-from ptfer_core.grid import GridConfig, plan, run_grid
+from ptfer_core.grid import GridConfig, cell_hash, plan, run_grid
+from ptfer_core.runs import TaskData
 
 MODELS = ["tiny:bert:32:1", "tiny:llama:48:2", "tiny:gpt2:32:3"]
 TOY = {
@@ -218,6 +219,30 @@ def test_the_grid_scores_the_test_split(mini_data_dir, tmp_path):
         cands = candidates_for(load_model(model), None, mini_data_dir)
         n_test = sum(f.object in cands.index for f in load_split("P103", "test", mini_data_dir))
         assert table[(table.target == model)]["n_facts"].tolist() == [n_test]
+
+
+def test_max_test_scores_a_seeded_sample_and_leaves_the_rest_alone(mini_data_dir, tmp_path):
+    full = TaskData.load("P103", mini_data_dir, max_dev=3)
+    capped = TaskData.load("P103", mini_data_dir, max_dev=3, max_test=4)
+    test_ids = [f.uuid for f in full.splits["test"]]
+    assert len(test_ids) > 4
+    sample = [f.uuid for f in capped.splits["test"]]
+    assert len(sample) == 4 and set(sample) < set(test_ids)
+    assert sample == [u for u in test_ids if u in set(sample)]  # kept in file order
+    assert sample == [f.uuid for f in TaskData.load("P103", mini_data_dir, max_test=4).splits["test"]]
+    assert capped.splits["dev"] == full.splits["dev"] and capped.fingerprint == full.fingerprint  # prompts reused
+    assert [f.uuid for f in TaskData.load("P103", mini_data_dir, split_seed=1, max_test=4).splits["test"]] != sample
+
+    table = run_grid(
+        tiny_config(mini_data_dir, relations=["P103"], recipes=["studio"], methods=["manual"], max_test=4), tmp_path
+    )
+    assert (table["n_facts"] <= 4).all() and (table["n_facts"] > 0).all()
+    cell = plan(tiny_config(mini_data_dir, relations=["P103"], recipes=["studio"], methods=["manual"]))[1][0]
+    hashes = {cap: cell_hash(tiny_config(mini_data_dir, max_test=cap), cell) for cap in (None, 4, 10_000)}
+    assert hashes[None] != hashes[4] and hashes[None] == hashes[10_000]  # a cap above the split size is no cap
+    for bad in (0, -1, "5", True):
+        with pytest.raises(InputError, match="max_test must be a positive integer"):
+            tiny_config(mini_data_dir, max_test=bad)
 
 
 def test_grid_config_errors(tmp_path, mini_data_dir):

@@ -20,6 +20,7 @@ import itertools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .config import ModelKind, Precision, parse_enum
 
@@ -106,25 +107,35 @@ def prefix_cacheable(lm, twin: torch.nn.Module, first_soft: torch.Tensor) -> boo
 def compute_prefix(
     twin: torch.nn.Module, embed, input_ids: torch.Tensor, first_soft: torch.Tensor, chunk: int = 64
 ) -> PrefixState:
-    """Run every row's prefix (positions before `first_soft`) once, without gradient, and keep its keys/values."""
+    """Run every row's prefix (positions before `first_soft`) once, without gradient, and keep its keys/values.
+
+    Rows go in chunks of similar prefix length, each trimmed to its own longest prefix (subjects differ a lot in
+    length: padding every chunk to the longest one tripled the work); the keys/values are then zero-padded to a
+    common width, positions that the attention mask hides, and put back in row order."""
     from transformers import DynamicCache
 
     width = int(first_soft.max())
-    mask = (torch.arange(width).unsqueeze(0) < first_soft.unsqueeze(1)).long()
+    order = torch.argsort(first_soft, stable=True)
     dtype = next(twin.parameters()).dtype
     parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
     with torch.no_grad():
-        for start in range(0, len(input_ids), chunk):
-            rows = slice(start, start + chunk)
+        for start in range(0, len(order), chunk):
+            rows = order[start : start + chunk]
+            own = int(first_soft[rows].max())
             cache = DynamicCache(config=twin.config)
             twin.base_model(
-                inputs_embeds=embed(input_ids[rows, :width]).to(dtype),
-                attention_mask=mask[rows],
+                inputs_embeds=embed(input_ids[rows, :own]).to(dtype),
+                attention_mask=(torch.arange(own).unsqueeze(0) < first_soft[rows].unsqueeze(1)).long(),
                 past_key_values=cache,
                 use_cache=True,
             )
-            parts.append([(layer.keys, layer.values) for layer in cache.layers])
-    layers = [(torch.cat([p[i][0] for p in parts]), torch.cat([p[i][1] for p in parts])) for i in range(len(parts[0]))]
+            pad = (0, 0, 0, width - own)  # keys/values are [rows, heads, positions, head_dim]
+            parts.append([(F.pad(layer.keys, pad), F.pad(layer.values, pad)) for layer in cache.layers])
+    back = torch.argsort(order)
+    layers = [
+        (torch.cat([p[i][0] for p in parts])[back], torch.cat([p[i][1] for p in parts])[back])
+        for i in range(len(parts[0]))
+    ]
     return PrefixState(layers, first_soft.clone())
 
 

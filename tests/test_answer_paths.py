@@ -157,6 +157,31 @@ def test_the_prefix_cache_is_kept_per_compute_model_and_reads_text_before_the_an
     torch.testing.assert_close(cached, full[[2, 0, 1]], rtol=1e-4, atol=1e-4)
 
 
+def test_prefix_chunks_of_unequal_lengths_are_trimmed_padded_and_put_back_in_row_order():
+    from ptfer_core import fastpath
+
+    lm = tiny_lm("llama", MINI_WORDS, seed=5)
+    template = PromptTemplate.parse("The [X] [V] [V] is in [Y] .")
+    vectors = vectors_for(lm, 2, seed=6)
+    subjects = ["Person1 Person2 Person3 Person4", "France", "Town3 Town4", "Paris", "Person1 Person2 Person3", "Town1"]
+    batch = lm.encode(template, subjects)
+    model = lm.compute_model("float32", for_training=True)
+    first = batch.soft_positions[:, 0]
+    assert len(set(first.tolist())) > 2  # prefixes of several lengths, not in length order
+    state = fastpath.compute_prefix(model, lm.embed, batch.input_ids, first, chunk=2)  # three chunks
+    whole = fastpath.compute_prefix(model, lm.embed, batch.input_ids, first, chunk=64)
+    for (k, v), (k_all, v_all) in zip(state.layers, whole.layers):
+        assert k.shape == k_all.shape
+        visible = (torch.arange(k.shape[2]) < first.unsqueeze(1))[:, None, :, None]  # what attention reads
+        torch.testing.assert_close(k * visible, k_all * visible, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(v * visible, v_all * visible, rtol=1e-5, atol=1e-5)
+    chunked = type(batch)(batch.input_ids, batch.attention_mask, batch.soft_positions, batch.answer_positions, state)
+    with torch.no_grad():
+        full = lm.answer_logits(batch, vectors)
+        cached = lm.answer_logits(chunked, vectors, model=model)
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- encode and its refusals
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ptfer_core.compare import compare, warm_up
-from ptfer_core.jobs import Job
+from ptfer_core.compare import compare_and_wait, warm_up
 from ptfer_core.loading import load_model
 from ptfer_core.paths import SHIPPED_PROMPTS, SHIPPED_SCORES
 from ptfer_core.runs import PromptStore, TaskData
@@ -31,25 +30,18 @@ from ptfer_core.settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES, recipe_setting
 
 def one_run(source, target, data, settings, store, cache, shipped=()) -> tuple[float, dict, dict]:
     started = time.perf_counter()
-    job = Job(
-        lambda job: compare(
-            job,
-            sources=[(source.name, source)],
-            target=target,
-            data=data,
-            settings=settings,
-            store=store,
-            cache=cache,
-            shipped_scores=shipped,
-        ),
-        "live",
-    ).start()
-    job.join(None)
-    if job.error:
-        raise RuntimeError(job.error)
+    outcome = compare_and_wait(
+        sources=[(source.name, source)],
+        target=target,
+        data=data,
+        settings=settings,
+        store=store,
+        cache=cache,
+        shipped_scores=shipped,
+    )
     seconds = time.perf_counter() - started
-    parts = {k: round(v, 2) for k, v in job.result.timings.items()}
-    return seconds, {k: round(v["p_at_1"], 1) for k, v in job.result.scores.items()}, parts
+    parts = {k: round(v, 2) for k, v in outcome.timings.items()}
+    return seconds, {k: round(v["p_at_1"], 1) for k, v in outcome.scores.items()}, parts
 
 
 def main(argv=None) -> int:

@@ -17,9 +17,8 @@ import time
 
 import torch
 
-from ptfer_core.compare import compare
+from ptfer_core.compare import compare_and_wait
 from ptfer_core.errors import PTferError
-from ptfer_core.jobs import Job
 from ptfer_core.loading import load_model
 from ptfer_core.paths import REPO_ROOT, SHIPPED_PROMPTS, SHIPPED_SCORES
 from ptfer_core.runs import PromptStore, TaskData
@@ -44,22 +43,18 @@ def main(argv=None) -> int:
                 print(f"{rid} {source} → {target}: no shipped source prompt for these settings; skipped")
                 continue
             started = time.perf_counter()
-            job = Job(
-                lambda job, s=source, t=target, d=data: compare(
-                    job,
-                    sources=[(s, lms[s])],
-                    target=lms[t],
-                    data=d,
+            try:
+                outcome = compare_and_wait(
+                    sources=[(source, lms[source])],
+                    target=lms[target],
+                    data=data,
                     settings=settings,
                     store=store,
                     cache=SHIPPED_SCORES,
-                ),
-                "ship",
-            ).start()
-            job.join(None)
-            if job.error:
-                raise PTferError(f"{rid} {source} → {target}: {job.error}")
-            scores = {k: round(v["p_at_1"], 1) for k, v in job.result.scores.items()}
+                )
+            except PTferError as exc:
+                raise PTferError(f"{rid} {source} → {target}: {exc}") from None
+            scores = {k: round(v["p_at_1"], 1) for k, v in outcome.scores.items()}
             print(f"{rid} {source} → {target}: {time.perf_counter() - started:.0f} s {scores}", flush=True)
     return 0
 

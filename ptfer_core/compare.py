@@ -320,3 +320,15 @@ def compare(
         timings=timings,
         notes=notes,
     )
+
+
+def compare_and_wait(**kwargs) -> Outcome:
+    """`compare` run as the app runs it (in a `jobs.Job`), waited for: scripts and tests. An error is raised."""
+    from .errors import PTferError
+    from .jobs import Job
+
+    job = Job(lambda job: compare(job, **kwargs), "compare").start()
+    job.join(None)
+    if job.error:
+        raise PTferError(job.error)
+    return job.result

@@ -691,7 +691,7 @@ def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkey
     monkeypatch.setattr(compare_module, "warm_up", record)
     services.warm_up(["real-a"], "real-b", "P36", str(mini))
     assert done.wait(30)
-    (sources, target, data, settings), = calls
+    ((sources, target, data, settings),) = calls
     assert sources == [models["real-a"]] and target is models["real-b"]
     assert data.task.id == "P36" and data.max_dev == BUDGET_MAX_DEV and settings.recipe.value == "studio"
     services.warm_up(["real-a"], "real-b", "P36", str(mini))  # once per pair and process

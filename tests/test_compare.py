@@ -6,14 +6,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from transfer_kit import model_pair, randn, soft
 
 import ptfer_core.compare as compare_module
-from ptfer_core.compare import compare, warm_up
-from ptfer_core.jobs import Job
+from ptfer_core.compare import compare_and_wait, warm_up
 from ptfer_core.runs import PromptStore, TaskData
 from ptfer_core.settings import recipe_settings
 from ptfer_core.toy_models import MINI_WORDS, TOY_TRANSFER_OVERRIDES, tiny_lm
-from transfer_kit import model_pair, randn, soft
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +26,15 @@ def setup(mini_data_dir):
 
 def run(setup, tmp_path, **kw):
     source, target, data, settings, prompt = setup
-    job = Job(
-        lambda job: compare(
-            job,
-            sources=[(source.name, source)],
-            target=target,
-            data=data,
-            settings=settings,
-            uploaded={source.name: prompt},
-            store=PromptStore(tmp_path / "store"),
-            **kw,
-        )
-    ).start()
-    job.join(None)
-    assert job.error is None, job.detail
-    return job.result
+    return compare_and_wait(
+        sources=[(source.name, source)],
+        target=target,
+        data=data,
+        settings=settings,
+        uploaded={source.name: prompt},
+        store=PromptStore(tmp_path / "store"),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -77,7 +70,7 @@ def test_stored_baseline_scores_are_read_back_not_recomputed(setup, tmp_path, co
 
 
 def test_warm_up_fills_the_tables_and_changes_no_answer(setup, tmp_path, mini_data_dir):
-    source, target, data, settings, prompt = setup
+    _, _, data, settings, prompt = setup
     cold = run(setup, tmp_path)
     fresh_source, fresh_target = model_pair()
     assert len(fresh_target.memo) == 0

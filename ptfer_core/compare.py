@@ -91,7 +91,7 @@ def warm_up(sources: Sequence[PromptedLM], target: PromptedLM, data: TaskData, s
     """Fill the per-model tables a transfer needs (embedding matrix and statistics, word ids, anchors, the relative
     spaces, candidate rows) by making every target prompt `compare` makes from random source prompts. The tables
     live on the shared models, so a server that runs this in the background answers its first *Run transfer* in
-    seconds instead of ~40 s (docs/benchmarks.md, "Live transfer")."""
+    seconds instead of ~35 s (docs/benchmarks.md, "Live transfer")."""
     prompts = [make_prompt(Method.RANDOM, data=data, target=lm, settings=settings) for lm in sources]  # tuned layout
     for method in (Method.TRANSFER, *BASELINES):
         make_prompt(method, data=data, target=target, sources=sources, source_prompts=prompts, settings=settings)

@@ -176,11 +176,13 @@ def paper_layout(view, how: str) -> None:
             continue
         pivot = sub.pivot(index="method", columns="target", values="p_at_1")
         pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
-        st.markdown(
-            f"**Recipe {recipe}** · {how} of P@1 (%) over "
-            f"{view[view['recipe'] == recipe]['relation'].nunique()} relations: methods × targets, as the "
-            "paper's Tables 2-3"
-        )
+        rows = view[view["recipe"] == recipe]
+        n = rows["relation"].nunique()
+        if "relation_type" in rows.columns and (rows["relation_type"] == "classification").all():
+            what = f"accuracy (%) over {n} task{'s' * (n != 1)}: methods × targets, as the paper's Table 6"
+        else:
+            what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
+        st.markdown(f"**Recipe {recipe}** · {how} of {what}")
         st.dataframe(pivot.round(1), width="stretch")
 
 

@@ -562,6 +562,11 @@ def test_results_page_opens_on_the_shipped_real_grid():
     shipped = pd.read_csv(Path(__file__).parents[1] / "assets" / "grid-real" / "results.csv")
     assert {"self-transfer", "transfer", "manual", "direct-tuning"} <= set(shipped["method"])
     assert shipped["relation"].nunique() >= 7 and set(shipped["relation_type"]) == {"1-1", "N-1", "N-M"}
+    headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
+    assert headings and all("relations: methods × targets, as the paper's Tables 2-3" in h for h in headings)
+    at.selectbox(key="res_src").set_value("assets/grid-dbpedia/results.csv").run()  # classification: Table 6
+    headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
+    assert headings and all("of accuracy (%) over 1 task: methods" in h and "Table 6" in h for h in headings)
 
 
 def test_results_upload_of_a_bad_table_is_explained():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptfer_core.artifacts import atomic_write_bytes
+
 MARKER = "<!-- generated -->"
 ORDER = ["manual", "random", "direct-tuning", "discretization", "projector", "transfer"]
 
@@ -91,10 +93,9 @@ def main(argv=None) -> int:
     print(report)
     if args.out:
         out = Path(args.out)
-        kept = out.read_text().split(MARKER)[0] if out.is_file() and MARKER in out.read_text() else ""
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(kept + MARKER + "\n\n" + report if kept else report)
-        tmp.replace(out)
+        old = out.read_text() if out.is_file() else ""
+        kept = old.split(MARKER)[0] if MARKER in old else ""
+        atomic_write_bytes(out, (kept + MARKER + "\n\n" + report if kept else report).encode())
     return 0
 
 

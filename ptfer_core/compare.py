@@ -26,6 +26,7 @@ from .runs import PromptStore, TaskData, check_source_prompt, make_prompt
 from .settings import RecipeSettings
 
 BASELINES = ("manual", "discretization", "random")
+SCORING_PRECISION = Precision.FLOAT32  # every score compare shows, and part of every cached baseline score's key
 MIN_FACTS = {"train": 4, "test": 3}  # scorable facts needed to tune, and for a P@1 worth showing
 METHOD_LABELS = {
     "transfer": "Transferred",
@@ -252,7 +253,7 @@ def compare(
             prompt if isinstance(prompt, Prompt) else prompt.as_prompt(),
             test,
             cands,
-            precision=Precision.FLOAT32,
+            precision=SCORING_PRECISION,
             max_subject_tokens=task.max_input_tokens,
         )
         return score(result, task), _predictions(result)
@@ -264,7 +265,7 @@ def compare(
     timings["evaluate transferred"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     base_key = {
-        "precision": Precision.FLOAT32.value,  # what `evaluated` scores with
+        "precision": SCORING_PRECISION.value,
         "target": target.identity,
         "task": task.id,
         "test": hashlib.sha1(",".join(f.uuid for f in test).encode()).hexdigest()[:12],

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     print(report)
     if args.out:
         out = Path(args.out)
-        old = out.read_text() if out.is_file() else ""
+        old = out.read_text(encoding="utf-8") if out.is_file() else ""
         kept = old.split(MARKER)[0] if MARKER in old else ""
         atomic_write_bytes(out, (kept + MARKER + "\n\n" + report if kept else report).encode())
     return 0

@@ -136,7 +136,7 @@ class Clock:
 def machine_description() -> dict:
     cpu = platform.processor() or ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -144,7 +144,13 @@ def machine_description() -> dict:
         pass
     try:
         mem = (
-            int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+            int(
+                next(
+                    l
+                    for l in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines()
+                    if l.startswith("MemTotal")
+                ).split()[1]
+            )
             / 2**20
         )
     except (OSError, StopIteration):
@@ -589,7 +595,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.render:
         doc = Path(args.doc) if args.doc else ROOT / "docs" / "benchmarks.md"
-        write_doc(doc, markdown(json.loads(Path(args.render).read_text())))
+        write_doc(doc, markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
         print(f"wrote {doc}", file=sys.stderr)
         return 0
     args.command = ".venv/bin/python benchmarks/eval_throughput.py" + (
@@ -600,7 +606,7 @@ def main(argv=None) -> int:
     res = run(args)
     json_path = Path(args.json) if args.json else ROOT / "runs" / f"eval_throughput-{stamp}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    json_path.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     doc = (
         Path(args.doc)
         if args.doc

@@ -64,7 +64,7 @@ class Server:
         cmd = [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.headless", "true",
                "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
                "false", "--server.fileWatcherType", "none"]  # fmt: skip
-        self.log = self.log_path.open("w")
+        self.log = self.log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 90
@@ -91,12 +91,14 @@ class Server:
     def tail(self) -> str:
         if not self.log.closed:
             self.log.flush()
-        return self.log_path.read_text()[-3000:]
+        return self.log_path.read_text(encoding="utf-8")[-3000:]
 
     def wait_idle(self, limit: float = 180.0, below: float = 0.05) -> float:
         """Seconds until the server process used under `below` of a core over one second (its warm-ups done)."""
         started, stat = time.monotonic(), Path(f"/proc/{self.proc.pid}/stat")
-        ticks = lambda: sum(int(x) for x in stat.read_text().split(")")[1].split()[11:13])  # utime + stime
+        ticks = lambda: sum(
+            int(x) for x in stat.read_text(encoding="utf-8").split(")")[1].split()[11:13]
+        )  # utime + stime
         while stat.exists() and time.monotonic() - started < limit:  # no /proc (not Linux): no wait
             before = ticks()
             time.sleep(1.0)
@@ -162,7 +164,7 @@ def measure(driver, server: Server, path: str, loads: int, timeout: float, shots
 
 
 def main() -> None:
-    pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "app.py").read_text())]
+    pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "app.py").read_text(encoding="utf-8"))]
     presets = sorted(p.name for p in (ROOT / "assets" / "presets").iterdir() if (p / "preset.json").is_file())
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loads", type=int, default=5, help="warm loads per page (after the cold one)")
@@ -192,7 +194,7 @@ def main() -> None:
     pages, chosen = [p for p in args.pages.split(",") if p != "home"], args.presets.split(",")
     targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}") for p in pages for k in chosen]
     started, rows, tmp = time.monotonic(), [], Path(tempfile.mkdtemp(prefix="first-paint-"))
-    (tmp / "floor.py").write_text(FLOOR_SRC)
+    (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if not args.real_models:
         env |= {"PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}
@@ -234,7 +236,7 @@ def main() -> None:
             "presets": args.presets.split(","), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_s": wall}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "pages": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"meta": meta, "pages": rows}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

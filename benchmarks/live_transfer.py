@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     meta = {"source": args.source, "target": args.target, "warm_up_s": warm_up_s}
     meta |= {"shipped_scores": bool(shipped_scores)}
     meta |= {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": os.getloadavg()}
-    Path(args.out).write_text(json.dumps({**meta, "runs": rows}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**meta, "runs": rows}, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

@@ -224,14 +224,14 @@ def main(argv=None) -> int:
     store = PromptStore(args.store)
     budget = (args.max_train, args.max_dev, args.source_recipe)
     if args.skip_self and Path(args.out).is_file():
-        report = {"self_transfer": json.loads(Path(args.out).read_text())["self_transfer"]}
+        report = {"self_transfer": json.loads(Path(args.out).read_text(encoding="utf-8"))["self_transfer"]}
     else:
         report = {"self_transfer": self_transfer(models, relations, store, *budget)}
     if args.cross:
         report["cross_transfer"] = cross_transfer(models, relations, store, *budget)
     if Path(args.results).is_file():
         report["grid_cross_model"] = cross_model(Path(args.results))
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(markdown(report))
     print(f"wrote {args.out}")
     return 0

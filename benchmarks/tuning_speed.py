@@ -246,7 +246,7 @@ def main(argv=None) -> int:
         }
         for label, r in report["peer"].items():
             print(f"peer {label}: test {r['test_p_at_1']:.1f} in {r['seconds']:.0f} s")
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

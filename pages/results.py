@@ -104,7 +104,7 @@ def run_panel() -> None:
         help="A YAML file in grids/, as for `ptfer grid`. Results go to the app cache; an interrupted "
         "run resumes where it stopped.",
     )
-    text = configs[name].read_text()
+    text = configs[name].read_text(encoding="utf-8")
     busy = st.session_state.get(GRID_JOB) is not None
     if c2.button("Run grid", type="primary", key="grid_run", icon=":material/play_arrow:", disabled=busy):
         start_grid(name, configs[name])
@@ -227,7 +227,11 @@ def analysis(df) -> None:
         if path.suffix == ".json":
             import plotly.io as pio
 
-            st.plotly_chart(pio.from_json(path.read_text()), key=f"fig_{path.stem}", config={"displayModeBar": False})
+            st.plotly_chart(
+                pio.from_json(path.read_text(encoding="utf-8")),
+                key=f"fig_{path.stem}",
+                config={"displayModeBar": False},
+            )
         else:
             st.image(str(path), caption=path.stem.replace("_", " "))
         shown += 1

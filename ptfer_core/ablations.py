@@ -74,7 +74,7 @@ def run_ablations(
             break
         path = work / "points" / f"{kind}_{rid}_{value}.json"
         if path.is_file():
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(encoding="utf-8"))
         else:
             rows = _compute(kind, rid, value, source, target, config, work)
             atomic_write_json(path, rows)

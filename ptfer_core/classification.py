@@ -100,7 +100,11 @@ def classification_tasks(root: Path) -> dict[str, Task]:
 
 
 def _dbpedia_classes(path: Path) -> tuple[str, ...]:
-    pairs = [(int(m.group(1)), m.group(2)) for m in map(_CLASS_LINE.match, path.read_text().splitlines()) if m]
+    pairs = [
+        (int(m.group(1)), m.group(2))
+        for m in map(_CLASS_LINE.match, path.read_text(encoding="utf-8").splitlines())
+        if m
+    ]
     if not pairs or sorted(i for i, _ in pairs) != list(range(1, len(pairs) + 1)):
         raise DataError(f"{path}: expected lines 'N: ClassName' numbered from 1")
     return tuple(name for _, name in sorted(pairs))

@@ -120,7 +120,7 @@ def cached_eval(key: dict, compute, root: Path | None, shipped: Sequence[Path] =
         path = folder / "scores" / name
         if path.is_file():
             try:
-                saved = json.loads(path.read_text())
+                saved = json.loads(path.read_text(encoding="utf-8"))
                 if saved.get("key") == key:
                     return saved["score"], saved["predictions"]
             except (OSError, json.JSONDecodeError, KeyError):

@@ -92,7 +92,7 @@ class GridConfig:
         import yaml
 
         try:
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"grid config {path} does not exist") from None
         except yaml.YAMLError as exc:
@@ -282,7 +282,7 @@ def read_cell(path: Path, cell: Cell, expected_hash: str) -> list[dict] | None:
     if not path.is_file():
         return None
     try:
-        saved = json.loads(path.read_text())
+        saved = json.loads(path.read_text(encoding="utf-8"))
         ok = (
             isinstance(saved, dict)
             and saved.get("task") == cell.key

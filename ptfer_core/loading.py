@@ -124,7 +124,7 @@ def config_width(name_or_path: str, models_root: Path | None = None) -> int | No
     config = Path(resolve_model(name_or_path, models_root)) / "config.json"
     if not config.is_file():
         return None
-    data = json.loads(config.read_text())
+    data = json.loads(config.read_text(encoding="utf-8"))
     data = data.get("text_config", data)
     for key in ("embedding_size", "hidden_size", "n_embd", "d_model"):
         if isinstance(data.get(key), int):

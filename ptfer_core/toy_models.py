@@ -232,13 +232,17 @@ def write_mini_lama(root):
     root = Path(root)
     (root / "lama_trex").mkdir(parents=True, exist_ok=True)
     (root / "pararel_patterns").mkdir(exist_ok=True)
-    (root / "relations.jsonl").write_text("\n".join(json.dumps(r) for r in MINI_RELATIONS) + "\n")
+    (root / "relations.jsonl").write_text("\n".join(json.dumps(r) for r in MINI_RELATIONS) + "\n", encoding="utf-8")
     for rid, rows in mini_facts().items():
-        (root / "lama_trex" / f"{rid}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (root / "pararel_patterns" / "P17.jsonl").write_text(json.dumps({"pattern": "[X] is in [Y]."}) + "\n")
+        (root / "lama_trex" / f"{rid}.jsonl").write_text(
+            "\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8"
+        )
+    (root / "pararel_patterns" / "P17.jsonl").write_text(
+        json.dumps({"pattern": "[X] is in [Y]."}) + "\n", encoding="utf-8"
+    )
     vocab = sorted(set(_COUNTRIES + _CAPITALS + _LANGUAGES + ["Unobtainium"]))
-    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(vocab))
-    (root / "common_vocab_cased.txt").write_text("\n".join(vocab))
+    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(vocab), encoding="utf-8")
+    (root / "common_vocab_cased.txt").write_text("\n".join(vocab), encoding="utf-8")
     return root
 
 

@@ -32,5 +32,5 @@ def write_mini_sst2(root, n_train: int = 120, n_test: int = 40):
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train.tsv", mini_sentences(n_train, 0)), ("dev.tsv", mini_sentences(n_test, 1))):
         lines = ["label\tsentence", *(f"{label}\t{text}" for label, text in rows)]
-        (folder / name).write_text("\n".join(lines) + "\n")
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(root)

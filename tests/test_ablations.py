@@ -66,7 +66,7 @@ def test_figures_are_written_as_html_and_json(pair, mini_data_dir, tmp_path):
     assert len(figures["fig3_normalisation"].data) == 2 * len(figures["fig2_loss_vs_dev"].data)
     written = save_figures(figures, tmp_path / "figs", png=False)
     assert len(written) == 8
-    restored = go.Figure(json.loads((tmp_path / "figs" / "fig4_anchor_count.json").read_text()))
+    restored = go.Figure(json.loads((tmp_path / "figs" / "fig4_anchor_count.json").read_text(encoding="utf-8")))
     assert list(restored.data[0].x) == ["4", "all"]
 
 
@@ -112,7 +112,7 @@ def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsy
     )
     assert code == 0
     assert (tmp_path / "o" / "fig2_loss_vs_dev.html").is_file()
-    assert "P103" in (tmp_path / "o" / "ablation_anchors.csv").read_text()
+    assert "P103" in (tmp_path / "o" / "ablation_anchors.csv").read_text(encoding="utf-8")
     assert (
         main(
             [

@@ -525,7 +525,8 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
         'models: ["tiny:llama:32:0", "tiny:gpt2:48:1"]\nrelations: [P103]\n'
         "methods: [manual, discretization, transfer]\n"
         "overrides: {tune: {epochs: 1}, transfer: {steps: 20, anchor_source: frequency, "
-        "anchor_filter: all, top_k: null}}\n"
+        "anchor_filter: all, top_k: null}}\n",
+        encoding="utf-8",
     )
     monkeypatch.setattr(results, "grid_configs", lambda: {"mini": config})
     at = goto(new_app().run(), "results")
@@ -582,7 +583,7 @@ def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):
     from ptfer_app import results
 
     for name in ("fig2_loss_vs_dev.png", "fig2_loss_vs_dev.json", "fig4_anchor_count.png", "notes.txt"):
-        (tmp_path / name).write_text("x")
+        (tmp_path / name).write_text("x", encoding="utf-8")
     assert [p.name for p in results.figures(tmp_path)] == ["fig2_loss_vs_dev.json", "fig4_anchor_count.png"]
     assert results.figures(tmp_path / "missing") == []
 
@@ -594,8 +595,8 @@ def test_a_cross_model_shortfall_is_explained_with_its_own_numbers():
     assert not at.exception
     shown = texts(at)
     preset = ROOT / "assets" / "presets" / "real-smollm2-gemma-capital"
-    scores = json.loads((preset / "preset.json").read_text())["scores"]
-    loss = json.loads((preset / "transfer.json").read_text())["metrics"]["matching_loss"]
+    scores = json.loads((preset / "preset.json").read_text(encoding="utf-8"))["scores"]
+    loss = json.loads((preset / "transfer.json").read_text(encoding="utf-8"))["metrics"]["matching_loss"]
     assert scores["transfer"]["p_at_1"] < scores["manual"]["p_at_1"]
     assert (
         f"scores {scores['transfer']['p_at_1']:.1f} against {scores['manual']['p_at_1']:.1f} for the manual template"
@@ -614,7 +615,7 @@ def test_a_cross_model_shortfall_is_explained_with_its_own_numbers():
 def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
     import json
 
-    meta = json.loads((preset_dir / "preset.json").read_text())
+    meta = json.loads((preset_dir / "preset.json").read_text(encoding="utf-8"))
     at = new_app()
     at.query_params["preset"] = meta["id"]
     goto(at.run(), "transfer")
@@ -628,7 +629,11 @@ def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
 def test_the_self_transfer_preset_shows_the_method_working():
     import json
 
-    meta = json.loads((Path(APP).parent / "assets" / "presets" / "real-self-gemma-capital" / "preset.json").read_text())
+    meta = json.loads(
+        (Path(APP).parent / "assets" / "presets" / "real-self-gemma-capital" / "preset.json").read_text(
+            encoding="utf-8"
+        )
+    )
     scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
     assert scores["transfer"] >= scores["manual"] + 20 and scores["transfer"] > scores["discretization"]
 

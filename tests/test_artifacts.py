@@ -162,7 +162,7 @@ def test_file_metadata_problems(tmp_path):
 
 def test_corrupt_sidecar(tmp_path):
     make_prompt().save(tmp_path / "p")
-    (tmp_path / "p.json").write_text('{"model": "x", ')
+    (tmp_path / "p.json").write_text('{"model": "x", ', encoding="utf-8")
     with pytest.raises(PromptFileError, match="not valid JSON"):
         SoftPrompt.load(tmp_path / "p")
 
@@ -249,7 +249,7 @@ def test_atomic_write_json_refuses_nan_and_keeps_the_old_file(tmp_path):
     atomic_write_json(path, {"p_at_1": 12.5})
     with pytest.raises(ValueError):
         atomic_write_json(path, {"p_at_1": float("nan")})
-    assert json.loads(path.read_text()) == {"p_at_1": 12.5}
+    assert json.loads(path.read_text(encoding="utf-8")) == {"p_at_1": 12.5}
     assert _no_temp_files(tmp_path)
 
 

@@ -88,7 +88,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 def start_server(tmp_path_factory, env: dict):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w", encoding="utf-8")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -225,7 +225,9 @@ TOY_PRESET = "toy-bert-gpt2-language"
 
 def toy_fact() -> dict:
     # Not the first fact: that one is the page's default subject, which the URL omits.
-    return json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text())["per_fact"][1]
+    return json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text(encoding="utf-8"))[
+        "per_fact"
+    ][1]
 
 
 def test_preset_and_query_in_a_real_browser(server, browser):
@@ -254,7 +256,9 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     settle(browser)
     text = body_text(browser)
     assert "Transferred" in text and "Manual template" in text and "Discretisation" in text
-    claimed = json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text())["scores"]
+    claimed = json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text(encoding="utf-8"))[
+        "scores"
+    ]
     assert claimed["transfer"]["p_at_1"] > claimed["manual"]["p_at_1"], "the demo shows a transfer working"
     assert f"{claimed['transfer']['p_at_1']:.1f}" in text, "the toy preset's transferred score is on screen"
     assert not browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg") or all(
@@ -338,7 +342,7 @@ def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
     shot(browser, "transfer_one_step", 1450)
 
     # a long run: the live chart, then Cancel
-    browser.get(f"{server}/transfer?recipe=paper-zero-shot&steps=5000&seed=5")
+    browser.get(f"{server}/transfer?recipe=paper-zero-shot&steps=20000&seed=5")
     wait_text(browser, "Run transfer", 60)
     settle(browser)
     click_button(browser, "Run transfer")
@@ -348,9 +352,11 @@ def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
     shot(browser, "transfer_live", 1350)
     click_button(browser, "Cancel")
     pressed = time.monotonic()
-    wait_text(browser, "Run cancelled", 10)
+    wait_text(browser, "Run cancelled", 20)
     print(f"cancel visible after {time.monotonic() - pressed:.2f} s")
-    assert time.monotonic() - pressed < 5  # the job itself stops within a second (tests/test_app.py)
+    # The job itself stops within a second (tests/test_app.py); the page shows it on its next rerun, which on two
+    # shared cores (server, Chromium, pytest) took up to ~7 s. The 20,000 steps alone would take ~35 s (5,000: 8.7 s).
+    assert time.monotonic() - pressed < 12
 
 
 def real_models_ready() -> bool:

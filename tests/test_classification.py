@@ -134,13 +134,16 @@ def test_a_label_word_that_is_several_tokens_is_named(cls_dir):
 def test_empty_text_and_a_class_missing_from_a_file_are_named(tmp_path):
     root = write_mini_sst2(write_mini_lama(tmp_path / "a"))
     test_file = root / "classification" / "sst2" / "dev.tsv"
-    lines = test_file.read_text().splitlines()
-    test_file.write_text("\n".join([*lines[:3], "1\t   ", *lines[3:]]) + "\n")
+    lines = test_file.read_text(encoding="utf-8").splitlines()
+    test_file.write_text("\n".join([*lines[:3], "1\t   ", *lines[3:]]) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"dev.tsv:4: empty text"):
         TaskData.load("sst2", root)
     root = write_mini_sst2(write_mini_lama(tmp_path / "b"))
     test_file = root / "classification" / "sst2" / "dev.tsv"
-    test_file.write_text("\n".join(line for line in test_file.read_text().splitlines() if not line.startswith("1")))
+    test_file.write_text(
+        "\n".join(line for line in test_file.read_text(encoding="utf-8").splitlines() if not line.startswith("1")),
+        encoding="utf-8",
+    )
     with pytest.raises(DataError, match="positive have no examples in its test file"):
         TaskData.load("sst2", root)
 

@@ -58,7 +58,7 @@ def test_models_list_shows_what_is_fetched(capsys, tmp_path):
     assert code == 0
     assert "not fetched (ptfer models fetch smollm2-135m)" in out and "bert-base-cased" in out
     (tmp_path / "smollm2-135m").mkdir()
-    (tmp_path / "smollm2-135m" / "config.json").write_text("{}")
+    (tmp_path / "smollm2-135m" / "config.json").write_text("{}", encoding="utf-8")
     _, out, _ = run(capsys, "models", "list", "--model-dir", tmp_path)
     smol = next(line for line in out.splitlines() if line.startswith("smollm2-135m"))
     gemma = next(line for line in out.splitlines() if line.startswith("gemma3-270m"))
@@ -130,7 +130,7 @@ def test_evaluate_manual_all_relations_prints_and_writes_json(
     facts = {rid: load_facts(rid, mini_data_dir) for rid in relations}
     cands = candidates_for(tiny_loaded, None, mini_data_dir)
     expected = evaluate_relations(tiny_loaded, {rid: Prompt.manual(r) for rid, r in relations.items()}, facts, cands)
-    result = json.loads(out_file.read_text())
+    result = json.loads(out_file.read_text(encoding="utf-8"))
     assert result["p_at_1_pooled"] == pytest.approx(expected.pooled)
     assert result["p_at_1_relation_mean"] == pytest.approx(expected.relation_mean)
     assert result["n_facts"] == expected.n_facts == 129 - 1  # Atlantis -> Unobtainium is not a candidate
@@ -177,7 +177,7 @@ def test_evaluate_template_text_on_one_split(capsys, tmp_path, mini_data_dir, ti
     finally:
         torch.set_num_threads(threads)
     assert code == 0 and err.strip().endswith(f"wrote {out_file}")
-    result = json.loads(out_file.read_text())
+    result = json.loads(out_file.read_text(encoding="utf-8"))
     cands = candidates_for(tiny_loaded, None, mini_data_dir)
     train = {rid: split_facts(load_facts(rid, mini_data_dir))["train"] for rid in ("P17", "P103")}
     prompt = Prompt.from_text("The capital of [X] is [Y] .")
@@ -386,7 +386,10 @@ def test_template_with_soft_slots_but_no_vectors(capsys, mini_data_dir, tiny_mod
 def test_empty_subject_in_the_data(capsys, tmp_path, tiny_model_dir):
     data = write_mini_lama(tmp_path / "lama")
     path = data / "lama_trex" / "P36.jsonl"
-    path.write_text(path.read_text() + json.dumps({"sub_label": " ", "obj_label": "Paris", "uuid": "blank"}) + "\n")
+    path.write_text(
+        path.read_text(encoding="utf-8") + json.dumps({"sub_label": " ", "obj_label": "Paris", "uuid": "blank"}) + "\n",
+        encoding="utf-8",
+    )
     code, _, err = run(
         capsys,
         "evaluate",

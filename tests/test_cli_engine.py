@@ -25,7 +25,10 @@ def stored(workdir, model="tiny_bert_32_1", task="P36"):
 def test_tune_then_transfer_reuses_the_stored_source_prompt(workdir, capsys):
     assert main(["tune", "--model", "tiny:bert:32:1", "--relation", "P36", "--epochs", "1", "--quiet"]) == 0
     saved = stored(workdir)
-    assert len(saved) == 1 and json.loads((workdir / "tune-results.json").read_text())["relations"]["P36"]["file"]
+    assert (
+        len(saved) == 1
+        and json.loads((workdir / "tune-results.json").read_text(encoding="utf-8"))["relations"]["P36"]["file"]
+    )
     mtime = saved[0].stat().st_mtime_ns
     assert (
         main(
@@ -46,7 +49,7 @@ def test_tune_then_transfer_reuses_the_stored_source_prompt(workdir, capsys):
         == 0
     )
     assert saved[0].stat().st_mtime_ns == mtime and stored(workdir) == saved  # reused, not re-tuned
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     assert out["method"] == "transfer" and out["target"] == "tiny:llama:48:2" and out["recipe"] == "studio"
     assert out["overrides"]["tune"] == {"epochs": 1}
     target_file = out["relations"]["P36"]["file"]
@@ -74,10 +77,10 @@ def test_any_changed_tuning_setting_tunes_a_new_prompt(workdir, change):
     assert main(base + change) == 0
     second = stored(workdir)
     assert len(second) == 2 and first[0] in second
-    results = json.loads((workdir / "tune-results.json").read_text())
+    results = json.loads((workdir / "tune-results.json").read_text(encoding="utf-8"))
     assert results["relations"]["P36"]["reused"] is False
     assert main(base + change) == 0  # the same settings again: reused
-    assert json.loads((workdir / "tune-results.json").read_text())["relations"]["P36"]["reused"] is True
+    assert json.loads((workdir / "tune-results.json").read_text(encoding="utf-8"))["relations"]["P36"]["reused"] is True
 
 
 def test_transfer_scores_the_test_split(workdir):
@@ -104,7 +107,7 @@ def test_transfer_scores_the_test_split(workdir):
         )
         == 0
     )
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     cands = candidates_for(load_model("tiny:llama:48:2"))
     test = [f for f in load_split("P103", "test") if f.object in cands.index]
     dev = [f for f in load_split("P103", "dev") if f.object in cands.index]
@@ -140,9 +143,9 @@ def test_paper_recipe_and_flags_that_override_it(workdir, capsys):
     )
     err = capsys.readouterr().err
     assert "steps=30 overrides recipe paper's 2000" in err
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     assert out["recipe"] == "paper" and out["transfer"]["solver"] == "adam" and out["transfer"]["selection"] == "dev"
-    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
+    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text(encoding="utf-8"))
     assert [r["step"] for r in saved["trajectory"] if "dev_p_at_1" in r] == [10, 20, 30]
     assert saved["provenance"]["recipe"] == "paper"
 
@@ -171,9 +174,9 @@ def test_one_step_solvers_from_the_cli(workdir, solver, space):
         )
         == 0
     )
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     assert out["transfer"]["solver"] == solver and out["transfer"]["space"] == space
-    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text())
+    saved = json.loads(Path(out["relations"]["P36"]["file"]).with_suffix(".json").read_text(encoding="utf-8"))
     assert saved["provenance"]["steps_run"] == 1
 
 
@@ -197,7 +200,7 @@ def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
         )
         == 0
     )
-    tuned = json.loads(stored(workdir, "tiny_gpt2_32_3")[0].with_suffix(".json").read_text())
+    tuned = json.loads(stored(workdir, "tiny_gpt2_32_3")[0].with_suffix(".json").read_text(encoding="utf-8"))
     assert tuned["template"].count("[V]") >= 2 and tuned["template"].index("[V]") < tuned["template"].index("[X]")
     assert (
         main(
@@ -223,7 +226,7 @@ def test_template_shaped_tuning_and_shared_word_snap_from_the_cli(workdir):
         )
         == 0
     )
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     assert out["transfer"]["projection"] == "nearest-shared" and out["relations"]["P36"]["file"]
 
 
@@ -245,7 +248,7 @@ def test_bad_input_is_one_line(workdir, capsys):
     assert "contradicts --normalization" in error(
         [*src, "--relation", "P36", "--no-normalize", "--normalization", "global"]
     )
-    (workdir / "taken").write_text("a file")
+    (workdir / "taken").write_text("a file", encoding="utf-8")
     assert "is a file" in error([*src, "--relation", "P36", "--prompt-dir", "taken"])
     assert "is a directory" in error([*src, "--relation", "P36", "--out", str(workdir)])
     assert "empty" in error([*src, "--relation", "P36", "--prompt-dir", ""])
@@ -272,7 +275,9 @@ def test_a_source_prompt_for_another_relation_or_model_is_refused(workdir, capsy
 
 def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
     config = tmp_path / "g.yaml"
-    config.write_text('models: ["tiny:bert:32:1", "tiny:gpt2:32:3"]\nrelations: all\nmethods: [manual]\n')
+    config.write_text(
+        'models: ["tiny:bert:32:1", "tiny:gpt2:32:3"]\nrelations: all\nmethods: [manual]\n', encoding="utf-8"
+    )
     assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P36,P103"]) == 0
     import pandas as pd
 
@@ -286,7 +291,8 @@ def test_grid_recipes_override_runs_a_part_the_full_config_reuses(workdir, tmp_p
     config = tmp_path / "g.yaml"
     config.write_text(
         'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36]\nrecipes: [studio, paper-zero-shot]\n'
-        "methods: [manual, self-transfer]\noverrides: {tune: {epochs: 1, max_train: 8}, transfer: {steps: 5}}\n"
+        "methods: [manual, self-transfer]\noverrides: {tune: {epochs: 1, max_train: 8}, transfer: {steps: 5}}\n",
+        encoding="utf-8",
     )
     assert main(["grid", "--config", str(config), "--out", "g", "--recipes", "studio"]) == 0
     import pandas as pd
@@ -308,7 +314,7 @@ def test_transfer_retunes_its_source_when_a_tuning_setting_changes(workdir):
     assert len(stored(workdir)) == 1
     assert main([*args, "--epochs", "2", "--lr", "0.3", "--quiet"]) == 0
     assert len(stored(workdir)) == 2  # a new source prompt, not the 1-epoch one
-    out = json.loads((workdir / "transfer-results.json").read_text())
+    out = json.loads((workdir / "transfer-results.json").read_text(encoding="utf-8"))
     assert out["overrides"]["tune"] == {"epochs": 2, "lr": 0.3}
 
 
@@ -321,9 +327,9 @@ def test_a_same_width_source_prompt_from_another_model_is_used_with_a_note(workd
 
 
 def test_outputs_under_a_file_fail_before_any_work(workdir, capsys, monkeypatch):
-    (workdir / "taken").write_text("x")
+    (workdir / "taken").write_text("x", encoding="utf-8")
     grid = workdir / "g.yaml"
-    grid.write_text('models: ["tiny:bert:32:1"]\nrelations: [P36]\nmethods: [manual]\n')
+    grid.write_text('models: ["tiny:bert:32:1"]\nrelations: [P36]\nmethods: [manual]\n', encoding="utf-8")
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded before the output was checked")
@@ -344,7 +350,8 @@ def test_outputs_under_a_file_fail_before_any_work(workdir, capsys, monkeypatch)
 def test_grid_assemble_only_tables_the_finished_cells_and_runs_nothing(workdir, tmp_path, capsys):
     config = tmp_path / "g.yaml"
     config.write_text(
-        'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36, P103]\nmethods: [manual, random]\n'
+        'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36, P103]\nmethods: [manual, random]\n',
+        encoding="utf-8",
     )
     assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P36"]) == 0
     cells = sorted(p.name for p in (workdir / "g" / "cells").glob("*.json"))

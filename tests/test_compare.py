@@ -64,7 +64,7 @@ def test_stored_baseline_scores_are_read_back_not_recomputed(setup, tmp_path, co
     assert len(count_evaluations) == 6 and from_shipped.scores == first.scores
     assert not (tmp_path / "empty" / "scores").exists()  # nothing to write: all three were shipped
     for path in (shipped / "scores").glob("*.json"):  # a shipped score for other facts is not used
-        path.write_text(path.read_text().replace('"task": "P36"', '"task": "P17"'))
+        path.write_text(path.read_text(encoding="utf-8").replace('"task": "P36"', '"task": "P17"'), encoding="utf-8")
     run(setup, tmp_path, cache=tmp_path / "empty2", shipped_scores=(shipped,))
     assert len(count_evaluations) == 10
 

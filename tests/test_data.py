@@ -164,29 +164,29 @@ def test_unknown_relation_is_named(mini_data_dir):
 
 def test_corrupt_jsonl_line_is_located(fresh_data):
     path = fresh_data / "lama_trex" / "P17.jsonl"
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     lines[2] = '{"sub_label": "Town2", "obj_label": '
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"P17.jsonl:3 is not valid JSON"):
         load_facts("P17", fresh_data)
 
 
 def test_fact_missing_a_field(fresh_data):
     path = fresh_data / "lama_trex" / "P36.jsonl"
-    path.write_text(json.dumps({"sub_label": "France", "uuid": "x"}) + "\n")
+    path.write_text(json.dumps({"sub_label": "France", "uuid": "x"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="lacks the field 'obj_label'"):
         load_facts("P36", fresh_data)
 
 
 def test_relation_with_empty_facts_file(fresh_data):
-    (fresh_data / "lama_trex" / "P36.jsonl").write_text("\n")
+    (fresh_data / "lama_trex" / "P36.jsonl").write_text("\n", encoding="utf-8")
     with pytest.raises(DataError, match="P36 has no facts"):
         load_facts("P36", fresh_data)
 
 
 def test_common_vocab_lines_are_stripped(fresh_data):
     # The real be_ro_al file indents its words; a candidate " Paris" would never match an object "Paris".
-    (fresh_data / "common_vocab_cased_be_ro_al.txt").write_text("  Paris\n Rome \n\n\tBerlin\n")
+    (fresh_data / "common_vocab_cased_be_ro_al.txt").write_text("  Paris\n Rome \n\n\tBerlin\n", encoding="utf-8")
     assert load_common_vocab("be_ro_al", fresh_data) == ["Paris", "Rome", "Berlin"]
 
 
@@ -218,10 +218,10 @@ def test_shared_lama_data_and_its_split():
 def test_repeated_subject_object_pairs_are_dropped_before_the_split(tmp_path):
     root = write_mini_lama(tmp_path)
     path = root / "lama_trex" / "P36.jsonl"
-    rows = path.read_text().splitlines()
+    rows = path.read_text(encoding="utf-8").splitlines()
     first = json.loads(rows[0])
     rows.append(json.dumps({**first, "uuid": "another-uuid"}))  # the same fact under a new id
-    path.write_text("\n".join(rows) + "\n")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     facts = load_facts("P36", root)
     assert len(facts) == len(rows) - 1
     assert [f.uuid for f in facts if f.subject == first["sub_label"]] == [first["uuid"]]  # the first one is kept

@@ -73,7 +73,7 @@ def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
     assert cross["p_at_1"].isna().all() and cross["error"].str.startswith("not applicable").all()
     same = table[(table.method == "direct-transfer") & (table.source == MODELS[0]) & (table.target == MODELS[2])]
     assert same["p_at_1"].notna().all()
-    summary = (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "relation mean" in summary and "pooled" in summary and "| transfer |" in summary
     assert "Which of the paper's claims hold here" in summary
     selfed = table[table.method == "self-transfer"]
@@ -103,7 +103,7 @@ def test_a_changed_setting_recomputes_exactly_the_cells_it_touches(mini_data_dir
     recomputed = {t for t, skipped in events if not skipped}
     # Both solvers read "steps": every transfer cell is recomputed; baselines and tuning do not depend on it.
     assert recomputed == {c.key for c in plan(changed)[1] if c.kind == "transfer"}
-    assert json.loads((tmp_path / "config.json").read_text())["overrides"]["transfer"]["steps"] == 7
+    assert json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))["overrides"]["transfer"]["steps"] == 7
 
 
 def test_a_changed_tuning_setting_retunes_and_recomputes_every_dependent_cell(mini_data_dir, tmp_path):
@@ -134,9 +134,9 @@ def test_edited_data_recomputes_the_cells_instead_of_reusing_them(mini_data_dir,
     copy = tmp_path / "data"
     shutil.copytree(mini_data_dir, copy)
     facts = copy / "lama_trex" / "P36.jsonl"
-    rows = [json.loads(line) for line in facts.read_text().splitlines()]
+    rows = [json.loads(line) for line in facts.read_text(encoding="utf-8").splitlines()]
     rows[0]["sub_label"] = rows[0]["sub_label"] + " Town"
-    facts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    facts.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     events = []
     run_grid(
         tiny_config(copy, relations=["P36"], recipes=["studio"], methods=["manual"]),
@@ -156,9 +156,9 @@ def test_data_edited_in_place_while_the_process_runs_recomputes_the_cells(mini_d
     config = tiny_config(copy, relations=["P36"], recipes=["studio"], methods=["manual"])
     run_grid(config, tmp_path / "out")
     facts = copy / "lama_trex" / "P36.jsonl"
-    rows = [json.loads(line) for line in facts.read_text().splitlines()]
+    rows = [json.loads(line) for line in facts.read_text(encoding="utf-8").splitlines()]
     rows[0]["sub_label"] = rows[0]["sub_label"] + " Town"
-    facts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    facts.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     os.utime(facts, ns=(facts.stat().st_atime_ns, facts.stat().st_mtime_ns + 1_000_000_000))  # coarse clocks
     events = []
     run_grid(config, tmp_path / "out", on_step=lambda s, m: events.append((m["task"], m["skipped"])))
@@ -169,12 +169,12 @@ def test_damaged_or_edited_cells_are_recomputed_with_a_warning(mini_data_dir, tm
     config = tiny_config(mini_data_dir, relations=["P36"], recipes=["studio"], methods=["manual", "random"])
     table = run_grid(config, tmp_path)
     cells = sorted((tmp_path / "cells").glob("*.json"))
-    edited = json.loads(cells[0].read_text())
+    edited = json.loads(cells[0].read_text(encoding="utf-8"))
     edited["rows"][0]["p_at_1"] = 100.0
-    cells[0].write_text(json.dumps(edited))
-    cells[1].write_text('{"task": "x", "rows": []}')
-    cells[2].write_text(cells[2].read_text()[:40])  # truncated
-    (tmp_path / "cells" / ".orphan.json.abc.tmp").write_text("{")
+    cells[0].write_text(json.dumps(edited), encoding="utf-8")
+    cells[1].write_text('{"task": "x", "rows": []}', encoding="utf-8")
+    cells[2].write_text(cells[2].read_text(encoding="utf-8")[:40], encoding="utf-8")  # truncated
+    (tmp_path / "cells" / ".orphan.json.abc.tmp").write_text("{", encoding="utf-8")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         again = run_grid(config, tmp_path)
@@ -191,9 +191,9 @@ def test_a_relation_a_model_cannot_run_is_recorded_and_the_grid_goes_on(mini_dat
 
     shutil.copytree(mini_data_dir, root)
     # Every P17 answer outside the toy vocabulary: no model can tune on it.
-    rows = [json.loads(line) for line in (root / "lama_trex" / "P17.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (root / "lama_trex" / "P17.jsonl").read_text(encoding="utf-8").splitlines()]
     (root / "lama_trex" / "P17.jsonl").write_text(
-        "\n".join(json.dumps({**r, "obj_label": "Unobtainium"}) for r in rows)
+        "\n".join(json.dumps({**r, "obj_label": "Unobtainium"}) for r in rows), encoding="utf-8"
     )
     config = tiny_config(
         root, relations=["P17", "P36"], recipes=["studio"], methods=["manual", "direct-tuning", "transfer"]
@@ -206,7 +206,7 @@ def test_a_relation_a_model_cannot_run_is_recorded_and_the_grid_goes_on(mini_dat
         "transfer",
     }
     assert table[table.relation == "P36"]["p_at_1"].notna().all()
-    assert "Cells that did not run" in (tmp_path / "out" / "summary.md").read_text()
+    assert "Cells that did not run" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
 
 
 def test_the_grid_scores_the_test_split(mini_data_dir, tmp_path):
@@ -261,12 +261,12 @@ def test_grid_config_errors(tmp_path, mini_data_dir):
     with pytest.raises(DataError, match="P999"):
         tiny_config(mini_data_dir, relations=["P999"]).task_ids()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models: [a\n")
+    bad.write_text("models: [a\n", encoding="utf-8")
     with pytest.raises(InputError, match="not valid YAML"):
         GridConfig.from_file(bad)
     with pytest.raises(InputError, match="does not exist"):
         GridConfig.from_file(tmp_path / "missing.yaml")
-    bad.write_text("models: [tiny:bert]\nmethod: [manual]\n")
+    bad.write_text("models: [tiny:bert]\nmethod: [manual]\n", encoding="utf-8")
     with pytest.raises(InputError, match="unknown key"):
         GridConfig.from_file(bad)
 
@@ -277,7 +277,7 @@ def test_shipped_grid_configs_parse():
     paths = sorted((REPO_ROOT / "grids").glob("*.yaml"))
     assert {p.name for p in paths} >= {"tiny.yaml", "real-causal.yaml"}
     for path in paths:
-        assert GridConfig(**yaml.safe_load(path.read_text())).models
+        assert GridConfig(**yaml.safe_load(path.read_text(encoding="utf-8"))).models
 
 
 def test_ray_executor_matches_local(mini_data_dir, tmp_path):
@@ -301,7 +301,7 @@ def test_the_real_grid_and_the_app_share_one_cpu_budget():
 
     from ptfer_core.settings import BUDGET_MAX_DEV, BUDGET_OVERRIDES
 
-    config = yaml.safe_load((Path(__file__).parents[1] / "grids" / "real-causal.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).parents[1] / "grids" / "real-causal.yaml").read_text(encoding="utf-8"))
     assert config["overrides"] == BUDGET_OVERRIDES and config["max_dev"] == BUDGET_MAX_DEV
 
 

@@ -23,6 +23,9 @@ from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# An unknown locale makes Python fall back to ASCII for files and the terminal (UTF-8 mode off).
+ASCII_LOCALE = {**os.environ, "LC_ALL": "xx_XX", "LANG": "xx_XX", "PYTHONUTF8": "0"}
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
@@ -111,8 +114,8 @@ def test_an_input_longer_than_the_model_reads_is_refused():
 def test_a_sidecar_that_contradicts_the_tensor_file_is_refused(tmp_path):
     prompt = SoftPrompt(torch.randn(2, 8), "tiny:llama", "P36", "tuned", "[X] [V] [V] [Y] .")
     prompt.save(tmp_path / "p")
-    meta = json.loads((tmp_path / "p.json").read_text())
-    (tmp_path / "p.json").write_text(json.dumps({**meta, "relation": "P103"}))
+    meta = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    (tmp_path / "p.json").write_text(json.dumps({**meta, "relation": "P103"}), encoding="utf-8")
     with pytest.raises(PromptFileError, match="contradicts"):
         SoftPrompt.load(tmp_path / "p")
 
@@ -136,7 +139,7 @@ def test_written_files_are_readable_by_others(tmp_path):
 )
 def test_malformed_relation_rows(tmp_path, line, match):
     root = write_mini_lama(tmp_path)
-    with open(root / "relations.jsonl", "a") as fh:
+    with open(root / "relations.jsonl", "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
     with pytest.raises(DataError, match=match) as info:
         load_relations(root)
@@ -145,7 +148,7 @@ def test_malformed_relation_rows(tmp_path, line, match):
 
 def test_an_empty_subject_names_the_fact(tmp_path):
     root = write_mini_lama(tmp_path)
-    with open(root / "lama_trex" / "P36.jsonl", "a") as fh:
+    with open(root / "lama_trex" / "P36.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"sub_label": " ", "obj_label": "Paris", "uuid": "blank-1"}) + "\n")
     with pytest.raises(DataError, match=r"P36.jsonl:\d+: fact blank-1 has an empty subject"):
         load_facts("P36", root)
@@ -155,7 +158,7 @@ def test_an_empty_subject_names_the_fact(tmp_path):
 
 
 def test_results_are_not_lost_to_an_unwritable_out(tmp_path, mini_data_dir, capsys):
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     code = main(
         [
             "evaluate",
@@ -192,7 +195,8 @@ def test_bad_settings_in_a_grid_file_fail_before_anything_runs(tmp_path, mini_da
         config.write_text(
             json.dumps(
                 {"models": ["tiny:bert"], "relations": ["P36"], "overrides": overrides, "data_dir": str(mini_data_dir)}
-            )
+            ),
+            encoding="utf-8",
         )
         assert main(["grid", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
         assert match in capsys.readouterr().err
@@ -202,7 +206,7 @@ def test_bad_settings_in_a_grid_file_fail_before_anything_runs(tmp_path, mini_da
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "relations.jsonl").is_file(), reason="shared data absent")
 def test_the_documented_tiny_grid_goes_on_past_a_relation_it_cannot_run(tmp_path):
     """`ptfer grid --config grids/tiny.yaml` on the real LAMA data: relations whose answers toy models do not know
-    become not-applicable rows, and the grid finishes."""
+    become not-applicable rows, and the grid finishes, printing its summary even where the terminal is ASCII-only."""
     out = subprocess.run(
         [
             sys.executable,
@@ -218,12 +222,30 @@ def test_the_documented_tiny_grid_goes_on_past_a_relation_it_cannot_run(tmp_path
         ],
         capture_output=True,
         text=True,
+        encoding="ascii",
+        errors="strict",
         timeout=600,
         cwd=ROOT,
+        env=ASCII_LOCALE,
     )
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "P36" in out.stdout  # the summary table, its dashes printed as "?"
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "g" / "results.csv")
     assert table["error"].dropna().str.startswith("not applicable").all()
     assert set(table["relation"]) == {"P30", "P36"}
+
+
+def test_an_ascii_locale_reads_the_shipped_presets():
+    """A machine whose locale is not UTF-8 (CI containers often are not): the presets' titles hold "→" and load."""
+    code = (
+        "import locale\nfrom ptfer_core.presets import list_presets, read_preset\n"
+        "encoding = locale.getpreferredencoding(False)\nassert encoding.lower() not in ('utf-8', 'utf8'), encoding\n"
+        "titles = [p['title'] for p in list_presets()]\n[read_preset(p['path']) for p in list_presets()]\n"
+        "print(len(titles), any(ord(c) > 127 for t in titles for c in t))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300, cwd=ROOT, env=ASCII_LOCALE)
+    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")[-2000:]
+    count, non_ascii_titles = out.stdout.decode("ascii").split()
+    assert int(count) >= 3 and non_ascii_titles == "True"

@@ -51,7 +51,7 @@ def test_export_then_peft_gives_ptfers_logits(arch, tmp_path):
     lm = tiny_lm(arch, MINI_WORDS, seed=3)
     prompt = peft_prompt(lm)
     out = write_peft_adapter(prompt, tmp_path / "adapter", kind=lm.kind, base_model="toy")
-    config = json.loads((out / "adapter_config.json").read_text())
+    config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 4
     assert config["token_dim"] == lm.width and config["task_type"] == (
         "CAUSAL_LM" if arch != "bert" else "FEATURE_EXTRACTION"
@@ -109,8 +109,8 @@ def test_export_command_and_zip_import(tmp_path, mini_data_dir, capsys):
     prompt.model = "tiny:gpt2"
     prompt.save(tmp_path / "p")
     assert main(["export", "--format", "peft", str(tmp_path / "p.safetensors"), str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "README.md").read_text().count("tiny:gpt2") >= 1
-    assert json.loads((tmp_path / "out" / "ptfer_prompt.json").read_text())["relation"] == "P36"
+    assert (tmp_path / "out" / "README.md").read_text(encoding="utf-8").count("tiny:gpt2") >= 1
+    assert json.loads((tmp_path / "out" / "ptfer_prompt.json").read_text(encoding="utf-8"))["relation"] == "P36"
     archive = tmp_path / "adapter.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for f in (tmp_path / "out").iterdir():
@@ -156,7 +156,7 @@ def _write(folder, config=None, tensors=None):
         "token_dim": 8,
         "num_transformer_submodules": 1,
     }
-    (folder / "adapter_config.json").write_text(json.dumps({**base, **(config or {})}))
+    (folder / "adapter_config.json").write_text(json.dumps({**base, **(config or {})}), encoding="utf-8")
     save_file(
         tensors if tensors is not None else {"prompt_embeddings": torch.randn(2, 8)},
         str(folder / "adapter_model.safetensors"),

@@ -90,7 +90,7 @@ def test_common_vocab_anchors_keep_file_order_and_drop_words_a_model_lacks(pair,
 
     root = write_mini_lama(tmp_path)
     words = ["Rome", "Zanzibar", "France", "Paris", "Rome"]
-    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(f"  {w}" for w in words))
+    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(f"  {w}" for w in words), encoding="utf-8")
     assert common_vocab_words(list(pair), root) == ["Rome", "France", "Paris"]
     anchors = select_anchors(list(pair), None, "common-vocab", data_dir=root)
     assert anchors.words == ("Rome", "France", "Paris") and anchors.source == "common-vocab"

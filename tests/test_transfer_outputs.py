@@ -135,8 +135,8 @@ def test_anchor_and_projection_words_come_from_the_given_data_directory(pair, tm
     src, tgt = pair
     words = ["France", "Germany", "Paris", "Berlin", "Rome", "Italy", "Spain", "Madrid", "Tokyo", "Japan"]
     write_mini_lama(tmp_path)  # then a common vocabulary of ten words only
-    (tmp_path / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(words))
-    (tmp_path / "common_vocab_cased.txt").write_text("\n".join(words))
+    (tmp_path / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(words), encoding="utf-8")
+    (tmp_path / "common_vocab_cased.txt").write_text("\n".join(words), encoding="utf-8")
     allowed = []
     real = transfer_module.project_to_vocabulary
     monkeypatch.setattr(

@@ -58,7 +58,15 @@ def _version() -> str:
         return "unknown"
 
 
+def _tolerate_narrow_terminals() -> None:
+    # Tables and messages use "→" and "—": on an ASCII locale print "?" rather than crash after the work is done.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_narrow_terminals()
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         import torch

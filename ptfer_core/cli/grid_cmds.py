@@ -72,7 +72,7 @@ def cmd_grid(args) -> int:
         compute=not args.assemble_only,
     )
     bar.close()
-    print((Path(args.out) / "summary.md").read_text())
+    print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     note(f"{len(table)} result rows in {args.out}/results.csv")
     return 0
 

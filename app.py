@@ -17,8 +17,6 @@ from ptfer_app import services, ui
 
 st.set_page_config(page_title="PTfer Studio", page_icon=":material/swap_horiz:", layout="wide")
 
-services.cpu_setup()  # per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS)
-
 PAGES = {
     "home": st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True),
     "transfer": st.Page(ui.PAGES["transfer"], title="Transfer", icon=":material/swap_horiz:", url_path="transfer"),
@@ -34,14 +32,20 @@ PAGES = {
 
 ui.sync_preset_from_url()
 page = st.navigation(list(PAGES.values()), position="top")
+# Per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS). Home runs no torch, so a fresh
+# server's first page does not wait ~4 s for torch's import.
+services.cpu_setup(import_torch=page is not PAGES["home"])
 goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
 selection = st.session_state["_selection"] = ui.sidebar()
-# real models load, and their transfer tables fill, in the background once per process (and pair)
-services.warm_up(selection.sources, selection.target, selection.task_id, selection.data_dir)
-services.warm_umap()  # UMAP's numba kernels compile in the background, once per process
 ui.sync_preset_to_url()
 ui.flash()
-page.run()
-ui.url_notes()  # link values the page itself read and had to clamp
+try:
+    page.run()
+    ui.url_notes()  # link values the page itself read and had to clamp
+finally:
+    # Started once per process, after the page's own work so they do not slow its first paint (and even when the
+    # page stops early): real models load and their transfer tables fill; UMAP's numba kernels compile.
+    services.warm_up(selection.sources, selection.target, selection.task_id, selection.data_dir)
+    services.warm_umap()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptfer_core.artifacts import atomic_write_bytes
+from ptfer_core.files import atomic_write_bytes
 
 MARKER = "<!-- generated -->"
 ORDER = ["manual", "random", "direct-tuning", "discretization", "projector", "transfer"]

@@ -15,7 +15,6 @@ per page, when the first element appeared and when the script last finished (the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -28,6 +27,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from ptfer_core.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR_SRC = 'import streamlit as st\n\nst.title("Hello, world")\n'
@@ -236,7 +237,7 @@ def main() -> None:
             "presets": args.presets.split(","), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_s": wall}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "pages": rows}, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(args.out, {"meta": meta, "pages": rows})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ptfer_app import charts, services, ui
-from ptfer_core.compare import METHOD_LABELS
+from ptfer_core.config import METHOD_LABELS
 
 ui.ensure_app_shell()
 

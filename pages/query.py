@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from ptfer_app import services, ui
-from ptfer_core.compare import METHOD_LABELS, Outcome
+from ptfer_core.compare import Outcome
+from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import PTferError
 
 ui.ensure_app_shell()

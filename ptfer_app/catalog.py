@@ -8,8 +8,7 @@ with no weights and no data; they are labelled as toy models wherever they appea
 from __future__ import annotations
 
 from ptfer_core.errors import InputError
-from ptfer_core.loading import REGISTRY
-from ptfer_core.toy_models import DEMO_ALIASES, is_toy
+from ptfer_core.model_names import DEMO_ALIASES, REGISTRY, is_toy
 
 REAL_DEFAULT = ("smollm2-135m", "gemma3-270m", "P36")
 DEMO_DEFAULT = ("tiny-demo-llama", "tiny-demo-gpt2", "P103")

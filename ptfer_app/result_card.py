@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ptfer_core.compare import METHOD_LABELS, Outcome
+from ptfer_core.compare import Outcome
+from ptfer_core.config import METHOD_LABELS
 
 from . import charts, results, services, ui
 

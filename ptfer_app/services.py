@@ -8,6 +8,7 @@ Arguments starting with "_" are not hashed by Streamlit; each such function also
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -29,13 +30,16 @@ THREADS_ENV = "PTFER_APP_THREADS"
 UPLOAD_LIMIT_MB = 16  # a soft prompt is kilobytes; anything near this is not one
 
 
-def cpu_setup() -> None:
+def cpu_setup(import_torch: bool = True) -> None:
     """CPU settings for the calling thread (both are per-thread: call it in every worker thread).
 
     Flushing denormals keeps ops on tiny values fast; one intra-op thread per run is much faster on a small shared
     CPU (the transfer search is thousands of small ops), and concurrent sessions then share the cores instead of
-    oversubscribing them. $PTFER_APP_THREADS overrides the 1.
+    oversubscribing them. $PTFER_APP_THREADS overrides the 1. With `import_torch=False` nothing happens until some
+    other code has imported torch (for callers that run no torch work themselves).
     """
+    if not import_torch and "torch" not in sys.modules:
+        return
     import torch
 
     torch.set_flush_denormal(True)
@@ -149,7 +153,7 @@ def warm_umap() -> None:
 
 @st.cache_resource(show_spinner=False)
 def demo_data_dir() -> str:
-    from ptfer_core.toy_models import write_mini_lama
+    from ptfer_core.mini_lama import write_mini_lama
 
     return str(write_mini_lama(Path(tempfile.mkdtemp(prefix="ptfer-mini-lama-"))))
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ptfer_core.compare import METHOD_LABELS, Outcome
+from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
 from .url_state import bound, initial, url_init, url_keep  # noqa: F401 - pages call ui.bound
+
+if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh server does not need
+    from ptfer_core.compare import Outcome
 
 PAGES = {
     "home": "pages/home.py",

@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import atomic_write_bytes, atomic_write_json
 from .config import Normalization, Recipe, Selection
 from .data import get_task
 from .errors import InputError
 from .evaluation import evaluate
+from .files import atomic_write_bytes, atomic_write_json
 from .models import PromptedLM
 from .runs import PromptStore, TaskData, run
 from .settings import recipe_settings

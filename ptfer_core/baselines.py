@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from .anchors import AnchorSet, select_anchors
-from .artifacts import SoftPrompt, atomic_write_bytes
+from .artifacts import SoftPrompt
 from .config import Method
 from .data import Fact
 from .errors import DimensionMismatchError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate
+from .files import atomic_write_bytes
 from .models import PromptedLM
 from .settings import ProjectorConfig
 from .templates import PromptTemplate

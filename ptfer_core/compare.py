@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import SoftPrompt, atomic_write_json
+from .artifacts import SoftPrompt
 from .config import Method, Precision
 from .data import Task
 from .errors import DimensionMismatchError, InputError
 from .evaluation import EvalResult, Prompt, evaluate, scorable_facts
+from .files import atomic_write_json
 from .models import PromptedLM
 from .runs import PromptStore, TaskData, check_source_prompt, make_prompt
 from .settings import RecipeSettings
@@ -28,13 +29,6 @@ from .settings import RecipeSettings
 BASELINES = ("manual", "discretization", "random")
 SCORING_PRECISION = Precision.FLOAT32  # every score compare shows, and part of every cached baseline score's key
 MIN_FACTS = {"train": 4, "test": 3}  # scorable facts needed to tune, and for a P@1 worth showing
-METHOD_LABELS = {
-    "transfer": "Transferred",
-    "direct-transfer": "Direct transfer",
-    "manual": "Manual template",
-    "discretization": "Discretisation",
-    "random": "Random prompt",
-}
 
 
 @dataclass

@@ -144,6 +144,16 @@ class Method(str, Enum):
     TRANSFER = "transfer"
 
 
+# How the app names the methods `compare.compare` scores.
+METHOD_LABELS = {
+    "transfer": "Transferred",
+    "direct-transfer": "Direct transfer",
+    "manual": "Manual template",
+    "discretization": "Discretisation",
+    "random": "Random prompt",
+}
+
+
 class Recipe(str, Enum):
     """A named, complete set of tuning and transfer settings (see `settings.recipe_settings`)."""
 

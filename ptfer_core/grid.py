@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .artifacts import atomic_write_json
 from .config import Precision, Recipe, parse_enum
 from .data import file_stamp, get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
+from .files import atomic_write_json
 from .grid_tables import GRID_METHODS
 from .paths import data_dir as resolve_data_dir
 from .paths import model_dir

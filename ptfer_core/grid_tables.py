@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .artifacts import atomic_write_bytes
+from .files import atomic_write_bytes
 
 COLUMNS = [
     "relation",

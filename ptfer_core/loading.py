@@ -19,35 +19,8 @@ import torch
 
 from .config import ModelKind, Precision, parse_enum, resolve_precision
 from .errors import ModelLoadError, NoLMHeadError
+from .model_names import REGISTRY
 from .models import PromptedLM
-from .paths import model_dir
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    source: str  # hub id, or a directory name under the model dir for locally fetched models
-    description: str
-    local: bool = False  # True: obtained by `ptfer models fetch`, lives under the model dir
-
-    def location(self, models_root: Path | None = None) -> str:
-        return str(model_dir(models_root) / self.source) if self.local else self.source
-
-
-REGISTRY: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in [
-        ModelSpec("bert-base-cased", "bert-base-cased", "BERT base, cased (masked LM, 768)"),
-        ModelSpec("bert-large-cased", "bert-large-cased", "BERT large, cased (masked LM, 1024)"),
-        ModelSpec("roberta-base", "roberta-base", "RoBERTa base (masked LM, 768)"),
-        ModelSpec("roberta-large", "roberta-large", "RoBERTa large (masked LM, 1024)"),
-        ModelSpec("albert-base-v2", "albert-base-v2", "ALBERT base v2 (masked LM, 128-d embeddings)"),
-        ModelSpec("albert-large-v2", "albert-large-v2", "ALBERT large v2 (masked LM, 128-d embeddings)"),
-        ModelSpec("gpt2", "gpt2", "GPT-2 small (causal LM, 768)"),
-        ModelSpec("smollm2-135m", "smollm2-135m", "SmolLM2-135M-Instruct (causal LM, 576), local", local=True),
-        ModelSpec("gemma3-270m", "gemma3-270m", "Gemma-3-270M (causal LM, 640), local", local=True),
-    ]
-}
 
 _HEAD_ARCH_SUFFIXES = ("ForMaskedLM", "ForCausalLM", "LMHeadModel", "ForPreTraining", "ForConditionalGeneration")
 # Loads run one at a time: transformers' lazy imports are not thread-safe (two threads loading different models at once

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import SoftPrompt, atomic_write_bytes
+from .artifacts import SoftPrompt
 from .config import ModelKind, Placement
 from .errors import PromptFileError
+from .files import atomic_write_bytes
 from .templates import PromptTemplate
 
 CONFIG_FILE, WEIGHTS_FILE, META_FILE, CARD_FILE = (

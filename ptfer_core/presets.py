@@ -24,13 +24,16 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .artifacts import SoftPrompt, atomic_write_json
-from .compare import Outcome
 from .config import TaskKind
 from .data import Task
 from .errors import PromptFileError
+from .files import atomic_write_json
 from .paths import REPO_ROOT, SHIPPED_PROMPTS
+
+if TYPE_CHECKING:  # reading and writing need the engine (torch); listing presets does not
+    from .compare import Outcome
 
 FORMAT, VERSION = "ptfer-preset", 2
 PRESETS_DIR = REPO_ROOT / "assets" / "presets"
@@ -93,6 +96,9 @@ def write_preset(
 
 def read_preset(path: Path | str) -> Outcome:
     """Load a preset directory into an `Outcome`; PromptFileError if it is damaged or of another version."""
+    from .artifacts import SoftPrompt
+    from .compare import Outcome
+
     path = Path(path)
     try:
         meta = json.loads((path / "preset.json").read_text(encoding="utf-8"))
@@ -139,7 +145,7 @@ def read_preset(path: Path | str) -> Outcome:
 
 def list_presets(root: Path | str = PRESETS_DIR) -> list[dict]:
     """Summaries of the presets under `root` in this version's format, real models first, then by title."""
-    from .toy_models import is_toy
+    from .model_names import is_toy
 
     out = []
     root = Path(root)

@@ -219,7 +219,7 @@ BUDGET_MAX_DEV = 100
 def overrides_for(models) -> dict:
     """What a run on these models puts under its recipe (the app, the preset maker): anchors that fit the toy
     vocabulary for the built-in toy models, else the CPU budget above."""
-    from .toy_models import TOY_TRANSFER_OVERRIDES, is_toy  # lazy: toy models pull in torch and transformers
+    from .model_names import TOY_TRANSFER_OVERRIDES, is_toy
 
     return {"transfer": dict(TOY_TRANSFER_OVERRIDES)} if any(map(is_toy, models)) else BUDGET_OVERRIDES
 

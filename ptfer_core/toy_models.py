@@ -7,11 +7,10 @@ They need no download, so the app's demo, the tests and distributed workers can 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import torch
 
+from .mini_lama import MINI_RELATIONS, MINI_WORDS, TRAINING_TEMPLATES, mini_facts, write_mini_lama  # noqa: F401 - re-exported
+from .model_names import DEMO_ALIASES, TOY_PREFIX, TOY_TRANSFER_OVERRIDES, ToySpec, is_toy  # noqa: F401 - re-exported
 from .models import PromptedLM
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
@@ -158,132 +157,7 @@ def tiny_lm(
     return PromptedLM(model, tokenizer, name=name or f"tiny-{arch}-{width}")
 
 
-# ----------------------------------------------------------------------------- a miniature LAMA
-
-MINI_RELATIONS = [
-    {"relation": "P17", "template": "[X] is located in [Y] .", "label": "country", "type": "N-1"},
-    {"relation": "P36", "template": "The capital of [X] is [Y] .", "label": "capital", "type": "1-1"},
-    {"relation": "P103", "template": "The native language of [X] is [Y] .", "label": "native language", "type": "N-1"},
-]
-_COUNTRIES = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Brazil", "Egypt"]
-_CAPITALS = ["Paris", "Berlin", "Rome", "Madrid", "Tokyo", "Ottawa", "Brasilia", "Cairo"]
-_LANGUAGES = ["French", "German", "Italian", "Spanish", "Japanese", "English", "Portuguese", "Arabic"]
-_PLACES = [f"Town{i}" for i in range(60)]
-_PEOPLE = [f"Person{i}" for i in range(60)]
-
-
-def mini_facts() -> dict[str, list[dict]]:
-    facts = {
-        "P17": [{"sub_label": p, "obj_label": _COUNTRIES[i % 8], "uuid": f"p17-{i}"} for i, p in enumerate(_PLACES)],
-        "P36": [
-            {"sub_label": c, "obj_label": cap, "uuid": f"p36-{i}"}
-            for i, (c, cap) in enumerate(zip(_COUNTRIES, _CAPITALS))
-        ],
-        "P103": [{"sub_label": p, "obj_label": _LANGUAGES[i % 8], "uuid": f"p103-{i}"} for i, p in enumerate(_PEOPLE)],
-    }
-    facts["P17"].append(
-        {"sub_label": "Atlantis", "obj_label": "Unobtainium", "uuid": "p17-x"}
-    )  # object outside the vocab
-    return facts
-
-
-MINI_WORDS = sorted(
-    set(
-        _COUNTRIES
-        + _CAPITALS
-        + _LANGUAGES
-        + _PLACES
-        + _PEOPLE
-        + ["Atlantis"]
-        + [
-            "The",
-            "capital",
-            "of",
-            "is",
-            "located",
-            "in",
-            "native",
-            "language",
-            ".",
-            "the",
-            "a",
-            "and",
-            "has",
-            "speaks",
-            "lies",
-            "city",
-            "country",
-        ]
-    )
-)
-# What trained toy models read: each fact in two phrasings that are *not* the manual template, so the manual
-# template works only as far as the model generalises, and a tuned prompt has something to find.
-TRAINING_TEMPLATES = {
-    "P17": ["[X] lies in [Y] .", "the country of [X] is [Y] ."],
-    "P36": ["[X] has the capital [Y] .", "the capital city of [X] is [Y] ."],
-    "P103": ["[X] speaks [Y] .", "the language of [X] is [Y] ."],
-}
-
-
-def write_mini_lama(root):
-    """Write a LAMA-shaped data directory (3 relations, ~56 facts) and return its path."""
-    from pathlib import Path
-
-    root = Path(root)
-    (root / "lama_trex").mkdir(parents=True, exist_ok=True)
-    (root / "pararel_patterns").mkdir(exist_ok=True)
-    (root / "relations.jsonl").write_text("\n".join(json.dumps(r) for r in MINI_RELATIONS) + "\n", encoding="utf-8")
-    for rid, rows in mini_facts().items():
-        (root / "lama_trex" / f"{rid}.jsonl").write_text(
-            "\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8"
-        )
-    (root / "pararel_patterns" / "P17.jsonl").write_text(
-        json.dumps({"pattern": "[X] is in [Y]."}) + "\n", encoding="utf-8"
-    )
-    vocab = sorted(set(_COUNTRIES + _CAPITALS + _LANGUAGES + ["Unobtainium"]))
-    (root / "common_vocab_cased_be_ro_al.txt").write_text("\n".join(vocab), encoding="utf-8")
-    (root / "common_vocab_cased.txt").write_text("\n".join(vocab), encoding="utf-8")
-    return root
-
-
 # ----------------------------------------------------------------------------- names
-
-TOY_PREFIX = "tiny:"
-# Toy models share ~120 words: every shared token is an anchor, and nothing is masked.
-TOY_TRANSFER_OVERRIDES = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}
-
-
-@dataclass(frozen=True)
-class ToySpec:
-    arch: str
-    width: int = 32
-    seed: int = 0
-    trained: bool = False  # trained on the miniature LAMA's facts (a few seconds, seeded)
-
-    @property
-    def name(self) -> str:
-        return f"{TOY_PREFIX}{self.arch}:{self.width}:{self.seed}" + (":trained" if self.trained else "")
-
-
-# The app's demo models: aliases of three toy models, so one naming scheme covers both.
-DEMO_ALIASES: dict[str, tuple[ToySpec, str]] = {
-    "tiny-demo-llama": (
-        ToySpec("llama", 32, 0, True),
-        "Tiny Llama-style causal LM (width 32) trained on the miniature LAMA: a built-in toy model",
-    ),
-    "tiny-demo-gpt2": (
-        ToySpec("gpt2", 48, 1, True),
-        "Tiny GPT-2-style causal LM (width 48) trained on the miniature LAMA: a built-in toy model",
-    ),
-    "tiny-demo-bert": (
-        ToySpec("bert", 32, 2, True),
-        "Tiny BERT-style masked LM (width 32) trained on the miniature LAMA: a built-in toy model",
-    ),
-}
-
-
-def is_toy(name: str) -> bool:
-    return name.startswith(TOY_PREFIX) or name in DEMO_ALIASES
 
 
 def parse_toy(name: str) -> ToySpec:

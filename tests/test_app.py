@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -125,6 +126,25 @@ def test_every_page_renders_without_a_result():
         assert at.title, page
     goto(at, "transfer")
     assert at.button(key="run") and at.slider(key=skey("steps"))
+
+
+def test_the_home_page_runs_without_importing_torch(tmp_path):
+    """A fresh server's first page should not wait ~4 s for torch: the home page's script run (demo models, no real
+    ones) imports none of the engine. The background warm-ups, which do, are switched off to keep this exact."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom ptfer_app import services\n"
+        "services.warm_up = lambda *a, **k: None\nservices.warm_umap = lambda: None\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=120).run()\n"
+        "assert not at.exception, at.exception\n"
+        "print('TITLE', at.title[0].value, 'TORCH', 'torch' in sys.modules, 'STREAMLIT', 'streamlit' in sys.modules)\n"
+    )
+    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert "TITLE PTfer Studio TORCH False STREAMLIT True" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
 def test_preset_opens_instantly_and_feeds_every_page():

@@ -10,10 +10,11 @@ import torch
 from safetensors.torch import save as st_save
 
 from ptfer_core import artifacts
-from ptfer_core.artifacts import SoftPrompt, atomic_write_json
+from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.data import Fact
 from ptfer_core.errors import DimensionMismatchError, PromptFileError
 from ptfer_core.evaluation import candidates_for, evaluate
+from ptfer_core.files import atomic_write_json
 
 
 def make_prompt(m: int = 4, d: int = 32, seed: int = 0, **overrides) -> SoftPrompt:

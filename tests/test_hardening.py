@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptfer_core.artifacts import SoftPrompt, atomic_write_json
+from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.cli import main
 from ptfer_core.data import load_facts, load_relations
 from ptfer_core.errors import DataError, InputError, ModelLoadError, PromptFileError
+from ptfer_core.files import atomic_write_json
 from ptfer_core.loading import load_model
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama

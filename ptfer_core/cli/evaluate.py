@@ -62,9 +62,10 @@ def resolve_prompt(spec: str, template: str | None = None):
 
 
 def cmd_evaluate(args) -> int:
-    from ..artifacts import SoftPrompt, atomic_write_json
+    from ..artifacts import SoftPrompt
     from ..data import DEFAULT_COMMON_VOCAB, DEFAULT_SPLIT_SEED, load_split, load_tasks
     from ..evaluation import DEFAULT_BATCH_SIZE, Prompt, candidates_for, evaluate_relations
+    from ..files import atomic_write_json
     from ..paths import data_dir
 
     seed = DEFAULT_SPLIT_SEED if args.seed is None else args.seed

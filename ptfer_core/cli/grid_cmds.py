@@ -112,7 +112,7 @@ def cmd_ablate(args) -> int:
     import pandas as pd
 
     from ..ablations import AblationConfig, ablation_figures, run_ablations, save_figures
-    from ..artifacts import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     try:
         anchors = [None if a.strip() == "all" else int(a) for a in args.anchors.split(",")]

@@ -23,9 +23,8 @@ def add_models_command(subparsers) -> None:
 
 def cmd_models_list(args) -> int:
     from ..fetch import GGUF_SOURCES, is_fetched
-    from ..loading import REGISTRY
+    from ..model_names import DEMO_ALIASES, REGISTRY, TOY_PREFIX
     from ..paths import model_dir
-    from ..toy_models import DEMO_ALIASES, TOY_PREFIX
 
     root = model_dir(args.model_dir)
     rows = []

@@ -75,7 +75,7 @@ def _prepare(args):
 
 def _write_results(args, payload: dict) -> None:
     if args.out != "-":
-        from ..artifacts import atomic_write_json
+        from ..files import atomic_write_json
 
         atomic_write_json(Path(args.out), payload)
 

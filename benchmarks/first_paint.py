@@ -28,6 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ptfer_app.services import WARM_UP_DELAY_S
 from ptfer_core.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +151,7 @@ def load(driver, url: str, timeout: float) -> tuple[float, float, float, int]:
 def measure(driver, server: Server, path: str, loads: int, timeout: float, shots: Path | None, name: str) -> dict:
     url = server.url + path
     cold, cold_first, cold_script, errors = load(driver, url, timeout)
+    time.sleep(WARM_UP_DELAY_S + 0.5)  # the app's warm-ups begin this long after the first run: let them start
     idle = server.wait_idle()
     warm, firsts, scripts, _ = zip(*(load(driver, url, timeout) for _ in range(loads)))
     if shots:

@@ -94,6 +94,15 @@ def model_width(name: str) -> int | None:
 
 _warm_lock = threading.Lock()
 _warm_started: set[str] = set()
+# Background warm-ups wait this long after the script run that asks for them: on a small CPU, imports and
+# compiles running at once with the browser's first drawing of the page slow that drawing by seconds.
+WARM_UP_DELAY_S = 4.0
+
+
+def _in_background(work, name: str) -> None:
+    timer = threading.Timer(WARM_UP_DELAY_S, work)
+    timer.name, timer.daemon = name, True
+    timer.start()
 
 
 def warm_up(sources: list[str], target: str, task_id: str | None = None, data_dir: str | None = None) -> None:
@@ -130,7 +139,7 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
         except Exception:
             pass  # a warm-up only saves time; the page reports any real error when it runs
 
-    threading.Thread(target=work, name="ptfer-warm-up", daemon=True).start()
+    _in_background(work, "ptfer-warm-up")
 
 
 def warm_umap() -> None:
@@ -148,7 +157,7 @@ def warm_umap() -> None:
         except Exception:
             pass
 
-    threading.Thread(target=compile_umap, name="ptfer-umap-warm-up", daemon=True).start()
+    _in_background(compile_umap, "ptfer-umap-warm-up")
 
 
 @st.cache_resource(show_spinner=False)

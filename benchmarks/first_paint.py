@@ -10,6 +10,7 @@ per page, when the first element appeared and when the script last finished (the
 
     .venv/bin/python benchmarks/first_paint.py --loads 5 --screenshots /tmp/fp_shots
     .venv/bin/python benchmarks/first_paint.py --presets real-self-gemma-capital,toy-bert-gpt2-language   (~8 min)
+    .venv/bin/python benchmarks/first_paint.py --anatomy --loads 7 --out docs/first_paint_anatomy.json   (~3 min)
 """
 
 from __future__ import annotations
@@ -33,6 +34,37 @@ from ptfer_core.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR_SRC = 'import streamlit as st\n\nst.title("Hello, world")\n'
+# --anatomy: the floor plus one of the app's building blocks at a time, drawn as the app draws them (toy values), to
+# see where a page's drawing time goes.
+ANATOMY = {
+    "floor + sidebar pickers": """sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+sb.selectbox("Target model", ["a", "b"], help="x")
+sb.selectbox("Relation or task", ["P36", "P17"], help="x")
+sb.number_input("Seed", 0, 99999, 0, help="x")
+""",
+    "floor + one multiselect": 'st.sidebar.multiselect("Source model(s)", ["a", "b", "c"], default=["a"])\n',
+    "floor + two selectboxes": 'st.sidebar.selectbox("Target", ["a"])\nst.sidebar.selectbox("Relation", ["P36"])\n',
+    "floor + one number input": 'st.sidebar.number_input("Seed", 0, 99999, 0)\n',
+    "floor + top navigation (6 pages)": """pages = [
+    st.Page(lambda: None, title=f"Page {i}", url_path=f"p{i}", default=i == 0) for i in range(6)
+]
+st.navigation(pages, position="top").run()
+""",
+    "floor + six preset cards": """cols = st.columns(3)
+for i in range(6):
+    with cols[i % 3], st.container(border=True):
+        st.markdown("**Title**")
+        st.caption("a -> b")
+        st.caption("description")
+        st.markdown("<svg width='100' height='50'></svg>", unsafe_allow_html=True)
+        st.caption("P@1")
+        with st.expander("What this shows"):
+            st.markdown("story")
+        st.button("Open", key=f"b{i}", type="primary", width="stretch")
+""",
+}
 BUSY = ", ".join(
     ['[data-testid="stStatusWidget"] [data-testid^="stStatusWidgetRunning"]', '[data-stale="true"]']
     + [f'[data-testid="{t}"]' for t in ("stStatusWidgetNewYearsIcon", "stSkeleton", "stAppSkeleton", "stSpinner")]
@@ -177,6 +209,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds for one page to settle")
     ap.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
     ap.add_argument("--real-models", action="store_true", help="use this machine's models (default: toy models)")
+    ap.add_argument("--anatomy", action="store_true", help="instead of the app: the floor plus one block at a time")
     args = ap.parse_args()
     unknown = set(args.pages.split(",")) - set(pages_in_app)
     if unknown:
@@ -193,18 +226,23 @@ def main() -> None:
     except ImportError:
         sys.exit("first_paint: selenium is needed (.venv/bin/pip install selenium)")
 
-    targets = [("home", "/")] if "home" in args.pages.split(",") else []
-    pages, chosen = [p for p in args.pages.split(",") if p != "home"], args.presets.split(",")
-    targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}") for p in pages for k in chosen]
     started, rows, tmp = time.monotonic(), [], Path(tempfile.mkdtemp(prefix="first-paint-"))
     (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
+    targets = [("floor (hello world)", "/", tmp / "floor.py")]
+    if args.anatomy:
+        for i, (name, block) in enumerate(ANATOMY.items()):
+            (tmp / f"block{i}.py").write_text(FLOOR_SRC + block, encoding="utf-8")
+            targets.append((name, "/", tmp / f"block{i}.py"))
+    else:
+        targets += [("home", "/", ROOT / "app.py")] if "home" in args.pages.split(",") else []
+        pages, chosen = [p for p in args.pages.split(",") if p != "home"], args.presets.split(",")
+        targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}", ROOT / "app.py") for p in pages for k in chosen]
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if not args.real_models:
         env |= {"PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}
     driver = browser(chromium, chromedriver, tmp / "chromium-profile")
     try:
-        for name, path in [("floor (hello world)", "/"), *targets]:
-            script = tmp / "floor.py" if name.startswith("floor") else ROOT / "app.py"
+        for name, path, script in targets:
             try:
                 with Server(script, env, tmp / "streamlit.log") as server:
                     try:

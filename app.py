@@ -30,11 +30,12 @@ PAGES = {
     "results": st.Page(ui.PAGES["results"], title="Results", icon=":material/leaderboard:", url_path="results"),
 }
 
-ui.sync_preset_from_url()
 page = st.navigation(list(PAGES.values()), position="top")
-# Per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS). Home runs no torch, so a fresh
-# server's first page does not wait ~4 s for torch's import.
-services.cpu_setup(import_torch=page is not PAGES["home"])
+if page is not PAGES["home"] or "preset" in st.query_params:
+    # Per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS), torch imported safely. The
+    # home page runs no torch, so a fresh server's first page does not wait ~4 s for its import.
+    services.cpu_setup()
+ui.sync_preset_from_url()
 goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])

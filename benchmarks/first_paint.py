@@ -269,15 +269,15 @@ def main() -> None:
         lines.append(f"| {r['page']} | {r['cold_s']:.2f} | {r['warm_median_s']:.2f} | {r['warm_min_s']:.2f} | "
                      f"{r['warm_max_s']:.2f} | {ratio} |{note}")  # fmt: skip
     wall = time.monotonic() - started
-    print("\n".join(lines) + f"\n\nwall time {wall:.0f} s, {args.loads} warm loads per page")
     import streamlit
 
     meta = {"loads": args.loads, "timeout_s": args.timeout, "streamlit": streamlit.__version__,
             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "real_models": args.real_models,
             "presets": args.presets.split(","), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "wall_s": wall}  # fmt: skip
+            "wall_s": wall, "anatomy": args.anatomy}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, {"meta": meta, "pages": rows})
+    atomic_write_json(args.out, {"meta": meta, "pages": rows})  # before printing: a narrow terminal cannot lose it
+    print("\n".join(lines) + f"\n\nwall time {wall:.0f} s, {args.loads} warm loads per page")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Which models the app offers, and which data set goes with them.
 
-Real models come from the core registry (`ptfer_core.loading.REGISTRY`). The built-in ``tiny-demo-*`` models are
+Real models come from the core registry (`ptfer_core.model_names.REGISTRY`). The built-in ``tiny-demo-*`` models are
 toy transformers trained on a miniature LAMA (`ptfer_core.toy_models`), so every page works on a fresh machine
 with no weights and no data; they are labelled as toy models wherever they appear.
 """

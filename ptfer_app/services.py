@@ -8,9 +8,10 @@ Arguments starting with "_" are not hashed by Streamlit; each such function also
 from __future__ import annotations
 
 import os
-import sys
+import queue
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,19 @@ THREADS_ENV = "PTFER_APP_THREADS"
 UPLOAD_LIMIT_MB = 16  # a soft prompt is kilobytes; anything near this is not one
 
 
-def cpu_setup(import_torch: bool = True) -> None:
-    """CPU settings for the calling thread (both are per-thread: call it in every worker thread).
+_torch_import_lock = threading.Lock()  # torch imported by two threads at once can be left half-initialised
+
+
+def cpu_setup() -> None:
+    """CPU settings for the calling thread (both are per-thread: call it in every worker thread), and the first
+    import of torch, one thread at a time.
 
     Flushing denormals keeps ops on tiny values fast; one intra-op thread per run is much faster on a small shared
     CPU (the transfer search is thousands of small ops), and concurrent sessions then share the cores instead of
-    oversubscribing them. $PTFER_APP_THREADS overrides the 1. With `import_torch=False` nothing happens until some
-    other code has imported torch (for callers that run no torch work themselves).
+    oversubscribing them. $PTFER_APP_THREADS overrides the 1.
     """
-    if not import_torch and "torch" not in sys.modules:
-        return
-    import torch
+    with _torch_import_lock:
+        import torch
 
     torch.set_flush_denormal(True)
     threads = max(1, int(os.environ.get(THREADS_ENV) or 1))
@@ -99,10 +102,29 @@ _warm_started: set[str] = set()
 WARM_UP_DELAY_S = 4.0
 
 
-def _in_background(work, name: str) -> None:
-    timer = threading.Timer(WARM_UP_DELAY_S, work)
-    timer.name, timer.daemon = name, True
-    timer.start()
+_warm_queue: queue.SimpleQueue = queue.SimpleQueue()
+_warm_worker: list[threading.Thread] = []
+
+
+def _in_background(work) -> None:
+    """Queue `work` for the one warm-up thread. It starts WARM_UP_DELAY_S after the first request and runs the queue
+    in order, so warm-ups never compete with each other for the CPU."""
+    _warm_queue.put(work)
+    with _warm_lock:
+        if not _warm_worker:
+            _warm_worker.append(threading.Thread(target=_run_warm_ups, name="ptfer-warm-up", daemon=True))
+            _warm_worker[0].start()
+
+
+def _run_warm_ups() -> None:
+    time.sleep(WARM_UP_DELAY_S)
+    cpu_setup()
+    while True:
+        work = _warm_queue.get()
+        try:
+            work()
+        except Exception:
+            pass  # a warm-up only saves time; the page reports any real error when it runs
 
 
 def warm_up(sources: list[str], target: str, task_id: str | None = None, data_dir: str | None = None) -> None:
@@ -121,7 +143,6 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
         return
 
     def work():
-        cpu_setup()
         try:
             lms = [load_model(n) for n in names]  # cached: the models every session shares
             if warm_pair:
@@ -139,7 +160,7 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
         except Exception:
             pass  # a warm-up only saves time; the page reports any real error when it runs
 
-    _in_background(work, "ptfer-warm-up")
+    _in_background(work)
 
 
 def warm_umap() -> None:
@@ -157,7 +178,7 @@ def warm_umap() -> None:
         except Exception:
             pass
 
-    _in_background(compile_umap, "ptfer-umap-warm-up")
+    _in_background(compile_umap)
 
 
 @st.cache_resource(show_spinner=False)

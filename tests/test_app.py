@@ -701,6 +701,7 @@ def test_long_curves_are_thinned_for_drawing_but_keep_what_a_reader_looks_for():
 
 
 def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkeypatch, tmp_path):
+    import queue
     import threading
 
     import ptfer_core.compare as compare_module
@@ -710,6 +711,10 @@ def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkey
     models = {"real-a": load_toy("tiny-demo-llama"), "real-b": load_toy("tiny-demo-gpt2")}
     calls, done = [], threading.Event()
     monkeypatch.setattr(services, "_warm_started", set())
+    # a warm-up thread of its own: the shared one may still be compiling UMAP for an earlier test's app run
+    monkeypatch.setattr(services, "_warm_queue", queue.SimpleQueue())
+    monkeypatch.setattr(services, "_warm_worker", [])
+    monkeypatch.setattr(services, "WARM_UP_DELAY_S", 0.0)
     monkeypatch.setattr(catalog, "is_toy", lambda name: name.startswith("tiny"))
     monkeypatch.setattr(catalog, "is_available", lambda name: name in models or name.startswith("tiny"))
     monkeypatch.setattr(services, "load_model", lambda name: models[name])
@@ -728,3 +733,30 @@ def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkey
     services.warm_up(["tiny-demo-llama"], "tiny-demo-gpt2", "P36", str(mini))  # toy models: nothing to warm
     time.sleep(0.5)
     assert len(calls) == 1
+
+
+def test_warm_ups_run_one_at_a_time_in_the_order_asked(monkeypatch):
+    """One warm-up thread: model loads, tables and UMAP's compile never compete for the CPU or import torch at once."""
+    import queue
+    import threading
+
+    monkeypatch.setattr(services, "_warm_queue", queue.SimpleQueue())
+    monkeypatch.setattr(services, "_warm_worker", [])
+    monkeypatch.setattr(services, "WARM_UP_DELAY_S", 0.0)
+    events, done = [], threading.Event()
+
+    def job(name):
+        def run():
+            events.append(("start", name))
+            time.sleep(0.2)
+            events.append(("end", name))
+            if name == "c":
+                done.set()
+
+        return run
+
+    for name in "abc":
+        services._in_background(job(name))
+    assert done.wait(10)
+    assert events == [(edge, n) for n in "abc" for edge in ("start", "end")]
+    assert len(services._warm_worker) == 1

@@ -2,7 +2,8 @@
 # Runs grids/real-causal.yaml in parts that each finish whole: one relation at a time, the project's recipe first
 # (its solver is a closed form, not 2,000 Adam steps), then the paper's two recipes. Every part writes its cells and tuned
 # prompts under $OUT (default assets/grid-real, kept in the repository so later sessions resume where this one
-# stopped); a killed part loses at most its cell in flight. At the end, the full config assembles every cell:
+# stopped); a killed part loses at most its cell in flight. $THREADS: torch threads per part (default 1). At the end,
+# the full config assembles every cell:
 #   ptfer grid --config grids/real-causal.yaml --out assets/grid-real --threads 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ P407 P178 P30 P131 P108 P136 P39 P264 P276 P937 P140 P1303 P127 P190 P1001 P31 P
 for recipes in ${RECIPE_PARTS:-studio paper,paper-zero-shot}; do
   for relation in $RELATIONS; do
     echo "== $(date -u +%H:%M:%S) $recipes $relation"
-    ${TIMER:-} "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads 1 --relations "$relation" \
+    ${TIMER:-} "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads "${THREADS:-1}" --relations "$relation" \
       --recipes "$recipes" > /dev/null
     # A part writes tables of its own cells only: re-assemble the folder's from every finished cell.
     "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads 1 --assemble-only > /dev/null 2>&1

@@ -130,9 +130,8 @@ class Server:
     def wait_idle(self, limit: float = 180.0, below: float = 0.05) -> float:
         """Seconds until the server process used under `below` of a core over one second (its warm-ups done)."""
         started, stat = time.monotonic(), Path(f"/proc/{self.proc.pid}/stat")
-        ticks = lambda: sum(
-            int(x) for x in stat.read_text(encoding="utf-8").split(")")[1].split()[11:13]
-        )  # utime + stime
+        # utime + stime of the server process
+        ticks = lambda: sum(int(x) for x in stat.read_text(encoding="utf-8").split(")")[1].split()[11:13])
         while stat.exists() and time.monotonic() - started < limit:  # no /proc (not Linux): no wait
             before = ticks()
             time.sleep(1.0)

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from ptfer_core.artifacts import SoftPrompt
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.peft_io import peft_template, read_peft_adapter, write_peft_adapter
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3", "Eibenstock", "Simcoe Composite School"]
 

@@ -142,23 +142,20 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
     if not todo and not warm_pair:
         return
 
-    def work():
-        try:
-            lms = [load_model(n) for n in names]  # cached: the models every session shares
-            if warm_pair:
-                from ptfer_core.compare import warm_up as warm_tables
-                from ptfer_core.runs import TaskData
-                from ptfer_core.settings import BUDGET_MAX_DEV, overrides_for, recipe_settings
+    def work():  # errors are swallowed by the warm-up thread (`_run_warm_ups`)
+        lms = [load_model(n) for n in names]  # cached: the models every session shares
+        if warm_pair:
+            from ptfer_core.compare import warm_up as warm_tables
+            from ptfer_core.runs import TaskData
+            from ptfer_core.settings import BUDGET_MAX_DEV, overrides_for, recipe_settings
 
-                by_name = dict(zip(names, lms))
-                warm_tables(
-                    [by_name[n] for n in sources],
-                    by_name[target],
-                    TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV),  # as `task_data`, off the script run
-                    recipe_settings(overrides=overrides_for(names)),
-                )
-        except Exception:
-            pass  # a warm-up only saves time; the page reports any real error when it runs
+            by_name = dict(zip(names, lms))
+            warm_tables(
+                [by_name[n] for n in sources],
+                by_name[target],
+                TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV),  # as `task_data`, off the script run
+                recipe_settings(overrides=overrides_for(names)),
+            )
 
     _in_background(work)
 
@@ -171,12 +168,9 @@ def warm_umap() -> None:
         _warm_started.add("umap")
 
     def compile_umap():
-        try:
-            from ptfer_core.analysis import project_2d
+        from ptfer_core.analysis import project_2d
 
-            project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
-        except Exception:
-            pass
+        project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
 
     _in_background(compile_umap)
 

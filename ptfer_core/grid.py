@@ -123,7 +123,8 @@ class GridConfig:
 def check_model_name(name: str) -> None:
     """A clear error for a model name that cannot exist (before hours of grid)."""
     from .loading import REGISTRY
-    from .toy_models import is_toy, parse_toy
+    from .model_names import is_toy
+    from .toy_models import parse_toy
 
     if is_toy(name):
         parse_toy(name)

@@ -72,7 +72,8 @@ class ModelRef:
 
 def model_ref(name_or_path: str, models_root: Path | None = None) -> ModelRef:
     """The identity `load_model` would give, computed without loading the model (a file hash at most)."""
-    from .toy_models import is_toy, parse_toy
+    from .model_names import is_toy
+    from .toy_models import parse_toy
 
     if is_toy(name_or_path):
         return ModelRef(name_or_path, parse_toy(name_or_path).name)
@@ -89,7 +90,8 @@ def config_width(name_or_path: str, models_root: Path | None = None) -> int | No
     """The input-embedding width from a model's config alone (no weights read), or None when not known here."""
     import json
 
-    from .toy_models import is_toy, parse_toy
+    from .model_names import is_toy
+    from .toy_models import parse_toy
 
     if is_toy(name_or_path):
         spec = parse_toy(name_or_path)
@@ -122,7 +124,8 @@ def load_model(
 def _load(name_or_path, kind, precision, device, gguf_file, models_root) -> PromptedLM:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-    from .toy_models import is_toy, load_toy
+    from .model_names import is_toy
+    from .toy_models import load_toy
 
     if is_toy(name_or_path):
         return load_toy(name_or_path)

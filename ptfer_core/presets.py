@@ -201,9 +201,10 @@ def make_preset(
     from .compare import check_enough_facts, compare
     from .jobs import Job
     from .loading import load_model
+    from .mini_lama import write_mini_lama
+    from .model_names import is_toy
     from .runs import PromptStore, TaskData
     from .settings import BUDGET_MAX_DEV, overrides_for, recipe_settings
-    from .toy_models import is_toy, write_mini_lama
 
     names = list(dict.fromkeys([*sources, target]))
     if settings is None:  # as the app runs these models

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .mini_lama import MINI_RELATIONS, MINI_WORDS, TRAINING_TEMPLATES, mini_facts, write_mini_lama  # noqa: F401 - re-exported
-from .model_names import DEMO_ALIASES, TOY_PREFIX, TOY_TRANSFER_OVERRIDES, ToySpec, is_toy  # noqa: F401 - re-exported
+from .mini_lama import MINI_WORDS, TRAINING_TEMPLATES, mini_facts
+from .model_names import DEMO_ALIASES, TOY_PREFIX, ToySpec
 from .models import PromptedLM
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]

@@ -9,7 +9,8 @@ import pytest
 # Tests never reach the network: fail fast on hub look-ups instead of waiting for time-outs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
+from ptfer_core.mini_lama import MINI_WORDS, write_mini_lama
+from ptfer_core.toy_models import tiny_lm
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -15,9 +15,10 @@ from oracle import oracle_logits
 
 from ptfer_core.config import ModelKind
 from ptfer_core.errors import DimensionMismatchError, InputError, ModelLoadError
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.models import PromptedLM
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm, tiny_model, word_tokenizer
+from ptfer_core.toy_models import tiny_lm, tiny_model, word_tokenizer
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3"]
 MANUAL = "[X] is located in [Y] ."

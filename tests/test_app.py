@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 from ptfer_app import catalog, services
 from ptfer_core import presets
 from ptfer_core.errors import ModelLoadError
-from ptfer_core.toy_models import load_toy, write_mini_lama
+from ptfer_core.mini_lama import write_mini_lama
+from ptfer_core.toy_models import load_toy
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

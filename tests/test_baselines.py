@@ -9,9 +9,10 @@ import torch
 from ptfer_core import baselines
 from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.evaluation import Prompt, evaluate
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.runs import TaskData
 from ptfer_core.settings import ProjectorConfig
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 CONFIG = ProjectorConfig(hidden=16, epochs=4)
 

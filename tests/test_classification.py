@@ -8,9 +8,10 @@ import torch
 
 from ptfer_core.errors import DataError, InputError, PTferError
 from ptfer_core.evaluation import Prompt, evaluate
+from ptfer_core.mini_lama import MINI_WORDS, write_mini_lama
 from ptfer_core.runs import TaskData, run
 from ptfer_core.settings import TuneConfig, recipe_settings
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
+from ptfer_core.toy_models import tiny_lm
 from ptfer_core.toy_sst2 import CLASSIFICATION_WORDS, write_mini_sst2
 from ptfer_core.tuning import tune_prompt
 

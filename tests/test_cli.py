@@ -16,7 +16,7 @@ from ptfer_core.cli import build_parser, main
 from ptfer_core.data import load_facts, load_relations, split_facts
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate_relations
 from ptfer_core.loading import load_model
-from ptfer_core.toy_models import write_mini_lama
+from ptfer_core.mini_lama import write_mini_lama
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,11 @@ from transfer_kit import model_pair, randn, soft
 
 import ptfer_core.compare as compare_module
 from ptfer_core.compare import compare_and_wait, warm_up
+from ptfer_core.mini_lama import MINI_WORDS
+from ptfer_core.model_names import TOY_TRANSFER_OVERRIDES
 from ptfer_core.runs import PromptStore, TaskData
 from ptfer_core.settings import recipe_settings
-from ptfer_core.toy_models import MINI_WORDS, TOY_TRANSFER_OVERRIDES, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 
 @pytest.fixture(scope="module")

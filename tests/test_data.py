@@ -24,8 +24,8 @@ from ptfer_core.data import (
     split_of,
 )
 from ptfer_core.errors import DataError, PTferError
+from ptfer_core.mini_lama import write_mini_lama
 from ptfer_core.paths import DATA_DIR_ENV
-from ptfer_core.toy_models import write_mini_lama
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

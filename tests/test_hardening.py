@@ -19,8 +19,9 @@ from ptfer_core.data import load_facts, load_relations
 from ptfer_core.errors import DataError, InputError, ModelLoadError, PromptFileError
 from ptfer_core.files import atomic_write_json
 from ptfer_core.loading import load_model
+from ptfer_core.mini_lama import MINI_WORDS, write_mini_lama
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
+from ptfer_core.toy_models import tiny_lm
 
 ROOT = Path(__file__).resolve().parent.parent
 

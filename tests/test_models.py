@@ -154,9 +154,10 @@ def test_auto_precision_follows_the_machine(monkeypatch):
 
 
 def test_a_tuned_prompt_records_the_precision_auto_chose(monkeypatch, mini_data_dir):
+    from ptfer_core.mini_lama import MINI_WORDS
     from ptfer_core.runs import TaskData
     from ptfer_core.settings import TuneConfig
-    from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+    from ptfer_core.toy_models import tiny_lm
     from ptfer_core.tuning import tune_prompt
 
     lm = tiny_lm("gpt2", MINI_WORDS)

@@ -10,8 +10,9 @@ from oracle import oracle_logits, sentence
 
 from ptfer_core.data import Fact
 from ptfer_core.evaluation import CandidateSet, Prompt, evaluate
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3", "Rome Madrid Tokyo Cairo"]  # 1 to 4 tokens
 TEMPLATES = [

@@ -14,9 +14,10 @@ from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.cli import main
 from ptfer_core.errors import PromptFileError
 from ptfer_core.evaluation import Prompt, evaluate
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.peft_io import peft_template, read_peft_adapter, write_peft_adapter
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 SUBJECTS = ["France", "Town3 Town4", "Person1 Person2 Person3"]
 

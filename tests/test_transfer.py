@@ -21,10 +21,11 @@ from ptfer_core.anchors import (
 )
 from ptfer_core.config import Normalization
 from ptfer_core.errors import InputError
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.settings import recipe_settings
 from ptfer_core.solvers import Normalizer
 from ptfer_core.space import RelativeSpace, relative_space
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 from ptfer_core.transfer import encode_sources, target_statistics, transfer_prompt
 
 
@@ -86,7 +87,7 @@ def test_frequency_order_puts_low_token_ids_first():
 
 
 def test_common_vocab_anchors_keep_file_order_and_drop_words_a_model_lacks(pair, tmp_path):
-    from ptfer_core.toy_models import write_mini_lama
+    from ptfer_core.mini_lama import write_mini_lama
 
     root = write_mini_lama(tmp_path)
     words = ["Rome", "Zanzibar", "France", "Paris", "Rome"]

@@ -20,9 +20,10 @@ from ptfer_core.artifacts import SoftPrompt
 from ptfer_core.data import load_split
 from ptfer_core.errors import DimensionMismatchError, InputError
 from ptfer_core.evaluation import candidates_for
+from ptfer_core.mini_lama import MINI_WORDS, write_mini_lama
 from ptfer_core.space import relative_space
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm, write_mini_lama
+from ptfer_core.toy_models import tiny_lm
 from ptfer_core.transfer import encode_sources, hub_penalty, project_to_vocabulary, source_spread, transfer_prompt
 
 

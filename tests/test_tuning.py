@@ -8,9 +8,10 @@ from ptfer_core.data import Fact, get_task, load_split
 from ptfer_core.errors import DataError, InputError
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.loading import load_model
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.settings import TuneConfig
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 from ptfer_core.tuning import (
     dev_check_points,
     initial_vectors,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from ptfer_core.artifacts import SoftPrompt
+from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.settings import TransferConfig
 from ptfer_core.templates import PromptTemplate
-from ptfer_core.toy_models import MINI_WORDS, tiny_lm
+from ptfer_core.toy_models import tiny_lm
 
 ALL = {"anchor_source": "frequency", "anchor_filter": "all", "top_k": None}  # every shared word: the toy vocabulary
 

@@ -1,8 +1,8 @@
 """PTfer Studio: zero-shot continuous prompt transfer, in the browser.
 
 Run with ``streamlit run app.py``. This file is the router: the shared sidebar (models, relation or task, seed, all
-mirrored in the URL), then the selected page from ``pages/``. The engine is ``ptfer_core``; ``ptfer_app`` holds the
-Streamlit glue.
+mirrored in the URL; every page but the home page), then the selected page from ``pages/``. The engine is
+``ptfer_core``; ``ptfer_app`` holds the Streamlit glue.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ ui.sync_preset_from_url()
 goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
-selection = st.session_state["_selection"] = ui.sidebar()
+# The home page draws no sidebar (its presets pick their own models; the pickers are most of its drawing time).
+selection = st.session_state["_selection"] = ui.quiet_selection() if page is PAGES["home"] else ui.sidebar()
 ui.sync_preset_to_url()
 ui.flash()
 try:

@@ -126,21 +126,31 @@ def setting(
             label,
             options,
             key=key,
+            persist_state="session",  # page links drop the URL: the session keeps settings across pages
             format_func=fmt or (lambda v: "all" if v is None else str(v)),
             help=help_text,
             disabled=disabled,
             **kw,
         )
     elif row["type"] is bool:
-        value = container.toggle(label, key=key, help=help_text, disabled=disabled, **kw)
+        value = container.toggle(label, key=key, persist_state="session", help=help_text, disabled=disabled, **kw)
     elif slider:
         low, high, step = slider
         if "value" in kw:
             kw["value"] = min(max(kw["value"], low), high)
-        value = container.slider(label, low, high, step=step, key=key, help=help_text, disabled=disabled, **kw)
+        value = container.slider(
+            label, low, high, step=step, key=key, persist_state="session", help=help_text, disabled=disabled, **kw
+        )
     else:
         value = container.number_input(
-            label, min_value=row["minimum"], max_value=row["maximum"], key=key, help=help_text, disabled=disabled, **kw
+            label,
+            min_value=row["minimum"],
+            max_value=row["maximum"],
+            key=key,
+            persist_state="session",
+            help=help_text,
+            disabled=disabled,
+            **kw,
         )
     value = default if disabled else value
     _to_url(url_key, value, default)
@@ -163,6 +173,7 @@ def recipe_picker(container, models: list[str]) -> str:
         "Recipe",
         list(RECIPE_LABELS),
         key="recipe",
+        persist_state="session",
         format_func=RECIPE_LABELS.get,
         help="A complete set of settings; the controls below start from it. "
         + " ".join(f"**{RECIPE_LABELS[r.value]}**: {h}." for r, h in RECIPE_HELP.items()),

@@ -154,6 +154,50 @@ def sync_preset_to_url() -> None:
 # ----------------------------------------------------------------------------- sidebar
 
 
+def _load_tasks(sel: Selection) -> None:
+    try:
+        sel.data_dir = services.data_dir_for(sel.models)
+        sel.tasks = services.tasks(sel.data_dir)
+    except PTferError as exc:
+        sel.problem = str(exc)
+
+
+def _default_task(d_rel: str, options: list[str]) -> str:
+    return d_rel if d_rel in options else "P36" if "P36" in options else options[0]
+
+
+def quiet_selection() -> Selection:
+    """What the sidebar selects, without drawing it: the session's values, else a shared link's, else the defaults.
+
+    The home page has no sidebar: its presets choose their own models, and the four pickers alone cost a fresh
+    browser ~0.7 s of drawing on two cores (`docs/first_paint_anatomy.json`). Values from a link are moved into the
+    session here, so the sidebar of the next page starts from them (page links drop the URL's parameters)."""
+    names = catalog.model_names()
+    d_src, d_tgt, d_rel = catalog.default_selection()
+    url_init("src", names, multi=True)
+    url_init("tgt", names)
+    url_init("seed", cast=int)
+    sources = [n for n in st.session_state.get("src", [d_src]) if n in names]
+    target = st.session_state.get("tgt", d_tgt)
+    seed = st.session_state.get("seed", 0)
+    sel = Selection(
+        sources=sources,
+        target=target if target in names else d_tgt,
+        task_id=None,
+        seed=seed if isinstance(seed, int) and 0 <= seed <= 99_999 else 0,  # the sidebar says so when it draws
+        data_dir=None,
+    )
+    _load_tasks(sel)
+    if sel.tasks:
+        options = list(sel.tasks)
+        url_init("rel", options)
+        current = st.session_state.get("rel")
+        sel.task_id = current if current in options else _default_task(d_rel, options)
+    if not sources:
+        sel.problem = sel.problem or "Pick at least one source model in the sidebar."
+    return sel
+
+
 def sidebar() -> Selection:
     names = catalog.model_names()
     d_src, d_tgt, d_rel = catalog.default_selection()
@@ -168,6 +212,7 @@ def sidebar() -> Selection:
         **initial("src", default=[d_src]),
         format_func=catalog.label,
         key="src",
+        persist_state="session",  # kept while the home page, which has no sidebar, is shown
         max_selections=3,
         help="The model(s) whose tuned prompt is transferred. Pick two or three for multi-source transfer.",
     )
@@ -177,27 +222,25 @@ def sidebar() -> Selection:
         **initial("tgt", index=names.index(d_tgt)),
         format_func=catalog.label,
         key="tgt",
+        persist_state="session",
         help="The model that receives the prompt, zero-shot.",
     )
     url_keep("src", list(sources), [d_src])
     url_keep("tgt", target, d_tgt)
     sel = Selection(sources=list(sources), target=target, task_id=None, seed=0, data_dir=None)
-    try:
-        sel.data_dir = services.data_dir_for(sel.models)
-        sel.tasks = services.tasks(sel.data_dir)
-    except PTferError as exc:
-        sel.problem = str(exc)
+    _load_tasks(sel)
     options = list(sel.tasks)
     if options:
         url_init("rel", options)
         if st.session_state.get("rel") not in options:
             st.session_state.pop("rel", None)
-        default = d_rel if d_rel in options else "P36" if "P36" in options else options[0]
+        default = _default_task(d_rel, options)
         sel.task_id = sb.selectbox(
             "Relation or task",
             options,
             **initial("rel", index=options.index(default)),
             key="rel",
+            persist_state="session",
             format_func=lambda r: (
                 (f"{r} · {sel.tasks[r].label}" + (" (classification)" if sel.tasks[r].is_classification else ""))
                 if r in sel.tasks
@@ -222,6 +265,7 @@ def sidebar() -> Selection:
             **initial("seed", value=0),
             step=1,
             key="seed",
+            persist_state="session",
             help="Seeds prompt tuning, the transfer search and the random baseline.",
         )
     )

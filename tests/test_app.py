@@ -116,15 +116,16 @@ def test_every_page_renders_without_a_result():
     assert "anchor words" in texts(at)
     assert at.get("imgs") or at.get("image"), "the diagram is shown"
     assert any(b.key.startswith("preset_open_") for b in at.button)
-    # sidebar: every widget is keyed and the demo models are the default here (no real weights)
-    assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama"]
-    assert at.sidebar.selectbox(key="tgt").value == "tiny-demo-gpt2"
-    assert at.sidebar.selectbox(key="rel").value == "P103"
+    assert not at.sidebar.get("multiselect") and not at.sidebar.get("selectbox"), "the home page has no sidebar"
     for page in ("transfer", "nearest_tokens", "relative_space", "query", "results"):
         goto(at, page)
         assert not at.exception, page
         assert not errors(at), (page, errors(at))
         assert at.title, page
+        # sidebar: every widget is keyed and the demo models are the default here (no real weights)
+        assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama"], page
+        assert at.sidebar.selectbox(key="tgt").value == "tiny-demo-gpt2", page
+        assert at.sidebar.selectbox(key="rel").value == "P103", page
     goto(at, "transfer")
     assert at.button(key="run") and at.slider(key=skey("steps"))
 
@@ -213,14 +214,18 @@ def test_shared_url_opens_the_preset():
 
 
 def test_sidebar_state_is_in_the_url_and_survives_reruns():
-    at = new_app().run()
+    at = goto(new_app().run(), "query")
+    at.sidebar.multiselect(key="src").set_value(["tiny-demo-bert"]).run()
     at.sidebar.selectbox(key="rel").set_value("P17").run()
     at.sidebar.number_input(key="seed").set_value(3).run()
     goto(at, "transfer")
     at.selectbox(key=skey("solver")).set_value("refined").run()  # the default closed form has no steps
     at.slider(key=skey("steps")).set_value(200).run()
-    goto(at, "query")
+    goto(at, "home")  # no sidebar there: its values are kept for the next page all the same
+    at.query_params.clear()
+    at.run()
     goto(at, "transfer")
+    assert at.sidebar.multiselect(key="src").value == ["tiny-demo-bert"]
     assert at.sidebar.selectbox(key="rel").value == "P17"
     assert at.sidebar.number_input(key="seed").value == 3
     assert at.slider(key=skey("steps")).value == 200, "page settings survive a trip to another page"
@@ -233,13 +238,16 @@ def test_url_restores_the_view():
     at.query_params.update(
         {"src": ["tiny-demo-llama", "tiny-demo-bert"], "tgt": "tiny-demo-gpt2", "rel": "P17", "seed": "7", "bogus": "1"}
     )
-    at.run()
+    at.run()  # the home page: no sidebar, but the link's values are taken into the session
+    at.query_params.clear()  # page links drop the URL's parameters
+    goto(at, "transfer")
     assert at.sidebar.multiselect(key="src").value == ["tiny-demo-llama", "tiny-demo-bert"]
     assert at.sidebar.selectbox(key="rel").value == "P17"
     assert at.sidebar.number_input(key="seed").value == 7
     at = new_app()
     at.query_params.update({"rel": "P999", "seed": "x"})  # junk is ignored, not an error
     at.run()
+    goto(at, "transfer")
     assert not at.exception and at.sidebar.selectbox(key="rel").value == "P103"
 
 
@@ -404,9 +412,8 @@ def test_model_that_cannot_be_loaded(tmp_path, monkeypatch):
     monkeypatch.setenv("PTFER_DATA_DIR", str(write_mini_lama(tmp_path)))
     at = new_app()
     at.query_params.update({"src": "smollm2-135m", "tgt": "gemma3-270m"})
-    at.run()
+    goto(at.run(), "transfer")  # the sidebar says so (the home page has none)
     assert "not on this machine" in texts(at) and "ptfer models fetch" in texts(at)
-    goto(at, "transfer")
     at.button(key="run").click().run()
     wait_for_job(at)
     assert not at.exception
@@ -419,15 +426,17 @@ def test_missing_data_dir(monkeypatch, tmp_path):
     at.query_params.update({"src": "smollm2-135m", "tgt": "gemma3-270m"})
     at.run()
     assert not at.exception
-    assert any("LAMA data is not in" in e for e in errors(at)), errors(at)
     goto(at, "transfer")
     assert not at.exception
+    assert any("LAMA data is not in" in e for e in errors(at)), errors(at)
 
 
 def test_mixing_demo_and_real_models_is_explained():
     at = new_app()
     at.query_params.update({"src": "smollm2-135m", "tgt": "tiny-demo-gpt2"})
     at.run()
+    assert not at.exception
+    goto(at, "transfer")
     assert any("toy models only know" in e for e in errors(at))
 
 

@@ -301,6 +301,18 @@ def test_preset_and_query_in_a_real_browser(server, browser):
 
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))
 
+    # The home page draws no sidebar, and the preset's models stay chosen for the next page all the same (page links
+    # drop the URL's parameters, so this is the session keeping them).
+    sidebar_picker = '[data-testid="stSidebar"] [data-testid="stMultiSelect"]'
+    next(a for a in browser.find_elements(By.CSS_SELECTOR, "a[href]") if "Home" in a.text).click()
+    wait_text(browser, "Presets")
+    settle(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, sidebar_picker)
+    nav(browser, "transfer", "Run transfer")
+    picked = browser.find_element(By.CSS_SELECTOR, sidebar_picker).text
+    assert "tiny-demo-bert" in picked and "tiny-demo-llama" not in picked, picked
+    assert "preset=" in browser.current_url
+
     # the URL alone restores the view in a new session (shareable link), deep-linking straight to a page
     browser.get(f"{server}/query?preset={TOY_PRESET}&subject={fact['subject']}")
     wait_text(browser, f"The known answer is {fact['object']}", 60)

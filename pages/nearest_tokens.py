@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptfer_app import charts, services, ui
+from ptfer_app import charts, palette, services, ui
 from ptfer_core.config import METHOD_LABELS
 
 ui.ensure_app_shell()
@@ -71,8 +71,8 @@ def body() -> None:
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)
     left, right = st.columns(2, gap="large")
     for col, title, model, table, prompt, color in (
-        (left, "Source prompt", source, src_table, src_prompt, charts.SOURCE),
-        (right, f"{method} prompt", result.target, tgt_table, tgt_prompt, charts.TARGET),
+        (left, "Source prompt", source, src_table, src_prompt, palette.SOURCE),
+        (right, f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
     ):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")

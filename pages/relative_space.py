@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ptfer_app import charts, services, ui
+from ptfer_app import charts, palette, services, ui
 from ptfer_core.config import METHOD_LABELS
 
 ui.ensure_app_shell()
@@ -118,7 +118,7 @@ def body() -> None:
             src_map["anchor_sim"][:, vec],
             src_map["prompt_xy"],
             f"Source space · {source}",
-            charts.SOURCE,
+            palette.SOURCE,
             highlight,
             vec,
         )
@@ -139,7 +139,7 @@ def body() -> None:
             tgt_map["anchor_sim"][:, vec],
             tgt_map["prompt_xy"],
             f"Target space · {result.target}",
-            charts.TARGET,
+            palette.TARGET,
             highlight,
             vec,
         )

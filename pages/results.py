@@ -6,7 +6,7 @@ from pathlib import Path
 import plotly.express as px
 import streamlit as st
 
-from ptfer_app import charts, results, services, ui
+from ptfer_app import charts, palette, results, services, ui
 from ptfer_core.jobs import Job
 
 ui.ensure_app_shell()
@@ -198,7 +198,7 @@ def analysis(df) -> None:
             symbol="pair",
             hover_data=["relation", "pair"],
             labels={"matching_loss": "final matching loss", "p_at_1": "test P@1 (%)"},
-            color_discrete_map=charts.METHOD_COLORS,
+            color_discrete_map=palette.METHOD_COLORS,
         )
         fig.update_layout(height=380, margin=dict(l=10, r=10, t=12, b=10))
         st.markdown("**Matching loss vs accuracy** · does a lower loss mean a better prompt?")
@@ -217,7 +217,7 @@ def analysis(df) -> None:
             col.markdown(f"**{title}**")
             col.plotly_chart(
                 px.bar(
-                    agg, x=column, y="p_at_1", labels={"p_at_1": "P@1 (%)"}, color_discrete_sequence=[charts.TARGET]
+                    agg, x=column, y="p_at_1", labels={"p_at_1": "P@1 (%)"}, color_discrete_sequence=[palette.TARGET]
                 ).update_layout(height=300),
                 key=f"an_{column}",
                 config={"displayModeBar": False},

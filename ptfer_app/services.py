@@ -13,9 +13,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from ptfer_core import data as core_data
@@ -25,6 +24,9 @@ from ptfer_core.paths import REPO_ROOT
 from ptfer_core.paths import data_dir as core_data_dir
 
 from . import catalog
+
+if TYPE_CHECKING:  # numpy and pandas load with the first page that needs them: ~1 s of a fresh home page's run
+    import pandas as pd
 
 CACHE_ENV = "PTFER_APP_CACHE"
 THREADS_ENV = "PTFER_APP_THREADS"
@@ -168,6 +170,8 @@ def warm_umap() -> None:
         _warm_started.add("umap")
 
     def compile_umap():
+        import numpy as np
+
         from ptfer_core.analysis import project_2d
 
         project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
@@ -237,6 +241,8 @@ def preset(path: str):
 @st.cache_data(show_spinner=False, max_entries=64)
 def nearest_table(model: str, prompt_key: str, _vectors, k: int) -> pd.DataFrame:
     """Long table: vector, rank, token, cosine."""
+    import pandas as pd
+
     from ptfer_core.analysis import nearest_tokens
 
     rows = []
@@ -288,6 +294,8 @@ def relative_map(
     model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:
     """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
+    import numpy as np
+
     from ptfer_core.analysis import project_2d, relative_coordinates
 
     anchor_rel, prompt_rel, words = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)

@@ -114,7 +114,7 @@ def test_every_page_renders_without_a_result():
     assert not at.exception
     assert at.title[0].value == "PTfer Studio"
     assert "anchor words" in texts(at)
-    assert at.get("imgs") or at.get("image"), "the diagram is shown"
+    assert any("data:image/svg+xml;base64," in m.value for m in at.markdown), "the diagram is shown"
     assert any(b.key.startswith("preset_open_") for b in at.button)
     assert not at.sidebar.get("multiselect") and not at.sidebar.get("selectbox"), "the home page has no sidebar"
     for page in ("transfer", "nearest_tokens", "relative_space", "query", "results"):
@@ -131,8 +131,9 @@ def test_every_page_renders_without_a_result():
 
 
 def test_the_home_page_runs_without_importing_torch(tmp_path):
-    """A fresh server's first page should not wait ~4 s for torch: the home page's script run (demo models, no real
-    ones) imports none of the engine. The background warm-ups, which do, are switched off to keep this exact."""
+    """A fresh server's first page should not wait ~4 s for torch, nor ~1 s for numpy and pandas: the home page's
+    script run (demo models, no real ones) imports none of them. The background warm-ups, which do, are switched off
+    to keep this exact."""
     import subprocess
     import sys
 
@@ -142,11 +143,12 @@ def test_the_home_page_runs_without_importing_torch(tmp_path):
         "from streamlit.testing.v1 import AppTest\n"
         f"at = AppTest.from_file({APP!r}, default_timeout=120).run()\n"
         "assert not at.exception, at.exception\n"
-        "print('TITLE', at.title[0].value, 'TORCH', 'torch' in sys.modules, 'STREAMLIT', 'streamlit' in sys.modules)\n"
+        "heavy = [m for m in ('torch', 'numpy', 'pandas') if m in sys.modules]\n"
+        "print('TITLE', at.title[0].value, 'HEAVY', heavy, 'STREAMLIT', 'streamlit' in sys.modules)\n"
     )
     env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert "TITLE PTfer Studio TORCH False STREAMLIT True" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "TITLE PTfer Studio HEAVY [] STREAMLIT True" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
 def test_preset_opens_instantly_and_feeds_every_page():
@@ -681,10 +683,10 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
 def test_preset_cards_share_one_scale():
     import re
 
-    from ptfer_app import charts
+    from ptfer_app import palette
 
     def bars(scores):
-        svg = charts.scores_svg(scores, {"transfer": "transferred"}, width=320)
+        svg = palette.scores_svg(scores, {"transfer": "transferred"}, width=320)
         return {m: float(w) for m, w in re.findall(r'data-method="([^"]+)"[^>]*width="([0-9.]+)"', svg)}, svg
 
     small, _ = bars({"manual": {"p_at_1": 18.0}, "transfer": {"p_at_1": 0.0}})

@@ -53,12 +53,11 @@ def preset_card(meta: dict, i: int) -> None:
     with st.container(border=True):
         st.markdown(f"**{meta['title']}**")
         toy = " · toy models" if catalog.is_toy(meta["target"] or "") else ""
-        st.caption(
+        pair = (
             f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
             f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}"
         )
-        if meta.get("description"):
-            st.caption(meta["description"])
+        st.caption(pair + (f"  \n{meta['description']}" if meta.get("description") else ""))  # one element, not two
         if scores:
             n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
             st.markdown(palette.scores_svg(scores, LABELS), unsafe_allow_html=True)
@@ -99,18 +98,12 @@ def presets() -> None:
 
 def next_steps() -> None:
     st.subheader("Explore", anchor=False)
-    cols = st.columns(5)
-    links = [
-        ("transfer", "Transfer", ":material/swap_horiz:", "run it live"),
-        ("nearest", "Nearest tokens", ":material/format_list_numbered:", "what the vectors look like"),
-        ("space", "Relative space", ":material/scatter_plot:", "anchors and prompts on a map"),
-        ("query", "Query", ":material/chat:", "ask the target model"),
-        ("results", "Results", ":material/leaderboard:", "all relations and methods"),
-    ]
-    for col, (key, label, icon, hint) in zip(cols, links):
-        with col:
-            st.page_link(ui.PAGES[key], label=label, icon=icon)
-            st.caption(hint)
+    # One block of text, not ten widgets: the pages are one click away in the navigation at the top.
+    st.markdown(
+        "The pages at the top: **Transfer** runs a transfer live · **Nearest tokens** shows what the prompt vectors "
+        "look like · **Relative space** puts anchors and prompts on a map · **Query** asks the target model · "
+        "**Results** has every relation and method."
+    )
     if not all(catalog.is_available(n) for n in catalog.REAL_DEFAULT[:2]):
         st.caption(
             "The real models are not fetched on this machine, so the sidebar starts with the built-in tiny demo "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +28,14 @@ from . import catalog
 
 if TYPE_CHECKING:  # numpy and pandas load with the first page that needs them: ~1 s of a fresh home page's run
     import pandas as pd
+
+# Threads hand the GIL over every 0.5 ms, not Python's default 5 ms. A run's torch thread needs the GIL back
+# between ops, and a thread doing pure-Python work (a warm-up reading a 262k-word vocabulary, another session's page)
+# kept it waiting: next to such a thread a Gemma forward pass took 4.8x its time alone at 5 ms, 1.6x at 0.5 ms, and a
+# live transfer in the browser sat in its scoring for minutes (docs/benchmarks.md).
+SWITCH_INTERVAL_S = 0.0005
+sys.setswitchinterval(SWITCH_INTERVAL_S)
+JOB_POLL_S = 0.5
 
 CACHE_ENV = "PTFER_APP_CACHE"
 THREADS_ENV = "PTFER_APP_THREADS"
@@ -118,11 +127,21 @@ def _in_background(work) -> None:
             _warm_worker[0].start()
 
 
+def _wait_for_runs() -> None:
+    """Called by the warm-up thread between its steps: a user's run goes first (a warm-up only saves time, and it
+    would take half the cores and hold the GIL for its pure-Python parts)."""
+    from ptfer_core.jobs import Job
+
+    while Job.active():
+        time.sleep(JOB_POLL_S)
+
+
 def _run_warm_ups() -> None:
     time.sleep(WARM_UP_DELAY_S)
     cpu_setup()
     while True:
         work = _warm_queue.get()
+        _wait_for_runs()
         try:
             work()
         except Exception:
@@ -145,7 +164,10 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
         return
 
     def work():  # errors are swallowed by the warm-up thread (`_run_warm_ups`)
-        lms = [load_model(n) for n in names]  # cached: the models every session shares
+        lms = []
+        for name in names:
+            _wait_for_runs()
+            lms.append(load_model(name))  # cached: the models every session shares
         if warm_pair:
             from ptfer_core.compare import warm_up as warm_tables
             from ptfer_core.runs import TaskData
@@ -157,6 +179,7 @@ def warm_up(sources: list[str], target: str, task_id: str | None = None, data_di
                 by_name[target],
                 TaskData.load(task_id, data_dir, max_dev=BUDGET_MAX_DEV),  # as `task_data`, off the script run
                 recipe_settings(overrides=overrides_for(names)),
+                pause=_wait_for_runs,
             )
 
     _in_background(work)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,13 +82,23 @@ def check_enough_facts(data: TaskData, lms: dict[str, PromptedLM]) -> None:
                 )
 
 
-def warm_up(sources: Sequence[PromptedLM], target: PromptedLM, data: TaskData, settings: RecipeSettings) -> None:
+def warm_up(
+    sources: Sequence[PromptedLM],
+    target: PromptedLM,
+    data: TaskData,
+    settings: RecipeSettings,
+    pause: Callable[[], None] | None = None,
+) -> None:
     """Fill the per-model tables a transfer needs (embedding matrix and statistics, word ids, anchors, the relative
     spaces, candidate rows) by making every target prompt `compare` makes from random source prompts. The tables
     live on the shared models, so a server that runs this in the background answers its first *Run transfer* in
-    seconds instead of ~35 s (docs/benchmarks.md, "Live transfer")."""
+    seconds instead of ~35 s (docs/benchmarks.md, "Live transfer"). `pause` is called before each prompt (the app
+    waits there while a user's run goes on)."""
+    pause = pause or (lambda: None)
+    pause()
     prompts = [make_prompt(Method.RANDOM, data=data, target=lm, settings=settings) for lm in sources]  # tuned layout
     for method in (Method.TRANSFER, *BASELINES):
+        pause()
         make_prompt(method, data=data, target=target, sources=sources, source_prompts=prompts, settings=settings)
 
 

@@ -29,6 +29,14 @@ class Phase:
 
 class Job:
     RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
+    _active = 0  # jobs of this process whose work is running (background warm-ups wait for none)
+    _active_lock = threading.Lock()
+
+    @classmethod
+    def active(cls) -> int:
+        """How many jobs in this process are running their work now."""
+        with cls._active_lock:
+            return cls._active
 
     def __init__(self, work: Callable[[Job], Any], name: str = "job", setup: Callable[[], None] | None = None):
         self.name = name
@@ -54,6 +62,8 @@ class Job:
         return self
 
     def _run(self) -> None:
+        with Job._active_lock:
+            Job._active += 1
         try:
             if self._setup is not None:
                 self._setup()
@@ -71,6 +81,8 @@ class Job:
                 self.state = self.FAILED
         finally:
             self.finished = time.perf_counter()
+            with Job._active_lock:
+                Job._active -= 1
 
     def cancel(self) -> None:
         if self.cancel_requested_at is None:

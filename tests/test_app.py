@@ -731,14 +731,15 @@ def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkey
     monkeypatch.setattr(catalog, "is_available", lambda name: name in models or name.startswith("tiny"))
     monkeypatch.setattr(services, "load_model", lambda name: models[name])
 
-    def record(sources, target, data, settings):
-        calls.append((sources, target, data, settings))
+    def record(sources, target, data, settings, pause=None):
+        calls.append((sources, target, data, settings, pause))
         done.set()
 
     monkeypatch.setattr(compare_module, "warm_up", record)
     services.warm_up(["real-a"], "real-b", "P36", str(mini))
     assert done.wait(30)
-    ((sources, target, data, settings),) = calls
+    ((sources, target, data, settings, pause),) = calls
+    assert pause is services._wait_for_runs, "the warm-up steps aside between its steps while a user's run goes on"
     assert sources == [models["real-a"]] and target is models["real-b"]
     assert data.task.id == "P36" and data.max_dev == BUDGET_MAX_DEV and settings.recipe.value == "studio"
     services.warm_up(["real-a"], "real-b", "P36", str(mini))  # once per pair and process
@@ -772,3 +773,27 @@ def test_warm_ups_run_one_at_a_time_in_the_order_asked(monkeypatch):
     assert done.wait(10)
     assert events == [(edge, n) for n in "abc" for edge in ("start", "end")]
     assert len(services._warm_worker) == 1
+
+
+def test_a_queued_warm_up_waits_while_a_users_run_is_going(monkeypatch):
+    """A warm-up only saves time: it does not start on the two cores while someone's transfer runs."""
+    import queue
+    import threading
+
+    from ptfer_core.jobs import Job
+
+    monkeypatch.setattr(services, "_warm_queue", queue.SimpleQueue())
+    monkeypatch.setattr(services, "_warm_worker", [])
+    monkeypatch.setattr(services, "WARM_UP_DELAY_S", 0.0)
+    monkeypatch.setattr(services, "JOB_POLL_S", 0.02)
+    release, warmed = threading.Event(), threading.Event()
+    run = Job(lambda job: release.wait(10), "transfer").start()
+    deadline = time.monotonic() + 5
+    while not Job.active() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Job.active() == 1
+    services._in_background(warmed.set)
+    assert not warmed.wait(0.5), "the warm-up started during the run"
+    release.set()
+    run.join(5)
+    assert warmed.wait(5) and Job.active() == 0

@@ -9,7 +9,7 @@ import pytest
 from transfer_kit import model_pair, randn, soft
 
 import ptfer_core.compare as compare_module
-from ptfer_core.compare import compare_and_wait, warm_up
+from ptfer_core.compare import BASELINES, compare_and_wait, warm_up
 from ptfer_core.mini_lama import MINI_WORDS
 from ptfer_core.model_names import TOY_TRANSFER_OVERRIDES
 from ptfer_core.runs import PromptStore, TaskData
@@ -76,7 +76,10 @@ def test_warm_up_fills_the_tables_and_changes_no_answer(setup, tmp_path, mini_da
     cold = run(setup, tmp_path)
     fresh_source, fresh_target = model_pair()
     assert len(fresh_target.memo) == 0
-    warm_up([fresh_source], fresh_target, data, settings)
+    pauses = []
+    warm_up([fresh_source], fresh_target, data, settings, pause=lambda: pauses.append(len(fresh_target.memo)))
+    assert len(pauses) == 1 + 1 + len(BASELINES), "a pause before each prompt the warm-up makes"
+    assert pauses[0] == 0 and pauses[-1] > 0, "the first pause comes before any work, the later ones between steps"
     filled = len(fresh_target.memo)
     assert filled > 0 and ("embedding_stats",) in fresh_target.memo and ("word_index",) in fresh_target.memo
     warm = run((fresh_source, fresh_target, data, settings, prompt), tmp_path)

@@ -1,6 +1,7 @@
 """Home: what prompt transfer is, one diagram, and presets that open instantly."""
 
 import base64
+import functools
 
 import streamlit as st
 
@@ -24,6 +25,13 @@ DIAGRAM_ALT = (
 )
 
 
+@functools.cache
+def diagram_img() -> str:
+    """An <img> of the SVG file itself: st.image would import numpy (~0.25 s) into a fresh server's first run."""
+    data = base64.b64encode(DIAGRAM.read_bytes()).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" style="width:100%" alt="{DIAGRAM_ALT}">'
+
+
 def intro() -> None:
     st.title("PTfer Studio", anchor=False)
     st.markdown("##### Move a learned prompt from one language model to another, without training on the target.")
@@ -39,12 +47,7 @@ def intro() -> None:
         )
     with right:
         if DIAGRAM.is_file():
-            # An <img> of the file itself: st.image would import numpy (~0.25 s) into a fresh server's first run.
-            data = base64.b64encode(DIAGRAM.read_bytes()).decode("ascii")
-            st.markdown(
-                f'<img src="data:image/svg+xml;base64,{data}" style="width:100%" alt="{DIAGRAM_ALT}">',
-                unsafe_allow_html=True,
-            )
+            st.markdown(diagram_img(), unsafe_allow_html=True)
 
 
 def preset_card(meta: dict, i: int) -> None:
@@ -106,8 +109,8 @@ def next_steps() -> None:
     )
     if not all(catalog.is_available(n) for n in catalog.REAL_DEFAULT[:2]):
         st.caption(
-            "The real models are not fetched on this machine, so the sidebar starts with the built-in tiny demo "
-            f"models. Fetch the real pair with `{catalog.fetch_command('smollm2-135m')}` and "
+            "The real models are not fetched on this machine, so the other pages' sidebar starts with the built-in "
+            f"tiny demo models. Fetch the real pair with `{catalog.fetch_command('smollm2-135m')}` and "
             f"`{catalog.fetch_command('gemma3-270m')}`."
         )
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # numpy and pandas load with the first page that needs them: 
 
 # Threads hand the GIL over every 0.5 ms, not Python's default 5 ms. A run's torch thread needs the GIL back
 # between ops, and a thread doing pure-Python work (a warm-up reading a 262k-word vocabulary, another session's page)
-# kept it waiting: next to such a thread a Gemma forward pass took 4.8x its time alone at 5 ms, 1.6x at 0.5 ms, and a
+# kept it waiting: next to such a thread a Gemma forward pass took 4.6x its time alone at 5 ms, 1.6x at 0.5 ms, and a
 # live transfer in the browser sat in its scoring for minutes (docs/benchmarks.md).
 SWITCH_INTERVAL_S = 0.0005
 sys.setswitchinterval(SWITCH_INTERVAL_S)

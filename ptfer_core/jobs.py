@@ -29,12 +29,12 @@ class Phase:
 
 class Job:
     RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
-    _active = 0  # jobs of this process whose work is running (background warm-ups wait for none)
+    _active = 0  # jobs of this process started and not finished (the app's warm-ups wait while any runs, grids too)
     _active_lock = threading.Lock()
 
     @classmethod
     def active(cls) -> int:
-        """How many jobs in this process are running their work now."""
+        """How many jobs in this process have been started and have not finished."""
         with cls._active_lock:
             return cls._active
 
@@ -58,12 +58,17 @@ class Job:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Job:
-        self._thread.start()
+        with Job._active_lock:  # counted before the thread runs, so a check right after start() sees it
+            Job._active += 1
+        try:
+            self._thread.start()
+        except BaseException:
+            with Job._active_lock:
+                Job._active -= 1
+            raise
         return self
 
     def _run(self) -> None:
-        with Job._active_lock:
-            Job._active += 1
         try:
             if self._setup is not None:
                 self._setup()

@@ -194,6 +194,16 @@ def settle(driver, timeout: float = 30.0) -> None:
     time.sleep(0.5)
 
 
+def wait_table(driver, timeout: float = 60.0) -> None:
+    """The Query page's test-fact table is drawn (its grid canvas is on the page), not an empty frame."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '.st-key-facts [data-testid="stDataFrame"] canvas')
+    )
+
+
 def shot(driver, name: str, height: int | None = None) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     if height:
@@ -289,6 +299,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     text = body_text(browser)
     assert "Manual template" in text and "Discretised prompt" in text and "Transferred prompt" in text
     assert f"subject={fact['subject']}" in browser.current_url
+    wait_table(browser)
     shot(browser, "query", 1250)
 
     nav(browser, "results", "Results")
@@ -433,4 +444,5 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
         box.send_keys("France", Keys.ENTER)
         wait_text(browser, "Probabilities over gemma3-270m", 60)
         settle(browser)
+        wait_table(browser)
         shot(browser, "real_query", 1250)

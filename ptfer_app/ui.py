@@ -154,12 +154,18 @@ def sync_preset_to_url() -> None:
 # ----------------------------------------------------------------------------- sidebar
 
 
+SEED_MAX = 99_999
+
+
 def _load_tasks(sel: Selection) -> None:
+    """The selection's data directory and tasks; a missing data set, or no source model, becomes its problem."""
     try:
         sel.data_dir = services.data_dir_for(sel.models)
         sel.tasks = services.tasks(sel.data_dir)
     except PTferError as exc:
         sel.problem = str(exc)
+    if not sel.sources:
+        sel.problem = sel.problem or "Pick at least one source model in the sidebar."
 
 
 def _default_task(d_rel: str, options: list[str]) -> str:
@@ -184,7 +190,7 @@ def quiet_selection() -> Selection:
         sources=sources,
         target=target if target in names else d_tgt,
         task_id=None,
-        seed=seed if isinstance(seed, int) and 0 <= seed <= 99_999 else 0,  # the sidebar says so when it draws
+        seed=seed if isinstance(seed, int) and 0 <= seed <= SEED_MAX else 0,  # the sidebar says so when it draws
         data_dir=None,
     )
     _load_tasks(sel)
@@ -193,8 +199,6 @@ def quiet_selection() -> Selection:
         url_init("rel", options)
         current = st.session_state.get("rel")
         sel.task_id = current if current in options else _default_task(d_rel, options)
-    if not sources:
-        sel.problem = sel.problem or "Pick at least one source model in the sidebar."
     return sel
 
 
@@ -252,16 +256,16 @@ def sidebar() -> Selection:
         url_keep("rel", sel.task_id, default)
     else:
         sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
-    if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= 99_999:
+    if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= SEED_MAX:
         st.session_state.setdefault("_url_notes", []).append(
-            f"The link's seed={st.session_state['seed']} is outside 0–99999; 0 is used."
+            f"The link's seed={st.session_state['seed']} is outside 0–{SEED_MAX}; 0 is used."
         )
         st.session_state["seed"] = 0
     sel.seed = int(
         sb.number_input(
             "Seed",
             min_value=0,
-            max_value=99_999,
+            max_value=SEED_MAX,
             **initial("seed", value=0),
             step=1,
             key="seed",
@@ -270,8 +274,6 @@ def sidebar() -> Selection:
         )
     )
     url_keep("seed", sel.seed, 0)
-    if not sources:
-        sel.problem = sel.problem or "Pick at least one source model in the sidebar."
     for name in sel.models:
         if catalog.is_available(name):
             continue

@@ -130,8 +130,15 @@ def body() -> None:
     settings_box, run_area, upload_area = st.container(border=True), st.container(), st.container()
     with upload_area:  # shown last, read first: the source status below reflects an upload at once
         upload_panel(sel)
+    result = ui.outcome()
     with settings_box:
-        settings, method, weights = settings_panel(sel)
+        if busy or result is None or not result.origin.startswith("preset:"):
+            settings, method, weights = settings_panel(sel)
+        else:  # an opened preset: its settings fold away, undrawn until opened (the page settles seconds sooner)
+            box = st.expander("The preset's settings (open to change them and run again)", key="exp_settings",
+                              on_change="rerun")  # fmt: skip
+            with box:
+                settings, method, weights = settings_panel(sel, hidden=not box.open)
         sources = run_sources(sel, method)
         if not busy:
             source_status(sel, settings, sources)
@@ -144,7 +151,7 @@ def body() -> None:
         if st.session_state.get("last_error_detail"):
             with st.expander("Details of the last failure (for a bug report)"):
                 st.code(st.session_state["last_error_detail"], language=None)
-        result = ui.outcome()
+        result = ui.outcome()  # again: a run that just finished has set it
         if result is not None:
             result_card(result)
         elif st.session_state.get(JOB) is None:

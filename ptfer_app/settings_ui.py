@@ -166,9 +166,16 @@ def _to_url(url_key: str, value, default) -> None:
         st.query_params[url_key] = text
 
 
-def recipe_picker(container, models: list[str]) -> str:
+def recipe_picker(container, models: list[str], hidden: bool = False) -> str:
     if "recipe" not in st.session_state and st.query_params.get("recipe") in RECIPE_LABELS:
         st.session_state["recipe"] = st.query_params["recipe"]
+    if hidden:  # its expander is closed: the recipe chosen earlier, the link's, or the default
+        recipe = st.session_state.get("recipe", Recipe.STUDIO.value)
+        if recipe not in RECIPE_LABELS:
+            recipe = st.session_state["recipe"] = Recipe.STUDIO.value
+        st.session_state["recipe"] = recipe  # re-stored: Streamlit keeps an undrawn widget's value
+        _to_url("recipe", recipe, Recipe.STUDIO.value)
+        return recipe
     recipe = container.selectbox(
         "Recipe",
         list(RECIPE_LABELS),

@@ -1,5 +1,7 @@
 """The Transfer page's settings panel: the recipe and every control derived from the settings dataclasses."""
 
+from contextlib import nullcontext
+
 import streamlit as st
 
 from . import catalog, services, settings_ui, ui
@@ -7,19 +9,21 @@ from . import catalog, services, settings_ui, ui
 ONE_STEP = {"lstsq": "the closed form answers in one step", "vocabulary": "it picks one word per vector in one step"}
 
 
-def settings_panel(sel: ui.Selection):
-    """(settings, method, weights): every control derived from the settings dataclasses."""
+def settings_panel(sel: ui.Selection, hidden: bool = False):
+    """(settings, method, weights): every control derived from the settings dataclasses. `hidden` (the panel's
+    expander is closed): draw nothing; the values chosen earlier, linked or given by the recipe apply."""
     models = sel.models
     multi_ok = len(sel.sources) > 1
-    c0, c1, c2 = st.columns([5, 4, 4])
-    recipe = settings_ui.recipe_picker(c0, models)
+    c0, c1, c2 = columns([5, 4, 4], hidden)
+    recipe = settings_ui.recipe_picker(c0, models, hidden=hidden)
     base = settings_ui.base_settings(recipe, models)
     method = ui.bound(
-        c1.segmented_control,
+        c1 and c1.segmented_control,
         "Method",
         "method",
         "transfer",
         options=["transfer", "direct-transfer"],
+        hidden=hidden,
         required=True,
         format_func={"transfer": "Relative-space transfer", "direct-transfer": "Direct transfer"}.get,
         help="Relative-space transfer is PTfer. Direct transfer copies the vectors unchanged (a baseline that "
@@ -27,11 +31,12 @@ def settings_panel(sel: ui.Selection):
     )
     direct = method != "transfer"
     mode = ui.bound(
-        c2.segmented_control,
+        c2 and c2.segmented_control,
         "Sources",
         "mode",
         "single",
         options=["single", "multi"],
+        hidden=hidden,
         required=True,
         disabled=not multi_ok or direct,
         format_func={"single": "Single", "multi": f"Multi ({len(sel.sources)})" if multi_ok else "Multi"}.get,
@@ -39,7 +44,8 @@ def settings_panel(sel: ui.Selection):
         "Select two or three source models in the sidebar to enable it.",
     )
     t = {}
-    c1, c2, c3, c4 = st.columns([3, 3, 4, 3], vertical_alignment="bottom")
+    c1, c2, c3, c4 = columns([3, 3, 4, 3], hidden, vertical_alignment="bottom")
+    shown = not hidden
     t["solver"] = settings_ui.setting(
         c1,
         "transfer",
@@ -54,6 +60,7 @@ def settings_panel(sel: ui.Selection):
             "refined": "closed form refined with Eq. 6 inside",
             "vocabulary": "best-matching target words",
         }.get,
+        hidden=hidden,
     )
     adam = t["solver"] == "adam"
     t["selection"] = settings_ui.setting(
@@ -65,6 +72,7 @@ def settings_panel(sel: ui.Selection):
         disabled=direct or not adam,
         why="only the Adam search has several steps to choose from",
         fmt={"loss": "matching loss (zero-shot)", "dev": "target dev P@1"}.get,
+        hidden=hidden,
     )
     one_step = t["solver"] in ONE_STEP
     t["steps"] = settings_ui.setting(
@@ -77,6 +85,7 @@ def settings_panel(sel: ui.Selection):
         disabled=direct or one_step,
         why=ONE_STEP.get(t["solver"], "no search"),
         label="Search steps" if adam else "Refinement steps (at most)",
+        hidden=hidden,
     )
     t["normalization"] = settings_ui.setting(
         c4,
@@ -92,12 +101,13 @@ def settings_panel(sel: ui.Selection):
             "relative": "Eq. 6, keeping the prompt's scale",
             "none": "none (ablation)",
         }.get,
+        hidden=hidden,
     )
     # Lazy expanders: closed, their widgets are not drawn (a page of forty widgets settles seconds later in a
     # browser on a small CPU); the values chosen, linked or recipe-given still apply.
-    anchors_box = st.expander("Anchors, relative space and projection", key="exp_anchors", on_change="rerun")
-    hidden = not anchors_box.open
-    with anchors_box:
+    anchors_box = lazy_expander("Anchors, relative space and projection", "exp_anchors", shown)
+    hidden = anchors_box is None or not anchors_box.open
+    with anchors_box or nullcontext():
         a1, a2, a3 = columns(3, hidden)
         t["anchor_source"] = settings_ui.setting(
             a1,
@@ -174,9 +184,9 @@ def settings_panel(sel: ui.Selection):
             why="it re-scores words: it needs the best-matching-words solver",
             hidden=hidden,
         )
-    tuning_box = st.expander("Source prompt tuning", key="exp_tuning", on_change="rerun")
-    hidden = not tuning_box.open
-    with tuning_box:
+    tuning_box = lazy_expander("Source prompt tuning", "exp_tuning", shown)
+    hidden = tuning_box is None or not tuning_box.open
+    with tuning_box or nullcontext():
         u = {}
         d1, d2, d3 = columns(3, hidden)
         u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
@@ -230,25 +240,37 @@ def settings_panel(sel: ui.Selection):
             fmt={"full-vocabulary": "whole vocabulary (OptiPrompt)", "candidates": "answer candidates only"}.get,
             hidden=hidden,
         )
-        st.caption(
-            "Used only when no tuned source prompt is stored for these settings (shipped prompts cover every "
-            "relation on the real pair with each recipe's own settings)."
-        )
+        if not hidden:
+            st.caption(
+                "Used only when no tuned source prompt is stored for these settings (shipped prompts cover every "
+                "relation on the real pair with each recipe's own settings)."
+            )
     weights = None
     if mode == "multi" and multi_ok and not direct:
-        st.caption("Blend of the source prompts (relative weight of each model's encoding)")
-        cols = st.columns(len(sel.sources))
+        if shown:
+            st.caption("Blend of the source prompts (relative weight of each model's encoding)")
+        cols = columns(len(sel.sources), not shown)
         weights = [
-            float(col.slider(name, 0.0, 1.0, 1.0, 0.05, key=f"w_{i}"))
+            float(
+                ui.bound(
+                    col and col.slider, name, f"w_{i}", 1.0, hidden=not shown, min_value=0.0, max_value=1.0, step=0.05
+                )
+            )
             for i, (col, name) in enumerate(zip(cols, sel.sources))
         ]
     u["seed"] = t["seed"] = sel.seed
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
 
 
-def columns(n: int, hidden: bool) -> list:
-    """n columns for settings, or none while their expander is closed (hidden settings draw nothing into them)."""
-    return [None] * n if hidden else st.columns(n)
+def columns(spec: int | list[int], hidden: bool, **kw) -> list:
+    """Columns for settings, or none while their expander is closed (hidden settings draw nothing into them)."""
+    return [None] * (spec if isinstance(spec, int) else len(spec)) if hidden else st.columns(spec, **kw)
+
+
+def lazy_expander(label: str, key: str, shown: bool):
+    """A lazy expander (closed, its widgets are not drawn: a page of forty widgets settles seconds later in a
+    browser on a small CPU), or None inside a closed panel."""
+    return st.expander(label, key=key, on_change="rerun") if shown else None
 
 
 def run_sources(sel: ui.Selection, method: str) -> list[str]:

@@ -121,14 +121,17 @@ def open_preset(path: str, goto: str | None = "transfer") -> None:
 
 
 def sync_preset_from_url() -> None:
-    """On a fresh session, ?preset=ID opens that preset (before the sidebar widgets are drawn)."""
+    """On a session's first run, ?preset=ID opens that preset (before the sidebar widgets are drawn).
+
+    Only then: afterwards the URL follows the session (`sync_preset_to_url`), and a live result that replaced an
+    opened preset must never be swapped back for the preset the URL still names on the rerun that shows it."""
+    if st.session_state.get("_url_preset_done"):
+        return
+    st.session_state["_url_preset_done"] = True
     wanted = st.query_params.get("preset")
     current = outcome()
     if not wanted or (current is not None and current.origin == f"preset:{wanted}"):
         return
-    if current is not None and st.session_state.get("_url_preset_done"):
-        return
-    st.session_state["_url_preset_done"] = True
     match = next((m for m in services.preset_list() if m["id"] == wanted), None)
     if match is None:
         st.session_state["_flash"] = ("warning", f"There is no preset called {wanted!r}.")

@@ -44,8 +44,9 @@ def url_keep(key: str, value, default) -> None:
         st.query_params[key] = text
 
 
-def bound(widget, label: str, key: str, default, *, options=None, cast=None, **kw):
-    """Draw a keyed widget whose value is kept in the session across pages and mirrored in the URL."""
+def bound(widget, label: str, key: str, default, *, options=None, cast=None, hidden: bool = False, **kw):
+    """Draw a keyed widget whose value is kept in the session across pages and mirrored in the URL. `hidden` (its
+    expander is closed): draw nothing and return the value chosen earlier, or the link's, or the default."""
     if cast is None:
         cast = as_bool if isinstance(default, bool) else type(default) if isinstance(default, (int, float)) else str
     url_init(key, options, cast)
@@ -64,6 +65,12 @@ def bound(widget, label: str, key: str, default, *, options=None, cast=None, **k
         st.session_state.setdefault("_url_notes", []).append(
             f"The link's {key}={current} is outside {low}–{high}; {st.session_state[key]} is used."
         )
+    if hidden:
+        if key in st.session_state:  # re-stored, so Streamlit keeps an undrawn widget's value for when it is back
+            st.session_state[key] = st.session_state[key]
+        value = st.session_state.get(key, default)
+        url_keep(key, value, default)
+        return value
     name = getattr(widget, "__name__", "")
     if key not in st.session_state:
         if name == "selectbox":

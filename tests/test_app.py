@@ -164,6 +164,12 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert "a tuned prompt for P103 with these settings is stored" in texts(at), (
         "the preset's settings are selected, so its source is reused"
     )
+    # An opened preset folds its settings away: none of their widgets is drawn, yet they are the preset's.
+    assert all(w.key not in ("recipe", skey("solver")) for w in at.selectbox)
+    assert [e.label for e in at.expander][:1] == ["The preset's settings (open to change them and run again)"]
+    at.session_state["exp_settings"] = True
+    at.run()
+    assert at.selectbox(key="recipe").value == "studio" and at.selectbox(key=skey("solver")).value == "lstsq"
     assert not at.get("number_input") or all(w.key != skey("epochs", "tune") for w in at.number_input)  # closed
     at.session_state["exp_tuning"] = True
     at.run()
@@ -201,6 +207,23 @@ def test_preset_opens_instantly_and_feeds_every_page():
     at.session_state["res_tab"] = "Relation × method"
     at.run()
     assert [c.key for c in at.get("plotly_chart")] == ["res_heat"]
+
+
+def test_a_folded_preset_runs_again_with_its_own_settings():
+    at = open_demo_preset(new_app())
+    preset = at.session_state["outcome"]
+    assert all(w.key != skey("solver") for w in at.selectbox), "folded: no settings widget drawn"
+    at.button(key="run").click().run()
+    job = job_of(at)
+    wait_for_job(at)
+    assert not at.exception and not errors(at), errors(at)
+    rerun = at.session_state["outcome"]
+    assert rerun is not preset and not rerun.origin.startswith("preset:")
+    assert {k: v for k, v in rerun.settings.items() if k != "settings_version"} == {
+        k: v for k, v in preset.settings.items() if k != "settings_version"
+    }, "the undrawn settings are the preset's"
+    assert not any(p.name.startswith("tune") for p in job.phases), "its stored source prompt is found, not re-tuned"
+    assert at.selectbox(key=skey("solver")).value == "lstsq", "a live result leaves the settings open"
 
 
 def test_shared_url_opens_the_preset():

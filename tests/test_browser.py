@@ -324,6 +324,16 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     assert "tiny-demo-bert" in picked and "tiny-demo-llama" not in picked, picked
     assert "preset=" in browser.current_url
 
+    # The opened preset's settings are folded away (undrawn); run it again: the live result replaces the preset and
+    # stays on screen (the URL's preset must not be reopened on the rerun that shows the result).
+    assert "The preset's settings" in body_text(browser) and "Normalisation" not in body_text(browser)
+    click_button(browser, "Run transfer")
+    wait_text(browser, "Transfer finished in", 90)
+    wait_text(browser, "Random prompt", 30)
+    settle(browser)
+    assert "· preset" not in body_text(browser) and "preset=" not in browser.current_url
+    assert "Normalisation" in body_text(browser), "a live result leaves the settings open"
+
     # the URL alone restores the view in a new session (shareable link), deep-linking straight to a page
     browser.get(f"{server}/query?preset={TOY_PRESET}&subject={fact['subject']}")
     wait_text(browser, f"The known answer is {fact['object']}", 60)

@@ -153,6 +153,12 @@ def _paired(table, method_a: str, method_b: str, by: str = "method", **match) ->
     return float(a[both].mean()), float(b[both].mean()), len(both)
 
 
+def _versus(a: float, b: float) -> str:
+    """'>', '<' or '=' between two means as printed (one decimal), so a claim never reads '> 0.0 (0.0)'."""
+    a, b = round(a, 1), round(b, 1)
+    return ">" if a > b else "<" if a < b else "="
+
+
 def claims_markdown(table) -> list[str]:
     """Which of the paper's claims hold here, each with its numbers (relation means per target)."""
     lines = [
@@ -170,7 +176,7 @@ def claims_markdown(table) -> list[str]:
                 pair = _paired(table, "transfer", other, **where)
                 if pair is not None:
                     t, o, n = pair
-                    parts.append(f"{'>' if t > o else '≤'} {other} {o:.1f} (transferred {t:.1f}, n={n})")
+                    parts.append(f"{_versus(t, o)} {other} {o:.1f} (transferred {t:.1f}, n={n})")
             if not parts:
                 continue
             lines.append(f"- `{recipe}` → {target}: transferred " + "; ".join(parts))
@@ -179,7 +185,7 @@ def claims_markdown(table) -> list[str]:
                 dual, single, n = pair
                 lines.append(
                     f"  - dual-source {dual:.1f} vs single-source {single:.1f} (n={n}): "
-                    f"{'holds' if dual > single else 'does not hold'} (dual > single)"
+                    f"{'holds' if _versus(dual, single) == '>' else 'does not hold'} (dual > single)"
                 )
             pair = _paired(table, "self-transfer", "direct-tuning", **where)
             if pair is not None:

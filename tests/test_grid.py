@@ -313,9 +313,15 @@ def test_claims_compare_methods_over_the_relations_both_have():
                 "p_at_1": p, "n_facts": 10, "n_correct": int(p / 10)}  # fmt: skip
 
     rows = [row("P1", "transfer", 50.0), row("P2", "transfer", 10.0), row("P1", "manual", 40.0)]
+    rows += [row("P1", "random", 0.0), row("P2", "random", 0.0), row("P1", "projector", 50.04)]
+    rows += [row("P1", "dual-source", 50.02)]
     rows += [row("P1", "transfer", 30.0, "paper"), row("P1", "transfer", 20.0, "paper-zero-shot")]
     rows += [row("P2", "transfer", 90.0, "paper")]  # no zero-shot partner: left out of the selection claim
     text = "\n".join(claims_markdown(tidy(rows)))
     # P2 has no manual score: transferred is 50 (P1 only), not the 30 of both relations.
     assert "> manual 40.0 (transferred 50.0, n=1)" in text
+    # Ties at the printed precision read as ties, never as a win: 30.0 vs 0.0 wins, 50.0 vs 50.04 ties.
+    assert "> random 0.0 (transferred 30.0, n=2)" in text
+    assert "= projector 50.0 (transferred 50.0, n=1)" in text
+    assert "dual-source 50.0 vs single-source 50.0 (n=1): does not hold" in text
     assert "zero-shot (loss) 20.0 vs target-dev 30.0 (n=1; not within 2 points)" in text

@@ -286,6 +286,8 @@ def source_status(sel, settings, sources) -> None:
     for name in sources:
         if name in uploaded and uploaded[name].relation == sel.task_id:
             st.caption(f":material/upload_file: {name}: your uploaded prompt is the source.")
+        elif not catalog.is_available(name):  # its stored prompts are keyed by its weights, which are not here
+            st.caption(f":material/download: {name} is not on this machine: fetch it first (see the sidebar).")
         elif services.prompt_store().find(services.model_ref(name), data, settings.tune) is not None:
             st.caption(
                 f":material/check_circle: {name}: a tuned prompt for {sel.task_id} with these settings is stored."

@@ -40,9 +40,16 @@ PRESETS_DIR = REPO_ROOT / "assets" / "presets"
 
 
 def write_preset(
-    outcome: Outcome, preset_id: str, title: str, description: str = "", story: str = "", root: Path | str = PRESETS_DIR
+    outcome: Outcome,
+    preset_id: str,
+    title: str,
+    description: str = "",
+    story: str = "",
+    root: Path | str = PRESETS_DIR,
+    order: int = 0,
 ) -> Path:
-    """Store `outcome` as ``root/preset_id/``; replaces an existing preset of that id atomically."""
+    """Store `outcome` as ``root/preset_id/``; replaces an existing preset of that id atomically. `order` places its
+    card on the Home page (lower first; real models before toy ones whatever the order)."""
     root = Path(root)
     final = root / preset_id
     root.mkdir(parents=True, exist_ok=True)
@@ -66,6 +73,7 @@ def write_preset(
                 "title": title,
                 "description": description,
                 "story": story,
+                "order": order,
                 "sources": outcome.sources,
                 "target": outcome.target,
                 "task": {
@@ -172,11 +180,12 @@ def list_presets(root: Path | str = PRESETS_DIR) -> list[dict]:
                     "scores",
                     "settings",
                     "timings",
+                    "order",
                 )
             }
             | {"path": str(meta_path.parent)}
         )
-    return sorted(out, key=lambda m: (is_toy(m["target"] or ""), m.get("order", 0), m["title"] or ""))
+    return sorted(out, key=lambda m: (is_toy(m["target"] or ""), m["order"] or 0, m["title"] or ""))
 
 
 # ----------------------------------------------------------------------------- making one from scratch
@@ -196,6 +205,7 @@ def make_preset(
     data_dir=None,
     store_root: Path | None = None,
     log=print,
+    order: int = 0,
 ) -> Path:
     """Load the models, run one comparison (tuning the sources if needed) and store it as a preset."""
     from .compare import check_enough_facts, compare
@@ -237,7 +247,7 @@ def make_preset(
         shown = len(snap["log"])
     if job.error:
         raise RuntimeError(job.error + ("\n" + job.detail if job.detail else ""))
-    path = write_preset(job.result, preset_id, title, description, story, root)
+    path = write_preset(job.result, preset_id, title, description, story, root, order)
     log(
         f"preset {preset_id} written to {path}: "
         + ", ".join(f"{k} {v['p_at_1']:.1f}" for k, v in job.result.scores.items())
@@ -257,6 +267,7 @@ def main(argv=None) -> int:
     parser.add_argument("--title", help="card title on the Home page")
     parser.add_argument("--description", default="")
     parser.add_argument("--story", default="", help="a paragraph for teachers: what this preset shows and why")
+    parser.add_argument("--order", type=int, default=0, help="place of its card on the Home page (lower first)")
     parser.add_argument("--method", default="transfer", choices=["transfer", "direct-transfer"])
     parser.add_argument("--root", default=str(PRESETS_DIR))
     parser.add_argument("--data-dir", default=None)
@@ -275,6 +286,7 @@ def main(argv=None) -> int:
         args.method,
         args.root,
         args.data_dir,
+        order=args.order,
     )
     return 0
 

@@ -658,6 +658,8 @@ def test_a_cross_model_shortfall_is_explained_with_its_own_numbers():
         in shown
     )
     assert f"matching loss {loss:.3g}" in shown and "fingerprints on the Relative space page" in shown
+    # Its models are not on this machine (the test's empty model folder): say so, never "it is tuned first".
+    assert "smollm2-135m is not on this machine: fetch it first" in shown and "tuned first" not in shown
     at = new_app()
     at.query_params["preset"] = "real-self-gemma-capital"
     goto(at.run(), "transfer")
@@ -679,6 +681,8 @@ def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
     for label, key in (("Transferred", "transfer"), ("Manual template", "manual"), ("Random prompt", "random")):
         assert f"{meta['scores'][key]['p_at_1']:.1f}" in shown[label], (label, shown)
     assert meta.get("story") and meta.get("description"), "every preset says what it teaches"
+    story = [e for e in at.expander if e.label == "What this preset shows"]
+    assert len(story) == 1 and meta["story"] in [m.value for m in story[0].markdown]
 
 
 def test_the_self_transfer_preset_shows_the_method_working():
@@ -691,6 +695,29 @@ def test_the_self_transfer_preset_shows_the_method_working():
     )
     scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
     assert scores["transfer"] >= scores["manual"] + 20 and scores["transfer"] > scores["discretization"]
+
+
+def test_the_manufacturer_preset_carries_across_models_and_its_story_counts_are_its_own():
+    """The cross-model case that works: the transfer beats the discretised words and a random prompt by a wide
+    margin, and the story's counts (answers written in the subject) are recomputed from the preset's own facts."""
+    import json
+
+    meta = json.loads(
+        (Path(APP).parent / "assets" / "presets" / "real-smollm2-gemma-manufacturer" / "preset.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    assert meta["sources"] == ["smollm2-135m"] and meta["target"] == "gemma3-270m"
+    scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
+    assert scores["transfer"] >= 20 + max(scores["discretization"], scores["random"])
+    facts = meta["per_fact"]
+    inside = [f for f in facts if f["object"] in f["subject"]]
+    hits = [f for f in facts if f["transfer"] == f["object"]]
+    assert 100 * len(hits) / len(facts) == pytest.approx(scores["transfer"])
+    story = meta["story"]
+    assert f"in {len(inside)} of its {len(facts)} test facts the answer is written in the subject" in story
+    assert f"{sum(f in inside for f in hits)} of the transferred prompt's {len(hits)} hits" in story
+    assert f"answers {scores['transfer']:.1f} %" in story and f"({scores['manual']:.1f} %)" in story
 
 
 def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():

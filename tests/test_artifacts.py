@@ -283,3 +283,21 @@ def test_metadata_is_a_json_ready_copy_that_never_aliases_the_prompt():
     meta["provenance"]["steps"].append(3)
     assert prompt.provenance["steps"] == [1, 2]
     json.dumps(meta, allow_nan=False)
+
+
+def test_preset_cards_list_real_models_first_then_by_their_order_then_title(tmp_path):
+    from ptfer_core.presets import FORMAT, VERSION, list_presets
+
+    def preset(preset_id, title, target, order=None):
+        (tmp_path / preset_id).mkdir()
+        meta = {"format": FORMAT, "version": VERSION, "id": preset_id, "title": title, "target": target}
+        if order is not None:  # presets written before `order` existed have none: they sort as 0
+            meta["order"] = order
+        (tmp_path / preset_id / "preset.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    preset("a", "A toy", "tiny:gpt2", order=-5)
+    preset("b", "B second", "gemma3-270m", order=2)
+    preset("c", "C first", "gemma3-270m", order=1)
+    preset("d", "D unordered", "smollm2-135m")
+    preset("e", "E unordered", "smollm2-135m")
+    assert [p["id"] for p in list_presets(tmp_path)] == ["d", "e", "c", "b", "a"]

@@ -121,7 +121,9 @@ def summary_markdown(table) -> str:
         pivot = paper_layout(table, recipe)
         if not len(pivot):
             continue
-        lines += [f"## Recipe `{recipe}`: relation mean", ""] + _markdown(pivot) + [""]
+        n_recipe = table.loc[table["recipe"] == recipe, "relation"].nunique()
+        over = f" ({n_recipe} of {n_rel} tasks)" if n_recipe < n_rel else ""  # a partial recipe says so
+        lines += [f"## Recipe `{recipe}`: relation mean{over}", ""] + _markdown(pivot) + [""]
         lines += [f"### Recipe `{recipe}`: pooled", ""] + _markdown(paper_layout(table, recipe, "pooled")) + [""]
         by_type = averages(table[table["recipe"] == recipe], ["relation_type", "method"])
         if len(by_type) and by_type["relation_type"].nunique() > 1:

@@ -306,7 +306,7 @@ def test_the_real_grid_and_the_app_share_one_cpu_budget():
 
 
 def test_claims_compare_methods_over_the_relations_both_have():
-    from ptfer_core.grid_tables import claims_markdown, tidy
+    from ptfer_core.grid_tables import claims_markdown, summary_markdown, tidy
 
     def row(relation, method, p, recipe="studio"):
         return {"relation": relation, "recipe": recipe, "method": method, "target": "B", "source": "A",
@@ -318,6 +318,9 @@ def test_claims_compare_methods_over_the_relations_both_have():
     rows += [row("P1", "transfer", 30.0, "paper"), row("P1", "transfer", 20.0, "paper-zero-shot")]
     rows += [row("P2", "transfer", 90.0, "paper")]  # no zero-shot partner: left out of the selection claim
     text = "\n".join(claims_markdown(tidy(rows)))
+    summary = summary_markdown(tidy(rows))
+    assert "## Recipe `paper`: relation mean\n" in summary  # both relations
+    assert "## Recipe `paper-zero-shot`: relation mean (1 of 2 tasks)" in summary
     # P2 has no manual score: transferred is 50 (P1 only), not the 30 of both relations.
     assert "> manual 40.0 (transferred 50.0, n=1)" in text
     # Ties at the printed precision read as ties, never as a win: 30.0 vs 0.0 wins, 50.0 vs 50.04 ties.

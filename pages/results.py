@@ -183,7 +183,8 @@ def paper_layout(view, how: str) -> None:
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
         st.markdown(f"**Recipe {recipe}** · {how} of {what}")
-        st.dataframe(pivot.round(1), width="stretch")
+        # A static table, one decimal everywhere: a dozen numbers need no data grid (a canvas that is slow to paint).
+        st.table(pivot.style.format("{:.1f}", na_rep="—"))
 
 
 def analysis(df) -> None:

@@ -203,7 +203,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "results")
     assert not at.exception and not errors(at)
-    assert at.dataframe and not at.get("plotly_chart"), "the paper layout first; charts once their tab is opened"
+    assert at.table and not at.get("plotly_chart"), "the paper layout first; charts once their tab is opened"
+    assert at.table[0].value.loc["manual"].notna().all(), "the paper layout has the manual row's numbers"
     at.session_state["res_tab"] = "Relation × method"
     at.run()
     assert [c.key for c in at.get("plotly_chart")] == ["res_heat"]

@@ -57,15 +57,9 @@ def body() -> None:
     method = METHOD_LABELS.get(result.method, result.method)
 
     st.markdown("**At a glance**")
-    st.dataframe(
-        glance(src_table, tgt_table),
-        width="stretch",
-        column_config={
-            "_index": st.column_config.TextColumn("vector", width="small"),
-            "source": st.column_config.TextColumn(f"source prompt · {source} vocabulary"),
-            "transferred": st.column_config.TextColumn(f"{method.lower()} prompt · {result.target} vocabulary"),
-        },
-    )
+    overview = glance(src_table, tgt_table).rename_axis("vector")
+    overview.columns = [f"source prompt · {source} vocabulary", f"{method.lower()} prompt · {result.target} vocabulary"]
+    st.table(overview)  # a few words per vector: static text, no data grid to paint
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)

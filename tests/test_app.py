@@ -178,7 +178,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "nearest_tokens")
     assert not at.exception and not errors(at)
-    assert len(at.dataframe) == 3, "an overview, then source and target vocabularies side by side"
+    assert len(at.table) == 1 and len(at.dataframe) == 2, "an overview, then source and target side by side"
+    assert list(at.table[0].value.index) == ["V1", "V2", "V3", "V4", "V5"][: len(at.table[0].value)]
     assert "Source prompt" in texts(at)
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
     at.toggle(key="nn_norm").set_value(True).run()

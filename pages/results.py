@@ -187,6 +187,20 @@ def paper_layout(view, how: str) -> None:
         st.table(pivot.style.format("{:.1f}", na_rep="—"))
 
 
+def one_slice(view, columns: list[str], key: str):
+    """The rows of one value of each column that has several (a chart that averaged recipes or model pairs together
+    would show numbers no run produced), chosen with a control; and a caption fragment naming the slice."""
+    named = []
+    for column in columns:
+        values = sorted(view[column].unique())
+        if len(values) > 1:
+            label = {"recipe": "Recipe", "pair": "Model pair"}[column]
+            chosen = st.segmented_control(label, values, default=values[0], key=f"{key}_{column}", required=True)
+            view = view[view[column] == chosen]
+        named.append(f"{column} {view[column].iloc[0]}")
+    return view, " · " + ", ".join(named)
+
+
 def analysis(df) -> None:
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
@@ -276,6 +290,9 @@ def body() -> None:
     if view.empty:
         st.info("No rows match these filters.")
         return
+    if how == "pooled" and not results.can_pool(view):
+        st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
+        how = "relation mean"
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
     st.caption(f"{len(view)} rows from {origin} · {view['relation'].nunique()} relations.")
     # Lazy tabs and analysis: only what is open is drawn (a plotly chart costs the browser a second or more on a
@@ -288,18 +305,18 @@ def body() -> None:
             paper_layout(view, how)
     if tab_bar.open:
         with tab_bar:
+            sliced, what = one_slice(view, ["recipe"], "res_bars")
             st.plotly_chart(
-                charts.grid_bars(results.averaged(view, ["target", "method"], how)),
+                charts.grid_bars(results.averaged(sliced, ["target", "method"], how)),
                 key="res_bars",
                 config={"displayModeBar": False},
             )
-            st.caption(
-                f"{how.capitalize()} over the selected relations"
-                + (" (pooled where the table has the counts)." if how == "pooled" else ".")
-            )
+            st.caption(f"{how.capitalize()} over the selected relations{what}.")
     if tab_heat.open:
         with tab_heat:
-            st.plotly_chart(charts.grid_heatmap(view), key="res_heat", config={"displayModeBar": False})
+            sliced, what = one_slice(view, ["recipe", "pair"], "res_heat")
+            st.plotly_chart(charts.grid_heatmap(sliced), key="res_heat", config={"displayModeBar": False})
+            st.caption(f"P@1 per relation and method{what}.")
     if tab_table.open:
         with tab_table:
             st.dataframe(

@@ -61,9 +61,11 @@ class Outcome:
     @property
     def recovered_template(self) -> bool:
         """True when the transferred, manual and discretised prompts give the same answer on every test fact: the
-        transfer found the template's words, not something new."""
+        transfer found the template's words, not something new. Not when every fact gets one and the same answer
+        (one class, or 'the' everywhere): three degenerate prompts agree without sharing any words."""
         methods = (self.method, "manual", "discretization")
-        return bool(self.per_fact) and all(len({f.get(m) for m in methods}) == 1 for f in self.per_fact)
+        varied = len({f.get(self.method) for f in self.per_fact}) > 1
+        return varied and all(len({f.get(m) for m in methods}) == 1 for f in self.per_fact)
 
 
 def check_enough_facts(data: TaskData, lms: dict[str, PromptedLM]) -> None:

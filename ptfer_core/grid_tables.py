@@ -185,10 +185,19 @@ def claims_markdown(table) -> list[str]:
             pair = _paired(table, "dual-source", "transfer", **where)
             if pair is not None:
                 dual, single, n = pair
-                lines.append(
-                    f"  - dual-source {dual:.1f} vs single-source {single:.1f} (n={n}): "
-                    f"{'holds' if _versus(dual, single) == '>' else 'does not hold'} (dual > single)"
-                )
+                duals = table[(table.recipe == recipe) & (table.target == target) & (table.method == "dual-source")]
+                with_target = duals["source"].dropna().map(lambda s: target in s.split("+")).any()
+                if with_target:  # the paper's dual rows combine two *other* models; with two models that is moot
+                    lines.append(
+                        f"  - dual-source {dual:.1f} vs single-source {single:.1f} (n={n}): not the paper's claim "
+                        f"here: the dual cells' sources include {target} itself (its own prompt, self-transfer), "
+                        "which needs no transfer; the paper's dual rows combine two other models"
+                    )
+                else:
+                    lines.append(
+                        f"  - dual-source {dual:.1f} vs single-source {single:.1f} (n={n}): "
+                        f"{'holds' if _versus(dual, single) == '>' else 'does not hold'} (dual > single)"
+                    )
             pair = _paired(table, "self-transfer", "direct-tuning", **where)
             if pair is not None:
                 selfed, tuned, n = pair

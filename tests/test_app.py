@@ -627,6 +627,46 @@ def test_results_page_opens_on_the_shipped_real_grid():
     assert headings and all("of accuracy (%) over 1 task: methods" in h and "Table 6" in h for h in headings)
 
 
+def test_results_charts_never_average_recipes_or_model_pairs_together():
+    import pandas as pd
+
+    at = goto(new_app().run(), "results")
+    at.selectbox(key="res_src").set_value("assets/grid-classification/results.csv").run()
+    shipped = pd.read_csv(Path(__file__).parents[1] / "assets" / "grid-classification" / "results.csv")
+    assert shipped["recipe"].nunique() > 1
+    at.session_state["res_tab"] = "By method"
+    at.run()
+    assert not at.exception
+    recipe = at.segmented_control(key="res_bars_recipe")
+    assert recipe.value == sorted(shipped["recipe"].unique())[0]
+    bars = at.get("plotly_chart")[0].proto.spec
+    one = shipped[(shipped.recipe == recipe.value) & (shipped.method == "transfer") & shipped.p_at_1.notna()]
+    for target, p in one.groupby("target")["p_at_1"].mean().items():  # one sst2 row per target and recipe
+        assert f'"{p:.1f}"' in bars, (target, p)
+    at.session_state["res_tab"] = "Relation × method"
+    at.run()
+    assert at.segmented_control(key="res_heat_recipe") and at.segmented_control(key="res_heat_pair")
+    assert not at.exception
+
+
+def test_averages_count_each_relation_once_and_presets_keep_their_recipe():
+    import pandas as pd
+
+    from ptfer_app import results
+
+    rows = pd.DataFrame(
+        {"relation": ["P1", "P1", "P1", "P2"], "method": ["transfer"] * 4, "target": ["B"] * 4,
+         "p_at_1": [10.0, 20.0, 30.0, 80.0], "n_correct": [1, 2, 3, 8], "n_facts": [10] * 4}
+    )  # fmt: skip
+    assert results.averaged(rows, ["target"])["p_at_1"].item() == pytest.approx((20.0 + 80.0) / 2)
+    assert results.averaged(rows, ["target"], "pooled")["p_at_1"].item() == pytest.approx(100 * 14 / 40)
+    assert not results.can_pool(rows.drop(columns="n_correct"))
+    table = results.presets_table(presets.list_presets())
+    self_rows = table[(table["preset"] == "real-self-gemma-capital")]
+    assert set(self_rows["method"]) == {"self-transfer", "manual", "discretization", "random"}
+    assert set(table.loc[table["preset"] == "real-smollm2-gemma-sst2-paper", "recipe"]) == {"paper"}
+
+
 def test_results_upload_of_a_bad_table_is_explained():
     at = goto(new_app().run(), "results")
     at.selectbox(key="res_src").set_value("upload").run()
@@ -683,6 +723,9 @@ def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
     for label, key in (("Transferred", "transfer"), ("Manual template", "manual"), ("Random prompt", "random")):
         assert f"{meta['scores'][key]['p_at_1']:.1f}" in shown[label], (label, shown)
     assert meta.get("story") and meta.get("description"), "every preset says what it teaches"
+    for key in ("transfer", "manual"):  # a re-made preset with a stale story fails here
+        v = meta["scores"][key]["p_at_1"]
+        assert f"{v:.1f} %" in meta["story"] or (v == round(v) and f"{v:.0f} %" in meta["story"]), (key, v)
     story = [e for e in at.expander if e.label == "What this preset shows"]
     assert len(story) == 1 and meta["story"] in [m.value for m in story[0].markdown]
 

@@ -87,3 +87,31 @@ def test_warm_up_fills_the_tables_and_changes_no_answer(setup, tmp_path, mini_da
     assert warm.transferred.vectors.equal(cold.transferred.vectors)
     other = tiny_lm("gpt2", MINI_WORDS, width=40, seed=5)
     warm_up([fresh_source, other], fresh_target, data, settings)  # multi-source works too
+
+
+def test_recovered_template_needs_the_template_words_not_one_answer_everywhere():
+    from types import SimpleNamespace
+
+    from ptfer_core.compare import Outcome
+
+    def outcome(rows):
+        per_fact = [dict(zip(("transfer", "manual", "discretization"), r)) for r in rows]
+        return Outcome([], "t", None, {}, [], SimpleNamespace(method="transfer"), per_fact=per_fact)
+
+    assert outcome([("Paris", "Paris", "Paris"), ("Rome", "Rome", "Rome")]).recovered_template
+    assert not outcome([("Paris", "Paris", "Paris"), ("Rome", "Rome", "Oslo")]).recovered_template
+    # Three prompts that all say 'positive' (or 'the') on every example agree without sharing any words.
+    assert not outcome([("positive",) * 3, ("positive",) * 3]).recovered_template
+    assert not outcome([]).recovered_template
+
+
+def test_a_shortfall_is_explained_only_with_what_its_numbers_support():
+    from ptfer_app.results import CLOSE_MATCH, why_transfer_fell_short
+
+    close, rough = CLOSE_MATCH / 10, CLOSE_MATCH * 5
+    assert "relative spaces do not line up" in why_transfer_fell_short(["a"], "b", close)
+    assert "did not reproduce" in why_transfer_fell_short(["a"], "b", rough)
+    assert "did not reproduce" in why_transfer_fell_short(["a"], "b", None)
+    assert "mixing in another model" in why_transfer_fell_short(["a", "b"], "b", close)
+    alone = why_transfer_fell_short(["b"], "b", close)  # a self-transfer mixes in nothing
+    assert "self-transfer" in alone and "another model" not in alone and "do not line up" not in alone

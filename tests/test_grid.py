@@ -315,9 +315,11 @@ def test_claims_compare_methods_over_the_relations_both_have():
     rows = [row("P1", "transfer", 50.0), row("P2", "transfer", 10.0), row("P1", "manual", 40.0)]
     rows += [row("P1", "random", 0.0), row("P2", "random", 0.0), row("P1", "projector", 50.04)]
     rows += [row("P1", "dual-source", 50.02)]
+    other = [dict(row("P1", m, p), target="C", source=s) for m, p, s in
+             (("transfer", 10.0, "A"), ("dual-source", 30.0, "A+C"), ("manual", 5.0, None))]  # fmt: skip
     rows += [row("P1", "transfer", 30.0, "paper"), row("P1", "transfer", 20.0, "paper-zero-shot")]
     rows += [row("P2", "transfer", 90.0, "paper")]  # no zero-shot partner: left out of the selection claim
-    text = "\n".join(claims_markdown(tidy(rows)))
+    text = "\n".join(claims_markdown(tidy(rows + other)))
     summary = summary_markdown(tidy(rows))
     assert "## Recipe `paper`: relation mean\n" in summary  # both relations
     assert "## Recipe `paper-zero-shot`: relation mean (1 of 2 tasks)" in summary
@@ -327,4 +329,7 @@ def test_claims_compare_methods_over_the_relations_both_have():
     assert "> random 0.0 (transferred 30.0, n=2)" in text
     assert "= projector 50.0 (transferred 50.0, n=1)" in text
     assert "dual-source 50.0 vs single-source 50.0 (n=1): does not hold" in text
+    # A dual cell that has the target among its sources is no test of the paper's dual-source claim.
+    assert "dual-source 30.0 vs single-source 10.0 (n=1): not the paper's claim here" in text
+    assert "holds (dual > single)" not in text
     assert "zero-shot (loss) 20.0 vs target-dev 30.0 (n=1; not within 2 points)" in text

@@ -394,6 +394,7 @@ def run_grid(
             rows += with_shared(found or [], cell)
         if on_step:
             on_step(len(stage2), {"task": f"{pending} cell(s) not run yet", "skipped": True, "total_steps": total})
+        atomic_write_json(out / "config.json", config_dict)  # the config these tables were assembled for
         return write_tables(rows, out, config)
     if executor == "local":
         by_task: dict[str, list[Cell]] = {}

@@ -66,7 +66,8 @@ def write_tables(rows: list[dict], out: Path, config=None):
         pq = io.BytesIO()
         table.astype({c: "object" for c in ("error", "source", "relation_type")}).to_parquet(pq, index=False)
         atomic_write_bytes(out / "results.parquet", pq.getvalue())
-    atomic_write_bytes(out / "summary.md", summary_markdown(table).encode())
+    split = getattr(config, "eval_split", "test")
+    atomic_write_bytes(out / "summary.md", summary_markdown(table, split).encode())
     return table
 
 
@@ -106,12 +107,12 @@ def _markdown(pivot, fmt: str = "{:.1f}") -> list[str]:
     return lines
 
 
-def summary_markdown(table) -> str:
+def summary_markdown(table, split: str = "test") -> str:
     if not len(table):
         return "# Results\n\nNo finished cells yet.\n"
     n_rel = table["relation"].nunique()
     lines = [
-        f"# Results: P@1 on the test split over {n_rel} task(s)",
+        f"# Results: P@1 on the {split} split over {n_rel} task(s)",
         "",
         "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
         "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged.",

@@ -362,3 +362,5 @@ def test_grid_assemble_only_tables_the_finished_cells_and_runs_nothing(workdir, 
     table = pd.read_csv(workdir / "g" / "results.csv")
     assert set(table.relation) == {"P36"} and len(table) == 2 * 2
     assert "2 cell(s) not run yet" in capsys.readouterr().err
+    # config.json describes the assembled tables (the whole config), not the last part that ran.
+    assert json.loads((workdir / "g" / "config.json").read_text(encoding="utf-8"))["relations"] == ["P36", "P103"]

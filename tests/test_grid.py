@@ -321,6 +321,9 @@ def test_claims_compare_methods_over_the_relations_both_have():
     rows += [row("P2", "transfer", 90.0, "paper")]  # no zero-shot partner: left out of the selection claim
     text = "\n".join(claims_markdown(tidy(rows + other)))
     summary = summary_markdown(tidy(rows))
+    assert summary.startswith("# Results: P@1 on the test split") and "on the dev split" in summary_markdown(
+        tidy(rows), "dev"
+    )
     assert "## Recipe `paper`: relation mean\n" in summary  # both relations
     assert "## Recipe `paper-zero-shot`: relation mean (1 of 2 tasks)" in summary
     # P2 has no manual score: transferred is 50 (P1 only), not the 30 of both relations.

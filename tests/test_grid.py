@@ -336,3 +336,15 @@ def test_claims_compare_methods_over_the_relations_both_have():
     assert "dual-source 30.0 vs single-source 10.0 (n=1): not the paper's claim here" in text
     assert "holds (dual > single)" not in text
     assert "zero-shot (loss) 20.0 vs target-dev 30.0 (n=1; not within 2 points)" in text
+
+
+def test_the_relation_type_table_says_how_many_relations_each_type_averages():
+    from ptfer_core.grid_tables import summary_markdown, tidy
+
+    rows = [
+        {"relation": r, "relation_type": t, "recipe": "studio", "method": "manual", "target": "B", "source": None,
+         "p_at_1": p, "n_facts": 10, "n_correct": int(p / 10)}
+        for r, t, p in (("P1", "1-1", 50.0), ("P2", "N-1", 10.0), ("P3", "N-1", 30.0))
+    ]  # fmt: skip
+    text = summary_markdown(tidy(rows))
+    assert "| method | 1-1 (1 relation) | N-1 (2 relations) |" in text and "| manual | 50.0 | 20.0 |" in text

@@ -131,7 +131,7 @@ def summary_markdown(table, split: str = "test") -> str:
             pivot_t = by_type.pivot(index="method", columns="relation_type", values="relation_mean")
             pivot_t = pivot_t.loc[[m for m in GRID_METHODS if m in pivot_t.index]]
             sizes = table[table["recipe"] == recipe].groupby("relation_type")["relation"].nunique()
-            pivot_t.columns = [f"{t} ({sizes[t]} relation{'s' * (sizes[t] != 1)})" for t in pivot_t.columns]
+            pivot_t.columns = [f"{t} ({sizes[t]} relation{'' if sizes[t] == 1 else 's'})" for t in pivot_t.columns]
             lines += [f"### Recipe `{recipe}`: by relation type (relation mean, all targets)", ""]
             lines += _markdown(pivot_t) + [""]
     lines += claims_markdown(table)

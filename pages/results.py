@@ -194,7 +194,7 @@ def one_slice(view, columns: list[str], key: str):
     for column in columns:
         values = sorted(view[column].unique())
         if len(values) > 1:
-            label = {"recipe": "Recipe", "pair": "Model pair"}[column]
+            label = {"recipe": "Recipe", "target": "Target model"}[column]
             chosen = st.segmented_control(label, values, default=values[0], key=f"{key}_{column}", required=True)
             view = view[view[column] == chosen]
         named.append(f"{column} {view[column].iloc[0]}")
@@ -314,7 +314,7 @@ def body() -> None:
             st.caption(f"{how.capitalize()} over the selected relations{what}.")
     if tab_heat.open:
         with tab_heat:
-            sliced, what = one_slice(view, ["recipe", "pair"], "res_heat")
+            sliced, what = one_slice(view, ["recipe", "target"], "res_heat")  # a target's baselines have no source
             st.plotly_chart(charts.grid_heatmap(sliced), key="res_heat", config={"displayModeBar": False})
             st.caption(f"P@1 per relation and method{what}.")
     if tab_table.open:

@@ -645,8 +645,10 @@ def test_results_charts_never_average_recipes_or_model_pairs_together():
         assert f'"{p:.1f}"' in bars, (target, p)
     at.session_state["res_tab"] = "Relation × method"
     at.run()
-    assert at.segmented_control(key="res_heat_recipe") and at.segmented_control(key="res_heat_pair")
+    assert at.segmented_control(key="res_heat_recipe") and at.segmented_control(key="res_heat_target")
     assert not at.exception
+    heat = at.get("plotly_chart")[0].proto.spec
+    assert '"manual"' in heat and '"transfer"' in heat, "a target's baselines and its transfers, side by side"
 
 
 def test_averages_count_each_relation_once_and_presets_keep_their_recipe():

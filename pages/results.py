@@ -170,7 +170,8 @@ def pick_table():
 
 
 def paper_layout(view, how: str) -> None:
-    for recipe in sorted(view["recipe"].unique()):
+    coverage = view.groupby("recipe")["relation"].nunique()
+    for recipe in sorted(coverage.index, key=lambda r: (-coverage[r], r)):  # the most complete table first
         sub = results.averaged(view[view["recipe"] == recipe], ["method", "target"], how)
         if not len(sub):
             continue
@@ -195,7 +196,8 @@ def one_slice(view, columns: list[str], key: str):
         values = sorted(view[column].unique())
         if len(values) > 1:
             label = {"recipe": "Recipe", "target": "Target model"}[column]
-            chosen = st.segmented_control(label, values, default=values[0], key=f"{key}_{column}", required=True)
+            widest = view.groupby(column)["relation"].nunique().idxmax()  # e.g. the recipe run on most relations
+            chosen = st.segmented_control(label, values, default=widest, key=f"{key}_{column}", required=True)
             view = view[view[column] == chosen]
         named.append(f"{column} {view[column].iloc[0]}")
     return view, " · " + ", ".join(named)

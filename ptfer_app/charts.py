@@ -252,7 +252,7 @@ def grid_heatmap(df, value: str = "p_at_1") -> go.Figure:
             y=list(table.index),
             colorscale="Viridis",
             colorbar=dict(title=dict(text="P@1", side="right"), thickness=10),
-            text=np.round(table.values, 1),
+            text=[["" if v != v else f"{v:.1f}" for v in row] for row in table.values],  # 18.0, not 18
             texttemplate="%{text}",
             hovertemplate="%{y} · %{x}: %{z:.1f}<extra></extra>",
         )

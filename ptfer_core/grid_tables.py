@@ -125,6 +125,14 @@ def summary_markdown(table, split: str = "test") -> str:
         n_recipe = table.loc[table["recipe"] == recipe, "relation"].nunique()
         over = f" ({n_recipe} of {n_rel} tasks)" if n_recipe < n_rel else ""  # a partial recipe says so
         lines += [f"## Recipe `{recipe}`: relation mean{over}", ""] + _markdown(pivot) + [""]
+        counts = averages(table[table["recipe"] == recipe], ["method", "target"])
+        if counts["n_relations"].nunique() > 1:  # a part still running: cells average different relation sets
+            uneven = counts.sort_values(["method", "target"])
+            lines += [
+                "Cells average different numbers of relations (a grid still being built): "
+                + ", ".join(f"{m} → {t}: {n}" for m, t, n in uneven[["method", "target", "n_relations"]].values),
+                "",
+            ]
         lines += [f"### Recipe `{recipe}`: pooled", ""] + _markdown(paper_layout(table, recipe, "pooled")) + [""]
         by_type = averages(table[table["recipe"] == recipe], ["relation_type", "method"])
         if len(by_type) and by_type["relation_type"].nunique() > 1:

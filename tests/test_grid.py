@@ -325,6 +325,8 @@ def test_claims_compare_methods_over_the_relations_both_have():
         tidy(rows), "dev"
     )
     assert "## Recipe `paper`: relation mean\n" in summary  # both relations
+    assert "Cells average different numbers of relations" in summary  # studio: transfer on 2, manual on 1
+    assert "manual → B: 1" in summary and "transfer → B: 2" in summary
     assert "## Recipe `paper-zero-shot`: relation mean (1 of 2 tasks)" in summary
     # P2 has no manual score: transferred is 50 (P1 only), not the 30 of both relations.
     assert "> manual 40.0 (transferred 50.0, n=1)" in text

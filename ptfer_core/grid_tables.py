@@ -197,8 +197,8 @@ def claims_markdown(table) -> list[str]:
             if pair is not None:
                 dual, single, n = pair
                 duals = table[(table.recipe == recipe) & (table.target == target) & (table.method == "dual-source")]
-                with_target = duals["source"].dropna().map(lambda s: target in s.split("+")).any()
-                if with_target:  # the paper's dual rows combine two *other* models; with two models that is moot
+                # The paper's dual rows combine two *other* models; with only two models that is moot.
+                if any(target in sources.split("+") for sources in duals["source"].dropna()):
                     lines.append(
                         f"  - dual-source {dual:.1f} vs single-source {single:.1f} (n={n}): not the paper's claim "
                         f"here: the dual cells' sources include {target} itself (its own prompt, self-transfer), "

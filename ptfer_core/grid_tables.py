@@ -91,12 +91,9 @@ def averages(table, by: list[str]):
     return out.reset_index()
 
 
-def paper_layout(table, recipe: str, value: str = "relation_mean"):
-    """Methods × targets (the paper's Tables 2-3) for one recipe."""
-    sub = averages(table[table["recipe"] == recipe], ["method", "target"])
-    if not len(sub):
-        return sub
-    pivot = sub.pivot(index="method", columns="target", values=value)
+def paper_layout(cells, value: str = "relation_mean"):
+    """Methods × targets (the paper's Tables 2-3) from one recipe's `averages(…, ["method", "target"])`."""
+    pivot = cells.pivot(index="method", columns="target", values=value)
     return pivot.loc[[m for m in GRID_METHODS if m in pivot.index]]
 
 
@@ -119,26 +116,26 @@ def summary_markdown(table, split: str = "test") -> str:
         "",
     ]
     for recipe in sorted(table["recipe"].dropna().unique()):
-        pivot = paper_layout(table, recipe)
-        if not len(pivot):
+        sub = table[table["recipe"] == recipe]
+        cells = averages(sub, ["method", "target"])  # both layouts and the relation counts come from these
+        if not len(cells):
             continue
-        n_recipe = table.loc[table["recipe"] == recipe, "relation"].nunique()
+        n_recipe = sub["relation"].nunique()
         over = f" ({n_recipe} of {n_rel} tasks)" if n_recipe < n_rel else ""  # a partial recipe says so
-        lines += [f"## Recipe `{recipe}`: relation mean{over}", ""] + _markdown(pivot) + [""]
-        counts = averages(table[table["recipe"] == recipe], ["method", "target"])
-        if counts["n_relations"].nunique() > 1:  # a part still running: cells average different relation sets
-            uneven = counts.sort_values(["method", "target"])
+        lines += [f"## Recipe `{recipe}`: relation mean{over}", ""] + _markdown(paper_layout(cells)) + [""]
+        if cells["n_relations"].nunique() > 1:  # a part still running: cells average different relation sets
+            uneven = cells.sort_values(["method", "target"])
             lines += [
                 "Cells average different numbers of relations (a grid still being built): "
                 + ", ".join(f"{m} → {t}: {n}" for m, t, n in uneven[["method", "target", "n_relations"]].values),
                 "",
             ]
-        lines += [f"### Recipe `{recipe}`: pooled", ""] + _markdown(paper_layout(table, recipe, "pooled")) + [""]
-        by_type = averages(table[table["recipe"] == recipe], ["relation_type", "method"])
+        lines += [f"### Recipe `{recipe}`: pooled", ""] + _markdown(paper_layout(cells, "pooled")) + [""]
+        by_type = averages(sub, ["relation_type", "method"])
         if len(by_type) and by_type["relation_type"].nunique() > 1:
             pivot_t = by_type.pivot(index="method", columns="relation_type", values="relation_mean")
             pivot_t = pivot_t.loc[[m for m in GRID_METHODS if m in pivot_t.index]]
-            sizes = table[table["recipe"] == recipe].groupby("relation_type")["relation"].nunique()
+            sizes = sub.groupby("relation_type")["relation"].nunique()
             pivot_t.columns = [f"{t} ({sizes[t]} relation{'' if sizes[t] == 1 else 's'})" for t in pivot_t.columns]
             lines += [f"### Recipe `{recipe}`: by relation type (relation mean, all targets)", ""]
             lines += _markdown(pivot_t) + [""]

@@ -65,17 +65,9 @@ def explain(result: Outcome, manual: float | None) -> None:
         )
     for note in result.notes:
         st.caption(f":material/info: {note}")
-    story = preset_story(result)
-    if story:  # the Home card's paragraph, for whoever opened the preset from a link
+    if result.story:  # the Home card's paragraph, for whoever opened the preset from a link
         with st.expander("What this preset shows", icon=":material/school:"):
-            st.markdown(story)
-
-
-def preset_story(result: Outcome) -> str:
-    if not result.origin.startswith("preset:"):
-        return ""
-    preset_id = result.origin.removeprefix("preset:")
-    return next((m.get("story") or "" for m in services.preset_list() if m["id"] == preset_id), "")
+            st.markdown(result.story)
 
 
 def trajectory_view(result: Outcome) -> None:

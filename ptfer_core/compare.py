@@ -49,6 +49,7 @@ class Outcome:
     origin: str = "live"  # "live" | "preset:<id>"
     title: str = ""
     notes: list = field(default_factory=list)
+    story: str = ""  # a preset's paragraph for teachers (what it shows and why); live runs have none
 
     @property
     def method(self) -> str:

@@ -146,6 +146,7 @@ def read_preset(path: Path | str) -> Outcome:
             origin=f"preset:{meta['id']}",
             title=meta.get("title", meta["id"]),
             notes=meta.get("notes", []),
+            story=meta.get("story") or "",
         )
     except (KeyError, TypeError) as exc:
         raise PromptFileError(f"preset {path.name}: incomplete ({exc})") from None

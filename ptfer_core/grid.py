@@ -359,12 +359,20 @@ def run_grid(
     on_step=None,
     should_stop=None,
     compute: bool = True,
+    tables_for: GridConfig | None = None,
 ):
     """Run (or resume) the grid; write results.csv, results.parquet and summary.md under `out`; return the table.
 
     `compute=False` only assembles the tables from the cells already finished (a grid still being built in parts);
-    the cells not run yet are counted, not computed."""
+    the cells not run yet are counted, not computed. `tables_for`: the wider config a part run belongs to; its
+    finished cells are what the tables then cover, so the folder never shows only the part that ran last."""
     from .grid_tables import write_tables
+
+    def finish(rows: list[dict]):
+        if tables_for is not None and tables_for != config:
+            return run_grid(tables_for, out, compute=False)
+        atomic_write_json(out / "config.json", config.as_dict())  # the config these tables were assembled for
+        return write_tables(rows, out, config)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,8 +402,7 @@ def run_grid(
             rows += with_shared(found or [], cell)
         if on_step:
             on_step(len(stage2), {"task": f"{pending} cell(s) not run yet", "skipped": True, "total_steps": total})
-        atomic_write_json(out / "config.json", config_dict)  # the config these tables were assembled for
-        return write_tables(rows, out, config)
+        return finish(rows)
     if executor == "local":
         by_task: dict[str, list[Cell]] = {}
         for cell in stage1 + stage2:  # task by task (its prompts, then its cells): a stop leaves whole tasks done
@@ -403,7 +410,7 @@ def run_grid(
         for cells in by_task.values():
             for cell in cells:
                 if should_stop and should_stop():
-                    return write_tables(rows, out, config)
+                    return finish(rows)
                 result = run_cell(config_dict, cell, str(out))
                 rows += with_shared(result["rows"], cell)
                 progress(result)
@@ -413,5 +420,4 @@ def run_grid(
         rows = run_on_ray(config_dict, stage1, stage2, str(out), ray_address, progress)
     else:
         raise InputError(f"unknown executor {executor!r}; choose local or ray")
-    atomic_write_json(out / "config.json", config_dict)
-    return write_tables(rows, out, config)
+    return finish(rows)

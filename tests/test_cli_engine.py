@@ -347,6 +347,26 @@ def test_outputs_under_a_file_fail_before_any_work(workdir, capsys, monkeypatch)
         assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_grid_part_adds_its_cells_to_the_folders_tables_instead_of_replacing_them(workdir, tmp_path):
+    config = tmp_path / "g.yaml"
+    config.write_text(
+        'models: ["tiny:gpt2:32:3", "tiny:llama:32:3"]\nrelations: [P36, P103, P17]\nmethods: [manual]\n',
+        encoding="utf-8",
+    )
+    import pandas as pd
+
+    assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P36"]) == 0
+    assert set(pd.read_csv(workdir / "g" / "results.csv").relation) == {"P36"}
+    assert main(["grid", "--config", str(config), "--out", "g", "--relations", "P103"]) == 0
+    assert set(pd.read_csv(workdir / "g" / "results.csv").relation) == {"P36", "P103"}  # not P103 alone
+    assert "over 2 task(s)" in (workdir / "g" / "summary.md").read_text(encoding="utf-8")
+    assert json.loads((workdir / "g" / "config.json").read_text(encoding="utf-8"))["relations"] == [
+        "P36",
+        "P103",
+        "P17",
+    ]
+
+
 def test_grid_assemble_only_tables_the_finished_cells_and_runs_nothing(workdir, tmp_path, capsys):
     config = tmp_path / "g.yaml"
     config.write_text(

@@ -49,6 +49,7 @@ def cmd_grid(args) -> int:
     config = GridConfig.from_file(args.config)
     if args.data_dir:
         config = replace(config, data_dir=args.data_dir)
+    whole = config
     if args.relations:
         config = replace(config, relations=comma_list(args.relations))
     if args.recipes:
@@ -70,6 +71,7 @@ def cmd_grid(args) -> int:
         ray_address=args.ray_address,
         on_step=progress,
         compute=not args.assemble_only,
+        tables_for=whole,  # a part (--relations, --recipes) adds its cells to the folder's full tables
     )
     bar.close()
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))

@@ -16,8 +16,6 @@ for recipes in ${RECIPE_PARTS:-studio paper,paper-zero-shot}; do
   for relation in $RELATIONS; do
     echo "== $(date -u +%H:%M:%S) $recipes $relation"
     ${TIMER:-} "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads "${THREADS:-1}" --relations "$relation" \
-      --recipes "$recipes" > /dev/null
-    # A part writes tables of its own cells only: re-assemble the folder's from every finished cell.
-    "$PTFER" grid --config grids/real-causal.yaml --out "$OUT" --threads 1 --assemble-only > /dev/null 2>&1
+      --recipes "$recipes" > /dev/null  # the folder's tables then cover every finished cell, this part's included
   done
 done

@@ -45,7 +45,14 @@ def body() -> None:
         "better; the first map takes a while, then it is cached.",
     )
     n_points = ui.bound(
-        c2.selectbox, "Anchors shown", "npts", 1000, options=N_POINTS, format_func=lambda v: f"{v:,} most frequent"
+        c2.selectbox,
+        "Anchors shown",
+        "npts",
+        1000,
+        options=N_POINTS,
+        format_func=lambda v: f"first {v:,}",
+        help="The first anchors of the run's anchor set, in its order (the common vocabulary's is alphabetical), "
+        "not the most frequent words.",
     )
     vec = ui.bound(
         c3.selectbox,

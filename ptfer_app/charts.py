@@ -212,6 +212,7 @@ def fingerprint(src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tupl
         )
     )
     fig.update_xaxes(tickangle=-60, tickfont=dict(size=10))
+    fig.update_yaxes(autorange="reversed")  # plotly draws the first row at the bottom: the source goes on top
     return _layout(fig, height=230)
 
 

@@ -779,6 +779,9 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
     fig = charts.fingerprint(np.array([0.21, 0.25, 0.3]), np.array([0.2, 0.28, 0.24]), ["a", "b", "c"], ("s", "t"))
     heat = fig.data[0]
     assert heat.zmax == pytest.approx(0.3) and heat.zmin == pytest.approx(-0.3) and heat.zmid == 0
+    # The page's caption puts the source row above the transferred one; plotly draws row 0 at the bottom unless
+    # the axis is reversed.
+    assert list(heat.y) == ["s", "t"] and fig.layout.yaxis.autorange == "reversed"
 
 
 def test_preset_cards_share_one_scale():

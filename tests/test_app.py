@@ -899,3 +899,9 @@ def test_a_queued_warm_up_waits_while_a_users_run_is_going(monkeypatch):
     release.set()
     run.join(5)
     assert warmed.wait(5) and Job.active() == before
+
+
+def test_the_uploader_states_the_apps_own_upload_limit():
+    text = (Path(APP).parent / ".streamlit" / "config.toml").read_text(encoding="utf-8")
+    found = re.search(r"^maxUploadSize\s*=\s*(\d+)\s*$", text, re.M)  # tomllib needs Python 3.11
+    assert found and int(found.group(1)) == services.UPLOAD_LIMIT_MB  # not Streamlit's default 200 MB

@@ -36,7 +36,7 @@ def add_grid_command(subparsers) -> None:
     grid.add_argument(
         "--assemble-only",
         action="store_true",
-        help="write the tables from the cells already finished; run nothing (a grid built in parts)",
+        help="write the tables from the config's cells already finished; run nothing (a grid built in parts)",
     )
     grid.set_defaults(func=cmd_grid)
 
@@ -65,7 +65,7 @@ def cmd_grid(args) -> int:
         bar.update(1)
 
     table = run_grid(
-        config,
+        whole if args.assemble_only else config,  # assembling reads the whole config's cells once, not a part's first
         args.out,
         executor=args.executor,
         ray_address=args.ray_address,

@@ -170,17 +170,26 @@ def pick_table():
 
 
 def paper_layout(view, how: str) -> None:
-    coverage = view.groupby("recipe")["relation"].nunique()
-    for recipe in sorted(coverage.index, key=lambda r: (-coverage[r], r)):  # the most complete table first
-        sub = results.averaged(view[view["recipe"] == recipe], ["method", "target"], how)
+    """One table per recipe and kind of task: relations (P@1, the paper's Tables 2-3) and classification tasks
+    (accuracy, its Table 6) are never averaged together."""
+    classification = results.is_classification(view)
+    blocks = [(recipe, kind) for recipe in view["recipe"].unique() for kind in (False, True)]
+    coverage = {
+        block: view[(view["recipe"] == block[0]) & (classification == block[1])]["relation"].nunique()
+        for block in blocks
+    }
+    for recipe, kind in sorted((b for b in blocks if coverage[b]), key=lambda b: (b[1], -coverage[b], b[0])):
+        rows = view[(view["recipe"] == recipe) & (classification == kind)]
+        sub = results.averaged(rows, ["method", "target"], how)
         if not len(sub):
             continue
         pivot = sub.pivot(index="method", columns="target", values="p_at_1")
         pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
-        rows = view[view["recipe"] == recipe]
-        n = rows["relation"].nunique()
-        if "relation_type" in rows.columns and (rows["relation_type"] == "classification").all():
-            what = f"accuracy (%) over {n} task{'s' * (n != 1)}: methods × targets, as the paper's Table 6"
+        n = coverage[(recipe, kind)]
+        if kind:
+            what = (
+                f"accuracy (%) over {n} classification task{'s' * (n != 1)}: methods × targets, as the paper's Table 6"
+            )
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
         st.markdown(f"**Recipe {recipe}** · {how} of {what}")
@@ -195,7 +204,7 @@ def one_slice(view, columns: list[str], key: str):
     for column in columns:
         values = sorted(view[column].unique())
         if len(values) > 1:
-            label = {"recipe": "Recipe", "target": "Target model"}[column]
+            label = {"recipe": "Recipe", "target": "Target model", "tasks": "Tasks"}[column]
             widest = view.groupby(column)["relation"].nunique().idxmax()  # e.g. the recipe run on most relations
             chosen = st.segmented_control(label, values, default=widest, key=f"{key}_{column}", required=True)
             view = view[view[column] == chosen]
@@ -296,7 +305,7 @@ def body() -> None:
         st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
         how = "relation mean"
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
-    st.caption(f"{len(view)} rows from {origin} · {view['relation'].nunique()} relations.")
+    st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}.")
     # Lazy tabs and analysis: only what is open is drawn (a plotly chart costs the browser a second or more on a
     # small CPU, and a page of them took ~7 s to settle).
     tab_paper, tab_bar, tab_heat, tab_table = st.tabs(
@@ -307,9 +316,11 @@ def body() -> None:
             paper_layout(view, how)
     if tab_bar.open:
         with tab_bar:
-            sliced, what = one_slice(view, ["recipe"], "res_bars")
+            # relations (P@1) and classification tasks (accuracy) are never averaged into one bar
+            kinds = results.is_classification(view).map({True: "classification", False: "relations"})
+            sliced, what = one_slice(view.assign(tasks=kinds), ["tasks", "recipe"], "res_bars")
             st.plotly_chart(
-                charts.grid_bars(results.averaged(sliced, ["target", "method"], how)),
+                charts.grid_bars(results.averaged(sliced, ["target", "method"], how), results.score_name(sliced)),
                 key="res_bars",
                 config={"displayModeBar": False},
             )
@@ -317,8 +328,12 @@ def body() -> None:
     if tab_heat.open:
         with tab_heat:
             sliced, what = one_slice(view, ["recipe", "target"], "res_heat")  # a target's baselines have no source
-            st.plotly_chart(charts.grid_heatmap(sliced), key="res_heat", config={"displayModeBar": False})
-            st.caption(f"P@1 per relation and method{what}.")
+            st.plotly_chart(
+                charts.grid_heatmap(sliced, score=results.score_name(sliced)),
+                key="res_heat",
+                config={"displayModeBar": False},
+            )
+            st.caption(f"{results.score_name(sliced)} per relation and method{what}.")
     if tab_table.open:
         with tab_table:
             st.dataframe(

@@ -220,8 +220,9 @@ def _method_key(method: str) -> tuple:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def grid_bars(agg) -> go.Figure:
-    """P@1 per method (bars), one group per target model; `agg` has target, method, p_at_1."""
+def grid_bars(agg, score: str = "P@1") -> go.Figure:
+    """P@1 (or accuracy, as `score` names it) per method (bars), one group per target model; `agg` has target,
+    method, p_at_1."""
     fig = go.Figure()
     for method in sorted(agg["method"].unique(), key=_method_key):
         part = agg[agg["method"] == method]
@@ -237,13 +238,13 @@ def grid_bars(agg) -> go.Figure:
                 hovertemplate=f"{method}<br>target %{{x}}: %{{y:.1f}}<extra></extra>",
             )
         )
-    fig.update_yaxes(title_text="P@1 (%)", range=[0, max(5.0, float(agg["p_at_1"].max()) * 1.2)])
+    fig.update_yaxes(title_text=f"{score} (%)", range=[0, max(5.0, float(agg["p_at_1"].max()) * 1.2)])
     fig.update_xaxes(title_text="target model")
     return _layout(fig, height=380, barmode="group")
 
 
-def grid_heatmap(df, value: str = "p_at_1") -> go.Figure:
-    """Relation × method heat map of mean P@1."""
+def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> go.Figure:
+    """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it)."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
     table = table[sorted(table.columns, key=_method_key)]
     fig = go.Figure(
@@ -252,7 +253,7 @@ def grid_heatmap(df, value: str = "p_at_1") -> go.Figure:
             x=list(table.columns),
             y=list(table.index),
             colorscale="Viridis",
-            colorbar=dict(title=dict(text="P@1", side="right"), thickness=10),
+            colorbar=dict(title=dict(text=score, side="right"), thickness=10),
             text=[["" if v != v else f"{v:.1f}" for v in row] for row in table.values],  # 18.0, not 18
             texttemplate="%{text}",
             hovertemplate="%{y} · %{x}: %{z:.1f}<extra></extra>",

@@ -137,6 +137,7 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
             rows.append(
                 {
                     "relation": (meta.get("task") or {}).get("id"),
+                    "relation_type": (meta.get("task") or {}).get("type"),
                     "recipe": (meta.get("settings") or {}).get("recipe") or "—",
                     "method": method,
                     "source": " + ".join(sources),
@@ -147,8 +148,46 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
                     "preset": meta.get("id"),
                 }
             )
-    columns = ["relation", "recipe", "method", "source", "target", "p_at_1", "n_facts", "n_correct", "preset"]
+    columns = [
+        "relation",
+        "relation_type",
+        "recipe",
+        "method",
+        "source",
+        "target",
+        "p_at_1",
+        "n_facts",
+        "n_correct",
+        "preset",
+    ]
     return tidy(pd.DataFrame(rows, columns=columns))
+
+
+def is_classification(df: pd.DataFrame) -> pd.Series:
+    """Per row: a classification task (scored by accuracy), not a LAMA relation (scored by P@1). The two are never
+    averaged together."""
+    if "relation_type" in df.columns:
+        return df["relation_type"].astype(str).eq("classification")
+    return ~df["relation"].astype(str).str.fullmatch(r"P\d+")
+
+
+def score_name(df: pd.DataFrame) -> str:
+    """What p_at_1 means in these rows: accuracy for classification tasks, P@1 for relations, both if mixed."""
+    kinds = set(is_classification(df))
+    return "accuracy" if kinds == {True} else "P@1" if kinds == {False} else "P@1 / accuracy"
+
+
+def count_tasks(df: pd.DataFrame) -> str:
+    """'3 relations · 1 classification task', naming only the kinds present."""
+    classification = is_classification(df)
+    parts = []
+    for n, word in (
+        (df.loc[~classification, "relation"].nunique(), "relation"),
+        (df.loc[classification, "relation"].nunique(), "classification task"),
+    ):
+        if n:
+            parts.append(f"{n} {word}{'s' * (n != 1)}")
+    return " · ".join(parts) or "no tasks"
 
 
 def figures(root: Path = FIGURES_DIR) -> list[Path]:

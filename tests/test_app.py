@@ -626,7 +626,32 @@ def test_results_page_opens_on_the_shipped_real_grid():
     assert "**Recipe studio**" in headings[0] and "over 41 relations" in headings[0], "the complete recipe first"
     at.selectbox(key="res_src").set_value("assets/grid-dbpedia/results.csv").run()  # classification: Table 6
     headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
-    assert headings and all("of accuracy (%) over 1 task: methods" in h and "Table 6" in h for h in headings)
+    assert headings and all("of accuracy (%) over 1 classification task: methods" in h for h in headings)
+    assert all("Table 6" in h for h in headings)
+
+
+def test_the_presets_table_never_averages_relation_p_at_1_with_classification_accuracy():
+    from ptfer_app import results
+
+    at = goto(new_app().run(), "results")
+    at.selectbox(key="res_src").set_value("presets").run()
+    assert not at.exception
+    table = results.presets_table(presets.list_presets())
+    lama = table[~results.is_classification(table)]
+    assert set(table.loc[results.is_classification(table), "relation"]) == {"sst2"}
+    headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
+    n_lama = lama[lama["recipe"] == "studio"]["relation"].nunique()
+    assert f"**Recipe studio** · relation mean of P@1 (%) over {n_lama} relations" in headings[0]
+    assert any(h.startswith("**Recipe studio**") and "accuracy (%) over 1 classification task" in h for h in headings)
+    assert any(h.startswith("**Recipe paper**") and "Table 6" in h for h in headings), "the SST-2 paper preset"
+    assert not any("Tables 2-3" in h and "paper**" in h for h in headings), "no relation preset has recipe paper"
+    # the studio relations table's gemma self-transfer is the mean over the relation presets only
+    shown = at.table[0].value
+    own = lama[(lama.recipe == "studio") & (lama.method == "self-transfer") & (lama.target == "gemma3-270m")]
+    assert float(shown.loc["self-transfer", "gemma3-270m"]) == pytest.approx(
+        own.groupby("relation")["p_at_1"].mean().mean(), abs=0.05
+    )
+    assert "classification task" in next(c.value for c in at.caption if "rows from the presets" in c.value)
 
 
 def test_results_charts_never_average_recipes_or_model_pairs_together():

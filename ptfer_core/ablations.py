@@ -176,11 +176,13 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
                         ),
                         secondary_y=True,
                     )
-            fig.update_layout(title=title, template="plotly_white", legend={"font": {"size": 10}})
+            dev = [r["dev_p_at_1"] for r in traj if r["normalize"] in normalize_values]
             fig.update_xaxes(title_text="search step")
-            fig.update_yaxes(title_text="matching loss (1 − cosine)", secondary_y=False)
-            fig.update_yaxes(title_text="target dev P@1 (%)", secondary_y=True)
-            figures[name] = fig
+            fig.update_yaxes(title_text="matching loss (1 − cosine)", rangemode="tozero", secondary_y=False)
+            fig.update_yaxes(title_text="target dev P@1 (%)", **_percent_axis(dev), secondary_y=True)
+            if not any(dev):
+                _say(fig, "Target dev P@1 is 0 at every checked step: the lines lie on the axis.")
+            figures[name] = _finish(fig, title)
     for key, name, axis in (
         ("anchors", "fig4_anchor_count", "anchors k"),
         ("length", "fig4_prompt_length", "prompt length m"),
@@ -201,14 +203,50 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
         )
         pair = f"{rows[0]['source']} → {rows[0]['target']}"
         n_rel = len({r["relation"] for r in rows})
-        fig.update_layout(
-            title=f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)", template="plotly_white"
-        )
         fig.update_xaxes(title_text=axis, type="category")
-        fig.update_yaxes(title_text="P@1 (%)", secondary_y=False)
-        fig.update_yaxes(title_text="matching loss", secondary_y=True)
-        figures[name] = fig
+        fig.update_yaxes(title_text="P@1 (%)", **_percent_axis(target + source), secondary_y=False)
+        fig.update_yaxes(title_text="matching loss", rangemode="tozero", tickformat=".3f", secondary_y=True)
+        if not any(target):
+            _say(fig, "Transferred P@1 is 0 at every setting: its line lies on the axis.")
+        figures[name] = _finish(fig, f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)")
     return figures
+
+
+def _percent_axis(values: list[float]) -> dict:
+    """A 0-based percentage axis with room above the highest point (plotly's autorange centres all-zero data on
+    a -1..1 range, which reads as negative percentages)."""
+    top = max([0.0, *values])
+    return {"range": [0, max(5.0, top * 1.15)], "tickformat": ".1~f"}
+
+
+def _say(fig, text: str) -> None:
+    """A caption under the plot, inside the figure (the figure travels as a file without the page's text)."""
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=-0.32, showarrow=False, xanchor="left")
+
+
+def _finish(fig, title: str):
+    # The legend goes under the plot: at the right it covered the second axis's title.
+    return fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        template="plotly_white",
+        legend={"font": {"size": 10}, "orientation": "h", "y": -0.42, "x": 0},
+        margin={"t": 60, "b": 150},
+    )
+
+
+def read_tables(out: str | Path) -> dict[str, list[dict]]:
+    """The tables `ptfer ablate` wrote under `out` (ablation_<kind>.csv), to redraw the figures without
+    recomputing a point."""
+    import pandas as pd
+
+    tables = {}
+    for kind in ("trajectory", "anchors", "length"):
+        path = Path(out) / f"ablation_{kind}.csv"
+        if path.is_file():
+            tables[kind] = pd.read_csv(path, dtype={kind: str} if kind != "trajectory" else None).to_dict("records")
+    if not tables:
+        raise InputError(f"{out} has no ablation tables (ablation_trajectory.csv, ablation_anchors.csv, …) to redraw")
+    return tables
 
 
 def save_figures(figures: dict, out: str | Path, png: bool = True) -> list[Path]:

@@ -132,6 +132,39 @@ def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsy
         == 2
     )
     assert "--anchors" in capsys.readouterr().err
+    # --redraw draws the same figures again from the saved tables alone, and names what it needs otherwise
+    before = json.loads((tmp_path / "o" / "fig4_anchor_count.json").read_text(encoding="utf-8"))
+    (tmp_path / "o" / "fig4_anchor_count.json").unlink()
+    assert main(["ablate", "--redraw", "--out", str(tmp_path / "o"), "--no-png", "--quiet"]) == 0
+    after = json.loads((tmp_path / "o" / "fig4_anchor_count.json").read_text(encoding="utf-8"))
+    assert [t["y"] for t in after["data"]] == [t["y"] for t in before["data"]]
+    assert main(["ablate", "--redraw", "--out", str(tmp_path / "empty")]) == 2
+    assert main(["ablate", "--relation", "P36"]) == 2
+    assert "--source, --target" in capsys.readouterr().err
+
+
+def test_ablation_figures_of_all_zero_scores_keep_a_zero_based_axis_and_say_so():
+    """plotly centres an all-zero series on -1..1, which read as negative percentages in the shipped figures."""
+    traj = [
+        {"relation": "P36", "source": "a", "target": "b", "normalize": True, "step": s, "loss": 1 / s, "dev_p_at_1": 0.0}
+        for s in (1, 100, 200)
+    ]
+    points = [
+        {"relation": "P36", "source": "a", "target": "b", "anchors": k, "n_correct": 0, "n_facts": 10,
+         "source_p_at_1": 40.0, "matching_loss": 0.01 + k / 1e5}
+        for k in (512, 1024)
+    ]  # fmt: skip
+    figures = ablation_figures({"trajectory": traj, "anchors": points})
+    dev_axis = figures["fig2_loss_vs_dev"].layout.yaxis2
+    assert dev_axis.range[0] == 0 and dev_axis.range[1] > 0
+    assert figures["fig2_loss_vs_dev"].layout.yaxis.rangemode == "tozero"
+    notes = [a.text for a in figures["fig2_loss_vs_dev"].layout.annotations]
+    assert any("0 at every checked step" in n for n in notes)
+    anchors = figures["fig4_anchor_count"]
+    assert anchors.layout.yaxis.range[0] == 0 and anchors.layout.yaxis.range[1] >= 40
+    assert any("0 at every setting" in a.text for a in anchors.layout.annotations)
+    traj[1]["dev_p_at_1"] = 12.0
+    assert not ablation_figures({"trajectory": traj})["fig2_loss_vs_dev"].layout.annotations
 
 
 def test_the_anchor_sweep_below_the_recipes_top_k_keeps_every_similarity(mini_data_dir):

@@ -88,9 +88,9 @@ def add_ablate_command(subparsers) -> None:
         "target P@1 against the anchor count and the prompt length, for one source -> target pair; "
         "writes HTML, PNG and plotly JSON figures plus CSV tables under --out. Resumable through --work.",
     )
-    ab.add_argument("--source", required=True, help="source model")
-    ab.add_argument("--target", required=True, help="target model")
-    ab.add_argument("--relation", required=True, help="comma-separated relation ids")
+    ab.add_argument("--source", help="source model")
+    ab.add_argument("--target", help="target model")
+    ab.add_argument("--relation", help="comma-separated relation ids")
     ab.add_argument("--anchors", default="512,1024,2048,4096,all", help="anchor counts to sweep ('all': every anchor)")
     ab.add_argument("--lengths", default="1,3,5,10", help="prompt lengths to sweep")
     ab.add_argument("--steps", type=positive_int, default=2000)
@@ -106,6 +106,11 @@ def add_ablate_command(subparsers) -> None:
         action="store_true",
         help="every shared token as an anchor, no top-K (for toy models, whose vocabulary is tiny)",
     )
+    ab.add_argument(
+        "--redraw",
+        action="store_true",
+        help="redraw the figures from the tables already under --out, computing nothing (no models needed)",
+    )
     ab.add_argument("--quiet", action="store_true")
     ab.set_defaults(func=cmd_ablate)
 
@@ -113,8 +118,16 @@ def add_ablate_command(subparsers) -> None:
 def cmd_ablate(args) -> int:
     import pandas as pd
 
-    from ..ablations import AblationConfig, ablation_figures, run_ablations, save_figures
+    from ..ablations import AblationConfig, ablation_figures, read_tables, run_ablations, save_figures
     from ..files import atomic_write_bytes
+
+    if args.redraw:
+        written = save_figures(ablation_figures(read_tables(args.out)), args.out, png=not args.no_png)
+        note(f"redrew {len(written)} figure files under {args.out} from its tables")
+        return 0
+    missing = [f"--{a}" for a in ("source", "target", "relation") if not getattr(args, a)]
+    if missing:
+        raise InputError(f"ptfer ablate needs {', '.join(missing)} (or --redraw to redraw saved tables)")
 
     try:
         anchors = [None if a.strip() == "all" else int(a) for a in args.anchors.split(",")]

@@ -146,7 +146,15 @@ def test_ablate_command_writes_figures_and_tables(mini_data_dir, tmp_path, capsy
 def test_ablation_figures_of_all_zero_scores_keep_a_zero_based_axis_and_say_so():
     """plotly centres an all-zero series on -1..1, which read as negative percentages in the shipped figures."""
     traj = [
-        {"relation": "P36", "source": "a", "target": "b", "normalize": True, "step": s, "loss": 1 / s, "dev_p_at_1": 0.0}
+        {
+            "relation": "P36",
+            "source": "a",
+            "target": "b",
+            "normalize": True,
+            "step": s,
+            "loss": 1 / s,
+            "dev_p_at_1": 0.0,
+        }
         for s in (1, 100, 200)
     ]
     points = [

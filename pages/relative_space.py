@@ -157,7 +157,10 @@ def body() -> None:
             selection_mode=("points", "box", "lasso"),
             config={"displayModeBar": False},
         )
-    variance = ""
+    variance = (
+        " UMAP is fitted on the anchors alone; each prompt vector sits at the weighted centre of its 15 nearest "
+        "anchors, so equal similarity profiles land on the same spot in both maps."
+    )
     if src_map["explained"] and tgt_map["explained"]:
         variance = (
             f" PCA keeps {sum(src_map['explained']):.0%} of the anchors' variance in the source map and "

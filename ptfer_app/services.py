@@ -312,23 +312,37 @@ def run_anchors(result, data_dir: str):
     )
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int):
+    """The first n anchors' 2-D map in one model's relative space, fitted once: every prompt shown in it (source,
+    transferred, other runs) is placed without refitting (a UMAP fit costs ~a minute on 2 cores). Read-only."""
+    from ptfer_core.analysis import Map2D, relative_coordinates
+
+    anchor_rel, _, words = relative_coordinates(load_model(model), _no_vectors(model), _anchors, n_points, mode)
+    return Map2D(anchor_rel, method, seed), words
+
+
+def _no_vectors(model: str):
+    import torch
+
+    return torch.zeros(0, load_model(model).width)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def relative_map(
     model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:
     """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
-    import numpy as np
+    from ptfer_core.analysis import relative_coordinates
 
-    from ptfer_core.analysis import project_2d, relative_coordinates
-
-    anchor_rel, prompt_rel, words = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)
-    xy, explained = project_2d(np.vstack([anchor_rel, prompt_rel]), method, seed, fit_rows=len(anchor_rel))
+    fitted, words = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
+    _, prompt_rel, _ = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)
     return {
-        "anchor_xy": xy[: len(anchor_rel)],
-        "prompt_xy": xy[len(anchor_rel) :],
+        "anchor_xy": fitted.xy,
+        "prompt_xy": fitted.place(prompt_rel),
         "words": words,
         "anchor_sim": prompt_rel[:, : len(words)].T,
-        "explained": explained,
+        "explained": fitted.explained,
     }
 
 

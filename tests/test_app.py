@@ -212,6 +212,32 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert [c.key for c in at.get("plotly_chart")] == ["res_heat"]
 
 
+def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
+    import numpy as np
+
+    from ptfer_app import services
+
+    at = goto(open_demo_preset(new_app()), "relative_space")
+    at.segmented_control(key="proj").set_value("umap").run()
+    assert not at.exception and not errors(at), errors(at)
+    maps = at.get("plotly_chart")
+    assert len(maps) == 3
+    import plotly.graph_objects as go
+
+    traces = go.Figure(json.loads(maps[0].proto.spec)).data
+    diamonds = [t for t in traces if t.marker.symbol == "diamond"]
+    assert diamonds and list(diamonds[0].text) == ["V1", "V2", "V3", "V4", "V5"], "the prompts are on the map"
+    assert "weighted centre of its 15 nearest anchors" in texts(at)
+    result = at.session_state["outcome"]
+    anchors = services.run_anchors(result, services.data_dir_for([*result.sources, result.target]))
+    vectors = result.source_prompts[0].vectors
+    args = (result.sources[0], anchors.key, anchors, "raw")
+    first = services.relative_map(*args, "a", vectors, 1000, "umap", 0)
+    again = services.relative_map(*args, "b", vectors * (1 + 1e-6), 1000, "umap", 0)  # same profile, new key
+    assert np.allclose(first["prompt_xy"], again["prompt_xy"], atol=1e-4)
+    assert np.array_equal(first["anchor_xy"], again["anchor_xy"]), "the anchors' map is fitted once and reused"
+
+
 def test_a_folded_preset_runs_again_with_its_own_settings():
     at = open_demo_preset(new_app())
     preset = at.session_state["outcome"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -307,3 +308,28 @@ def test_a_search_is_reused_only_for_the_same_settings_sources_and_dev_facts(pai
     assert same.provenance["search_reused"] is True
     closed = transfer_prompt([(prompt, src)], tgt, config(solver="lstsq"))
     assert "search_reused" not in closed.provenance  # a one-step solver has nothing to reuse
+
+
+def test_map_placement_is_continuous_and_lands_an_anchor_on_itself():
+    """A self-transfer's prompt (relative profile equal to the source's to 1e-5) must land where the source prompt
+    does; UMAP's stochastic transform moved it by a sixth of the map."""
+    from ptfer_core.analysis import Map2D, place_by_neighbours
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(200, 16))
+    xy = rng.normal(size=(200, 2))
+    point = rng.normal(size=(1, 16))
+    nearly = point + 1e-5 * rng.normal(size=(1, 16))
+    moved = np.abs(place_by_neighbours(nearly, rows, xy, 15) - place_by_neighbours(point, rows, xy, 15)).max()
+    assert moved < 1e-3 * np.ptp(xy)
+    far = place_by_neighbours(point + 0.5 * rng.normal(size=(1, 16)), rows, xy, 15)
+    assert np.abs(far - place_by_neighbours(point, rows, xy, 15)).max() > 10 * moved, "placement follows the input"
+    # a point equal to a mapped row lies among its neighbours: inside their box, nearest to its own row's position
+    on_row = place_by_neighbours(rows[:1], rows, xy, 15)
+    nearest = np.argsort(1 - (rows / np.linalg.norm(rows, axis=1, keepdims=True)) @ rows[0] / np.linalg.norm(rows[0]))
+    box = xy[nearest[:15]]
+    assert (box.min(0) <= on_row[0]).all() and (on_row[0] <= box.max(0)).all()
+    pca = Map2D(rows, "pca")
+    assert np.allclose(pca.place(rows), pca.xy) and len(pca.explained) == 2
+    with pytest.raises(ValueError, match="pca or umap"):
+        Map2D(rows, "tsne")

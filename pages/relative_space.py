@@ -200,12 +200,20 @@ def body() -> None:
     for i, col in enumerate(cols[1:]):
         col.metric(f"V{i + 1}", f"{agreement[i]:.3f}")
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
+    per_row = st.toggle(
+        "Each row on its own colour scale",
+        value=True,
+        key="fp_rows",
+        help="The match is a cosine: it compares the rows' shape, not their size. On its own scale each row shows "
+        "its shape; on one shared scale, how much larger one model's similarities are.",
+    )
     st.plotly_chart(
         charts.fingerprint(
             src_enc[vec, order],
             tgt_enc[vec, order],
             [all_words[i] for i in order],
             (f"source V{vec + 1}", f"transferred V{vec + 1}"),
+            per_row=per_row,
         ),
         key="fingerprint",
         config={"displayModeBar": False},
@@ -216,6 +224,23 @@ def body() -> None:
         + (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".")
         + " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
         "differently when the two models' spaces do not line up (see docs/transferability.md)."
+        + fingerprint_scale_note(src_enc[vec], tgt_enc[vec], vec)
+    )
+
+
+def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int) -> str:
+    """What a high match hides: the two rows' sizes, and how much of the match is a shared offset (every cosine
+    positive) rather than the same pattern of words (the correlation, means removed)."""
+    kept = src != 0  # the entries the run compared (the rest are zero under top-K)
+    a, b = src[kept], tgt[kept]
+    if a.size < 2:
+        return ""
+    size = float(np.mean(np.abs(b)) / max(float(np.mean(np.abs(a))), 1e-12))
+    pattern = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    return (
+        f" For V{vec + 1}, the transferred similarities are {size:.2g}× the size of the source's, and with each "
+        f"row's mean removed the two rows correlate at r = {pattern:.2f}: a match near 1 with a low r says both "
+        "rows are mostly one shared offset, not the same words standing out."
     )
 
 

@@ -163,13 +163,16 @@ def relative_map(
             )
         )
     labels = [f"V{i + 1}" for i in range(len(prompt_xy))]
+    # WebGL like the anchors: plotly draws every WebGL trace above every SVG one, which hid SVG diamonds under
+    # the anchor dots.
     fig.add_trace(
-        go.Scatter(
+        go.Scattergl(
             x=prompt_xy[:, 0],
             y=prompt_xy[:, 1],
             mode="markers+text",
             name="prompt vectors",
-            text=labels,
+            text=grouped_labels(prompt_xy, np.vstack([anchor_xy, prompt_xy])),
+            customdata=labels,
             textposition="middle right",
             textfont=dict(color=color, size=13),
             marker=dict(
@@ -178,7 +181,7 @@ def relative_map(
                 symbol="diamond",
                 line=dict(color="white", width=1.5),
             ),
-            hovertemplate="<b>%{text}</b><extra></extra>",
+            hovertemplate="<b>%{customdata}</b><extra></extra>",
         )
     )
     # PCA/UMAP coordinates have no units: a framed, unlabelled plane on both axes.
@@ -191,11 +194,34 @@ def relative_map(
     return _layout(fig, height=420, showlegend=False, dragmode="lasso")
 
 
-def fingerprint(src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str]) -> go.Figure:
+def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.04) -> list[str]:
+    """One label per cluster of prompt vectors: points closer than `share` of the map's span are named together
+    ("V1, V2, V4") at the first of them, and the others carry no text, so labels never print over each other."""
+    span = float(np.ptp(everything, axis=0).max()) if len(everything) else 0.0
+    near = share * span
+    texts = [""] * len(points)
+    placed: list[int] = []
+    for i, point in enumerate(points):
+        home = next((j for j in placed if np.linalg.norm(points[j] - point) <= near), None)
+        if home is None:
+            placed.append(i)
+            texts[i] = f"V{i + 1}"
+        else:
+            texts[home] += f", V{i + 1}"
+    return texts
+
+
+def fingerprint(
+    src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
+) -> go.Figure:
     """Two rows (source, transferred) of cosines to the same anchor words. The colour range is the data's own
     (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on real models,
-    whose embeddings share a common direction)."""
-    z = np.vstack([src, tgt])
+    whose embeddings share a common direction). `per_row`: each row on its own scale (divided by its largest
+    |cosine|), the shape the match compares; hovering still reads the raw cosine."""
+    raw = np.vstack([src, tgt])
+    z = raw
+    if per_row:
+        z = raw / np.maximum(np.nanmax(np.abs(raw), axis=1, keepdims=True), 1e-12)
     reach = float(np.nanmax(np.abs(z))) if z.size else 1.0
     reach = max(reach, 1e-6)
     fig = go.Figure(
@@ -203,12 +229,13 @@ def fingerprint(src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tupl
             z=z,
             x=words,
             y=list(labels),
+            customdata=raw,
             colorscale="RdBu_r",
             zmid=0,
             zmin=-reach,
             zmax=reach,
-            colorbar=dict(title=dict(text="cos", side="right"), thickness=10),
-            hovertemplate="%{y}<br>anchor <b>%{x}</b>: %{z:.3f}<extra></extra>",
+            colorbar=dict(title=dict(text="cos / row max" if per_row else "cos", side="right"), thickness=10),
+            hovertemplate="%{y}<br>anchor <b>%{x}</b>: cos %{customdata:.3f}<extra></extra>",
         )
     )
     fig.update_xaxes(tickangle=-60, tickfont=dict(size=10))

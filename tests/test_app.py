@@ -226,7 +226,9 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
 
     traces = go.Figure(json.loads(maps[0].proto.spec)).data
     diamonds = [t for t in traces if t.marker.symbol == "diamond"]
-    assert diamonds and list(diamonds[0].text) == ["V1", "V2", "V3", "V4", "V5"], "the prompts are on the map"
+    assert diamonds and list(diamonds[0].customdata) == ["V1", "V2", "V3", "V4", "V5"], "the prompts are on the map"
+    assert diamonds[0].type == "scattergl", "WebGL, or the anchor dots (WebGL) cover the diamonds"
+    assert ", ".join(t for t in diamonds[0].text if t).count("V") == 5, "every vector is named once"
     assert "weighted centre of its 15 nearest anchors" in texts(at)
     result = at.session_state["outcome"]
     anchors = services.run_anchors(result, services.data_dir_for([*result.sources, result.target]))
@@ -236,6 +238,20 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     again = services.relative_map(*args, "b", vectors * (1 + 1e-6), 1000, "umap", 0)  # same profile, new key
     assert np.allclose(first["prompt_xy"], again["prompt_xy"], atol=1e-4)
     assert np.array_equal(first["anchor_xy"], again["anchor_xy"]), "the anchors' map is fitted once and reused"
+
+
+def test_map_labels_of_close_prompt_vectors_are_merged_and_fingerprint_rows_can_have_their_own_scale():
+    import numpy as np
+
+    from ptfer_app import charts
+
+    points = np.array([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0], [0.0, 0.02]])
+    assert charts.grouped_labels(points, np.array([[0.0, 0.0], [10.0, 10.0]])) == ["V1, V2, V4", "", "V3", ""]
+    src, tgt = np.array([0.6, 0.5, 0.55]), np.array([0.1, 0.08, 0.09])
+    shared = json.loads(charts.fingerprint(src, tgt, list("abc"), ("s", "t")).to_json())["data"][0]
+    own = json.loads(charts.fingerprint(src, tgt, list("abc"), ("s", "t"), per_row=True).to_json())["data"][0]
+    assert own["zmax"] == pytest.approx(1.0) and shared["zmax"] == pytest.approx(0.6)
+    assert "customdata" in own["hovertemplate"], "hover reads the raw cosine"
 
 
 def test_a_folded_preset_runs_again_with_its_own_settings():

@@ -14,7 +14,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     expander is closed): draw nothing; the values chosen earlier, linked or given by the recipe apply."""
     models = sel.models
     multi_ok = len(sel.sources) > 1
-    c0, c1, c2 = columns([5, 4, 4], hidden)
+    c0, c1, c2 = columns([5, 5, 3], hidden)
     recipe = settings_ui.recipe_picker(c0, models, hidden=hidden)
     base = settings_ui.base_settings(recipe, models)
     method = ui.bound(
@@ -25,8 +25,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         options=["transfer", "direct-transfer"],
         hidden=hidden,
         required=True,
-        format_func={"transfer": "Relative-space transfer", "direct-transfer": "Direct transfer"}.get,
-        help="Relative-space transfer is PTfer. Direct transfer copies the vectors unchanged (a baseline that "
+        format_func={"transfer": "Relative space", "direct-transfer": "Direct copy"}.get,
+        help="Relative space: PTfer's transfer. Direct copy: the vectors unchanged, the direct-transfer baseline (it "
         "needs equal widths).",
     )
     direct = method != "transfer"
@@ -44,7 +44,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         "Select two or three source models in the sidebar to enable it.",
     )
     t = {}
-    c1, c2, c3, c4 = columns([3, 3, 4, 3], hidden, vertical_alignment="bottom")
+    c1, c2, c3, c4 = columns([3, 3, 3, 3], hidden, vertical_alignment="bottom")
     shown = not hidden
     t["solver"] = settings_ui.setting(
         c1,
@@ -55,10 +55,10 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         disabled=direct,
         why="direct transfer has no search",
         fmt={
-            "adam": "Adam search (the paper)",
-            "lstsq": "closed form (exact, one step)",
-            "refined": "closed form refined with Eq. 6 inside",
-            "vocabulary": "best-matching target words",
+            "adam": "Adam (the paper)",
+            "lstsq": "closed form",
+            "refined": "closed form + Eq. 6",
+            "vocabulary": "target words",
         }.get,
         hidden=hidden,
     )
@@ -71,7 +71,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         base,
         disabled=direct or not adam,
         why="only the Adam search has several steps to choose from",
-        fmt={"loss": "matching loss (zero-shot)", "dev": "target dev P@1"}.get,
+        fmt={"loss": "matching loss", "dev": "target dev P@1"}.get,
         hidden=hidden,
     )
     one_step = t["solver"] in ONE_STEP
@@ -98,8 +98,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         fmt={
             "global": "Eq. 6 (the paper)",
             "per-vector": "per vector",
-            "relative": "Eq. 6, keeping the prompt's scale",
-            "none": "none (ablation)",
+            "relative": "Eq. 6, own scale",
+            "none": "none",
         }.get,
         hidden=hidden,
     )

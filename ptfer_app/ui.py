@@ -248,8 +248,9 @@ def sidebar() -> Selection:
             **initial("rel", index=options.index(default)),
             key="rel",
             persist_state="session",
+            # a classification task by its label alone ("SST-2 sentiment"): with its id it did not fit the sidebar
             format_func=lambda r: (
-                (f"{r} · {sel.tasks[r].label}" + (" (classification)" if sel.tasks[r].is_classification else ""))
+                (sel.tasks[r].label if sel.tasks[r].is_classification else f"{r} · {sel.tasks[r].label}")
                 if r in sel.tasks
                 else r
             ),

@@ -16,6 +16,11 @@ FONT = dict(family="Source Sans Pro, sans-serif", size=13)
 def _layout(fig: go.Figure, height: int = 320, **kw) -> go.Figure:
     legend = kw.get("showlegend", True) and len(fig.data) > 1
     top = 40 if kw.get("title") or legend else 12
+    if kw.get("title") and legend:
+        # Title on its own line at the top, the legend on the next one: sharing a line, they printed over each other.
+        title = kw["title"] if isinstance(kw["title"], dict) else {"text": kw["title"]}
+        kw["title"] = {**title, "yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}}
+        top = 64
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=top, b=10),
@@ -38,8 +43,15 @@ def thin_curve(rows: list[dict], max_points: int = 400) -> list[dict]:
     return [r for i, r in enumerate(rows) if i % every == 0 or i in keep or r.get("dev_p_at_1") is not None]
 
 
-def trajectory(rows: list[dict], title: str = "", x_label: str = "search step") -> go.Figure:
-    """Matching (or training) loss per step; dev P@1 as markers on a second axis where it was computed."""
+def trajectory(
+    rows: list[dict],
+    title: str = "",
+    x_label: str = "search step",
+    score: str = "P@1",
+    kept_step: int | None = None,
+) -> go.Figure:
+    """Matching (or training) loss per step; the dev score (P@1, or accuracy as `score` names it) as markers on a
+    second, 0-based axis where it was computed; the step the run kept as a vertical line."""
     rows = thin_curve(rows)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     loss = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
@@ -52,13 +64,37 @@ def trajectory(rows: list[dict], title: str = "", x_label: str = "search step") 
     if dev:
         xs, ys = zip(*dev)
         fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines+markers", name="dev P@1", line=dict(color=SOURCE, dash="dot")),
+            go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"dev {score}", line=dict(color=SOURCE, dash="dot")),
             secondary_y=True,
         )
-        fig.update_yaxes(title_text="dev P@1 (%)", secondary_y=True, rangemode="tozero", showgrid=False)
-    fig.update_yaxes(title_text="loss", secondary_y=False)
+        # An explicit range: plotly's own put a flat series' points above its top tick, at ticks like 0.53, 2.47
+        top = max(5.0, 1.15 * max(ys))
+        fig.update_yaxes(
+            title_text=f"dev {score} (%)",
+            secondary_y=True,
+            range=[0, top],
+            tickmode="linear",
+            tick0=0,
+            dtick=nice_step(top / 5),  # own round ticks: left to plotly, they followed the loss axis's grid
+            showgrid=False,
+        )
+    if kept_step is not None and len(rows) > 1:
+        fig.add_vline(
+            x=kept_step,
+            line=dict(color="#555", width=1, dash="dash"),
+            annotation_text=f"kept: step {kept_step}",
+            annotation_position="top right",
+            annotation_font_size=11,
+        )
+    fig.update_yaxes(title_text="loss", secondary_y=False, rangemode="tozero")
     fig.update_xaxes(title_text=x_label)
     return _layout(fig, title=dict(text=title, font=dict(size=14)) if title else None, showlegend=bool(dev))
+
+
+def nice_step(rough: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k at or above `rough`: round tick spacing."""
+    power = 10.0 ** np.floor(np.log10(max(rough, 1e-12)))
+    return float(next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough - 1e-12))
 
 
 def norm_histogram(

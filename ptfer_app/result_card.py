@@ -92,7 +92,14 @@ def trajectory_view(result: Outcome) -> None:
         st.caption(f"The {solver} solver {how}, so there is no search curve to draw.")
     else:
         st.plotly_chart(
-            charts.trajectory(traj, "Matching loss of the search"), key="result_chart", config={"displayModeBar": False}
+            charts.trajectory(
+                traj,
+                "Matching loss of the search",
+                score="accuracy" if result.task.is_classification else "P@1",
+                kept_step=prov.get("selected_step"),
+            ),
+            key="result_chart",
+            config={"displayModeBar": False},
         )
 
 

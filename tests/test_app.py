@@ -254,6 +254,18 @@ def test_map_labels_of_close_prompt_vectors_are_merged_and_fingerprint_rows_can_
     assert "customdata" in own["hovertemplate"], "hover reads the raw cosine"
 
 
+def test_search_chart_has_a_zero_based_score_axis_names_its_score_and_marks_the_kept_step():
+    from ptfer_app import charts
+
+    rows = [{"step": i, "loss": 1 / (i + 1), "dev_p_at_1": 80.1 if i % 100 == 0 else None} for i in range(0, 600, 10)]
+    fig = charts.trajectory(rows, "Matching loss of the search", score="accuracy", kept_step=300)
+    dev = fig.layout.yaxis2
+    assert dev.range[0] == 0 and dev.range[1] > 80.1, "every point under the top tick"
+    assert dev.dtick in (10, 20, 25) and dev.title.text == "dev accuracy (%)"
+    assert [s.x0 for s in fig.layout.shapes] == [300] and "kept: step 300" in fig.layout.annotations[0].text
+    assert fig.layout.title.yref == "container" and fig.layout.margin.t > 40, "title and legend on their own lines"
+
+
 def test_a_folded_preset_runs_again_with_its_own_settings():
     at = open_demo_preset(new_app())
     preset = at.session_state["outcome"]

@@ -1,7 +1,7 @@
 """PTfer Studio: zero-shot continuous prompt transfer, in the browser.
 
 Run with ``streamlit run app.py``. This file is the router: the shared sidebar (models, relation or task, seed, all
-mirrored in the URL; every page but the home page), then the selected page from ``pages/``. The engine is
+mirrored in the URL; every page but Home and Results), then the selected page from ``pages/``. The engine is
 ``ptfer_core``; ``ptfer_app`` holds the Streamlit glue.
 """
 
@@ -39,8 +39,10 @@ ui.sync_preset_from_url()
 goto = st.session_state.pop("_goto", None)
 if goto in PAGES and PAGES[goto] is not page:
     st.switch_page(PAGES[goto])
-# The home page draws no sidebar (its presets pick their own models; the pickers are most of its drawing time).
-selection = st.session_state["_selection"] = ui.quiet_selection() if page is PAGES["home"] else ui.sidebar()
+# The home page draws no sidebar (its presets pick their own models; the pickers are most of its drawing time), nor
+# does Results (its tables span many models and relations and have their own filters: the pickers did nothing there).
+no_sidebar = page is PAGES["home"] or page is PAGES["results"]
+selection = st.session_state["_selection"] = ui.quiet_selection() if no_sidebar else ui.sidebar()
 ui.sync_preset_to_url()
 ui.flash()
 try:

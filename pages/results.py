@@ -192,7 +192,7 @@ def paper_layout(view, how: str) -> None:
             )
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
-        st.markdown(f"**Recipe {recipe}** · {how} of {what}")
+        st.markdown(f"**Recipe {recipe}** · {'relation mean of' if how == 'relation mean' else 'pooled'} {what}")
         # A static table, one decimal everywhere: a dozen numbers need no data grid (a canvas that is slow to paint).
         st.table(pivot.style.format("{:.1f}", na_rep="—"))
 
@@ -277,7 +277,7 @@ def body() -> None:
     if df.empty:
         st.info("This table has no rows yet.")
         return
-    c0, c1, c2, c3, c4 = st.columns([2, 3, 3, 3, 3])  # the average control needs its two labels whole
+    c0, c1, c2, c3, c4 = st.columns([2, 3, 3, 3, 4])  # the average control needs its two labels whole
     recipes = sorted(df["recipe"].unique())
     rec = c0.multiselect("Recipes", recipes, key="res_rec", placeholder="all")
     rel = c1.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptfer_app import services, ui
+from ptfer_app import services, ui, wording
 from ptfer_core.compare import Outcome
 from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import PTferError
@@ -28,8 +28,9 @@ def pick_fact() -> None:
     """Table selection callback: copy the chosen subject into the query box."""
     view = st.session_state.get("_facts_view")
     state = st.session_state.get("facts")
-    rows = state["selection"]["rows"] if state else []
-    if view is not None and rows:
+    chosen = state["selection"] if state else {}
+    rows = list(chosen.get("rows") or []) + [cell[0] for cell in chosen.get("cells") or []]
+    if view is not None and rows and rows[0] < len(view):
         st.session_state["subject"] = view.iloc[rows[0]]["subject"]
 
 
@@ -61,6 +62,8 @@ def token_boundaries(result: Outcome, subject: str) -> None:
         return
     tokens = lm.tokenizer.convert_ids_to_tokens(manual.input_ids[0, : int(manual.answer_positions[0]) + 1].tolist())
     words = result.discretized_tokens or []
+    if not wording.read_alike(result.task.template, result.discretized.template, words):
+        return
     with st.expander("Why do the manual and the discretised prompt differ when they read alike?"):
         st.markdown(
             "The manual template is **tokenised as a sentence**; the discretised prompt puts **one whole-word "
@@ -124,8 +127,9 @@ def body() -> None:
             result.transferred.vectors,
         )
     )
+    called = wording.task_words(result.task)
     if not subject:
-        st.info("Type a subject to see the answers.", icon=":material/info:")
+        st.info(f"Type a {called['input']} to see the answers.", icon=":material/info:")
     else:
         cols = st.columns(len(columns), gap="medium")
         for col, (title, shown, template, vectors) in zip(cols, columns):
@@ -150,9 +154,11 @@ def body() -> None:
         )
         token_boundaries(result, subject)
 
-    st.subheader("Test facts", anchor=False)
+    st.subheader(called["Examples"], anchor=False)
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-    needle = c1.text_input("Filter", key="fact_filter", placeholder="subject or answer contains…")
+    needle = c1.text_input(
+        "Filter", key="fact_filter", placeholder=f"{called['input']} or {called['answer']} contains…"
+    )
     which = c2.segmented_control(
         "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
     )
@@ -171,18 +177,19 @@ def body() -> None:
     st.session_state["_facts_view"] = view
     correct = frame["transferred"].str.startswith("✓").sum() if len(frame) else 0
     st.caption(
-        f"{len(view)} of {len(frame)} test facts · transferred prompt right on {correct}. Click a row to query it."
+        f"{len(view)} of {len(frame)} {called['examples']} · transferred prompt right on {correct}. Click a row "
+        "to query it."
     )
     if view.empty:
         st.caption("No test example matches this filter.")
     else:
         st.dataframe(
-            view,
+            view.rename(columns={"subject": called["input"], "answer": called["answer"]}),
             hide_index=True,
             width="stretch",
             key="facts",
             on_select=pick_fact,
-            selection_mode="single-row",
+            selection_mode=["single-row", "single-cell"],  # a click on any cell picks its row
             height=min(420, 38 + 35 * len(view)),
         )
 

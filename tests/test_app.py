@@ -632,6 +632,24 @@ def test_a_200_word_subject_on_the_query_page_is_refused_and_the_facts_stay():
     assert "Test facts" in texts(at) and at.dataframe, "the facts table is still there"
 
 
+def test_query_page_explains_token_boundaries_only_when_the_prompts_read_alike_and_names_examples_by_task():
+    from types import SimpleNamespace
+
+    from ptfer_app import wording
+
+    template = "The capital of [X] is [Y] ."
+    assert wording.read_alike(template, "[V] [V] [V] [X] [V] [Y] .", ["The", "capital", "of", "is"])
+    assert wording.read_alike(template, "[S] [V] [V] [V] [X] [V] [Y] .", ["the", "Capital", "of", "is"])
+    assert not wording.read_alike(template, "[X] [V] [V] [V] [V] [V] [Y] .", ["ይች", "ኣ", "コー", "Headache", "Marble"])
+    assert wording.task_words(SimpleNamespace(is_classification=True))["Examples"] == "Test examples"
+    assert wording.task_words(SimpleNamespace(is_classification=False))["input"] == "subject"
+    at = goto(open_demo_preset(new_app()), "query")
+    assert not at.exception
+    assert at.session_state["outcome"].discretized_tokens == ["German", "Brazil", "French", "Spain", "Cairo"]
+    assert not [e for e in at.expander if "read alike" in e.label], "these prompts do not read alike"
+    assert "Test facts" in texts(at) and "subject" in at.dataframe[-1].value.columns
+
+
 def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     from ptfer_app import results
 

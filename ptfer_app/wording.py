@@ -1,0 +1,21 @@
+"""How the pages name things that differ between relations and classification tasks, and small text checks.
+No Streamlit."""
+
+from __future__ import annotations
+
+
+def task_words(task) -> dict[str, str]:
+    """What a task's inputs and answers are called: facts with subjects for relations, examples with sentences and
+    labels for classification tasks."""
+    if task.is_classification:
+        return {"input": "sentence", "answer": "label", "examples": "test examples", "Examples": "Test examples"}
+    return {"input": "subject", "answer": "answer", "examples": "test facts", "Examples": "Test facts"}
+
+
+def read_alike(manual: str, discretised: str, words: list[str]) -> bool:
+    """Whether the discretised prompt spells the manual template's words (spacing and case aside): only then do
+    their different probabilities need explaining."""
+    for word in words:
+        discretised = discretised.replace("[V]", f" {word} ", 1)
+    spelled = " ".join(discretised.replace("[S]", " ").split()).lower()
+    return spelled == " ".join(manual.split()).lower()

@@ -269,6 +269,34 @@ def analysis(df) -> None:
         )
 
 
+def readable_table(view):
+    """The rows as a reader wants them: no column that is empty throughout, no derived `pair`, blanks not None."""
+    shown = view.drop(columns=["pair"], errors="ignore").dropna(axis=1, how="all")
+    text = shown.select_dtypes(include="object").columns
+    return shown.assign(**{c: shown[c].fillna("") for c in text})
+
+
+def table_columns(score: str) -> dict:
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    return {
+        "relation": text("relation"),
+        "relation_type": text("type"),
+        "p_at_1": number(score, format="%.1f", help="On the target's test split, in %."),
+        "n_facts": number("facts", format="%d"),
+        "n_correct": number("correct", format="%d"),
+        "seconds": number("seconds", format="%.1f"),
+        "matching_loss": number("matching loss", format="%.4f"),
+        "selected_step": number("kept step", format="%d"),
+        "dev_p_at_1": number(f"dev {score}", format="%.1f"),
+        "self_cosine_min": number("self cos (min)", format="%.3f"),
+        "self_cosine_mean": number("self cos (mean)", format="%.3f"),
+        "self_cosine_unnormalised_min": number("self cos before norm. (min)", format="%.3f"),
+        "macro_f1": number("macro-F1", format="%.1f"),
+        "n_anchors": number("anchors", format="%d"),
+        "n_vectors": number("vectors", format="%d"),
+    }
+
+
 def body() -> None:
     ui.header("Results", "Precision@1 on the target test split across relations, methods and model pairs.")
     if st.session_state.get(GRID_JOB) is not None and st.session_state.get("res_src") != "run":
@@ -337,10 +365,10 @@ def body() -> None:
     if tab_table.open:
         with tab_table:
             st.dataframe(
-                view,
+                readable_table(view),
                 hide_index=True,
                 width="stretch",
-                column_config={"p_at_1": st.column_config.NumberColumn("P@1", format="%.1f")},
+                column_config=table_columns(results.score_name(view)),
             )
             st.download_button(
                 "Download (.csv)",

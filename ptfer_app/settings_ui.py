@@ -40,6 +40,16 @@ def describe(group: str, name: str) -> dict:
     return next(r for r in CLASSES[group].describe() if r["name"] == name)
 
 
+GROUP_NAMES = {"tune": "source tuning", "transfer": "search", "projector": "projector"}
+
+
+def readable(group: str, name: str, value) -> str:
+    """One setting as a reader says it: 'source tuning learning rate 0.2', not 'lr=0.2'."""
+    label = describe(group, name)["label"] or name.replace("_", " ")
+    shown = ("on" if value else "off") if isinstance(value, bool) else "none" if value is None else str(value)
+    return f"{GROUP_NAMES.get(group, group)} {label[0].lower() + label[1:]} {shown}"
+
+
 def _plain(value):
     return value.value if isinstance(value, Enum) else value
 
@@ -197,7 +207,7 @@ def build(recipe: str, models: list[str], chosen: dict[str, dict]):
     kept = hidden.get("overrides", {}) if hidden.get("recipe") == recipe else {}
     merged = {g: {**base.overrides.get(g, {}), **kept.get(g, {}), **chosen.get(g, {})} for g in CLASSES}
     settings = recipe_settings(recipe, merged)
-    extra = {f"{k}={v}" for g in kept for k, v in kept[g].items() if k not in chosen.get(g, {})}
+    extra = [readable(g, k, v) for g in kept for k, v in kept[g].items() if k not in chosen.get(g, {})]
     if extra:
-        st.caption(f":material/info: Also from the opened preset: {', '.join(sorted(extra))}.")
+        st.caption(f":material/info: Also from the opened preset (no control for these): {'; '.join(sorted(extra))}.")
     return settings

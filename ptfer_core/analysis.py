@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,10 +19,35 @@ def _unit_embeddings(lm: PromptedLM) -> torch.Tensor:
 
 
 def display_token(lm: PromptedLM, token_id: int) -> str:
-    """A token as a reader would write it: the word for word-initial tokens, else the raw piece."""
+    """A token as a reader would write it: the word for word-initial tokens, else the raw piece; characters that
+    print as nothing (spaces, line breaks, zero-width marks) made visible, so no token shows as a blank."""
     token = lm.vocab[token_id]
     word = word_of_token(token, tokenizer_style(lm.vocab))
-    return word if word is not None else token
+    return visible(word if word is not None else token)
+
+
+_CONTROL_NAMES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """`text` with invisible characters written out: ␣ for a space-like character, \\n for a line break, U+XXXX
+    for zero-width and other control characters; the empty string as ⟨empty⟩."""
+    if not text:
+        return "⟨empty⟩"
+    if text.strip() and all(unicodedata.category(c)[0] not in "CZ" or c == " " for c in text):
+        return text  # the common case: a word, perhaps with inner spaces
+    out = []
+    for c in text:
+        category = unicodedata.category(c)
+        if c in _CONTROL_NAMES:
+            out.append(_CONTROL_NAMES[c])
+        elif category.startswith("Z"):
+            out.append("␣")
+        elif category.startswith("C"):
+            out.append(f"U+{ord(c):04X}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def nearest_tokens(lm: PromptedLM, vectors: torch.Tensor, k: int = 10) -> list[list[tuple[str, float]]]:

@@ -650,6 +650,15 @@ def test_query_page_explains_token_boundaries_only_when_the_prompts_read_alike_a
     assert "Test facts" in texts(at) and "subject" in at.dataframe[-1].value.columns
 
 
+def test_a_presets_settings_without_a_control_are_named_as_a_reader_says_them():
+    at = goto(open_demo_preset(new_app()), "transfer")
+    at.session_state["exp_settings"] = True
+    at.run()
+    note = next((c.value for c in at.caption if "Also from the opened preset" in c.value), None)
+    assert note is not None, [c.value for c in at.caption]
+    assert "source tuning learning rate 0.2" in note and "=" not in note, note
+
+
 def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     from ptfer_app import results
 
@@ -679,6 +688,8 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     at.run()
     table = next(d for d in at.dataframe if "method" in d.value.columns).value
     assert set(table["method"]) == {"manual", "discretization", "transfer"}
+    assert "pair" not in table.columns and not table.isna().all().any(), "no derived or empty columns"
+    assert not table.select_dtypes(include="object").isna().any().any(), "blanks, not None"
     at.session_state["res_tab"] = "By method"
     at.run()
     assert [c.key for c in at.get("plotly_chart")] == ["res_bars"]

@@ -333,3 +333,11 @@ def test_map_placement_is_continuous_and_lands_an_anchor_on_itself():
     assert np.allclose(pca.place(rows), pca.xy) and len(pca.explained) == 2
     with pytest.raises(ValueError, match="pca or umap"):
         Map2D(rows, "tsne")
+
+
+def test_tokens_that_print_as_nothing_are_written_out():
+    from ptfer_core.analysis import visible
+
+    assert visible("Paris") == "Paris" and visible("New York") == "New York"
+    assert visible("") == "⟨empty⟩" and visible(" ") == "␣" and visible("\u00a0") == "␣"
+    assert visible("\n") == "\\n" and visible("\u200b") == "U+200B" and visible("ab\u200b") == "abU+200B"

@@ -201,11 +201,12 @@ def body() -> None:
         col.metric(f"V{i + 1}", f"{agreement[i]:.3f}")
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
     per_row = st.toggle(
-        "Each row on its own colour scale",
+        "Each row's pattern (its mean removed, own colour scale)",
         value=True,
         key="fp_rows",
-        help="The match is a cosine: it compares the rows' shape, not their size. On its own scale each row shows "
-        "its shape; on one shared scale, how much larger one model's similarities are.",
+        help="Which words stand out in each row, whatever the row's size and common offset: what the correlation r "
+        "below compares. Off: the raw cosines on one shared scale, which show how much larger one model's "
+        "similarities are.",
     )
     st.plotly_chart(
         charts.fingerprint(

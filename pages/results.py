@@ -192,7 +192,8 @@ def paper_layout(view, how: str) -> None:
             )
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
-        st.markdown(f"**Recipe {recipe}** · {'relation mean of' if how == 'relation mean' else 'pooled'} {what}")
+        average = "pooled" if how == "pooled" else "task mean of" if kind else "relation mean of"
+        st.markdown(f"**Recipe {recipe}** · {average} {what}")
         # A static table, one decimal everywhere: a dozen numbers need no data grid (a canvas that is slow to paint).
         st.table(pivot.style.format("{:.1f}", na_rep="—"))
 
@@ -298,7 +299,11 @@ def table_columns(score: str) -> dict:
 
 
 def body() -> None:
-    ui.header("Results", "Precision@1 on the target test split across relations, methods and model pairs.")
+    ui.header(
+        "Results",
+        "Precision@1 (accuracy, for classification tasks) on the target's test split across relations, methods "
+        "and model pairs.",
+    )
     if st.session_state.get(GRID_JOB) is not None and st.session_state.get("res_src") != "run":
         st.caption("A grid is running: choose “Run a grid now” to follow it.")
     df, origin = pick_table()

@@ -209,7 +209,7 @@ def relative_map(
             name="prompt vectors",
             text=grouped_labels(prompt_xy, np.vstack([anchor_xy, prompt_xy])),
             customdata=labels,
-            textposition="middle right",
+            textposition=label_sides(prompt_xy, np.vstack([anchor_xy, prompt_xy])),
             textfont=dict(color=color, size=13),
             marker=dict(
                 size=[16 if i == selected else 12 for i in range(len(labels))],
@@ -228,6 +228,14 @@ def relative_map(
     fig.update_xaxes(**bare)
     fig.update_yaxes(**bare)
     return _layout(fig, height=420, showlegend=False, dragmode="lasso")
+
+
+def label_sides(points: np.ndarray, everything: np.ndarray) -> list[str]:
+    """Labels point into the map: to the left of points in its right half (at the edge they were cut off)."""
+    if not len(everything):
+        return ["middle right"] * len(points)
+    middle = (everything[:, 0].min() + everything[:, 0].max()) / 2
+    return ["middle left" if x > middle else "middle right" for x in points[:, 0]]
 
 
 def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.04) -> list[str]:
@@ -252,12 +260,13 @@ def fingerprint(
 ) -> go.Figure:
     """Two rows (source, transferred) of cosines to the same anchor words. The colour range is the data's own
     (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on real models,
-    whose embeddings share a common direction). `per_row`: each row on its own scale (divided by its largest
-    |cosine|), the shape the match compares; hovering still reads the raw cosine."""
+    whose embeddings share a common direction). `per_row`: each row's pattern, its mean removed and on its own
+    scale (what the correlation r under the strip compares); hovering still reads the raw cosine."""
     raw = np.vstack([src, tgt])
     z = raw
     if per_row:
-        z = raw / np.maximum(np.nanmax(np.abs(raw), axis=1, keepdims=True), 1e-12)
+        z = raw - np.nanmean(raw, axis=1, keepdims=True)
+        z = z / np.maximum(np.nanmax(np.abs(z), axis=1, keepdims=True), 1e-12)
     reach = float(np.nanmax(np.abs(z))) if z.size else 1.0
     reach = max(reach, 1e-6)
     fig = go.Figure(
@@ -270,7 +279,7 @@ def fingerprint(
             zmid=0,
             zmin=-reach,
             zmax=reach,
-            colorbar=dict(title=dict(text="cos / row max" if per_row else "cos", side="right"), thickness=10),
+            colorbar=dict(title=dict(text="vs row mean" if per_row else "cos", side="right"), thickness=10),
             hovertemplate="%{y}<br>anchor <b>%{x}</b>: cos %{customdata:.3f}<extra></extra>",
         )
     )

@@ -14,7 +14,7 @@ def result_card(result: Outcome) -> None:
     order = [result.method, "manual", "discretization", "random"]
     cols = st.columns(len(order))
     manual = result.scores.get("manual", {}).get("p_at_1")
-    metric = "accuracy" if result.task.is_classification else "P@1"
+    metric = score_word(result)
     for col, method in zip(cols, order):
         score = result.scores.get(method)
         if score is None:
@@ -95,12 +95,16 @@ def trajectory_view(result: Outcome) -> None:
             charts.trajectory(
                 traj,
                 "Matching loss of the search",
-                score="accuracy" if result.task.is_classification else "P@1",
+                score=score_word(result),
                 kept_step=prov.get("selected_step"),
             ),
             key="result_chart",
             config={"displayModeBar": False},
         )
+
+
+def score_word(result: Outcome) -> str:
+    return "accuracy" if result.task.is_classification else "P@1"
 
 
 def prompt_facts(result: Outcome) -> None:
@@ -113,7 +117,7 @@ def prompt_facts(result: Outcome) -> None:
         rule = (prov.get("transfer") or {}).get("selection")
         facts.append(
             f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']} "
-            f"({'by matching loss' if rule == 'loss' else 'by target dev P@1'})"
+            f"({'by matching loss' if rule == 'loss' else 'by target dev ' + score_word(result)})"
         )
     if "n_anchors" in prov:
         facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")

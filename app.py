@@ -1,7 +1,7 @@
 """PTfer Studio: zero-shot continuous prompt transfer, in the browser.
 
 Run with ``streamlit run app.py``. This file is the router: the shared sidebar (models, relation or task, seed, all
-mirrored in the URL; every page but Home and Results), then the selected page from ``pages/``. The engine is
+mirrored in the URL; every page but Home and Results), then the selected page from ``app_pages/``. The engine is
 ``ptfer_core``; ``ptfer_app`` holds the Streamlit glue.
 """
 

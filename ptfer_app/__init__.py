@@ -1,4 +1,5 @@
-"""PTfer Studio's Streamlit glue: page scripts live in the top-level ``pages/``, shared pieces here.
+"""PTfer Studio's Streamlit glue: page scripts live in the top-level ``app_pages/`` (not
+``pages/``: Streamlit would take that folder for its old multipage mode), shared pieces here.
 
 `services` (Streamlit caches around `ptfer_core`), `ui` (sidebar, URL state, errors) and `settings_ui` (widgets
 derived from the settings dataclasses) use Streamlit; `catalog` (which models the app offers), `charts` (plotly

@@ -18,12 +18,12 @@ if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh ser
     from ptfer_core.compare import Outcome
 
 PAGES = {
-    "home": "pages/home.py",
-    "transfer": "pages/transfer.py",
-    "nearest": "pages/nearest_tokens.py",
-    "space": "pages/relative_space.py",
-    "query": "pages/query.py",
-    "results": "pages/results.py",
+    "home": "app_pages/home.py",
+    "transfer": "app_pages/transfer.py",
+    "nearest": "app_pages/nearest_tokens.py",
+    "space": "app_pages/relative_space.py",
+    "query": "app_pages/query.py",
+    "results": "app_pages/results.py",
 }
 
 
@@ -398,19 +398,3 @@ def digest(vectors) -> str:
     import hashlib
 
     return hashlib.sha1(vectors.detach().cpu().numpy().tobytes()).hexdigest()[:12]
-
-
-def ensure_app_shell() -> None:
-    """Called first by every page script: make sure it runs inside app.py's navigation and sidebar.
-
-    Streamlit still honours its old multipage convention: on a fresh server, a request for a page whose script sits in
-    a `pages/` folder beside the main script can run that script on its own, without app.py. Switching that mode off
-    and rerunning puts the request through app.py's `st.navigation`, which maps it to the same page.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the old mode
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()

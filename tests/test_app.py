@@ -26,9 +26,8 @@ from ptfer_core.toy_models import load_toy
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGE = {
-    name: f"pages/{name}.py" for name in ("home", "transfer", "nearest_tokens", "relative_space", "query", "results")
-}
+PAGE_NAMES = ("home", "transfer", "nearest_tokens", "relative_space", "query", "results")
+PAGE = {name: f"app_pages/{name}.py" for name in PAGE_NAMES}
 DEMO_PRESET = "toy-bert-gpt2-language"
 LOADS: list[str] = []
 
@@ -46,20 +45,9 @@ def skey(name: str, group: str = "transfer", recipe: str = "studio") -> str:
     return f"set.{recipe}.{group}.{name}"
 
 
-class _NoPagesFolder(type(Path())):
-    """AppTest re-detects Streamlit's old `pages/` folder convention on every run (a real server does it once, and
-    `ui.ensure_app_shell` handles that run): hide the folder from that check so every test run goes through app.py."""
-
-    def exists(self, *args, **kwargs):
-        return False if self.name == "pages" else super().exists(*args, **kwargs)
-
-
 @pytest.fixture(autouse=True)
 def app_env(tmp_path_factory, monkeypatch):
     """Tiny models in the cached loader, no real weights, a private app cache."""
-    import streamlit.runtime.pages_manager as pages_manager
-
-    monkeypatch.setattr(pages_manager, "Path", _NoPagesFolder)
     monkeypatch.setenv("PTFER_MODEL_DIR", str(tmp_path_factory.mktemp("no-models")))
     monkeypatch.setenv("PTFER_APP_CACHE", str(tmp_path_factory.mktemp("app-cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

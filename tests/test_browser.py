@@ -400,6 +400,21 @@ def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
     assert time.monotonic() - pressed < 12
 
 
+def test_a_deep_link_is_the_first_request_of_a_fresh_server(tmp_path_factory, browser):
+    """A shared link opened on a server that has served nothing yet: with the page scripts in a folder named
+    `pages/`, Streamlit's old multipage mode answered /relative-space with "Page not found" before the app routed it."""
+    env = {
+        "PTFER_MODEL_DIR": str(tmp_path_factory.mktemp("no-models")),
+        "PTFER_APP_CACHE": str(tmp_path_factory.mktemp("app-cache")),
+    }
+    for url in start_server(tmp_path_factory, env):
+        browser.get(f"{url}/relative-space?preset=toy-bert-gpt2-language")
+        wait_text(browser, "Fingerprint", 120)
+        settle(browser)
+        assert "Page not found" not in body_text(browser)
+        assert "Source space" in body_text(browser)
+
+
 def real_models_ready() -> bool:
     from ptfer_app import catalog
 

@@ -8,8 +8,6 @@ from ptfer_core.compare import Outcome
 from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import PTferError
 
-ui.ensure_app_shell()
-
 FILTERS = {"all": "All", "right": "Transferred right", "wrong": "Transferred wrong"}
 
 

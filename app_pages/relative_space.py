@@ -6,8 +6,6 @@ import streamlit as st
 from ptfer_app import charts, palette, services, ui
 from ptfer_core.config import METHOD_LABELS
 
-ui.ensure_app_shell()
-
 N_POINTS = [300, 1000, 2000]
 STRIP = 40  # anchors shown in the fingerprint strip
 

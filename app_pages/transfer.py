@@ -11,8 +11,6 @@ from ptfer_core.errors import ModelLoadError
 from ptfer_core.jobs import Job
 from ptfer_core.paths import SHIPPED_SCORES
 
-ui.ensure_app_shell()
-
 JOB = "transfer_job"
 
 

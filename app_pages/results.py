@@ -9,8 +9,6 @@ import streamlit as st
 from ptfer_app import charts, palette, results, services, ui
 from ptfer_core.jobs import Job
 
-ui.ensure_app_shell()
-
 GRID_JOB = "grid_job"
 LABELS = {"presets": "Presets in this app", "upload": "Upload a results file", "run": "Run a grid now"}
 

@@ -6,8 +6,6 @@ import streamlit as st
 from ptfer_app import charts, palette, services, ui
 from ptfer_core.config import METHOD_LABELS
 
-ui.ensure_app_shell()
-
 
 def glance(src: pd.DataFrame, tgt: pd.DataFrame, n: int = 4) -> pd.DataFrame:
     """One row per vector: its n nearest tokens in each vocabulary."""

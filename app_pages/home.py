@@ -8,8 +8,6 @@ import streamlit as st
 from ptfer_app import catalog, palette, services, ui
 from ptfer_core.paths import REPO_ROOT
 
-ui.ensure_app_shell()
-
 LABELS = {
     "transfer": "transferred",
     "manual": "manual",

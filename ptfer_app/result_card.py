@@ -5,7 +5,7 @@ import streamlit as st
 from ptfer_core.compare import Outcome
 from ptfer_core.config import METHOD_LABELS
 
-from . import charts, results, services, ui
+from . import charts, results, services, settings_ui, ui
 
 
 def result_card(result: Outcome) -> None:
@@ -89,7 +89,8 @@ def trajectory_view(result: Outcome) -> None:
             if solver == "refined"
             else "answers in one step"
         )
-        st.caption(f"The {solver} solver {how}, so there is no search curve to draw.")
+        named = settings_ui.SOLVER_LABELS.get(solver, solver)
+        st.caption(f"The {named} solver {how}, so there is no search curve to draw.")
     else:
         st.plotly_chart(
             charts.trajectory(

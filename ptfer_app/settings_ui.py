@@ -23,6 +23,12 @@ from ptfer_core.settings import (
 )
 
 CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
+SOLVER_LABELS = {
+    "adam": "Adam (the paper)",
+    "lstsq": "closed form",
+    "refined": "closed form + Eq. 6",
+    "vocabulary": "target words",
+}
 RECIPE_LABELS = {
     Recipe.STUDIO.value: "PTfer Studio (exact, zero-shot)",
     Recipe.PAPER.value: "the paper (target-dev selection)",

@@ -54,12 +54,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         base,
         disabled=direct,
         why="direct transfer has no search",
-        fmt={
-            "adam": "Adam (the paper)",
-            "lstsq": "closed form",
-            "refined": "closed form + Eq. 6",
-            "vocabulary": "target words",
-        }.get,
+        fmt=settings_ui.SOLVER_LABELS.get,
         hidden=hidden,
     )
     adam = t["solver"] == "adam"

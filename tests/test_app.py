@@ -418,7 +418,9 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     assert not at.get("plotly_chart") or all(c.key != "result_chart" for c in at.get("plotly_chart")), (
         "no empty chart frame for a one-step solver"
     )
-    assert "answers in one step" in texts(at)
+    assert "answers in one step" in texts(at) and f"The {solver} solver" not in texts(at), (
+        "named as the control names it"
+    )
 
 
 def test_recipe_choice_sets_every_control():

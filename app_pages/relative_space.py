@@ -223,23 +223,28 @@ def body() -> None:
         + (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".")
         + " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
         "differently when the two models' spaces do not line up (see docs/transferability.md)."
-        + fingerprint_scale_note(src_enc[vec], tgt_enc[vec], vec)
+        + fingerprint_scale_note(src_enc[vec], tgt_enc[vec], vec, order)
     )
 
 
-def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int) -> str:
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 and a.std() > 0 and b.std() > 0 else float("nan")
+
+
+def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np.ndarray) -> str:
     """What a high match hides: the two rows' sizes, and how much of the match is a shared offset (every cosine
-    positive) rather than the same pattern of words (the correlation, means removed)."""
+    positive) rather than the same pattern of words (the correlation, means removed), over every compared entry
+    and over the words in the strip, which can differ a lot."""
     kept = src != 0  # the entries the run compared (the rest are zero under top-K)
     a, b = src[kept], tgt[kept]
     if a.size < 2:
         return ""
     size = float(np.mean(np.abs(b)) / max(float(np.mean(np.abs(a))), 1e-12))
-    pattern = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
     return (
-        f" For V{vec + 1}, the transferred similarities are {size:.2g}× the size of the source's, and with each "
-        f"row's mean removed the two rows correlate at r = {pattern:.2f}: a match near 1 with a low r says both "
-        "rows are mostly one shared offset, not the same words standing out."
+        f" For V{vec + 1}, the transferred similarities are {size:.2g}× the size of the source's. With each row's "
+        f"mean removed, the rows correlate at r = {correlation(a, b):.2f} over all {a.size:,} compared anchors and "
+        f"r = {correlation(src[shown], tgt[shown]):.2f} over the {len(shown)} shown: a match near 1 with a low r "
+        "says the rows share an offset more than a pattern of words."
     )
 
 

@@ -180,6 +180,9 @@ def test_preset_opens_instantly_and_feeds_every_page():
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 3, "two linked maps and the fingerprint strip"
+    assert re.search(
+        r"r = -?\d\.\d\d over all [\d,]+ compared anchors and r = -?\d\.\d\d over the \d+ shown", texts(at)
+    )
     at.text_input(key="find").input("French").run()
     assert not at.exception
     assert at.query_params.get("find") == "French", "page settings are mirrored in the URL"

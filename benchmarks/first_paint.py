@@ -44,6 +44,15 @@ sb.selectbox("Target model", ["a", "b"], help="x")
 sb.selectbox("Relation or task", ["P36", "P17"], help="x")
 sb.number_input("Seed", 0, 99999, 0, help="x")
 """,
+    "floor + sidebar pickers in a popover": """sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.caption("a → b · P36 (capital) · seed 0")
+with sb.popover("Change", width="stretch"):
+    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+    st.selectbox("Target model", ["a", "b"], help="x")
+    st.selectbox("Relation or task", ["P36", "P17"], help="x")
+    st.number_input("Seed", 0, 99999, 0, help="x")
+""",
     "floor + one multiselect": 'st.sidebar.multiselect("Source model(s)", ["a", "b", "c"], default=["a"])\n',
     "floor + two selectboxes": 'st.sidebar.selectbox("Target", ["a"])\nst.sidebar.selectbox("Relation", ["P36"])\n',
     "floor + one number input": 'st.sidebar.number_input("Seed", 0, 99999, 0)\n',
@@ -209,6 +218,11 @@ def main() -> None:
     ap.add_argument("--screenshots", type=Path, default=None, help="folder for one PNG per page")
     ap.add_argument("--real-models", action="store_true", help="use this machine's models (default: toy models)")
     ap.add_argument("--anatomy", action="store_true", help="instead of the app: the floor plus one block at a time")
+    ap.add_argument(
+        "--blocks",
+        default=None,
+        help="with --anatomy: only the blocks whose name contains one of these comma-separated words",
+    )
     args = ap.parse_args()
     unknown = set(args.pages.split(",")) - set(pages_in_app)
     if unknown:
@@ -229,7 +243,10 @@ def main() -> None:
     (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
     targets = [("floor (hello world)", "/", tmp / "floor.py")]
     if args.anatomy:
+        wanted = args.blocks.split(",") if args.blocks else None
         for i, (name, block) in enumerate(ANATOMY.items()):
+            if wanted and not any(w in name for w in wanted):
+                continue
             (tmp / f"block{i}.py").write_text(FLOOR_SRC + block, encoding="utf-8")
             targets.append((name, "/", tmp / f"block{i}.py"))
     else:

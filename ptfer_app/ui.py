@@ -205,11 +205,23 @@ def quiet_selection() -> Selection:
     return sel
 
 
+def selection_line(sel: Selection) -> str:
+    """The sidebar's summary of the chosen models, relation or task and seed."""
+    task = sel.task
+    what = (task.label if task.is_classification else f"{sel.task_id} · {task.label}") if task else "no relation"
+    sources = " + ".join(sel.sources) or "no source"
+    return f"{sources} → {sel.target}  \n{what} · seed {sel.seed}"
+
+
 def sidebar() -> Selection:
     names = catalog.model_names()
     d_src, d_tgt, d_rel = catalog.default_selection()
-    sb = st.sidebar
-    sb.markdown("**Models and relation**")
+    st.sidebar.markdown("**Models and relation**")
+    summary = st.sidebar.empty()
+    # The pickers sit in a popover: closed, the browser draws none of them (they were ~0.35 s of a page's ~1 s
+    # first paint on 2 cores; `benchmarks/first_paint.py --anatomy --blocks pickers`). The line above says what
+    # is chosen.
+    sb = st.sidebar.popover("Change", icon=":material/tune:", width="stretch")
     url_init("src", names, multi=True)
     url_init("tgt", names)
     url_init("seed", cast=int)
@@ -278,6 +290,8 @@ def sidebar() -> Selection:
         )
     )
     url_keep("seed", sel.seed, 0)
+    summary.markdown(selection_line(sel))
+    sb = st.sidebar
     for name in sel.models:
         if catalog.is_available(name):
             continue

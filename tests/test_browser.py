@@ -320,8 +320,15 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     settle(browser)
     assert not browser.find_elements(By.CSS_SELECTOR, sidebar_picker)
     nav(browser, "transfer", "Run transfer")
-    picked = browser.find_element(By.CSS_SELECTOR, sidebar_picker).text
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    assert "tiny-demo-bert → tiny-demo-gpt2" in sidebar.text, "the sidebar says what is chosen"
+    assert not browser.find_elements(By.CSS_SELECTOR, sidebar_picker), "the pickers wait, undrawn, in a popover"
+    sidebar.find_element(By.XPATH, ".//button[contains(., 'Change')]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stMultiSelect"]'))
+    picked = browser.find_element(By.CSS_SELECTOR, '[data-testid="stMultiSelect"]').text
     assert "tiny-demo-bert" in picked and "tiny-demo-llama" not in picked, picked
+    shot(browser, "sidebar_popover", 900)
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
     assert "preset=" in browser.current_url
 
     # The opened preset's settings are folded away (undrawn); run it again: the live result replaces the preset and

@@ -21,9 +21,6 @@ def detail(table: pd.DataFrame, vector: str) -> pd.DataFrame:
     return table[table["vector"] == vector][["rank", "token", "cosine"]]
 
 
-COSINE = st.column_config.ProgressColumn("cosine", min_value=0.0, max_value=1.0, format="%.3f")
-
-
 def body() -> None:
     ui.header(
         "Nearest tokens",
@@ -68,13 +65,7 @@ def body() -> None:
     ):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
-            st.dataframe(
-                detail(table, vector),
-                hide_index=True,
-                width="stretch",
-                column_config={"cosine": COSINE},
-                height=38 + 35 * k,
-            )
+            ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
             norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
             fig = charts.norm_histogram(
                 norms["vocab_norms"],

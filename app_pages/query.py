@@ -36,15 +36,7 @@ def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
     st.markdown(f"**{title}**")
     st.caption(shown)
     frame = pd.DataFrame([{"answer": ("✓ " if w == gold else "") + w, "probability": p} for w, p in answers])
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "answer": st.column_config.TextColumn("answer"),
-            "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f"),
-        },
-    )
+    ui.bar_table(frame, "probability")
 
 
 def token_boundaries(result: Outcome, subject: str) -> None:

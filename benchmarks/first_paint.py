@@ -53,6 +53,18 @@ with sb.popover("Change", width="stretch"):
     st.selectbox("Relation or task", ["P36", "P17"], help="x")
     st.number_input("Seed", 0, 99999, 0, help="x")
 """,
+    "floor + three answer dataframes": """import pandas as pd
+frame = pd.DataFrame({"answer": ["Paris", "Lyon", "Nice", "Rome", "Oslo"], "probability": [0.4, 0.2, 0.1, 0.05, 0.01]})
+for col in st.columns(3):
+    col.dataframe(frame, hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
+        "probability", min_value=0.0, max_value=1.0, format="%.3f")})
+""",
+    "floor + three answer tables (static)": """import pandas as pd
+frame = pd.DataFrame({"answer": ["Paris", "Lyon", "Nice", "Rome", "Oslo"], "probability": [0.4, 0.2, 0.1, 0.05, 0.01]})
+for col in st.columns(3):
+    bars = frame.style.bar(subset=["probability"], vmin=0, vmax=1, color="#f3a5a5")
+    col.table(bars.format({"probability": "{:.3f}"}))
+""",
     "floor + one multiselect": 'st.sidebar.multiselect("Source model(s)", ["a", "b", "c"], default=["a"])\n',
     "floor + two selectboxes": 'st.sidebar.selectbox("Target", ["a"])\nst.sidebar.selectbox("Relation", ["P36"])\n',
     "floor + one number input": 'st.sidebar.number_input("Seed", 0, 99999, 0)\n',

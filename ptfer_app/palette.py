@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 
 SOURCE, TARGET = "#4C78A8", "#E4572E"
+TINT = {SOURCE: "#B9CCE0", TARGET: "#F4B6A6"}  # light versions, for bars behind table text
 METHOD_COLORS = {
     "transfer": "#E4572E",
     "self-transfer": "#F28E2B",

@@ -170,7 +170,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "nearest_tokens")
     assert not at.exception and not errors(at)
-    assert len(at.table) == 1 and len(at.dataframe) == 2, "an overview, then source and target side by side"
+    assert len(at.table) == 3 and not at.dataframe, "an overview, then source and target side by side, all static"
+    assert list(at.table[1].value.columns) == ["rank", "token", "cosine"]
     assert list(at.table[0].value.index) == ["V1", "V2", "V3", "V4", "V5"][: len(at.table[0].value)]
     assert "Source prompt" in texts(at)
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
@@ -189,7 +190,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "query")
     assert not at.exception and not errors(at)
-    assert len(at.dataframe) == 4, "three answer columns and the facts table"
+    assert len(at.table) == 3 and len(at.dataframe) == 1, "three static answer tables and the facts grid"
+    assert list(at.table[0].value.columns) == ["answer", "probability"]
     assert "Manual template" in texts(at) and "Transferred prompt" in texts(at)
     result = at.session_state["outcome"]
     fact = result.per_fact[0]

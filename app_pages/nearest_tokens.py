@@ -21,6 +21,19 @@ def detail(table: pd.DataFrame, vector: str) -> pd.DataFrame:
     return table[table["vector"] == vector][["rank", "token", "cosine"]]
 
 
+def norm_line(norms: dict) -> str:
+    """The prompt vectors' lengths against the vocabulary's, in one line (the histograms are one click away)."""
+    import numpy as np
+
+    prompt, vocab = np.asarray(norms["prompt_norms"]), np.asarray(norms["vocab_norms"])
+    low, mid, high = np.percentile(vocab, [5, 50, 95])
+    inside = int(((prompt >= low) & (prompt <= high)).sum())
+    return (
+        f"Vector lengths {prompt.min():.3g}–{prompt.max():.3g}; the vocabulary's median is {mid:.3g}, 90 % of its "
+        f"tokens lie within {low:.3g}–{high:.3g}: {inside} of {len(prompt)} vectors are as long as a real token."
+    )
+
+
 def body() -> None:
     ui.header(
         "Nearest tokens",
@@ -28,21 +41,13 @@ def body() -> None:
     )
     result = ui.require_outcome("This page")
     ui.outcome_caption(result)
-    c1, c2, c3 = st.columns([3, 3, 3], vertical_alignment="bottom")
+    c1, c2, _ = st.columns([3, 3, 3], vertical_alignment="bottom")
     k = ui.bound(c1.slider, "Tokens per vector", "nn_k", 8, min_value=3, max_value=20)
     source_idx = 0
     if len(result.sources) > 1:
         source_idx = c2.selectbox(
             "Source", range(len(result.sources)), format_func=lambda i: result.sources[i], key="nn_src"
         )
-    show_norm = ui.bound(
-        c3.toggle,
-        "Show norms after normalisation",
-        "nn_norm",
-        False,
-        help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
-        "statistics, which is what the transfer's normalisation does.",
-    )
     source, src_prompt, tgt_prompt = result.sources[source_idx], result.source_prompts[source_idx], result.transferred
     ui.load_models([source, result.target])
     with st.spinner("Finding nearest tokens…"):
@@ -58,23 +63,37 @@ def body() -> None:
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)
-    left, right = st.columns(2, gap="large")
-    for col, title, model, table, prompt, color in (
-        (left, "Source prompt", source, src_table, src_prompt, palette.SOURCE),
-        (right, f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
-    ):
+    sides = (
+        ("Source prompt", source, src_table, src_prompt, palette.SOURCE),
+        (f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
+    )
+    for col, (title, model, table, prompt, color) in zip(st.columns(2, gap="large"), sides):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
             ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
-            norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
-            fig = charts.norm_histogram(
-                norms["vocab_norms"],
-                norms["prompt_norms"],
-                norms["normalized_norms"] if show_norm else None,
-                f"Vector norms vs the {model} vocabulary",
-                color,
+            st.caption(norm_line(services.norms(model, ui.digest(prompt.vectors), prompt.vectors)))
+    # Lazy: closed, the two histograms are not drawn (plotly charts were ~1 s of this page's first paint).
+    box = st.expander("Vector norms against the vocabulary (histograms)", key="nn_hist", on_change="rerun")
+    if box.open:
+        with box:
+            show_norm = ui.bound(
+                st.toggle,
+                "Show norms after normalisation",
+                "nn_norm",
+                False,
+                help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
+                "statistics, which is what the transfer's normalisation does.",
             )
-            st.plotly_chart(fig, key=f"norms_{title}", config={"displayModeBar": False})
+            for col, (title, model, _, prompt, color) in zip(st.columns(2, gap="large"), sides):
+                norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
+                fig = charts.norm_histogram(
+                    norms["vocab_norms"],
+                    norms["prompt_norms"],
+                    norms["normalized_norms"] if show_norm else None,
+                    f"Vector norms vs the {model} vocabulary",
+                    color,
+                )
+                col.plotly_chart(fig, key=f"norms_{title}", config={"displayModeBar": False})
 
     both = pd.concat(
         [src_table.assign(prompt="source", model=source), tgt_table.assign(prompt=result.method, model=result.target)]

@@ -175,6 +175,10 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert list(at.table[0].value.index) == ["V1", "V2", "V3", "V4", "V5"][: len(at.table[0].value)]
     assert "Source prompt" in texts(at)
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
+    assert "are as long as a real token" in texts(at) and not at.get("plotly_chart"), "histograms wait, undrawn"
+    at.session_state["nn_hist"] = True
+    at.run()
+    assert len(at.get("plotly_chart")) == 2
     at.toggle(key="nn_norm").set_value(True).run()
     assert not at.exception
 

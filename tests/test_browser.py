@@ -280,7 +280,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     shot(browser, "transfer", 1450)
 
     nav(browser, "nearest-tokens", "Nearest tokens")
-    wait_text(browser, "Vector norms vs the", 60)
+    wait_text(browser, "as long as a real token", 60)
     settle(browser)
     shot(browser, "nearest_tokens", 1250)
 
@@ -460,7 +460,7 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
             settle(browser)
         assert job < 300, "a live transfer with a shipped source prompt should not tune (timings: benchmarks/)"
         nav(browser, "nearest-tokens", "Nearest tokens")
-        wait_text(browser, "Vector norms vs the", 120)
+        wait_text(browser, "as long as a real token", 120)
         settle(browser)
         shot(browser, "real_nearest_tokens", 1250)
         nav(browser, "relative-space", "Relative space")

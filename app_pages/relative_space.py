@@ -114,43 +114,26 @@ def body() -> None:
             st.caption(f"No anchor among the {len(words):,} shown spells “{find.strip()}”.")
         highlight |= set(matches)
     highlight = sorted(highlight)[:200]
-    left, right = st.columns(2, gap="medium")
-    with left:
-        st.markdown(f"**Source space** · {source} · source prompt")
+    target_prompt = f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt"
+    maps = (
+        ("Source space", source, "source prompt", src_map, palette.SOURCE, "map_src"),
+        ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, "map_tgt"),
+    )
+    for col, (space, model, prompt, drawn, color, key) in zip(st.columns(2, gap="medium"), maps):
+        col.markdown(f"**{space}** · {model} · {prompt}")
         fig = charts.relative_map(
-            src_map["anchor_xy"],
+            drawn["anchor_xy"],
             words,
-            src_map["anchor_sim"][:, vec],
-            src_map["prompt_xy"],
-            f"Source space · {source}",
-            palette.SOURCE,
+            drawn["anchor_sim"][:, vec],
+            drawn["prompt_xy"],
+            f"{space} · {model}",
+            color,
             highlight,
             vec,
         )
-        st.plotly_chart(
+        col.plotly_chart(
             fig,
-            key="map_src",
-            on_select="rerun",
-            selection_mode=("points", "box", "lasso"),
-            config={"displayModeBar": False},
-        )
-    with right:
-        st.markdown(
-            f"**Target space** · {result.target} · {METHOD_LABELS.get(result.method, result.method).lower()} prompt"
-        )
-        fig = charts.relative_map(
-            tgt_map["anchor_xy"],
-            words,
-            tgt_map["anchor_sim"][:, vec],
-            tgt_map["prompt_xy"],
-            f"Target space · {result.target}",
-            palette.TARGET,
-            highlight,
-            vec,
-        )
-        st.plotly_chart(
-            fig,
-            key="map_tgt",
+            key=key,
             on_select="rerun",
             selection_mode=("points", "box", "lasso"),
             config={"displayModeBar": False},

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptfer_core.grid_tables import COLUMNS
 from ptfer_core.paths import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "assets" / "results"
@@ -148,18 +149,8 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
                     "preset": meta.get("id"),
                 }
             )
-    columns = [
-        "relation",
-        "relation_type",
-        "recipe",
-        "method",
-        "source",
-        "target",
-        "p_at_1",
-        "n_facts",
-        "n_correct",
-        "preset",
-    ]
+    # the grid table's leading columns (a preset's scores are cells of the same kind), then the preset's id
+    columns = [*COLUMNS[: COLUMNS.index("n_correct") + 1], "preset"]
     return tidy(pd.DataFrame(rows, columns=columns))
 
 

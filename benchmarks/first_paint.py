@@ -65,6 +65,20 @@ for col in st.columns(3):
     bars = frame.style.bar(subset=["probability"], vmin=0, vmax=1, color="#f3a5a5")
     col.table(bars.format({"probability": "{:.3f}"}))
 """,
+    "floor + two 1,000-point maps (WebGL)": """import numpy as np
+import plotly.graph_objects as go
+xy = np.random.default_rng(0).normal(size=(1000, 2))
+for i, col in enumerate(st.columns(2)):
+    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=xy[:, 0], size=7)))
+    col.plotly_chart(fig.update_layout(height=420), key=f"m{i}")
+""",
+    "floor + two 1,000-point maps (SVG)": """import numpy as np
+import plotly.graph_objects as go
+xy = np.random.default_rng(0).normal(size=(1000, 2))
+for i, col in enumerate(st.columns(2)):
+    fig = go.Figure(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=xy[:, 0], size=7)))
+    col.plotly_chart(fig.update_layout(height=420), key=f"m{i}")
+""",
     "floor + one multiselect": 'st.sidebar.multiselect("Source model(s)", ["a", "b", "c"], default=["a"])\n',
     "floor + two selectboxes": 'st.sidebar.selectbox("Target", ["a"])\nst.sidebar.selectbox("Relation", ["P36"])\n',
     "floor + one number input": 'st.sidebar.number_input("Seed", 0, 99999, 0)\n',

@@ -34,8 +34,13 @@ def result_card(result: Outcome) -> None:
     explain(result, manual)
     n = result.scores.get(result.method, {}).get("n_facts", 0)
     st.caption(
-        f"{metric} (%) on {n} test examples of {result.task.id} whose answer is a single token of "
-        f"{result.target}. Random: vectors drawn like {result.target}'s embeddings. Discretisation: each source "
+        f"{metric} (%) on {n} test examples of {result.task.id} "
+        + (
+            "(each class scored through its label words). "
+            if result.task.is_classification
+            else f"whose answer is a single token of {result.target}. "
+        )
+        + f"Random: vectors drawn like {result.target}'s embeddings. Discretisation: each source "
         f"vector replaced by its nearest shared word"
         + (f" ({', '.join(result.discretized_tokens)})." if result.discretized_tokens else ".")
     )

@@ -52,6 +52,8 @@ def start(sel: ui.Selection, settings, method: str, weights, sources: list[str])
         )
 
     st.session_state[JOB] = Job(work, "transfer", setup=services.cpu_setup).start()
+    # what the live chart calls the dev score: the run's own task, whatever the sidebar selects meanwhile
+    st.session_state["_job_score"] = "accuracy" if sel.task is not None and sel.task.is_classification else "P@1"
 
 
 def cancel() -> None:
@@ -110,6 +112,7 @@ def live_progress() -> None:
                     rows,
                     "Tuning loss on the source model" if tuning else "Matching loss",
                     "tuning step" if tuning else "search step",
+                    score=st.session_state.get("_job_score", "P@1"),
                 ),
                 key="live_chart",
                 config={"displayModeBar": False},

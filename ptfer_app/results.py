@@ -157,9 +157,11 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
 def is_classification(df: pd.DataFrame) -> pd.Series:
     """Per row: a classification task (scored by accuracy), not a LAMA relation (scored by P@1). The two are never
     averaged together."""
-    if "relation_type" in df.columns:
-        return df["relation_type"].astype(str).eq("classification")
-    return ~df["relation"].astype(str).str.fullmatch(r"P\d+")
+    by_name = ~df["relation"].astype(str).str.fullmatch(r"P\d+")  # LAMA relations are P<number>
+    if "relation_type" not in df.columns:
+        return by_name
+    typed = df["relation_type"]
+    return typed.astype(str).eq("classification").where(typed.notna(), by_name)  # untyped rows: by their name
 
 
 def score_name(df: pd.DataFrame) -> str:

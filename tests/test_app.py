@@ -719,6 +719,22 @@ def test_results_page_opens_on_the_shipped_real_grid():
     assert all("Table 6" in h for h in headings)
 
 
+def test_a_row_is_classification_by_its_type_or_when_untyped_by_its_name():
+    import pandas as pd
+
+    from ptfer_app import results
+
+    rows = pd.DataFrame(
+        {"relation": ["P36", "sst2", "sst2", "P17"], "relation_type": ["1-1", None, "classification", None]}
+    )
+    assert results.is_classification(rows).tolist() == [False, True, True, False]
+    assert results.is_classification(rows.drop(columns="relation_type")).tolist() == [False, True, True, False]
+    assert (
+        results.score_name(rows) == "P@1 / accuracy"
+        and results.count_tasks(rows) == "2 relations · 1 classification task"
+    )
+
+
 def test_the_presets_table_never_averages_relation_p_at_1_with_classification_accuracy():
     from ptfer_app import results
 

@@ -195,9 +195,9 @@ def warm_umap() -> None:
     def compile_umap():
         import numpy as np
 
-        from ptfer_core.analysis import project_2d
+        from ptfer_core.analysis import Map2D
 
-        project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
+        Map2D(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)
 
     _in_background(compile_umap)
 
@@ -316,16 +316,10 @@ def run_anchors(result, data_dir: str):
 def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int):
     """The first n anchors' 2-D map in one model's relative space, fitted once: every prompt shown in it (source,
     transferred, other runs) is placed without refitting (a UMAP fit costs ~a minute on 2 cores). Read-only."""
-    from ptfer_core.analysis import Map2D, relative_coordinates
+    from ptfer_core.analysis import Map2D, anchor_coordinates
 
-    anchor_rel, _, words = relative_coordinates(load_model(model), _no_vectors(model), _anchors, n_points, mode)
+    anchor_rel, words = anchor_coordinates(load_model(model), _anchors, n_points, mode)
     return Map2D(anchor_rel, method, seed), words
-
-
-def _no_vectors(model: str):
-    import torch
-
-    return torch.zeros(0, load_model(model).width)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -333,10 +327,10 @@ def relative_map(
     model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:
     """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
-    from ptfer_core.analysis import relative_coordinates
+    from ptfer_core.analysis import prompt_coordinates
 
     fitted, words = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
-    _, prompt_rel, _ = relative_coordinates(load_model(model), _vectors, _anchors, n_points, mode)
+    prompt_rel = prompt_coordinates(load_model(model), _vectors, _anchors, mode)
     return {
         "anchor_xy": fitted.xy,
         "prompt_xy": fitted.place(prompt_rel),

@@ -68,23 +68,23 @@ def norm_table(lm: PromptedLM, vectors: torch.Tensor, sample: int = 20000, seed:
     return {"prompt_norms": vectors.float().norm(dim=-1).tolist(), "vocab_norms": norms.tolist()}
 
 
-def relative_coordinates(
-    lm: PromptedLM,
-    vectors: torch.Tensor,
-    anchors: AnchorSet,
-    n_points: int = 1000,
-    mode: SpaceMode | str = SpaceMode.RAW,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Relative encodings (in the run's own space) of the first `n_points` anchors and of the prompt vectors.
+def anchor_coordinates(
+    lm: PromptedLM, anchors: AnchorSet, n_points: int = 1000, mode: SpaceMode | str = SpaceMode.RAW
+) -> tuple[np.ndarray, list[str]]:
+    """Relative encodings (in the run's own space) of the first `n_points` anchors [n, k], and their words.
 
-    Both models' points are expressed against the same anchor words, so source and target maps are comparable.
-    Returns (anchor rows [n, k], prompt rows [m, k], the n anchor words).
-    """
-    space = relative_space(lm, anchors, mode)
+    Both models' points are expressed against the same anchor words, so source and target maps are comparable."""
     with torch.no_grad():
-        anchor_rel = space.encode(anchors.embeddings(lm)[:n_points].float().cpu())
-        prompt_rel = space.encode(vectors.float().cpu())
-    return anchor_rel.numpy(), prompt_rel.numpy(), list(anchors.words[:n_points])
+        rows = relative_space(lm, anchors, mode).encode(anchors.embeddings(lm)[:n_points].float().cpu())
+    return rows.numpy(), list(anchors.words[:n_points])
+
+
+def prompt_coordinates(
+    lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, mode: SpaceMode | str = SpaceMode.RAW
+) -> np.ndarray:
+    """Relative encodings of prompt vectors against every anchor [m, k], in the same space as the anchors'."""
+    with torch.no_grad():
+        return relative_space(lm, anchors, mode).encode(vectors.float().cpu()).numpy()
 
 
 def fingerprints(
@@ -151,19 +151,6 @@ def place_by_neighbours(points: np.ndarray, rows: np.ndarray, xy: np.ndarray, k:
     weights = d[:, k:] - d[:, :k]
     weights[weights.sum(1) <= 0] = 1.0  # k+1 equidistant rows: their plain centre
     return (weights[..., None] * xy[nearest[:, :k]]).sum(1) / weights.sum(1, keepdims=True)
-
-
-def project_2d(
-    points: np.ndarray, method: str = "pca", seed: int = 0, fit_rows: int | None = None
-) -> tuple[np.ndarray, list[float] | None]:
-    """2-D map of `points` by PCA (instant) or UMAP (seeded), and (PCA only) the share of variance each axis keeps.
-
-    The projection is fitted on the first `fit_rows` rows (e.g. the anchors only) and places the rest, so prompt
-    vectors do not move the map."""
-    fit_rows = fit_rows or len(points)
-    fitted = Map2D(points[:fit_rows], method, seed)
-    rest = fitted.place(points[fit_rows:]) if fit_rows < len(points) else np.zeros((0, 2))
-    return np.vstack([fitted.xy, rest]), fitted.explained
 
 
 def word_match_rate(

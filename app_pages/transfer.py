@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ptfer_app import charts, services, ui
+from ptfer_app import charts, services, ui, wording
 from ptfer_app.result_card import result_card
 from ptfer_app.transfer_settings import run_sources, settings_panel, source_status
 from ptfer_app.upload import upload_panel
@@ -53,7 +53,7 @@ def start(sel: ui.Selection, settings, method: str, weights, sources: list[str])
 
     st.session_state[JOB] = Job(work, "transfer", setup=services.cpu_setup).start()
     # what the live chart calls the dev score: the run's own task, whatever the sidebar selects meanwhile
-    st.session_state["_job_score"] = "accuracy" if sel.task is not None and sel.task.is_classification else "P@1"
+    st.session_state["_job_score"] = wording.score_word(sel.task)
 
 
 def cancel() -> None:

@@ -5,7 +5,7 @@ import streamlit as st
 from ptfer_core.compare import Outcome
 from ptfer_core.config import METHOD_LABELS
 
-from . import charts, results, services, settings_ui, ui
+from . import charts, results, services, settings_ui, ui, wording
 
 
 def result_card(result: Outcome) -> None:
@@ -110,7 +110,7 @@ def trajectory_view(result: Outcome) -> None:
 
 
 def score_word(result: Outcome) -> str:
-    return "accuracy" if result.task.is_classification else "P@1"
+    return wording.score_word(result.task)
 
 
 def prompt_facts(result: Outcome) -> None:

@@ -4,6 +4,11 @@ No Streamlit."""
 from __future__ import annotations
 
 
+def score_word(task) -> str:
+    """What a task's score is called: accuracy for a classification task, P@1 for a relation (or no task)."""
+    return "accuracy" if task is not None and task.is_classification else "P@1"
+
+
 def task_words(task) -> dict[str, str]:
     """What a task's inputs and answers are called: facts with subjects for relations, examples with sentences and
     labels for classification tasks."""

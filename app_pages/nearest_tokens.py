@@ -72,7 +72,7 @@ def body() -> None:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
             ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
             st.caption(norm_line(services.norms(model, ui.digest(prompt.vectors), prompt.vectors)))
-    # Lazy: closed, the two histograms are not drawn (plotly charts were ~1 s of this page's first paint).
+    # Lazy: closed, the two histograms are not drawn (as plotly charts they were ~1 s of this page's first paint).
     box = st.expander("Vector norms against the vocabulary (histograms)", key="nn_hist", on_change="rerun")
     if box.open:
         with box:
@@ -93,7 +93,7 @@ def body() -> None:
                     f"Vector norms vs the {model} vocabulary",
                     color,
                 )
-                col.plotly_chart(fig, key=f"norms_{title}", config={"displayModeBar": False})
+                ui.chart(fig, f"norms_{title}", col)
 
     both = pd.concat(
         [src_table.assign(prompt="source", model=source), tgt_table.assign(prompt=result.method, model=result.target)]

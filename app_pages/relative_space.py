@@ -11,13 +11,13 @@ STRIP = 40  # anchors shown in the fingerprint strip
 
 
 def selected_anchors(key: str) -> list[int]:
-    """Anchor indices picked with box/lasso/click in a panel (trace 0 holds the anchors)."""
+    """Anchor indices picked with the lasso or the box in a map (series 0 holds the anchors)."""
     state = st.session_state.get(key)
     try:
-        points = state["selection"]["points"]
+        groups = state["selection"]["selected"]
     except (KeyError, TypeError):
         return []
-    return [p["point_index"] for p in points if p.get("curve_number") == 0 and "point_index" in p]
+    return [i for group in groups if group.get("series_index") == 0 for i in group.get("data_indices", [])]
 
 
 def body() -> None:
@@ -131,13 +131,7 @@ def body() -> None:
             highlight,
             vec,
         )
-        col.plotly_chart(
-            fig,
-            key=key,
-            on_select="rerun",
-            selection_mode=("points", "box", "lasso"),
-            config={"displayModeBar": False},
-        )
+        ui.chart(fig, key, col, selectable=True)
     variance = (
         " UMAP is fitted on the anchors alone; each prompt vector sits at the weighted centre of its 15 nearest "
         "anchors, so equal similarity profiles land on the same spot in both maps."
@@ -149,9 +143,9 @@ def body() -> None:
         )
     st.caption(
         f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
-        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Drag a "
-        "lasso around anchors in either map to mark the same words in the other (double-click to clear); hover "
-        "to read a word and its similarity." + variance
+        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Pick the "
+        "lasso (or the box) at the map's top right and draw around anchors in either map to mark the same words "
+        "in the other (double-click to clear); hover to read a word and its similarity." + variance
     )
     export(src_map, tgt_map, words, highlight, source, result.target, method)
 
@@ -189,7 +183,7 @@ def body() -> None:
         "below compares. Off: the raw cosines on one shared scale, which show how much larger one model's "
         "similarities are.",
     )
-    st.plotly_chart(
+    ui.chart(
         charts.fingerprint(
             src_enc[vec, order],
             tgt_enc[vec, order],
@@ -197,8 +191,7 @@ def body() -> None:
             (f"source V{vec + 1}", f"transferred V{vec + 1}"),
             per_row=per_row,
         ),
-        key="fingerprint",
-        config={"displayModeBar": False},
+        "fingerprint",
     )
     st.caption(
         f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "

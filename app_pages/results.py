@@ -3,10 +3,9 @@ with filters, charts and the analysis figures."""
 
 from pathlib import Path
 
-import plotly.express as px
 import streamlit as st
 
-from ptfer_app import charts, palette, results, services, ui
+from ptfer_app import charts, results, services, ui
 from ptfer_core.jobs import Job
 
 GRID_JOB = "grid_job"
@@ -215,19 +214,9 @@ def analysis(df) -> None:
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
     if "matching_loss" in df.columns and transfer["matching_loss"].notna().any():
-        fig = px.scatter(
-            transfer.dropna(subset=["matching_loss"]),
-            x="matching_loss",
-            y="p_at_1",
-            color="method",
-            symbol="pair",
-            hover_data=["relation", "pair"],
-            labels={"matching_loss": "final matching loss", "p_at_1": "test P@1 (%)"},
-            color_discrete_map=palette.METHOD_COLORS,
-        )
-        fig.update_layout(height=380, margin=dict(l=10, r=10, t=12, b=10))
+        chart = charts.loss_vs_score(transfer.dropna(subset=["matching_loss"]), results.score_name(transfer))
         st.markdown("**Matching loss vs accuracy** · does a lower loss mean a better prompt?")
-        st.plotly_chart(fig, key="an_loss", config={"displayModeBar": False})
+        ui.chart(chart, "an_loss")
         shown += 1
     others = [
         (c, t)
@@ -240,13 +229,8 @@ def analysis(df) -> None:
             agg = results.averaged(transfer, [column])
             agg[column] = agg[column].astype(str)
             col.markdown(f"**{title}**")
-            col.plotly_chart(
-                px.bar(
-                    agg, x=column, y="p_at_1", labels={"p_at_1": "P@1 (%)"}, color_discrete_sequence=[palette.TARGET]
-                ).update_layout(height=300),
-                key=f"an_{column}",
-                config={"displayModeBar": False},
-            )
+            score = results.score_name(transfer)
+            ui.chart(charts.bars(agg[column].tolist(), agg["p_at_1"].tolist(), f"{score} (%)"), f"an_{column}", col)
             shown += 1
     for path in results.figures():
         if path.suffix == ".json":
@@ -337,8 +321,8 @@ def body() -> None:
         how = "relation mean"
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
     st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}.")
-    # Lazy tabs and analysis: only what is open is drawn (a plotly chart costs the browser a second or more on a
-    # small CPU, and a page of them took ~7 s to settle).
+    # Lazy tabs and analysis: only what is open is drawn (as plotly charts, a page of them took ~7 s to settle on
+    # a small CPU).
     tab_paper, tab_bar, tab_heat, tab_table = st.tabs(
         ["Paper layout", "By method", "Relation × method", "Table"], key="res_tab", on_change="rerun"
     )
@@ -350,20 +334,15 @@ def body() -> None:
             # relations (P@1) and classification tasks (accuracy) are never averaged into one bar
             kinds = results.is_classification(view).map({True: "classification", False: "relations"})
             sliced, what = one_slice(view.assign(tasks=kinds), ["tasks", "recipe"], "res_bars")
-            st.plotly_chart(
+            ui.chart(
                 charts.grid_bars(results.averaged(sliced, ["target", "method"], how), results.score_name(sliced)),
-                key="res_bars",
-                config={"displayModeBar": False},
+                "res_bars",
             )
             st.caption(f"{how.capitalize()} over the selected relations{what}.")
     if tab_heat.open:
         with tab_heat:
             sliced, what = one_slice(view, ["recipe", "target"], "res_heat")  # a target's baselines have no source
-            st.plotly_chart(
-                charts.grid_heatmap(sliced, score=results.score_name(sliced)),
-                key="res_heat",
-                config={"displayModeBar": False},
-            )
+            ui.chart(charts.grid_heatmap(sliced, score=results.score_name(sliced)), "res_heat")
             st.caption(f"{results.score_name(sliced)} per relation and method{what}.")
     if tab_table.open:
         with tab_table:

@@ -107,15 +107,14 @@ def live_progress() -> None:
         rows = phase["rows"] if phase else []
         if rows:  # charts.trajectory draws a thinned curve: the live chart stays light
             tuning = phase["name"].startswith("tune")
-            st.plotly_chart(
+            ui.chart(
                 charts.trajectory(
                     rows,
                     "Tuning loss on the source model" if tuning else "Matching loss",
                     "tuning step" if tuning else "search step",
                     score=st.session_state.get("_job_score", "P@1"),
                 ),
-                key="live_chart",
-                config={"displayModeBar": False},
+                "live_chart",
             )
 
 

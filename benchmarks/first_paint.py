@@ -79,6 +79,24 @@ for i, col in enumerate(st.columns(2)):
     fig = go.Figure(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=xy[:, 0], size=7)))
     col.plotly_chart(fig.update_layout(height=420), key=f"m{i}")
 """,
+    "floor + two 1,000-point maps (ECharts)": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+for i, col in enumerate(st.columns(2)):
+    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {},
+            "visualMap": {"show": False, "dimension": 2, "min": -3, "max": 3,
+                          "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
+            "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
+    col.echarts_chart(spec, height=420, key=f"m{i}")
+""",
+    "floor + two 1,000-point maps (Vega-Lite)": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+rows = [{"x": float(a), "y": float(b)} for a, b in xy]
+for i, col in enumerate(st.columns(2)):
+    spec = {"data": {"values": rows}, "mark": {"type": "circle", "size": 40},
+            "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"},
+                         "color": {"field": "x", "type": "quantitative"}}}
+    col.vega_lite_chart(spec, height=420, key=f"m{i}")
+""",
     "floor + one multiselect": 'st.sidebar.multiselect("Source model(s)", ["a", "b", "c"], default=["a"])\n',
     "floor + two selectboxes": 'st.sidebar.selectbox("Target", ["a"])\nst.sidebar.selectbox("Relation", ["P36"])\n',
     "floor + one number input": 'st.sidebar.number_input("Seed", 0, 99999, 0)\n',
@@ -86,6 +104,20 @@ for i, col in enumerate(st.columns(2)):
     st.Page(lambda: None, title=f"Page {i}", url_path=f"p{i}", default=i == 0) for i in range(6)
 ]
 st.navigation(pages, position="top").run()
+""",
+    "floor + six page links (hidden navigation)": """pages = [
+    st.Page(lambda: None, title=f"Page {i}", url_path=f"p{i}", default=i == 0) for i in range(6)
+]
+nav = st.navigation(pages, position="hidden")
+with st.container(horizontal=True):
+    for page in pages:
+        st.page_link(page)
+nav.run()
+""",
+    "floor + top navigation in the sidebar (6 pages)": """pages = [
+    st.Page(lambda: None, title=f"Page {i}", url_path=f"p{i}", default=i == 0) for i in range(6)
+]
+st.navigation(pages, position="sidebar").run()
 """,
     "floor + six preset cards": """cols = st.columns(3)
 for i in range(6):

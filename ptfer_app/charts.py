@@ -1,40 +1,82 @@
-"""Plotly figures for the pages (plain functions of data; no Streamlit)."""
+"""The pages' charts as ECharts option objects (plain JSON-able dicts built from data; no Streamlit).
+
+ECharts rather than plotly: the browser loads and runs 1.2 MB of ECharts against 4.7 MB of plotly.js, and a page with
+two 1,000-point maps settled 1.10 s after loading against 2.6-2.8 s as plotly (floor 0.57 s;
+`benchmarks/first_paint.py --anatomy --blocks maps`). A page draws a `Chart` with `ui.chart`."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ptfer_core.grid_tables import GRID_METHODS as METHOD_ORDER
 
 from .palette import METHOD_COLORS, SOURCE, TARGET
 
-FONT = dict(family="Source Sans Pro, sans-serif", size=13)
+FONT = {"fontFamily": "Source Sans Pro, sans-serif", "fontSize": 13}
+# Diverging (cosines: blue opposite, red similar) and sequential (scores) colour ranges.
+RED_BLUE = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b"]
+VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
+NAMED_MARKS = 25  # marked anchors named on the map; more are ringed without names (the names printed over each other)
+TITLE_H, LEGEND_H = 26, 24  # pixels a title line and a legend line take above the plot
 
 
-def _layout(fig: go.Figure, height: int = 320, **kw) -> go.Figure:
-    legend = kw.get("showlegend", True) and len(fig.data) > 1
-    top = 40 if kw.get("title") or legend else 12
-    if kw.get("title") and legend:
-        # Title on its own line at the top, the legend on the next one: sharing a line, they printed over each other.
-        title = kw["title"] if isinstance(kw["title"], dict) else {"text": kw["title"]}
-        kw["title"] = {**title, "yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 8}}
-        top = 64
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=top, b=10),
-        font=FONT,
-        # Above the plot, right-aligned: below it, the legend sat on the x-axis title.
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-        **kw,
-    )
-    return fig
+@dataclass(frozen=True)
+class Chart:
+    """An ECharts option object and the height to draw it at."""
+
+    spec: dict
+    height: int
+
+    def series_named(self, name: str) -> dict:
+        return next(s for s in self.spec["series"] if s.get("name") == name)
+
+
+def _r(value: float, digits: int = 4) -> float | None:
+    """JSON-safe rounding: NaN and infinities become null (ECharts leaves a gap), the rest a short decimal."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _one_decimal(value: float) -> dict | None:
+    """A bar whose label reads as the tables do ("1.0", where ECharts would print the number as "1")."""
+    rounded = _r(value, 1)
+    return None if rounded is None else {"value": rounded, "label": {"formatter": f"{rounded:.1f}"}}
+
+
+def _frame(spec: dict, height: int, title: str = "", legend: bool = False, right: int = 16, bottom: int = 8) -> Chart:
+    """Title on its own line, the legend on the next one (sharing a line, they printed over each other), the plot
+    below; axis labels stay inside the frame."""
+    top = 8 + (TITLE_H if title else 0) + (LEGEND_H if legend else 0)
+    frame = {
+        "textStyle": FONT,
+        "animation": False,  # a chart that is still moving is not settled, and the motion teaches nothing here
+        "grid": {"left": 12, "right": right, "top": top + 14, "bottom": bottom, "containLabel": True},
+    }
+    if title:
+        frame["title"] = {"text": title, "left": 0, "top": 0, "textStyle": {"fontSize": 14, "fontWeight": "bold"}}
+    if legend:
+        frame["legend"] = {"top": 4 + (TITLE_H if title else 0), "right": 0}
+    return Chart({**frame, **spec}, height)
+
+
+def _axis(name: str = "", **kw) -> dict:
+    """An x axis, its name centred under the tick labels."""
+    return {"type": "value", "name": name, "nameLocation": "middle", "nameGap": 26, **kw}
+
+
+def _y_axis(name: str = "", right: bool = False, **kw) -> dict:
+    """A y axis, its name above its top end: beside the tick labels, a name is cut off at the frame's edge (the
+    frame holds the labels but not the name)."""
+    style = {"align": "right" if right else "left", "padding": [0, -8, 0, 0] if right else [0, 0, 0, -8]}
+    return {"type": "value", "name": name, "nameLocation": "end", "nameGap": 10, "nameTextStyle": style, **kw}
 
 
 def thin_curve(rows: list[dict], max_points: int = 400) -> list[dict]:
     """At most ~`max_points` rows of a curve for drawing: every n-th, plus every dev check, the lowest loss and the
-    last row. A 2,000-step search drawn whole cost the page ~0.4 s of script and seconds of plotly.js."""
+    last row. A 2,000-step search drawn whole cost the page ~0.4 s of script and a slower chart."""
     if len(rows) <= max_points:
         return rows
     every = -(-len(rows) // max_points)
@@ -43,111 +85,154 @@ def thin_curve(rows: list[dict], max_points: int = 400) -> list[dict]:
     return [r for i, r in enumerate(rows) if i % every == 0 or i in keep or r.get("dev_p_at_1") is not None]
 
 
-def trajectory(
-    rows: list[dict],
-    title: str = "",
-    x_label: str = "search step",
-    score: str = "P@1",
-    kept_step: int | None = None,
-) -> go.Figure:
-    """Matching (or training) loss per step; the dev score (P@1, or accuracy as `score` names it) as markers on a
-    second, 0-based axis where it was computed; the step the run kept as a vertical line."""
-    rows = thin_curve(rows)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    loss = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
-    dev = [(r["step"], r["dev_p_at_1"]) for r in rows if r.get("dev_p_at_1") is not None]
-    if loss:
-        xs, ys = zip(*loss)
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", name="loss", line=dict(color=TARGET, width=2)), secondary_y=False
-        )
-    if dev:
-        xs, ys = zip(*dev)
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"dev {score}", line=dict(color=SOURCE, dash="dot")),
-            secondary_y=True,
-        )
-        # An explicit range: plotly's own put a flat series' points above its top tick, at ticks like 0.53, 2.47
-        top = max(5.0, 1.15 * max(ys))
-        fig.update_yaxes(
-            title_text=f"dev {score} (%)",
-            secondary_y=True,
-            range=[0, top],
-            tickmode="linear",
-            tick0=0,
-            dtick=nice_step(top / 5),  # own round ticks: left to plotly, they followed the loss axis's grid
-            showgrid=False,
-        )
-    if kept_step is not None and len(rows) > 1:
-        fig.add_vline(
-            x=kept_step,
-            line=dict(color="#555", width=1, dash="dash"),
-            annotation_text=f"kept: step {kept_step}",
-            annotation_position="top right",
-            annotation_font_size=11,
-        )
-    fig.update_yaxes(title_text="loss", secondary_y=False, rangemode="tozero")
-    fig.update_xaxes(title_text=x_label)
-    return _layout(fig, title=dict(text=title, font=dict(size=14)) if title else None, showlegend=bool(dev))
-
-
 def nice_step(rough: float) -> float:
     """The smallest of 1, 2, 2.5, 5 × 10^k at or above `rough`: round tick spacing."""
     power = 10.0 ** np.floor(np.log10(max(rough, 1e-12)))
     return float(next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough - 1e-12))
 
 
-def norm_histogram(
-    vocab_norms: list[float], prompt_norms: list[float], normalized: list[float] | None, title: str, color: str
-) -> go.Figure:
-    fig = go.Figure()
-    fig.add_trace(
-        go.Histogram(
-            x=vocab_norms,
-            nbinsx=60,
-            name="vocabulary",
-            marker_color="#C9CED6",
-            opacity=0.9,
-            hovertemplate="norm %{x}<br>%{y} tokens<extra></extra>",
+def trajectory(
+    rows: list[dict],
+    title: str = "",
+    x_label: str = "search step",
+    score: str = "P@1",
+    kept_step: int | None = None,
+) -> Chart:
+    """Matching (or training) loss per step; the dev score (P@1, or accuracy as `score` names it) as markers on a
+    second, 0-based axis where it was computed; the step the run kept as a vertical line."""
+    rows = thin_curve(rows)
+    loss = [[r["step"], _r(r["loss"], 6)] for r in rows if r.get("loss") is not None]
+    dev = [[r["step"], _r(r["dev_p_at_1"], 2)] for r in rows if r.get("dev_p_at_1") is not None]
+    series = []
+    if loss:
+        series.append(
+            {
+                "type": "line",
+                "name": "loss",
+                "data": loss,
+                "showSymbol": False,
+                "yAxisIndex": 0,
+                "itemStyle": {"color": TARGET},
+                "lineStyle": {"width": 2, "color": TARGET},
+            }
         )
-    )
-    for n in prompt_norms:
-        fig.add_vline(x=n, line=dict(color=color, width=2))
-    fig.add_trace(
-        go.Scatter(
-            x=prompt_norms,
-            y=[0] * len(prompt_norms),
-            mode="markers",
-            name="prompt vectors",
-            marker=dict(color=color, size=10, symbol="diamond"),
-            text=[f"V{i + 1}" for i in range(len(prompt_norms))],
-            hovertemplate="%{text}: norm %{x:.2f}<extra></extra>",
+    y_axes = [_y_axis("loss", min=0)]
+    if dev:
+        series.append(
+            {
+                "type": "line",
+                "name": f"dev {score}",
+                "data": dev,
+                "yAxisIndex": 1,
+                "symbolSize": 6,
+                "itemStyle": {"color": SOURCE},
+                "lineStyle": {"type": "dotted", "color": SOURCE},
+            }
         )
-    )
-    if normalized is not None:
-        for n in normalized:
-            fig.add_vline(x=n, line=dict(color=color, width=2, dash="dot"))
-        fig.add_trace(
-            go.Scatter(
-                x=normalized,
-                y=[0] * len(normalized),
-                mode="markers",
-                name="after normalisation",
-                marker=dict(color="white", size=10, symbol="diamond", line=dict(color=color, width=2)),
-                text=[f"V{i + 1}" for i in range(len(normalized))],
-                hovertemplate="%{text} normalised: norm %{x:.2f}<extra></extra>",
+        # Own round ticks from 0: a flat series would otherwise sit on an axis centred on it.
+        top = max(5.0, 1.15 * max(v for _, v in dev if v is not None) if any(v is not None for _, v in dev) else 5.0)
+        step = nice_step(top / 5)
+        y_axes.append(
+            _y_axis(
+                f"dev {score} (%)",
+                right=True,
+                min=0,
+                max=step * math.ceil(top / step),
+                interval=step,
+                splitLine={"show": False},
             )
         )
-    fig.update_xaxes(
-        title_text="L2 norm", type="log" if _spread(vocab_norms + prompt_norms + (normalized or [])) else None
-    )
-    fig.update_yaxes(title_text="tokens")
-    return _layout(fig, height=280, title=dict(text=title, font=dict(size=14)), bargap=0.02)
+    if kept_step is not None and len(rows) > 1 and series:
+        series[0]["markLine"] = {
+            "symbol": "none",
+            "silent": True,
+            "data": [{"xAxis": kept_step}],
+            "lineStyle": {"type": "dashed", "color": "#555", "width": 1},
+            "label": {"formatter": f"kept: step {kept_step}", "position": "end", "fontSize": 11},
+        }
+    steps = [r["step"] for r in rows]
+    spec = {
+        "tooltip": {"trigger": "axis"},
+        "xAxis": _axis(x_label, min=min(steps, default=0), max=max(steps, default=1)),
+        "yAxis": y_axes,
+        "series": series,
+    }
+    return _frame(spec, 320, title, legend=bool(dev), bottom=24)
+
+
+def norm_histogram(
+    vocab_norms: list[float], prompt_norms: list[float], normalized: list[float] | None, title: str, color: str
+) -> Chart:
+    """The vocabulary's embedding norms as a histogram (log-spaced when they span more than 50×), the prompt
+    vectors' norms as diamonds on vertical lines; `normalized`: the same vectors after the transfer's
+    normalisation, hollow and dotted."""
+    everything = [*vocab_norms, *prompt_norms, *(normalized or [])]
+    log = _spread(everything)
+    values = np.asarray(vocab_norms, dtype=float)
+    positive = values[values > 0] if log else values
+    lo, hi = (float(positive.min()), float(positive.max())) if positive.size else (0.0, 1.0)
+    edges = np.geomspace(lo, hi, 61) if log and lo > 0 else np.linspace(lo, hi if hi > lo else lo + 1.0, 61)
+    counts, _ = np.histogram(positive, bins=edges)
+    centres = np.sqrt(edges[:-1] * edges[1:]) if log and lo > 0 else (edges[:-1] + edges[1:]) / 2
+    series = [
+        {
+            "type": "line",
+            "name": "vocabulary",
+            "step": "middle",
+            "showSymbol": False,
+            "areaStyle": {"opacity": 0.9},
+            "itemStyle": {"color": "#C9CED6"},
+            "lineStyle": {"color": "#B3B9C2", "width": 1},
+            "data": [[_r(c), int(n)] for c, n in zip(centres, counts)],
+            "tooltip": {"formatter": "norm {@[0]}<br>{@[1]} tokens"},
+        },
+    ]
+
+    def diamonds(name: str, norms: list[float], hollow: bool) -> dict:
+        style = {"color": "#fff", "borderColor": color, "borderWidth": 2} if hollow else {"color": color}
+        return {
+            "type": "scatter",
+            "name": name,
+            "symbol": "diamond",
+            "symbolSize": 12,
+            "itemStyle": style,
+            "z": 5,
+            "data": [[_r(n, 2), 0, f"V{i + 1}"] for i, n in enumerate(norms)],
+            "tooltip": {"formatter": "{@[2]}" + (" normalised" if hollow else "") + ": norm {@[0]}"},
+            "markLine": {
+                "symbol": "none",
+                "silent": True,
+                "label": {"show": False},
+                "lineStyle": {"color": color, "width": 2, "type": "dotted" if hollow else "solid"},
+                "data": [{"xAxis": _r(n, 4)} for n in norms],
+            },
+        }
+
+    series.append(diamonds("prompt vectors", prompt_norms, hollow=False))
+    if normalized is not None:
+        series.append(diamonds("after normalisation", normalized, hollow=True))
+    spec = {
+        "tooltip": {"trigger": "item"},
+        "xAxis": _axis("L2 norm" + (" (log scale)" if log else ""), type="log" if log else "value", scale=True),
+        "yAxis": _y_axis("tokens"),
+        "series": series,
+    }
+    return _frame(spec, 280, title, legend=True, bottom=24)
 
 
 def _spread(values: list[float]) -> bool:
     positive = [v for v in values if v > 0]
     return bool(positive) and max(positive) / min(positive) > 50
+
+
+BARE = {
+    "type": "value",
+    "scale": True,
+    "axisLabel": {"show": False},
+    "axisTick": {"show": False},
+    "splitLine": {"show": False},
+    "axisLine": {"show": False},
+}
 
 
 def relative_map(
@@ -159,83 +244,116 @@ def relative_map(
     color: str,
     highlight: list[int] = (),
     selected: int = 0,
-) -> go.Figure:
-    """Anchors coloured by cosine to the selected prompt vector; prompt vectors as labelled diamonds."""
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scattergl(
-            x=anchor_xy[:, 0],
-            y=anchor_xy[:, 1],
-            mode="markers",
-            name="anchor words",
-            text=words,
-            customdata=sims,
-            marker=dict(
-                size=7,
-                color=sims,
-                colorscale="RdBu_r",
-                cmin=-1,
-                cmax=1,
-                opacity=0.9,
-                line=dict(color="rgba(80,80,80,0.45)", width=0.6),
-                colorbar=dict(title=dict(text=f"cos to V{selected + 1}", side="right"), thickness=10, len=0.8),
-            ),
-            hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>",
-        )
-    )
+) -> Chart:
+    """Anchors (series 0) coloured by cosine to the selected prompt vector; marked anchors ringed and named; prompt
+    vectors as labelled diamonds. The lasso (polygon brush) selects anchors."""
+    cos = f"cos to V{selected + 1}"
+    anchors = [[_r(x), _r(y), _r(s, 3), w] for (x, y), s, w in zip(anchor_xy, sims, words)]
+    series = [
+        {
+            "type": "scatter",
+            "name": "anchor words",
+            "data": anchors,
+            "symbolSize": 7,
+            "itemStyle": {"borderColor": "rgba(80,80,80,0.45)", "borderWidth": 0.6, "opacity": 0.9},
+            "tooltip": {"formatter": "<b>{@[3]}</b><br>" + cos + ": {@[2]}"},
+        },
+    ]
     if len(highlight):
-        idx = list(highlight)
-        fig.add_trace(
-            go.Scatter(
-                x=anchor_xy[idx, 0],
-                y=anchor_xy[idx, 1],
-                mode="markers+text",
-                name="search",
-                text=[words[i] for i in idx],
-                textposition="top center",
-                customdata=sims[idx],
-                marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#111", width=2)),
-                hovertemplate="<b>%{text}</b><br>cos to V" + str(selected + 1) + ": %{customdata:.3f}<extra></extra>",
-            )
+        series.append(
+            {
+                "type": "scatter",
+                "name": "marked",
+                "data": [anchors[i] for i in highlight],
+                "symbolSize": 13,
+                "z": 4,
+                "itemStyle": {"color": "rgba(0,0,0,0)", "borderColor": "#111", "borderWidth": 2},
+                # named while few enough to read; a lasso around a crowd rings them only
+                "label": {
+                    "show": len(highlight) <= NAMED_MARKS,
+                    "formatter": "{@[3]}",
+                    "position": "top",
+                    "color": "#111",
+                },
+                "tooltip": {"formatter": "<b>{@[3]}</b><br>" + cos + ": {@[2]}"},
+            }
         )
-    labels = [f"V{i + 1}" for i in range(len(prompt_xy))]
-    # WebGL like the anchors: plotly draws every WebGL trace above every SVG one, which hid SVG diamonds under
-    # the anchor dots.
-    fig.add_trace(
-        go.Scattergl(
-            x=prompt_xy[:, 0],
-            y=prompt_xy[:, 1],
-            mode="markers+text",
-            name="prompt vectors",
-            text=grouped_labels(prompt_xy, np.vstack([anchor_xy, prompt_xy])),
-            customdata=labels,
-            textposition=label_sides(prompt_xy, np.vstack([anchor_xy, prompt_xy])),
-            textfont=dict(color=color, size=13),
-            marker=dict(
-                size=[16 if i == selected else 12 for i in range(len(labels))],
-                color=color,
-                symbol="diamond",
-                line=dict(color="white", width=1.5),
-            ),
-            hovertemplate="<b>%{customdata}</b><extra></extra>",
-        )
+    everything = np.vstack([anchor_xy, prompt_xy])
+    texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
+    vectors = [
+        {
+            "value": [_r(x), _r(y), f"V{i + 1}"],
+            "symbolSize": 16 if i == selected else 12,
+            "label": {"show": bool(text), "formatter": text, "position": side},
+        }
+        for i, ((x, y), text, side) in enumerate(zip(prompt_xy, texts, sides))
+    ]
+    series.append(
+        {
+            "type": "scatter",
+            "name": "prompt vectors",
+            "data": vectors,
+            "symbol": "diamond",
+            "z": 5,
+            "itemStyle": {"color": color, "borderColor": "#fff", "borderWidth": 1.5},
+            "label": {"color": color, "fontSize": 13, "fontWeight": "bold"},
+            "tooltip": {"formatter": "<b>{@[2]}</b>"},
+        }
     )
-    # PCA/UMAP coordinates have no units: a framed, unlabelled plane on both axes.
-    bare = dict(
-        showticklabels=False, title_text=None, zeroline=False, showgrid=False, showline=True, mirror=True,
-        linecolor="#E3E6EA",
-    )  # fmt: skip
-    fig.update_xaxes(**bare)
-    fig.update_yaxes(**bare)
-    return _layout(fig, height=420, showlegend=False, dragmode="lasso")
+    spec = {
+        "tooltip": {"trigger": "item"},
+        "xAxis": BARE,
+        "yAxis": BARE,
+        # PCA/UMAP coordinates have no units: a framed, unlabelled plane.
+        "series": series,
+        "visualMap": {
+            "type": "continuous",
+            "seriesIndex": 0,
+            "dimension": 2,
+            "min": -1,
+            "max": 1,
+            "inRange": {"color": RED_BLUE},
+            "calculable": False,
+            "orient": "vertical",
+            "right": 0,
+            "top": "middle",
+            "itemWidth": 10,
+            "itemHeight": 180,
+            "text": [cos, ""],
+            "precision": 1,
+        },
+        "toolbox": {
+            "right": 64,
+            "top": 0,
+            "itemSize": 14,
+            "feature": {
+                "brush": {
+                    "type": ["polygon", "rect", "clear"],
+                    "title": {"polygon": "Lasso", "rect": "Box", "clear": "Clear"},
+                }
+            },
+        },
+        "brush": {
+            "toolbox": ["polygon", "rect", "clear"],
+            "xAxisIndex": 0,
+            "seriesIndex": [0],
+            "brushType": "polygon",
+            "throttleType": "debounce",
+            "throttleDelay": 400,
+            "brushStyle": {"borderWidth": 1, "color": "rgba(120,120,120,0.12)", "borderColor": "#777"},
+        },
+    }
+    chart = _frame(spec, 420, right=72)
+    chart.spec["grid"].update(show=True, borderColor="#E3E6EA", top=28)
+    return chart
 
 
 def label_sides(points: np.ndarray, everything: np.ndarray) -> list[str]:
     """Labels point into the map: to the left of points in its right half (at the edge they were cut off)."""
     if not len(everything):
-        return ["middle right"] * len(points)
+        return ["right"] * len(points)
     middle = (everything[:, 0].min() + everything[:, 0].max()) / 2
-    return ["middle left" if x > middle else "middle right" for x in points[:, 0]]
+    return ["left" if x > middle else "right" for x in points[:, 0]]
 
 
 def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.04) -> list[str]:
@@ -257,79 +375,175 @@ def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.
 
 def fingerprint(
     src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
-) -> go.Figure:
-    """Two rows (source, transferred) of cosines to the same anchor words. The colour range is the data's own
-    (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on real models,
-    whose embeddings share a common direction). `per_row`: each row's pattern, its mean removed and on its own
-    scale (what the correlation r under the strip compares); hovering still reads the raw cosine."""
+) -> Chart:
+    """Two rows (source on top, transferred below) of cosines to the same anchor words. The colour range is the
+    data's own (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on
+    real models, whose embeddings share a common direction). `per_row`: each row's pattern, its mean removed and on
+    its own scale (what the correlation r under the strip compares); hovering still reads the raw cosine."""
     raw = np.vstack([src, tgt])
     z = raw
     if per_row:
         z = raw - np.nanmean(raw, axis=1, keepdims=True)
         z = z / np.maximum(np.nanmax(np.abs(z), axis=1, keepdims=True), 1e-12)
-    reach = float(np.nanmax(np.abs(z))) if z.size else 1.0
-    reach = max(reach, 1e-6)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=words,
-            y=list(labels),
-            customdata=raw,
-            colorscale="RdBu_r",
-            zmid=0,
-            zmin=-reach,
-            zmax=reach,
-            colorbar=dict(title=dict(text="vs row mean" if per_row else "cos", side="right"), thickness=10),
-            hovertemplate="%{y}<br>anchor <b>%{x}</b>: cos %{customdata:.3f}<extra></extra>",
-        )
-    )
-    fig.update_xaxes(tickangle=-60, tickfont=dict(size=10))
-    fig.update_yaxes(autorange="reversed")  # plotly draws the first row at the bottom: the source goes on top
-    return _layout(fig, height=230)
+    reach = max(float(np.nanmax(np.abs(z))) if z.size else 1.0, 1e-6)
+    # Column positions, not the words, as x: two anchors can print alike ("Paris" with and without a leading
+    # space), and a category axis would merge them.
+    cells = [
+        [j, row, _r(z[row, j], 4), _r(raw[row, j], 3), words[j], labels[row]]
+        for row in (0, 1)
+        for j in range(len(words))
+    ]
+    spec = {
+        "tooltip": {"trigger": "item", "formatter": "{@[5]}<br>anchor <b>{@[4]}</b>: cos {@[3]}"},
+        "xAxis": {
+            "type": "category",
+            "data": list(words),
+            "axisLabel": {"rotate": 60, "fontSize": 10, "interval": 0},
+            "axisTick": {"show": False},
+        },
+        "yAxis": {"type": "category", "data": list(labels), "inverse": True, "axisTick": {"show": False}},
+        "series": [
+            {
+                "type": "heatmap",
+                "name": "cosines",
+                "data": cells,
+                "itemStyle": {"borderColor": "#fff", "borderWidth": 0.5},
+            }
+        ],
+        "visualMap": {
+            "type": "continuous",
+            "dimension": 2,
+            "min": -reach,
+            "max": reach,
+            "inRange": {"color": RED_BLUE},
+            "calculable": False,
+            "orient": "vertical",
+            "right": 0,
+            "top": "middle",
+            "itemWidth": 10,
+            "itemHeight": 120,
+            "precision": 2,
+            "text": ["vs row mean" if per_row else "cos", ""],
+        },
+    }
+    return _frame(spec, 250, right=80)
 
 
 def _method_key(method: str) -> tuple:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def grid_bars(agg, score: str = "P@1") -> go.Figure:
+def grid_bars(agg, score: str = "P@1") -> Chart:
     """P@1 (or accuracy, as `score` names it) per method (bars), one group per target model; `agg` has target,
     method, p_at_1."""
-    fig = go.Figure()
+    targets = list(dict.fromkeys(agg["target"]))
+    series = []
     for method in sorted(agg["method"].unique(), key=_method_key):
-        part = agg[agg["method"] == method]
-        fig.add_trace(
-            go.Bar(
-                x=part["target"],
-                y=part["p_at_1"],
-                name=method,
-                marker_color=METHOD_COLORS.get(method),
-                text=[f"{v:.1f}" for v in part["p_at_1"]],
-                textposition="outside",
-                cliponaxis=False,
-                hovertemplate=f"{method}<br>target %{{x}}: %{{y:.1f}}<extra></extra>",
-            )
+        part = dict(zip(agg.loc[agg["method"] == method, "target"], agg.loc[agg["method"] == method, "p_at_1"]))
+        series.append(
+            {
+                "type": "bar",
+                "name": method,
+                "itemStyle": {"color": METHOD_COLORS.get(method)},
+                # each bar's label its own "1.0": ECharts prints the number 1.0 as "1", the tables print 1.0
+                "data": [_one_decimal(part[t]) if t in part else None for t in targets],
+                "label": {"show": True, "position": "top", "fontSize": 11},
+            }
         )
-    fig.update_yaxes(title_text=f"{score} (%)", range=[0, max(5.0, float(agg["p_at_1"].max()) * 1.2)])
-    fig.update_xaxes(title_text="target model")
-    return _layout(fig, height=380, barmode="group")
+    top = max(5.0, float(agg["p_at_1"].max()) * 1.15) if len(agg) else 5.0
+    step = nice_step(top / 6)
+    spec = {
+        "tooltip": {"trigger": "item", "formatter": "{a}<br>target {b}: {c}"},
+        "xAxis": {"type": "category", "data": targets, "name": "target model", "nameLocation": "middle", "nameGap": 28},
+        "yAxis": _y_axis(f"{score} (%)", min=0, max=step * math.ceil(top / step), interval=step),
+        "series": series,
+    }
+    return _frame(spec, 380, legend=True, bottom=24)
 
 
-def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> go.Figure:
+def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> Chart:
     """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it)."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
     table = table[sorted(table.columns, key=_method_key)]
-    fig = go.Figure(
-        go.Heatmap(
-            z=table.values,
-            x=list(table.columns),
-            y=list(table.index),
-            colorscale="Viridis",
-            colorbar=dict(title=dict(text=score, side="right"), thickness=10),
-            text=[["" if v != v else f"{v:.1f}" for v in row] for row in table.values],  # 18.0, not 18
-            texttemplate="%{text}",
-            hovertemplate="%{y} · %{x}: %{z:.1f}<extra></extra>",
+    cells = [
+        [j, i, _r(v, 1), method, str(relation), f"{v:.1f}"]
+        for i, (relation, row) in enumerate(zip(table.index, table.values))
+        for j, (method, v) in enumerate(zip(table.columns, row))
+        if v == v  # a method with no score for a relation is an empty cell, not 0
+    ]
+    finite = [c[2] for c in cells]
+    spec = {
+        "tooltip": {"trigger": "item", "formatter": "{@[4]} · {@[3]}: {@[5]}"},
+        "xAxis": {"type": "category", "data": list(table.columns), "axisLabel": {"interval": 0, "rotate": 30}},
+        "yAxis": {"type": "category", "data": [str(r) for r in table.index], "inverse": True},
+        "series": [
+            {
+                "type": "heatmap",
+                "name": score,
+                "data": cells,
+                "label": {"show": True, "formatter": "{@[5]}", "fontSize": 11},  # "18.0", as in the tables
+            }
+        ],
+        "visualMap": {
+            "type": "continuous",
+            "dimension": 2,
+            "min": min(finite, default=0),
+            "inRange": {"color": VIRIDIS},
+            "max": max(finite, default=1),
+            "calculable": False,
+            "orient": "vertical",
+            "right": 0,
+            "top": "middle",
+            "itemWidth": 10,
+            "text": [score, ""],
+            "precision": 1,
+        },
+    }
+    return _frame(spec, max(260, 26 * len(table) + 80), right=70)
+
+
+def loss_vs_score(rows, score: str = "P@1") -> Chart:
+    """One point per transfer: its final matching loss against its test score, one series per method; `rows` has
+    matching_loss, p_at_1, method, relation, pair."""
+    series = []
+    for method in sorted(rows["method"].unique(), key=_method_key):
+        part = rows[rows["method"] == method]
+        series.append(
+            {
+                "type": "scatter",
+                "name": method,
+                "itemStyle": {"color": METHOD_COLORS.get(method)},
+                "symbolSize": 9,
+                "data": [
+                    [_r(x, 6), _r(y, 1), rel, pair]
+                    for x, y, rel, pair in zip(part["matching_loss"], part["p_at_1"], part["relation"], part["pair"])
+                ],
+                "tooltip": {"formatter": "{@[2]} · {@[3]}<br>loss {@[0]}, " + score + " {@[1]}"},
+            }
         )
-    )
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=max(260, 26 * len(table) + 80))
+    spec = {
+        "tooltip": {"trigger": "item"},
+        "xAxis": _axis("final matching loss", scale=True),
+        "yAxis": _y_axis(f"test {score} (%)", min=0),
+        "series": series,
+    }
+    return _frame(spec, 380, legend=True, bottom=24)
+
+
+def bars(categories: list[str], values: list[float], y_label: str, color: str = TARGET) -> Chart:
+    """One bar per category, its value printed on top."""
+    spec = {
+        "tooltip": {"trigger": "item", "formatter": "{b}: {c}"},
+        "xAxis": {"type": "category", "data": [str(c) for c in categories]},
+        "yAxis": _y_axis(y_label, min=0),
+        "series": [
+            {
+                "type": "bar",
+                "name": y_label,
+                "data": [_r(v, 1) for v in values],
+                "itemStyle": {"color": color},
+                "label": {"show": True, "position": "top", "fontSize": 11},
+            }
+        ],
+    }
+    return _frame(spec, 300)

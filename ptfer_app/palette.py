@@ -1,7 +1,7 @@
 """The app's colours, and the Home page's score bars as inline SVG.
 
 No numpy, pandas or plotly here: the Home page imports only this, so a fresh server's first page does not wait ~1 s
-for them (`charts` holds the plotly figures and takes its colours from here)."""
+for them (`charts` builds the charts and takes its colours from here)."""
 
 from __future__ import annotations
 

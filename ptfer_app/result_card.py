@@ -97,15 +97,14 @@ def trajectory_view(result: Outcome) -> None:
         named = settings_ui.SOLVER_LABELS.get(solver, solver)
         st.caption(f"The {named} solver {how}, so there is no search curve to draw.")
     else:
-        st.plotly_chart(
+        ui.chart(
             charts.trajectory(
                 traj,
                 "Matching loss of the search",
                 score=score_word(result),
                 kept_step=prov.get("selected_step"),
             ),
-            key="result_chart",
-            config={"displayModeBar": False},
+            "result_chart",
         )
 
 

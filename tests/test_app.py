@@ -175,16 +175,16 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert list(at.table[0].value.index) == ["V1", "V2", "V3", "V4", "V5"][: len(at.table[0].value)]
     assert "Source prompt" in texts(at)
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
-    assert "are as long as a real token" in texts(at) and not at.get("plotly_chart"), "histograms wait, undrawn"
+    assert "are as long as a real token" in texts(at) and not at.get("echarts_chart"), "histograms wait, undrawn"
     at.session_state["nn_hist"] = True
     at.run()
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("echarts_chart")) == 2
     at.toggle(key="nn_norm").set_value(True).run()
     assert not at.exception
 
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
-    assert len(at.get("plotly_chart")) == 3, "two linked maps and the fingerprint strip"
+    assert len(at.get("echarts_chart")) == 3, "two linked maps and the fingerprint strip"
     assert re.search(
         r"r = -?\d\.\d\d over all [\d,]+ compared anchors and r = -?\d\.\d\d over the \d+ shown", texts(at)
     )
@@ -205,11 +205,11 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "results")
     assert not at.exception and not errors(at)
-    assert at.table and not at.get("plotly_chart"), "the paper layout first; charts once their tab is opened"
+    assert at.table and not at.get("echarts_chart"), "the paper layout first; charts once their tab is opened"
     assert at.table[0].value.loc["manual"].notna().all(), "the paper layout has the manual row's numbers"
     at.session_state["res_tab"] = "Relation × method"
     at.run()
-    assert [c.key for c in at.get("plotly_chart")] == ["res_heat"]
+    assert [c.key for c in at.get("echarts_chart")] == ["res_heat"]
 
 
 def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
@@ -220,15 +220,14 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     at = goto(open_demo_preset(new_app()), "relative_space")
     at.segmented_control(key="proj").set_value("umap").run()
     assert not at.exception and not errors(at), errors(at)
-    maps = at.get("plotly_chart")
+    maps = at.get("echarts_chart")
     assert len(maps) == 3
-    import plotly.graph_objects as go
-
-    traces = go.Figure(json.loads(maps[0].proto.spec)).data
-    diamonds = [t for t in traces if t.marker.symbol == "diamond"]
-    assert diamonds and list(diamonds[0].customdata) == ["V1", "V2", "V3", "V4", "V5"], "the prompts are on the map"
-    assert diamonds[0].type == "scattergl", "WebGL, or the anchor dots (WebGL) cover the diamonds"
-    assert ", ".join(t for t in diamonds[0].text if t).count("V") == 5, "every vector is named once"
+    series = json.loads(maps[0].proto.spec)["series"]
+    diamonds = next(s for s in series if s.get("symbol") == "diamond")
+    assert [d["value"][2] for d in diamonds["data"]] == ["V1", "V2", "V3", "V4", "V5"], "the prompts are on the map"
+    assert diamonds["z"] > series[0].get("z", 2), "drawn above the anchor dots"
+    named = [d["label"]["formatter"] for d in diamonds["data"] if d["label"]["show"]]
+    assert ", ".join(named).count("V") == 5, "every vector is named once"
     assert "weighted centre of its 15 nearest anchors" in texts(at)
     result = at.session_state["outcome"]
     anchors = services.run_anchors(result, services.data_dir_for([*result.sources, result.target]))
@@ -248,22 +247,25 @@ def test_map_labels_of_close_prompt_vectors_are_merged_and_fingerprint_rows_can_
     points = np.array([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0], [0.0, 0.02]])
     assert charts.grouped_labels(points, np.array([[0.0, 0.0], [10.0, 10.0]])) == ["V1, V2, V4", "", "V3", ""]
     src, tgt = np.array([0.6, 0.5, 0.55]), np.array([0.1, 0.08, 0.09])
-    shared = json.loads(charts.fingerprint(src, tgt, list("abc"), ("s", "t")).to_json())["data"][0]
-    own = json.loads(charts.fingerprint(src, tgt, list("abc"), ("s", "t"), per_row=True).to_json())["data"][0]
-    assert own["zmax"] == pytest.approx(1.0) and shared["zmax"] == pytest.approx(0.6)
-    assert "customdata" in own["hovertemplate"], "hover reads the raw cosine"
+    shared = charts.fingerprint(src, tgt, list("abc"), ("s", "t")).spec
+    own = charts.fingerprint(src, tgt, list("abc"), ("s", "t"), per_row=True).spec
+    assert own["visualMap"]["max"] == pytest.approx(1.0) and shared["visualMap"]["max"] == pytest.approx(0.6)
+    assert "cos {@[3]}" in own["tooltip"]["formatter"], "hover reads the raw cosine"
+    assert [cell[3] for cell in own["series"][0]["data"]] == [0.6, 0.5, 0.55, 0.1, 0.08, 0.09]
 
 
 def test_search_chart_has_a_zero_based_score_axis_names_its_score_and_marks_the_kept_step():
     from ptfer_app import charts
 
     rows = [{"step": i, "loss": 1 / (i + 1), "dev_p_at_1": 80.1 if i % 100 == 0 else None} for i in range(0, 600, 10)]
-    fig = charts.trajectory(rows, "Matching loss of the search", score="accuracy", kept_step=300)
-    dev = fig.layout.yaxis2
-    assert dev.range[0] == 0 and dev.range[1] > 80.1, "every point under the top tick"
-    assert dev.dtick in (10, 20, 25) and dev.title.text == "dev accuracy (%)"
-    assert [s.x0 for s in fig.layout.shapes] == [300] and "kept: step 300" in fig.layout.annotations[0].text
-    assert fig.layout.title.yref == "container" and fig.layout.margin.t > 40, "title and legend on their own lines"
+    spec = charts.trajectory(rows, "Matching loss of the search", score="accuracy", kept_step=300).spec
+    dev = spec["yAxis"][1]
+    assert dev["min"] == 0 and dev["max"] > 80.1, "every point under the top tick"
+    assert dev["interval"] in (10, 20, 25) and dev["max"] % dev["interval"] == 0, "round ticks up to the top"
+    assert dev["name"] == "dev accuracy (%)"
+    kept = spec["series"][0]["markLine"]
+    assert kept["data"] == [{"xAxis": 300}] and kept["label"]["formatter"] == "kept: step 300"
+    assert spec["title"]["top"] < spec["legend"]["top"] < spec["grid"]["top"], "title, legend and plot, one per line"
 
 
 def test_a_folded_preset_runs_again_with_its_own_settings():
@@ -424,7 +426,7 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     config = result.transferred.provenance["transfer"]
     assert config["solver"] == solver and config["space"] == space and config["hub_penalty"] == (solver == "vocabulary")
     assert config["selection"] == "loss" and len(result.transferred.trajectory) == 1
-    assert not at.get("plotly_chart") or all(c.key != "result_chart" for c in at.get("plotly_chart")), (
+    assert not at.get("echarts_chart") or all(c.key != "result_chart" for c in at.get("echarts_chart")), (
         "no empty chart frame for a one-step solver"
     )
     assert "answers in one step" in texts(at) and f"The {solver} solver" not in texts(at), (
@@ -682,7 +684,7 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     assert not at.exception and not errors(at), errors(at)
     assert "Grid finished" in texts(at)
     assert at.selectbox(key="res_src").value.endswith("mini")
-    assert not at.get("plotly_chart"), "tabs and the analysis are drawn only when opened"
+    assert not at.get("echarts_chart"), "tabs and the analysis are drawn only when opened"
     at.session_state["res_tab"] = "Table"
     at.run()
     table = next(d for d in at.dataframe if "method" in d.value.columns).value
@@ -691,10 +693,10 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     assert not table.select_dtypes(include="object").isna().any().any(), "blanks, not None"
     at.session_state["res_tab"] = "By method"
     at.run()
-    assert [c.key for c in at.get("plotly_chart")] == ["res_bars"]
+    assert [c.key for c in at.get("echarts_chart")] == ["res_bars"]
     at.session_state["res_analysis"] = True
     at.run()
-    assert "an_loss" in [c.key for c in at.get("plotly_chart")]
+    assert "an_loss" in [c.key for c in at.get("echarts_chart")]
 
 
 def test_results_page_opens_on_the_shipped_real_grid():
@@ -771,18 +773,24 @@ def test_results_charts_never_average_recipes_or_model_pairs_together():
     assert not at.exception
     recipe = at.segmented_control(key="res_bars_recipe")
     assert recipe.value == shipped.groupby("recipe")["relation"].nunique().idxmax()  # the widest recipe first
-    bars = at.get("plotly_chart")[0].proto.spec
+    bars = json.loads(at.get("echarts_chart")[0].proto.spec)
+    transfer = next(s for s in bars["series"] if s["name"] == "transfer")
     one = shipped[(shipped.recipe == recipe.value) & (shipped.method == "transfer") & shipped.p_at_1.notna()]
     for target, p in one.groupby("target")["p_at_1"].mean().items():  # one sst2 row per target and recipe
-        assert f'"{p:.1f}"' in bars, (target, p)
+        bar = transfer["data"][bars["xAxis"]["data"].index(target)]
+        assert bar["value"] == round(p, 1) and bar["label"]["formatter"] == f"{p:.1f}", (target, p)
     at.session_state["res_tab"] = "Relation × method"
     at.run()
     assert at.segmented_control(key="res_heat_recipe") and at.segmented_control(key="res_heat_target")
     assert not at.exception
-    heat = at.get("plotly_chart")[0].proto.spec
-    assert '"manual"' in heat and '"transfer"' in heat, "a target's baselines and its transfers, side by side"
-    cells = [t for row in json.loads(heat)["data"][0]["text"] for t in row if t]
-    assert cells and all(re.fullmatch(r"\d+\.\d", t) for t in cells), "one decimal in every cell, as in the tables"
+    heat = json.loads(at.get("echarts_chart")[0].proto.spec)
+    methods = heat["xAxis"]["data"]
+    assert "manual" in methods and "transfer" in methods, "a target's baselines and its transfers, side by side"
+    cells = heat["series"][0]["data"]
+    assert heat["series"][0]["label"]["formatter"] == "{@[5]}", "each cell prints its own label"
+    assert cells and all(re.fullmatch(r"\d+\.\d", c[5]) and float(c[5]) == c[2] for c in cells), (
+        "one decimal in every cell (18.0, not 18), as in the tables"
+    )
 
 
 def test_averages_count_each_relation_once_and_presets_keep_their_recipe():
@@ -906,12 +914,14 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
 
     from ptfer_app import charts
 
-    fig = charts.fingerprint(np.array([0.21, 0.25, 0.3]), np.array([0.2, 0.28, 0.24]), ["a", "b", "c"], ("s", "t"))
-    heat = fig.data[0]
-    assert heat.zmax == pytest.approx(0.3) and heat.zmin == pytest.approx(-0.3) and heat.zmid == 0
-    # The page's caption puts the source row above the transferred one; plotly draws row 0 at the bottom unless
-    # the axis is reversed.
-    assert list(heat.y) == ["s", "t"] and fig.layout.yaxis.autorange == "reversed"
+    spec = charts.fingerprint(
+        np.array([0.21, 0.25, 0.3]), np.array([0.2, 0.28, 0.24]), ["a", "b", "c"], ("s", "t")
+    ).spec
+    colours = spec["visualMap"]
+    assert colours["max"] == pytest.approx(0.3) and colours["min"] == pytest.approx(-0.3), "symmetric about 0"
+    # The page's caption puts the source row above the transferred one; a category axis draws its first entry at
+    # the bottom unless it is inverted.
+    assert spec["yAxis"]["data"] == ["s", "t"] and spec["yAxis"]["inverse"] is True
 
 
 def test_preset_cards_share_one_scale():
@@ -942,8 +952,8 @@ def test_long_curves_are_thinned_for_drawing_but_keep_what_a_reader_looks_for():
     assert 1234 in steps and 1999 in steps and 0 in steps  # the lowest loss, the last step, the first
     assert all(i in steps for i in range(49, 2000, 50))  # every dev check
     assert charts.thin_curve(rows[:300]) == rows[:300]
-    fig = charts.trajectory(rows)
-    assert len(fig.data[0].x) == sum(1 for r in thin if r.get("loss") is not None)
+    drawn = charts.trajectory(rows).series_named("loss")
+    assert len(drawn["data"]) == sum(1 for r in thin if r.get("loss") is not None)
 
 
 def test_the_background_warm_up_runs_once_per_pair_with_the_apps_settings(monkeypatch, tmp_path):

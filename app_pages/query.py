@@ -60,7 +60,7 @@ def token_boundaries(result: Outcome, subject: str) -> None:
             "embedding in each slot**, always the word spelled after a space, and keeps the soft layout "
             f"(`{result.discretized.template}`). The model sees different token sequences:"
         )
-        st.code(
+        ui.monospace(
             "manual:       "
             + " | ".join(tokens)
             + "\ndiscretised:  "
@@ -68,8 +68,7 @@ def token_boundaries(result: Outcome, subject: str) -> None:
             .replace("[Y]", "→")
             .replace("[S]", "")
             .replace("[V]", "{}")
-            .format(*[f"⟨ {w}⟩" for w in words]),
-            language=None,
+            .format(*[f"⟨ {w}⟩" for w in words])
         )
 
 

@@ -119,6 +119,26 @@ nav.run()
 ]
 st.navigation(pages, position="sidebar").run()
 """,
+    "floor + result: four metrics with help": """for col, (name, value) in zip(st.columns(4), [("Transferred", "58.0"),
+        ("Manual template", "18.0"), ("Discretisation", "0.0"), ("Random prompt", "0.0")]):
+    col.metric(name, value, delta="+40.0 vs manual" if name == "Transferred" else None, help="x")
+""",
+    "floor + result: four download buttons": """for name in ("prompt", "metadata", "PEFT adapter", "source prompt"):
+    st.download_button(f"Download the {name}", b"x", file_name=f"{name}.bin", width="stretch")
+""",
+    "floor + result: four downloads in one popover": """with st.popover("Download", width="stretch"):
+    for name in ("prompt", "metadata", "PEFT adapter", "source prompt"):
+        st.download_button(f"Download the {name}", b"x", file_name=f"{name}.bin", width="stretch")
+""",
+    "floor + result: three closed expanders": """for name in ("Settings", "What this preset shows", "Continue from"):
+    with st.expander(name):
+        st.markdown("text")
+""",
+    "floor + result: the prompt as st.code": 'st.code("[X] ▢ ▢ ▢ ▢ ▢ [Y] .", language=None)\n',
+    "floor + result: the prompt as markdown": 'st.markdown("`[X] ▢ ▢ ▢ ▢ ▢ [Y] .`")\n',
+    "floor + result: the prompt as an HTML pre (ui.monospace)": """from ptfer_app import ui
+ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
+""",
     "floor + six preset cards": """cols = st.columns(3)
 for i in range(6):
     with cols[i % 3], st.container(border=True):

@@ -115,7 +115,7 @@ def score_word(result: Outcome) -> str:
 def prompt_facts(result: Outcome) -> None:
     prov = result.transferred.provenance
     st.markdown("**The prompt**")
-    st.code(result.transferred.template.replace("[V]", "▢").replace("[S]", "⟨start⟩"), language=None)
+    ui.monospace(result.transferred.template.replace("[V]", "▢").replace("[S]", "⟨start⟩"))
     facts = [f"{result.transferred.n_vectors} vectors of width {result.transferred.width}"]
     traj = result.transferred.trajectory
     if "selected_step" in prov and len(traj) > 1:

@@ -429,3 +429,19 @@ def chart(drawn, key: str, where=None, selectable: bool = False):
     if selectable:
         return where.echarts_chart(drawn.spec, height=drawn.height, key=key, on_select="rerun")
     return where.echarts_chart(drawn.spec, height=drawn.height, key=key)
+
+
+MONOSPACE = (
+    "background:rgba(172,177,195,0.15);border-radius:0.5rem;padding:0.85rem 1rem;margin:0 0 1rem 0;"
+    "font-family:'Source Code Pro',monospace;font-size:0.85rem;line-height:1.5;white-space:pre-wrap;"
+    "overflow-wrap:anywhere"
+)
+
+
+def monospace(text: str) -> None:
+    """Text in a monospace box like st.code's, without st.code's syntax-highlighting bundle (1.5 MB): one st.code
+    took a warm page from 0.49 to 1.06 s, the same text as markdown 0.54 s (`benchmarks/first_paint.py --anatomy
+    --blocks st.code,markdown`)."""
+    from html import escape
+
+    st.markdown(f'<pre style="{MONOSPACE}">{escape(text)}</pre>', unsafe_allow_html=True)

@@ -153,6 +153,7 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
     assert at.subheader[0].value == "Result"
     assert {b.key for b in at.get("download_button")} >= {"dl_st", "dl_json"}
+    assert "[X] ▢ ▢ ▢ ▢ ▢ [Y]" in texts(at) and not at.code, "the prompt in a box, without st.code's 1.5 MB bundle"
     assert "a tuned prompt for P103 with these settings is stored" in texts(at), (
         "the preset's settings are selected, so its source is reused"
     )

@@ -144,7 +144,7 @@ def body() -> None:
     st.caption(
         f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
         "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Pick the "
-        "lasso (or the box) at the map's top right and draw around anchors in either map to mark the same words "
+        "lasso (or the box) at the map's top left and draw around anchors in either map to mark the same words "
         "in the other (double-click to clear); hover to read a word and its similarity." + variance
     )
     export(src_map, tgt_map, words, highlight, source, result.target, method)

@@ -21,6 +21,7 @@ RED_BLUE = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
 NAMED_MARKS = 25  # marked anchors named on the map; more are ringed without names (the names printed over each other)
 TITLE_H, LEGEND_H = 26, 24  # pixels a title line and a legend line take above the plot
+LASSO_ICON = 14  # pixels; the maps' toolbox sits at their top left, lasso first
 
 
 @dataclass(frozen=True)
@@ -322,10 +323,11 @@ def relative_map(
             "text": [cos, ""],
             "precision": 1,
         },
+        # top left, the lasso first: clear of Streamlit's own hover toolbar at the top right
         "toolbox": {
-            "right": 64,
+            "left": 0,
             "top": 0,
-            "itemSize": 14,
+            "itemSize": LASSO_ICON,
             "feature": {
                 "brush": {
                     "type": ["polygon", "rect", "clear"],

@@ -216,6 +216,50 @@ def shot(driver, name: str, height: int | None = None) -> Path:
     return path
 
 
+def lasso_and_export(driver) -> None:
+    """Pick the source map's lasso (the toolbox's first icon, at its top left), draw around the map's middle, and
+    the anchors inside become a selection: ringed in both maps and offered as CSV."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    export = '//button[contains(., "Selected anchors")]'
+    assert driver.find_element(By.XPATH, export).get_attribute("disabled") is not None, "nothing selected yet"
+    chart = driver.find_elements(By.CSS_SELECTOR, CHART)[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", chart)
+    time.sleep(0.5)
+    half_w, half_h = chart.size["width"] / 2, chart.size["height"] / 2
+    x, y = first_icon(chart.screenshot_as_png)
+    ActionChains(driver).move_to_element_with_offset(chart, x - half_w, y - half_h).click().perform()
+    time.sleep(0.5)
+    corners = [(-0.6, -0.6), (0.6, -0.6), (0.6, 0.6), (-0.6, 0.6), (-0.6, -0.6)]  # of the half-sizes, round the centre
+    draw = ActionChains(driver).move_to_element_with_offset(chart, corners[0][0] * half_w, corners[0][1] * half_h)
+    draw.click_and_hold()
+    for x, y in corners[1:]:
+        draw.move_to_element_with_offset(chart, x * half_w, y * half_h)
+    draw.release().perform()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.XPATH, export).get_attribute("disabled") is None)
+    settle(driver)
+
+
+def first_icon(png: bytes) -> tuple[float, float]:
+    """Centre of the first toolbox icon in a chart's picture: the leftmost cluster of dark pixels in its top left
+    corner (the icons' offset inside the chart is ECharts' and Streamlit's theme's, not the app's)."""
+    import io
+
+    from PIL import Image
+
+    from ptfer_app.charts import LASSO_ICON
+
+    grey = Image.open(io.BytesIO(png)).convert("L")
+    corner = [(x, y) for x in range(min(160, grey.width)) for y in range(min(48, grey.height))]
+    dark = [(x, y) for x, y in corner if grey.getpixel((x, y)) < 160]
+    assert dark, "no toolbox icons at the chart's top left"
+    left = min(x for x, _ in dark)
+    icon = [(x, y) for x, y in dark if x <= left + LASSO_ICON]
+    return (sum(x for x, _ in icon) / len(icon), sum(y for _, y in icon) / len(icon))
+
+
 def nav(driver, url_path: str, title: str) -> None:
     """Click the top navigation link (same session), then wait for the page title."""
     from selenium.webdriver.common.by import By
@@ -289,6 +333,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     drawn = browser.find_elements(By.CSS_SELECTOR, f"{CHART} canvas")
     assert len(drawn) >= 3 and all(c.size["width"] > 100 and c.size["height"] > 100 for c in drawn), "maps drawn"
     shot(browser, "relative_space", 1300)
+    lasso_and_export(browser)
 
     nav(browser, "query", "Query")
     fact = toy_fact()

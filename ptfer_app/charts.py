@@ -63,6 +63,15 @@ def _frame(spec: dict, height: int, title: str = "", legend: bool = False, right
     return Chart({**frame, **spec}, height)
 
 
+def _colour_bar(lo: float, hi: float, colours: list[str], title: str, height: int, digits: int, **kw) -> dict:
+    """A vertical colour scale at the right edge for the values in each data item's third entry."""
+    return {
+        "type": "continuous", "dimension": 2, "min": lo, "max": hi, "inRange": {"color": colours},
+        "calculable": False, "orient": "vertical", "right": 0, "top": "middle", "itemWidth": 10,
+        "itemHeight": height, "text": [title, ""], "precision": digits, **kw,
+    }  # fmt: skip
+
+
 def _axis(name: str = "", **kw) -> dict:
     """An x axis, its name centred under the tick labels."""
     return {"type": "value", "name": name, "nameLocation": "middle", "nameGap": 26, **kw}
@@ -307,22 +316,7 @@ def relative_map(
         "yAxis": BARE,
         # PCA/UMAP coordinates have no units: a framed, unlabelled plane.
         "series": series,
-        "visualMap": {
-            "type": "continuous",
-            "seriesIndex": 0,
-            "dimension": 2,
-            "min": -1,
-            "max": 1,
-            "inRange": {"color": RED_BLUE},
-            "calculable": False,
-            "orient": "vertical",
-            "right": 0,
-            "top": "middle",
-            "itemWidth": 10,
-            "itemHeight": 180,
-            "text": [cos, ""],
-            "precision": 1,
-        },
+        "visualMap": _colour_bar(-1, 1, RED_BLUE, cos, 180, digits=1, seriesIndex=0),
         # top left, the lasso first: clear of Streamlit's own hover toolbar at the top right
         "toolbox": {
             "left": 0,
@@ -412,21 +406,7 @@ def fingerprint(
                 "itemStyle": {"borderColor": "#fff", "borderWidth": 0.5},
             }
         ],
-        "visualMap": {
-            "type": "continuous",
-            "dimension": 2,
-            "min": -reach,
-            "max": reach,
-            "inRange": {"color": RED_BLUE},
-            "calculable": False,
-            "orient": "vertical",
-            "right": 0,
-            "top": "middle",
-            "itemWidth": 10,
-            "itemHeight": 120,
-            "precision": 2,
-            "text": ["vs row mean" if per_row else "cos", ""],
-        },
+        "visualMap": _colour_bar(-reach, reach, RED_BLUE, "vs row mean" if per_row else "cos", 120, digits=2),
     }
     return _frame(spec, 250, right=80)
 
@@ -486,20 +466,7 @@ def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> Chart:
                 "label": {"show": True, "formatter": "{@[5]}", "fontSize": 11},  # "18.0", as in the tables
             }
         ],
-        "visualMap": {
-            "type": "continuous",
-            "dimension": 2,
-            "min": min(finite, default=0),
-            "inRange": {"color": VIRIDIS},
-            "max": max(finite, default=1),
-            "calculable": False,
-            "orient": "vertical",
-            "right": 0,
-            "top": "middle",
-            "itemWidth": 10,
-            "text": [score, ""],
-            "precision": 1,
-        },
+        "visualMap": _colour_bar(min(finite, default=0), max(finite, default=1), VIRIDIS, score, 140, digits=1),
     }
     return _frame(spec, max(260, 26 * len(table) + 80), right=70)
 

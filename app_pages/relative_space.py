@@ -256,6 +256,9 @@ def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
         key="map_sel_csv",
         icon=":material/download:",
         disabled=not highlight,
+        help="The anchors marked in the maps: drawn round with the lasso or the box, or found with *Find a token*."
+        if highlight
+        else "Nothing is marked yet: pick the lasso at a map's top left and draw round some anchors, or find a token.",
     )
 
 

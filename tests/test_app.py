@@ -189,8 +189,12 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert re.search(
         r"r = -?\d\.\d\d over all [\d,]+ compared anchors and r = -?\d\.\d\d over the \d+ shown", texts(at)
     )
+    selection = next(b for b in at.get("download_button") if b.key == "map_sel_csv").proto
+    assert selection.disabled and "pick the lasso" in selection.help, "a disabled export says why"
     at.text_input(key="find").input("French").run()
     assert not at.exception
+    selection = next(b for b in at.get("download_button") if b.key == "map_sel_csv").proto
+    assert not selection.disabled, "a found token is a selection to export"
     assert at.query_params.get("find") == "French", "page settings are mirrored in the URL"
 
     goto(at, "query")

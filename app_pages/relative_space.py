@@ -104,7 +104,11 @@ def body() -> None:
             seed,
         )
     words = src_map["words"]
-    highlight = set(selected_anchors("map_src")) | set(selected_anchors("map_tgt"))
+    # Keyed by what the maps show: a chart keeps its selection's indices when its data changes, and indices into
+    # 1,000 anchors mean other words (or none) in 300 or under another projection.
+    shown = f"{method}_{n_points}_{anchor_set.key}"
+    keys = (f"map_src_{shown}", f"map_tgt_{shown}")
+    highlight = {i for key in keys for i in selected_anchors(key) if i < len(words)}
     if find.strip():
         needle = find.strip().lower()
         matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
@@ -116,8 +120,8 @@ def body() -> None:
     highlight = sorted(highlight)[:200]
     target_prompt = f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt"
     maps = (
-        ("Source space", source, "source prompt", src_map, palette.SOURCE, "map_src"),
-        ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, "map_tgt"),
+        ("Source space", source, "source prompt", src_map, palette.SOURCE, keys[0]),
+        ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, keys[1]),
     )
     for col, (space, model, prompt, drawn, color, key) in zip(st.columns(2, gap="medium"), maps):
         col.markdown(f"**{space}** · {model} · {prompt}")

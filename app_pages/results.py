@@ -230,7 +230,8 @@ def analysis(df) -> None:
             agg[column] = agg[column].astype(str)
             col.markdown(f"**{title}**")
             score = results.score_name(transfer)
-            ui.chart(charts.bars(agg[column].tolist(), agg["p_at_1"].tolist(), f"{score} (%)"), f"an_{column}", col)
+            drawn = charts.bars(agg[column].tolist(), agg["p_at_1"].tolist(), f"{score} (%)", x_label=title.lower())
+            ui.chart(drawn, f"an_{column}", col)
             shown += 1
     for path in results.figures():
         if path.suffix == ".json":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 
@@ -21,6 +22,7 @@ RED_BLUE = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"]
 NAMED_MARKS = 25  # marked anchors named on the map; more are ringed without names (the names printed over each other)
 TITLE_H, LEGEND_H = 26, 24  # pixels a title line and a legend line take above the plot
+SHAPES = ["circle", "diamond", "triangle", "rect", "pin", "roundRect"]  # one per model pair in a scatter
 LASSO_ICON = 14  # pixels; the maps' toolbox sits at their top left, lasso first
 
 
@@ -41,10 +43,28 @@ def _r(value: float, digits: int = 4) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
-def _one_decimal(value: float) -> dict | None:
-    """A bar whose label reads as the tables do ("1.0", where ECharts would print the number as "1")."""
+def _sig(value: float, digits: int = 4) -> float | None:
+    """JSON-safe, to `digits` significant digits: a matching loss of 2.6e-6 stays 2.6e-6 (to 6 decimals it read 0)."""
+    value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
+
+
+def _one_decimal(value: float, hover: str = "") -> dict | None:
+    """A bar whose label and hover read as the tables do ("1.0", where ECharts would print the number as "1");
+    `hover`: the HTML before the value in its tooltip (escape any names in it)."""
     rounded = _r(value, 1)
-    return None if rounded is None else {"value": rounded, "label": {"formatter": f"{rounded:.1f}"}}
+    if rounded is None:
+        return None
+    return {
+        "value": rounded,
+        "label": {"formatter": f"{rounded:.1f}"},
+        "tooltip": {"formatter": f"{hover}{rounded:.1f}"},
+    }
+
+
+def _text(value) -> str:
+    """A table cell as text for a tooltip: a blank (NaN) cell is empty, not NaN (which is not JSON)."""
+    return "" if value is None or value != value else str(value)
 
 
 def _frame(spec: dict, height: int, title: str = "", legend: bool = False, right: int = 16, bottom: int = 8) -> Chart:
@@ -111,7 +131,7 @@ def trajectory(
     """Matching (or training) loss per step; the dev score (P@1, or accuracy as `score` names it) as markers on a
     second, 0-based axis where it was computed; the step the run kept as a vertical line."""
     rows = thin_curve(rows)
-    loss = [[r["step"], _r(r["loss"], 6)] for r in rows if r.get("loss") is not None]
+    loss = [[r["step"], _sig(r["loss"])] for r in rows if r.get("loss") is not None]
     dev = [[r["step"], _r(r["dev_p_at_1"], 2)] for r in rows if r.get("dev_p_at_1") is not None]
     series = []
     if loss:
@@ -267,6 +287,7 @@ def relative_map(
             "symbolSize": 7,
             "itemStyle": {"borderColor": "rgba(80,80,80,0.45)", "borderWidth": 0.6, "opacity": 0.9},
             "tooltip": {"formatter": "<b>{@[3]}</b><br>" + cos + ": {@[2]}"},
+            "selectedMode": "multiple",  # a click marks one anchor, as the lasso marks many
         },
     ]
     if len(highlight):
@@ -381,7 +402,8 @@ def fingerprint(
     if per_row:
         z = raw - np.nanmean(raw, axis=1, keepdims=True)
         z = z / np.maximum(np.nanmax(np.abs(z), axis=1, keepdims=True), 1e-12)
-    reach = max(float(np.nanmax(np.abs(z))) if z.size else 1.0, 1e-6)
+    reach = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    reach = max(reach, 1e-6)
     # Column positions, not the words, as x: two anchors can print alike ("Paris" with and without a leading
     # space), and a category axis would merge them.
     cells = [
@@ -428,14 +450,17 @@ def grid_bars(agg, score: str = "P@1") -> Chart:
                 "name": method,
                 "itemStyle": {"color": METHOD_COLORS.get(method)},
                 # each bar's label its own "1.0": ECharts prints the number 1.0 as "1", the tables print 1.0
-                "data": [_one_decimal(part[t]) if t in part else None for t in targets],
+                "data": [
+                    _one_decimal(part[t], f"{escape(method)}<br>target {escape(str(t))}: ") if t in part else None
+                    for t in targets
+                ],
                 "label": {"show": True, "position": "top", "fontSize": 11},
             }
         )
     top = max(5.0, float(agg["p_at_1"].max()) * 1.15) if len(agg) else 5.0
     step = nice_step(top / 6)
     spec = {
-        "tooltip": {"trigger": "item", "formatter": "{a}<br>target {b}: {c}"},
+        "tooltip": {"trigger": "item"},
         "xAxis": {"type": "category", "data": targets, "name": "target model", "nameLocation": "middle", "nameGap": 28},
         "yAxis": _y_axis(f"{score} (%)", min=0, max=step * math.ceil(top / step), interval=step),
         "series": series,
@@ -475,6 +500,8 @@ def loss_vs_score(rows, score: str = "P@1") -> Chart:
     """One point per transfer: its final matching loss against its test score, one series per method; `rows` has
     matching_loss, p_at_1, method, relation, pair."""
     series = []
+    pairs = sorted({_text(p) for p in rows["pair"]})
+    shapes = {p: SHAPES[i % len(SHAPES)] for i, p in enumerate(pairs)}
     for method in sorted(rows["method"].unique(), key=_method_key):
         part = rows[rows["method"] == method]
         series.append(
@@ -484,7 +511,8 @@ def loss_vs_score(rows, score: str = "P@1") -> Chart:
                 "itemStyle": {"color": METHOD_COLORS.get(method)},
                 "symbolSize": 9,
                 "data": [
-                    [_r(x, 6), _r(y, 1), rel, pair]
+                    # one marker shape per model pair, as the table's pair column
+                    {"value": [_sig(x), _r(y, 1), _text(rel), _text(pair)], "symbol": shapes[_text(pair)]}
                     for x, y, rel, pair in zip(part["matching_loss"], part["p_at_1"], part["relation"], part["pair"])
                 ],
                 "tooltip": {"formatter": "{@[2]} · {@[3]}<br>loss {@[0]}, " + score + " {@[1]}"},
@@ -499,20 +527,26 @@ def loss_vs_score(rows, score: str = "P@1") -> Chart:
     return _frame(spec, 380, legend=True, bottom=24)
 
 
-def bars(categories: list[str], values: list[float], y_label: str, color: str = TARGET) -> Chart:
+def bars(categories: list[str], values: list[float], y_label: str, x_label: str = "", color: str = TARGET) -> Chart:
     """One bar per category, its value printed on top."""
     spec = {
-        "tooltip": {"trigger": "item", "formatter": "{b}: {c}"},
-        "xAxis": {"type": "category", "data": [str(c) for c in categories]},
+        "tooltip": {"trigger": "item"},
+        "xAxis": {
+            "type": "category",
+            "data": [str(c) for c in categories],
+            "name": x_label,
+            "nameLocation": "middle",
+            "nameGap": 26,
+        },
         "yAxis": _y_axis(y_label, min=0),
         "series": [
             {
                 "type": "bar",
                 "name": y_label,
-                "data": [_r(v, 1) for v in values],
+                "data": [_one_decimal(v, f"{escape(str(c))}: ") for c, v in zip(categories, values)],
                 "itemStyle": {"color": color},
                 "label": {"show": True, "position": "top", "fontSize": 11},
             }
         ],
     }
-    return _frame(spec, 300)
+    return _frame(spec, 300, bottom=24 if x_label else 8)

@@ -1050,3 +1050,25 @@ def test_the_uploader_states_the_apps_own_upload_limit():
     text = (Path(APP).parent / ".streamlit" / "config.toml").read_text(encoding="utf-8")
     found = re.search(r"^maxUploadSize\s*=\s*(\d+)\s*$", text, re.M)  # tomllib needs Python 3.11
     assert found and int(found.group(1)) == services.UPLOAD_LIMIT_MB  # not Streamlit's default 200 MB
+
+
+def test_charts_keep_tiny_losses_print_one_decimal_and_stay_json_with_blank_cells():
+    import numpy as np
+    import pandas as pd
+
+    from ptfer_app import charts
+
+    # A closed-form match reaches ~1e-6: rounded to 6 decimals it read 0 in the hover.
+    curve = charts.trajectory([{"step": 0, "loss": 2.56e-6}, {"step": 1, "loss": 1.234567e-3}]).series_named("loss")
+    assert [v for _, v in curve["data"]] == [2.56e-6, 1.235e-3]
+    blank = pd.DataFrame(
+        {"matching_loss": [3.1e-6], "p_at_1": [float("nan")], "method": ["transfer"], "relation": [None],
+         "pair": [float("nan")]}
+    )  # fmt: skip
+    point = charts.loss_vs_score(blank).spec["series"][0]["data"][0]
+    assert point["value"] == [3.1e-6, None, "", ""]
+    json.dumps(charts.loss_vs_score(blank).spec, allow_nan=False)  # Streamlit rejects NaN in a spec
+    bar = charts.bars(["on", "off"], [18.0, 7.25], "P@1 (%)", x_label="normalisation").spec["series"][0]["data"]
+    assert [b["label"]["formatter"] for b in bar] == ["18.0", "7.2"] and bar[0]["tooltip"]["formatter"] == "on: 18.0"
+    empty_row = charts.fingerprint(np.array([np.nan, np.nan]), np.array([np.nan, np.nan]), ["a", "b"], ("s", "t"))
+    json.dumps(empty_row.spec, allow_nan=False)

@@ -136,7 +136,7 @@ st.navigation(pages, position="sidebar").run()
 """,
     "floor + result: the prompt as st.code": 'st.code("[X] ▢ ▢ ▢ ▢ ▢ [Y] .", language=None)\n',
     "floor + result: the prompt as markdown": 'st.markdown("`[X] ▢ ▢ ▢ ▢ ▢ [Y] .`")\n',
-    "floor + result: the prompt as an HTML pre (ui.monospace)": """from ptfer_app import ui
+    "floor + result: the prompt in a styled HTML box (ui.monospace)": """from ptfer_app import ui
 ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
 """,
     "floor + six preset cards": """cols = st.columns(3)

@@ -444,4 +444,5 @@ def monospace(text: str) -> None:
     --blocks st.code,markdown`)."""
     from html import escape
 
-    st.markdown(f'<pre style="{MONOSPACE}">{escape(text)}</pre>', unsafe_allow_html=True)
+    # a <div>, not a <pre>: Streamlit's markdown hands a <pre> to its own code-block renderer, which dropped the style
+    st.markdown(f'<div style="{MONOSPACE}">{escape(text)}</div>', unsafe_allow_html=True)

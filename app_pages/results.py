@@ -213,8 +213,9 @@ def one_slice(view, columns: list[str], key: str):
 def analysis(df) -> None:
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
+    score = results.score_name(transfer)
     if "matching_loss" in df.columns and transfer["matching_loss"].notna().any():
-        chart = charts.loss_vs_score(transfer.dropna(subset=["matching_loss"]), results.score_name(transfer))
+        chart = charts.loss_vs_score(transfer.dropna(subset=["matching_loss"]), score)
         st.markdown("**Matching loss vs accuracy** · does a lower loss mean a better prompt?")
         ui.chart(chart, "an_loss")
         shown += 1
@@ -229,7 +230,6 @@ def analysis(df) -> None:
             agg = results.averaged(transfer, [column])
             agg[column] = agg[column].astype(str)
             col.markdown(f"**{title}**")
-            score = results.score_name(transfer)
             drawn = charts.bars(agg[column].tolist(), agg["p_at_1"].tolist(), f"{score} (%)", x_label=title.lower())
             ui.chart(drawn, f"an_{column}", col)
             shown += 1

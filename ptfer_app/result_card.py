@@ -14,7 +14,7 @@ def result_card(result: Outcome) -> None:
     order = [result.method, "manual", "discretization", "random"]
     cols = st.columns(len(order))
     manual = result.scores.get("manual", {}).get("p_at_1")
-    metric = score_word(result)
+    metric = wording.score_word(result.task)
     for col, method in zip(cols, order):
         score = result.scores.get(method)
         if score is None:
@@ -101,15 +101,11 @@ def trajectory_view(result: Outcome) -> None:
             charts.trajectory(
                 traj,
                 "Matching loss of the search",
-                score=score_word(result),
+                score=wording.score_word(result.task),
                 kept_step=prov.get("selected_step"),
             ),
             "result_chart",
         )
-
-
-def score_word(result: Outcome) -> str:
-    return wording.score_word(result.task)
 
 
 def prompt_facts(result: Outcome) -> None:
@@ -122,7 +118,7 @@ def prompt_facts(result: Outcome) -> None:
         rule = (prov.get("transfer") or {}).get("selection")
         facts.append(
             f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']} "
-            f"({'by matching loss' if rule == 'loss' else 'by target dev ' + score_word(result)})"
+            f"({'by matching loss' if rule == 'loss' else 'by target dev ' + wording.score_word(result.task)})"
         )
     if "n_anchors" in prov:
         facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")

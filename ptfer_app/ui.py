@@ -425,10 +425,8 @@ def bar_table(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> No
 def chart(drawn, key: str, where=None, selectable: bool = False):
     """Draw a `charts.Chart` (an ECharts option object) at its height; `selectable`: a lasso or click reruns the
     page and the selection is in `st.session_state[key]`."""
-    where = where or st
-    if selectable:
-        return where.echarts_chart(drawn.spec, height=drawn.height, key=key, on_select="rerun")
-    return where.echarts_chart(drawn.spec, height=drawn.height, key=key)
+    on_select = "rerun" if selectable else "ignore"
+    return (where or st).echarts_chart(drawn.spec, height=drawn.height, key=key, on_select=on_select)
 
 
 MONOSPACE = (

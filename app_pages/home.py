@@ -2,6 +2,7 @@
 
 import base64
 import functools
+from html import escape
 
 import streamlit as st
 
@@ -16,6 +17,7 @@ LABELS = {
     "direct-transfer": "direct",
 }
 
+CAPTION = "font-size:0.875rem;opacity:0.65;margin-bottom:0.25rem"  # like st.caption, in either theme
 DIAGRAM = REPO_ROOT / "assets" / "diagram.svg"
 DIAGRAM_ALT = (
     "A prompt vector in the source model, its cosines to shared anchor words, and the target vector with the same "
@@ -23,11 +25,16 @@ DIAGRAM_ALT = (
 )
 
 
+def svg_img(svg: str | bytes, alt: str, style: str = "width:100%") -> str:
+    """An <img> of an SVG: st.image would import numpy (~0.25 s) into a fresh server's first run, and st.html
+    sanitises inline <svg> away."""
+    data = base64.b64encode(svg.encode() if isinstance(svg, str) else svg).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" style="{style}" alt="{escape(alt)}">'
+
+
 @functools.cache
 def diagram_img() -> str:
-    """An <img> of the SVG file itself: st.image would import numpy (~0.25 s) into a fresh server's first run."""
-    data = base64.b64encode(DIAGRAM.read_bytes()).decode("ascii")
-    return f'<img src="data:image/svg+xml;base64,{data}" style="width:100%" alt="{DIAGRAM_ALT}">'
+    return svg_img(DIAGRAM.read_bytes(), DIAGRAM_ALT)
 
 
 def intro() -> None:
@@ -45,28 +52,39 @@ def intro() -> None:
         )
     with right:
         if DIAGRAM.is_file():
-            st.markdown(diagram_img(), unsafe_allow_html=True)
+            st.html(diagram_img())
 
 
-def preset_card(meta: dict, i: int) -> None:
+def card_html(meta: dict) -> str:
+    """A preset card's text, score bars and story as one HTML block: the browser draws one element instead of five
+    markdown blocks and an expander (each costs it ~10-20 ms on two cores; `docs/benchmarks.md`)."""
     scores = meta.get("scores") or {}
     task = meta.get("task") or {}
-    with st.container(border=True):
-        st.markdown(f"**{meta['title']}**")
-        toy = " · toy models" if catalog.is_toy(meta["target"] or "") else ""
-        pair = (
-            f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
-            f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}"
+    toy = " · toy models" if catalog.is_toy(meta["target"] or "") else ""
+    pair = (
+        f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
+        f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}"
+    )
+    parts = [f'<div style="font-weight:600;margin-bottom:0.25rem">{escape(meta["title"])}</div>']
+    caption = escape(pair) + (f"<br>{escape(meta['description'])}" if meta.get("description") else "")
+    parts.append(f'<div style="{CAPTION}">{caption}</div>')
+    if scores:
+        n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
+        metric = "accuracy" if task.get("kind") == "classification" else "P@1"
+        bars = palette.scores_svg(scores, LABELS, text_color="#808495")
+        parts.append(svg_img(bars, "scores", "width:100%;max-width:320px;margin:0.4rem 0"))
+        parts.append(f'<div style="{CAPTION}">{metric} (%) on {n} test examples of the target</div>')
+    if meta.get("story"):
+        parts.append(
+            f'<details style="margin-top:0.5rem"><summary style="cursor:pointer">What this shows</summary>'
+            f'<div style="margin-top:0.4rem">{escape(meta["story"])}</div></details>'
         )
-        st.caption(pair + (f"  \n{meta['description']}" if meta.get("description") else ""))  # one element, not two
-        if scores:
-            n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
-            st.markdown(palette.scores_svg(scores, LABELS), unsafe_allow_html=True)
-            metric = "accuracy" if task.get("kind") == "classification" else "P@1"
-            st.caption(f"{metric} (%) on {n} test examples of the target")
-        if meta.get("story"):
-            with st.expander("What this shows"):
-                st.markdown(meta["story"])
+    return "".join(parts)
+
+
+def preset_card(meta: dict) -> None:
+    with st.container(border=True):
+        st.html(card_html(meta))
         st.button(
             "Open",
             key=f"preset_open_{meta['id']}",
@@ -92,9 +110,9 @@ def presets() -> None:
     per_row = 3
     for start in range(0, len(items), per_row):
         cols = st.columns(per_row)
-        for col, (i, meta) in zip(cols, list(enumerate(items))[start : start + per_row]):
+        for col, meta in zip(cols, items[start : start + per_row]):
             with col:
-                preset_card(meta, i)
+                preset_card(meta)
 
 
 def next_steps() -> None:

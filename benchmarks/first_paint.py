@@ -139,6 +139,18 @@ st.navigation(pages, position="sidebar").run()
     "floor + result: the prompt in a styled HTML box (ui.monospace)": """from ptfer_app import ui
 ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
 """,
+    "floor + html: twelve HTML blocks as markdown (unsafe_allow_html)": """for i in range(12):
+    st.markdown(f'<div style="opacity:0.6;font-size:14px">Card {i}: <b>a → b</b> · P36 (capital)</div>'
+                '<img width="300" height="60" alt="bars" src="data:image/svg+xml;base64,PHN2Zy8+">',
+                unsafe_allow_html=True)
+""",
+    "floor + html: twelve HTML blocks as st.html": """for i in range(12):
+    st.html(f'<div style="opacity:0.6;font-size:14px">Card {i}: <b>a → b</b> · P36 (capital)</div>'
+            '<img width="300" height="60" alt="bars" src="data:image/svg+xml;base64,PHN2Zy8+">')
+""",
+    "floor + html: twelve plain markdown captions": """for i in range(12):
+    st.caption(f"Card {i}: **a → b** · P36 (capital)")
+""",
     "floor + six preset cards": """cols = st.columns(3)
 for i in range(6):
     with cols[i % 3], st.container(border=True):

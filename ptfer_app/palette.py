@@ -22,11 +22,12 @@ METHOD_COLORS = {
 }
 
 
-def scores_svg(scores: dict, labels: dict, width: int = 320) -> str:
+def scores_svg(scores: dict, labels: dict, width: int = 320, text_color: str = "currentColor") -> str:
     """The compact preset-card bars as inline SVG (one 0-100 scale, so bars compare across cards).
 
     The Home page shows one card per preset; as plotly charts they made the page settle seconds after its script
-    finished (plotly.js renders each one), as SVG they cost the browser nothing."""
+    finished (plotly.js renders each one), as SVG they cost the browser nothing. Drawn as an <img>, the SVG cannot
+    inherit the page's text colour: `text_color` then sets one that reads on a light and a dark theme."""
     order = [m for m in ("transfer", "direct-transfer", "manual", "discretization", "random") if m in scores]
     row, label_w, value_w = 24, 92, 40
     bar_w = width - label_w - value_w
@@ -38,10 +39,10 @@ def scores_svg(scores: dict, labels: dict, width: int = 320) -> str:
         value = float(scores[method]["p_at_1"])
         y, length = i * row, bar_w * min(max(value, 0.0), 100.0) / 100.0
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" fill="currentColor">'
+            f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end" fill="{text_color}">'
             f"{escape(labels.get(method, method))}</text>"
             f'<rect class="bar" data-method="{method}" x="{label_w}" y="{y + 4}" width="{length:.1f}" '
             f'height="{row - 8}" fill="{METHOD_COLORS.get(method, "#999")}"/>'
-            f'<text x="{label_w + length + 4:.1f}" y="{y + 16}" fill="currentColor">{value:.1f}</text>'
+            f'<text x="{label_w + length + 4:.1f}" y="{y + 16}" fill="{text_color}">{value:.1f}</text>'
         )
     return "".join(parts) + "</svg>"

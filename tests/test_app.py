@@ -7,6 +7,7 @@ model directory is empty and the app cache lives in a temporary directory.
 from __future__ import annotations
 
 import functools
+import html
 import json
 import os
 import re
@@ -103,7 +104,7 @@ def test_every_page_renders_without_a_result():
     assert not at.exception
     assert at.title[0].value == "PTfer Studio"
     assert "anchor words" in texts(at)
-    assert any("data:image/svg+xml;base64," in m.value for m in at.markdown), "the diagram is shown"
+    assert any("data:image/svg+xml;base64," in h.value for h in at.get("html")), "the diagram is shown"
     assert any(b.key.startswith("preset_open_") for b in at.button)
     assert not at.sidebar.get("multiselect") and not at.sidebar.get("selectbox"), "the home page has no sidebar"
     for page in ("transfer", "nearest_tokens", "relative_space", "query", "results"):
@@ -120,6 +121,29 @@ def test_every_page_renders_without_a_result():
         assert at.sidebar.selectbox(key="rel").value == "P103", page
     goto(at, "transfer")
     assert at.button(key="run") and at.slider(key=skey("steps"))
+
+
+def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
+    """A card is one HTML block (title, pair, score bars as an image, the story folded in <details>) and its button:
+    fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""
+    import base64
+    import re
+
+    at = new_app().run()
+    cards = [h.value for h in at.get("html") if "What this shows" in h.value or "test examples" in h.value]
+    listed = services.preset_list()
+    assert len(cards) == len(listed) and {b.key for b in at.button} >= {f"preset_open_{m['id']}" for m in listed}
+    for meta in listed:
+        card = next(c for c in cards if html.escape(meta["title"]) in c)
+        assert html.escape(meta["target"]) in card and "<svg" not in card, "inline SVG is sanitised away by st.html"
+        svg = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', card).group(1)).decode()
+        for method, score in meta["scores"].items():
+            if method in ("transfer", "manual", "discretization", "random"):
+                assert f'data-method="{method}"' in svg and f">{score['p_at_1']:.1f}<" in svg, (meta["id"], method)
+        if meta.get("story"):
+            story = re.search(r"<details[^>]*><summary[^>]*>What this shows</summary><div[^>]*>(.*?)</div></details>",
+                              card, re.S)  # fmt: skip
+            assert story and html.unescape(story.group(1)) == meta["story"], meta["id"]
 
 
 def test_the_home_page_runs_without_importing_torch(tmp_path):

@@ -13,8 +13,20 @@ def task_words(task) -> dict[str, str]:
     """What a task's inputs and answers are called: facts with subjects for relations, examples with sentences and
     labels for classification tasks."""
     if task.is_classification:
-        return {"input": "sentence", "answer": "label", "examples": "test examples", "Examples": "Test examples"}
-    return {"input": "subject", "answer": "answer", "examples": "test facts", "Examples": "Test facts"}
+        return {
+            "input": "sentence",
+            "answer": "label",
+            "example": "test example",
+            "examples": "test examples",
+            "Examples": "Test examples",
+        }
+    return {
+        "input": "subject",
+        "answer": "answer",
+        "example": "test fact",
+        "examples": "test facts",
+        "Examples": "Test facts",
+    }
 
 
 def read_alike(manual: str, discretised: str, words: list[str]) -> bool:

@@ -223,7 +223,7 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "query")
     assert not at.exception and not errors(at)
-    assert len(at.table) == 3 and len(at.dataframe) == 1, "three static answer tables and the facts grid"
+    assert len(at.table) == 3 and not at.dataframe, "three static answer tables; the facts grid waits, undrawn"
     assert list(at.table[0].value.columns) == ["answer", "probability"]
     assert "Manual template" in texts(at) and "Transferred prompt" in texts(at)
     result = at.session_state["outcome"]
@@ -654,12 +654,43 @@ def test_the_upload_cache_keeps_at_most_eight_prompts(monkeypatch):
     services.prompt_from_upload.clear()
 
 
+def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_demand():
+    """First paint has a searchable picker over the test facts (filtered by the Show control); the data grid of all
+    facts is drawn only when its expander is opened (a click on one of its rows is tested in a real browser)."""
+    at = goto(open_demo_preset(new_app()), "query")
+    result = at.session_state["outcome"]
+    facts = result.per_fact
+    right = [f for f in facts if f[result.method] == f["object"]]
+    assert 0 < len(right) < len(facts), "the toy preset has facts of both kinds"
+    picker = at.selectbox(key="fact_pick")
+    assert picker.value is None and len(picker.options) == len(facts) and not at.dataframe
+    assert f"{len(facts)} of {len(facts)} test facts shown · transferred prompt right on {len(right)}" in texts(at)
+
+    wrong = next(f for f in facts if f[result.method] != f["object"])
+    label = next(o for o in picker.options if o.startswith(f"{wrong['subject']} → {wrong['object']} "))
+    assert label.endswith(f"transferred ✗ {wrong[result.method]}")
+    at.selectbox(key="fact_pick").select(label).run()
+    assert not at.exception
+    assert at.text_input(key="subject").value == wrong["subject"]
+    assert f"The known answer is **{wrong['object']}**" in texts(at)
+
+    at.segmented_control(key="fact_show").set_value("right").run()
+    options = at.selectbox(key="fact_pick").options
+    assert len(options) == len(right) and all("transferred ✓" in o for o in options)
+
+    at.session_state["facts_table"] = True  # the expander opened
+    at.run()
+    grid = at.dataframe[-1].value
+    assert list(grid.columns) == ["subject", "answer", "transferred", "manual", "discretised"]
+    assert len(grid) == len(right), "the table shows what the Show control keeps"
+
+
 def test_a_200_word_subject_on_the_query_page_is_refused_and_the_facts_stay():
     at = goto(open_demo_preset(new_app()), "query")
     at.text_input(key="subject").input(" ".join(["Paris"] * 200)).run()
     assert not at.exception
     assert any("tokens long" in e for e in errors(at)), errors(at)
-    assert "Test facts" in texts(at) and at.dataframe, "the facts table is still there"
+    assert "Test facts" in texts(at) and at.selectbox(key="fact_pick").options, "the facts are still there"
 
 
 def test_query_page_explains_token_boundaries_only_when_the_prompts_read_alike_and_names_examples_by_task():
@@ -677,7 +708,7 @@ def test_query_page_explains_token_boundaries_only_when_the_prompts_read_alike_a
     assert not at.exception
     assert at.session_state["outcome"].discretized_tokens == ["German", "Brazil", "French", "Spain", "Cairo"]
     assert not [e for e in at.expander if "read alike" in e.label], "these prompts do not read alike"
-    assert "Test facts" in texts(at) and "subject" in at.dataframe[-1].value.columns
+    assert "Test facts" in texts(at) and at.selectbox(key="fact_pick").options
 
 
 def test_a_presets_settings_without_a_control_are_named_as_a_reader_says_them():

@@ -194,14 +194,17 @@ def settle(driver, timeout: float = 30.0) -> None:
     time.sleep(0.5)
 
 
-def wait_table(driver, timeout: float = 60.0) -> None:
-    """The Query page's test-fact table is drawn (its grid canvas is on the page), not an empty frame."""
+def open_facts_table(driver, timeout: float = 60.0):
+    """Open the Query page's test-fact table (drawn only on demand) and wait for its grid, not an empty frame."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout, poll_frequency=0.2).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, '.st-key-facts [data-testid="stDataFrame"] canvas')
-    )
+    grid = '.st-key-facts [data-testid="stDataFrame"] canvas'
+    assert not driver.find_elements(By.CSS_SELECTOR, grid), "the grid waits, undrawn, until it is asked for"
+    driver.find_element(By.XPATH, "//summary[contains(., 'as a table')]").click()
+    WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: d.find_elements(By.CSS_SELECTOR, grid))
+    settle(driver)
+    return driver.find_element(By.CSS_SELECTOR, grid)
 
 
 def shot(driver, name: str, height: int | None = None) -> Path:
@@ -278,11 +281,14 @@ TOY_PRESET = "toy-bert-gpt2-language"
 CHART = '[data-testid="stEChartsChart"]'
 
 
-def toy_fact() -> dict:
-    # Not the first fact: that one is the page's default subject, which the URL omits.
+def toy_facts() -> list[dict]:
     return json.loads((ROOT / "assets" / "presets" / TOY_PRESET / "preset.json").read_text(encoding="utf-8"))[
         "per_fact"
-    ][1]
+    ]
+
+
+def toy_fact() -> dict:
+    return toy_facts()[1]  # not the first fact: that one is the page's default subject, which the URL omits
 
 
 def test_preset_and_query_in_a_real_browser(server, browser):
@@ -294,8 +300,10 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     wait_text(browser, "Presets")
     settle(browser)
     assert "anchor words" in body_text(browser)
-    bars = browser.find_elements(By.CSS_SELECTOR, "svg[aria-label=scores] rect.bar")
-    assert bars and any(float(b.get_attribute("width")) > 0 for b in bars), "the preset cards draw their scores"
+    bars = browser.find_elements(By.CSS_SELECTOR, "img[alt=scores]")
+    assert bars and all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", b) for b in bars
+    ), "the preset cards draw their score bars"
     assert not browser.find_elements(By.CSS_SELECTOR, CHART), "no chart on the Home page"
     shot(browser, "home", 1250)
 
@@ -345,8 +353,18 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     text = body_text(browser)
     assert "Manual template" in text and "Discretised prompt" in text and "Transferred prompt" in text
     assert f"subject={fact['subject']}" in browser.current_url
-    wait_table(browser)
+    picked = toy_facts()[2]  # the table's third row: a click on it queries that fact
+    grid = open_facts_table(browser)
     shot(browser, "query", 1250)
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    row_y = 38 + 2 * 35 + 17 - grid.size["height"] / 2  # header, two rows, the middle of the third (from the centre)
+    ActionChains(browser).move_to_element_with_offset(grid, 80 - grid.size["width"] / 2, row_y).click().perform()
+    wait_text(browser, f"The known answer is {picked['object']}", 30)
+    assert (
+        browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Subject"]').get_attribute("value")
+        == (picked["subject"])
+    )
 
     nav(browser, "results", "Results")
     wait_text(browser, "Paper layout")
@@ -525,5 +543,5 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
         box.send_keys("France", Keys.ENTER)
         wait_text(browser, "Probabilities over gemma3-270m", 60)
         settle(browser)
-        wait_table(browser)
+        open_facts_table(browser)
         shot(browser, "real_query", 1250)

@@ -169,15 +169,15 @@ def body() -> None:
     agreement = [
         float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) for a, b in zip(src_enc, tgt_enc)
     ]
-    cols = st.columns(m + 1)
-    cols[0].metric(
+    # One metric and one line, not a metric per vector: each metric is a block the browser draws.
+    c1, c2 = st.columns([1, 4], vertical_alignment="bottom")
+    c1.metric(
         "Mean match",
         f"{np.mean(agreement):.3f}",
         help="Cosine between the source and the transferred "
         "relative encodings (1 = identical), averaged over vectors. The search maximises this.",
     )
-    for i, col in enumerate(cols[1:]):
-        col.metric(f"V{i + 1}", f"{agreement[i]:.3f}")
+    c2.markdown("Per vector: " + " · ".join(f"**V{i + 1}** {a:.3f}" for i, a in enumerate(agreement)))
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
     per_row = st.toggle(
         "Each row's pattern (its mean removed, own colour scale)",

@@ -88,6 +88,47 @@ for i, col in enumerate(st.columns(2)):
             "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
     col.echarts_chart(spec, height=420, key=f"m{i}")
 """,
+    "floor + two 1,000-point maps in one ECharts chart (two grids)": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+data = np.column_stack([xy, xy[:, 0]]).tolist()
+spec = {"grid": [{"left": "5%", "width": "40%"}, {"left": "55%", "width": "40%"}],
+        "xAxis": [{"type": "value", "gridIndex": 0}, {"type": "value", "gridIndex": 1}],
+        "yAxis": [{"type": "value", "gridIndex": 0}, {"type": "value", "gridIndex": 1}], "tooltip": {},
+        "visualMap": {"show": False, "dimension": 2, "min": -3, "max": 3,
+                      "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
+        "series": [{"type": "scatter", "symbolSize": 7, "data": data, "xAxisIndex": i, "yAxisIndex": i}
+                   for i in range(2)]}
+st.echarts_chart(spec, height=420, key="m")
+""",
+    "floor + one 3-point ECharts chart": """spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"},
+        "series": [{"type": "scatter", "data": [[0, 1], [1, 2], [2, 0]]}]}
+st.echarts_chart(spec, height=420, key="m")
+""",
+    "floor + two 1,000-point maps (ECharts), no tooltip or colour map": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+for i, col in enumerate(st.columns(2)):
+    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "animation": False,
+            "series": [{"type": "scatter", "symbolSize": 7, "data": xy.tolist()}]}
+    col.echarts_chart(spec, height=420, key=f"m{i}")
+""",
+    "floor + two 1,000-point maps (ECharts), colour map and tooltip, no animation": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+for i, col in enumerate(st.columns(2)):
+    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {}, "animation": False,
+            "visualMap": {"show": True, "dimension": 2, "min": -3, "max": 3,
+                          "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
+            "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
+    col.echarts_chart(spec, height=420, key=f"m{i}")
+""",
+    "floor + two 1,000-point maps (ECharts), colours per point and tooltip, no animation": """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+shade = lambda v: "#%02x%02x%02x" % tuple(int(a + (b - a) * (v + 3) / 6) for a, b in zip((59, 111, 182), (192, 57, 43)))
+for i, col in enumerate(st.columns(2)):
+    data = [{"value": [x, y], "itemStyle": {"color": shade(max(-3, min(3, x)))}} for x, y in xy.tolist()]
+    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {}, "animation": False,
+            "series": [{"type": "scatter", "symbolSize": 7, "data": data}]}
+    col.echarts_chart(spec, height=420, key=f"m{i}")
+""",
     "floor + two 1,000-point maps (Vega-Lite)": """import numpy as np
 xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
 rows = [{"x": float(a), "y": float(b)} for a, b in xy]

@@ -210,6 +210,9 @@ def test_preset_opens_instantly_and_feeds_every_page():
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
     assert len(at.get("echarts_chart")) == 3, "two linked maps and the fingerprint strip"
+    per_vector = [float(v) for v in re.findall(r"\*\*V\d\*\* (\d\.\d{3})", texts(at))]
+    assert [m.label for m in at.metric] == ["Mean match"] and len(per_vector) == 5, "one metric, one line per prompt"
+    assert float(at.metric[0].value) == pytest.approx(sum(per_vector) / 5, abs=1e-3)
     assert re.search(
         r"r = -?\d\.\d\d over all [\d,]+ compared anchors and r = -?\d\.\d\d over the \d+ shown", texts(at)
     )

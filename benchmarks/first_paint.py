@@ -192,6 +192,57 @@ ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
     "floor + html: twelve plain markdown captions": """for i in range(12):
     st.caption(f"Card {i}: **a → b** · P36 (capital)")
 """,
+    "floor + shell: the app's frame (wide layout, icons, top navigation, sidebar summary and popover)": """pages = [
+    st.Page(lambda: None, title=f"Page {i}", icon=":material/home:", url_path=f"p{i}", default=i == 0)
+    for i in range(6)
+]
+nav = st.navigation(pages, position="top")
+sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.markdown("a → b · P36 · capital · seed 0")
+with sb.popover("Change", icon=":material/tune:", width="stretch"):
+    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+    st.selectbox("Target model", ["a", "b"], help="x")
+    st.selectbox("Relation or task", ["P36", "P17"], help="x")
+    st.number_input("Seed", 0, 99999, 0, help="x")
+sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
+sb.divider()
+sb.caption("**Current prompt** · a → b · P36 · preset")
+nav.run()
+""",
+    "floor + shell: top navigation with icons": """pages = [
+    st.Page(lambda: None, title=f"Page {i}", icon=":material/home:", url_path=f"p{i}", default=i == 0)
+    for i in range(6)
+]
+st.navigation(pages, position="top").run()
+""",
+    "floor + shell: sidebar text only (two markdown, two captions, a divider)": """sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.markdown("a → b · P36 · capital · seed 0")
+sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
+sb.divider()
+sb.caption("**Current prompt** · a → b · P36 · preset")
+""",
+    "floor + shell: sidebar popover only": """with st.sidebar.popover("Change", icon=":material/tune:", width="stretch"):
+    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+    st.selectbox("Target model", ["a", "b"], help="x")
+    st.selectbox("Relation or task", ["P36", "P17"], help="x")
+    st.number_input("Seed", 0, 99999, 0, help="x")
+""",
+    "floor + shell: the summary and popover at the top of the page, no sidebar": """with st.container(horizontal=True, vertical_alignment="center"):
+    st.markdown("a → b · P36 · capital · seed 0", width="content")
+    with st.popover("Change", icon=":material/tune:"):
+        st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+        st.selectbox("Target model", ["a", "b"], help="x")
+        st.selectbox("Relation or task", ["P36", "P17"], help="x")
+        st.number_input("Seed", 0, 99999, 0, help="x")
+""",
+    "floor + shell: wide layout and a material page icon": """st.set_page_config(layout="wide", page_icon=":material/swap_horiz:")
+""",
+    "floor + shell: wide layout": """st.set_page_config(layout="wide")
+""",
+    "floor + shell: a material page icon": """st.set_page_config(page_icon=":material/swap_horiz:")
+""",
     "floor + six preset cards": """cols = st.columns(3)
 for i in range(6):
     with cols[i % 3], st.container(border=True):

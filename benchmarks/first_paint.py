@@ -223,13 +223,15 @@ sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
 sb.divider()
 sb.caption("**Current prompt** · a → b · P36 · preset")
 """,
-    "floor + shell: sidebar popover only": """with st.sidebar.popover("Change", icon=":material/tune:", width="stretch"):
+    "floor + shell: sidebar popover only": """
+with st.sidebar.popover("Change", icon=":material/tune:", width="stretch"):
     st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
     st.selectbox("Target model", ["a", "b"], help="x")
     st.selectbox("Relation or task", ["P36", "P17"], help="x")
     st.number_input("Seed", 0, 99999, 0, help="x")
 """,
-    "floor + shell: the summary and popover at the top of the page, no sidebar": """with st.container(horizontal=True, vertical_alignment="center"):
+    "floor + shell: the summary and popover at the top of the page, no sidebar": """
+with st.container(horizontal=True, vertical_alignment="center"):
     st.markdown("a → b · P36 · capital · seed 0", width="content")
     with st.popover("Change", icon=":material/tune:"):
         st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
@@ -237,7 +239,8 @@ sb.caption("**Current prompt** · a → b · P36 · preset")
         st.selectbox("Relation or task", ["P36", "P17"], help="x")
         st.number_input("Seed", 0, 99999, 0, help="x")
 """,
-    "floor + shell: wide layout and a material page icon": """st.set_page_config(layout="wide", page_icon=":material/swap_horiz:")
+    "floor + shell: wide layout and a material page icon": """
+st.set_page_config(layout="wide", page_icon=":material/swap_horiz:")
 """,
     "floor + shell: wide layout": """st.set_page_config(layout="wide")
 """,

@@ -392,7 +392,7 @@ def measure(driver, server: Server, path: str, loads: int, timeout: float, shots
 
 
 def main() -> None:
-    pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "app.py").read_text(encoding="utf-8"))]
+    pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "router.py").read_text(encoding="utf-8"))]
     presets = sorted(p.name for p in (ROOT / "assets" / "presets").iterdir() if (p / "preset.json").is_file())
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loads", type=int, default=5, help="warm loads per page (after the cold one)")
@@ -427,6 +427,9 @@ def main() -> None:
     started, rows, tmp = time.monotonic(), [], Path(tempfile.mkdtemp(prefix="first-paint-"))
     (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
     targets = [("floor (hello world)", "/", tmp / "floor.py")]
+    if not args.anatomy:  # the app is served as an st.App (app.py): the floor that way too, to show it costs nothing
+        (tmp / "floor_app.py").write_text('import streamlit as st\n\napp = st.App("floor.py")\n', encoding="utf-8")
+        targets.append(("floor (hello world, served as an st.App)", "/", tmp / "floor_app.py"))
     if args.anatomy:
         wanted = args.blocks.split(",") if args.blocks else None
         for i, (name, block) in enumerate(ANATOMY.items()):

@@ -26,7 +26,7 @@ from ptfer_core.mini_lama import write_mini_lama
 from ptfer_core.toy_models import load_toy
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "router.py")  # the router; app.py serves it with a start-up import
 PAGE_NAMES = ("home", "transfer", "nearest_tokens", "relative_space", "query", "results")
 PAGE = {name: f"app_pages/{name}.py" for name in PAGE_NAMES}
 DEMO_PRESET = "toy-bert-gpt2-language"
@@ -165,6 +165,30 @@ def test_the_home_page_runs_without_importing_torch(tmp_path):
     env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert "TITLE PTfer Studio HEAVY [] STREAMLIT True" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_the_server_imports_the_engine_at_start_up_not_on_the_first_page(tmp_path):
+    """`streamlit run app.py` serves router.py as an st.App whose start-up imports torch and the engine (the browser
+    tests run the server itself): the first page of a fresh server, often a link to a preset, does not wait for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, runpy, sys\n"
+        "ns = runpy.run_path('app.py')\n"
+        "from streamlit.web.server.starlette.starlette_app import App\n"
+        "assert isinstance(ns['app'], App) and ns['app'].script_path.name == 'router.py'\n"
+        "print('BEFORE', 'torch' in sys.modules, 'ptfer_app.result_card' in sys.modules)\n"
+        "from ptfer_app import services\n"
+        "services.warm_umap = lambda: None\n"
+        "async def start():\n"
+        "    async with ns['start_up'](ns['app']):\n"
+        "        print('AFTER', all(m in sys.modules for m in services.PRELOAD))\n"
+        "asyncio.run(start())\n"
+    )
+    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert "BEFORE False False" in out.stdout and "AFTER True" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
 def test_preset_opens_instantly_and_feeds_every_page():

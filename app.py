@@ -2,8 +2,8 @@
 
 The pages are ``router.py`` (the router) and ``app_pages/``. This file serves them as an ASGI app (``st.App``) whose
 start-up imports torch and the engine before the server reports healthy, so the first page that needs them, often a
-shared link to a preset, does not wait ~3 s for the import (`docs/benchmarks.md`); UMAP's kernels then compile in
-the background. ``streamlit run router.py`` serves the same pages without this start-up.
+shared link to a preset, does not wait seconds for it (`docs/benchmarks.md`). The default pair's real models then load
+and UMAP's kernels compile in the background. ``streamlit run router.py`` serves the same pages without this start-up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ async def start_up(_app):
     from ptfer_app import services
 
     await asyncio.to_thread(services.preload)
-    services.warm_umap()
+    services.warm_up_defaults()
     yield
 
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 from ptfer_core import data as core_data
 from ptfer_core import presets
-from ptfer_core.errors import DataError, InputError
+from ptfer_core.errors import DataError, InputError, PTferError
 from ptfer_core.paths import REPO_ROOT
 from ptfer_core.paths import data_dir as core_data_dir
 
@@ -62,12 +62,17 @@ def cpu_setup() -> None:
         torch.set_num_threads(threads)
 
 
-# What the pages import on their first run, heaviest first (torch ~1.5 s, result_card's engine ~0.6 s, pandas ~0.3 s,
-# transformers' top level ~0.8 s on this 2-core CPU).
+# What the pages import on their first run (on this 2-core CPU: torch ~1.6 s, transformers' model code ~2.6 s, its top
+# level ~0.9 s, result_card's engine ~0.6 s, pandas ~0.3 s).
 PRELOAD = (
     "torch",
     "pandas",
     "transformers",
+    "transformers.modeling_utils",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.gemma3.modeling_gemma3",
     "ptfer_core.compare",
     "ptfer_core.loading",
     "ptfer_core.toy_models",
@@ -90,6 +95,18 @@ def preload() -> float:
     for name in PRELOAD:
         importlib.import_module(name)
     return time.perf_counter() - started
+
+
+def warm_up_defaults() -> None:
+    """At server start: the warm-ups of the app's default pair (its real models load in the background, after
+    WARM_UP_DELAY_S) and UMAP's compile, as the first page would otherwise start them."""
+    source, target, task_id = catalog.default_selection()
+    try:
+        data_dir = data_dir_for([source, target])
+    except PTferError:
+        data_dir = None  # no LAMA data here: the pages say so; the models still load
+    warm_up([source], target, task_id if data_dir else None, data_dir)
+    warm_umap()
 
 
 def cache_root() -> Path:

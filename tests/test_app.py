@@ -180,7 +180,7 @@ def test_the_server_imports_the_engine_at_start_up_not_on_the_first_page(tmp_pat
         "assert isinstance(ns['app'], App) and ns['app'].script_path.name == 'router.py'\n"
         "print('BEFORE', 'torch' in sys.modules, 'ptfer_app.result_card' in sys.modules)\n"
         "from ptfer_app import services\n"
-        "services.warm_umap = lambda: None\n"
+        "services.warm_up_defaults = lambda: None\n"
         "async def start():\n"
         "    async with ns['start_up'](ns['app']):\n"
         "        print('AFTER', all(m in sys.modules for m in services.PRELOAD))\n"

@@ -293,15 +293,21 @@ def body() -> None:
     if df.empty:
         st.info("This table has no rows yet.")
         return
-    c0, c1, c2, c3, c4 = st.columns([2, 3, 3, 3, 4])  # the average control needs its two labels whole
-    recipes = sorted(df["recipe"].unique())
-    rec = c0.multiselect("Recipes", recipes, key="res_rec", placeholder="all")
-    rel = c1.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")
-    met = c2.multiselect(
-        "Methods", sorted(df["method"].unique(), key=charts._method_key), key="res_met", placeholder="all"
-    )
-    pair = c3.multiselect("Model pairs", sorted(df["pair"].unique()), key="res_pair", placeholder="all")
-    how = c4.segmented_control(
+    # The four filters wait in a popover: drawn on the page, four multiselects were the heaviest block of its first
+    # paint (`docs/benchmarks.md`, the anatomy runs).
+    filters = {"res_rec": "recipes", "res_rel": "relations", "res_met": "methods", "res_pair": "model pairs"}
+    active = [name for key, name in filters.items() if st.session_state.get(key)]
+    c1, c2 = st.columns([3, 4], vertical_alignment="bottom")
+    with c1.popover(
+        f"Filters ({len(active)})" if active else "Filters", icon=":material/filter_list:", width="stretch"
+    ):
+        rec = st.multiselect("Recipes", sorted(df["recipe"].unique()), key="res_rec", placeholder="all")
+        rel = st.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")
+        met = st.multiselect(
+            "Methods", sorted(df["method"].unique(), key=charts._method_key), key="res_met", placeholder="all"
+        )
+        pair = st.multiselect("Model pairs", sorted(df["pair"].unique()), key="res_pair", placeholder="all")
+    how = c2.segmented_control(
         "Average",
         ["relation mean", "pooled"],
         default="relation mean",
@@ -321,7 +327,10 @@ def body() -> None:
         st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
         how = "relation mean"
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
-    st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}.")
+    picked = zip(filters.values(), (rec, rel, met, pair))
+    chosen = "; ".join(f"{name}: {', '.join(map(str, value))}" for name, value in picked if value)
+    scope = f" · only {chosen}." if chosen else " · no filter."
+    st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}{scope}")
     # Lazy tabs and analysis: only what is open is drawn (as plotly charts, a page of them took ~7 s to settle on
     # a small CPU).
     tab_paper, tab_bar, tab_heat, tab_table = st.tabs(

@@ -804,6 +804,16 @@ def test_results_page_opens_on_the_shipped_real_grid():
     headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
     assert re.match(r"\*\*Recipe \S+\*\* · pooled P@1 \(%\) over 41 relations", headings[0]), headings[0]
     at.segmented_control(key="res_avg").set_value("relation mean").run()
+    assert any(c.value.endswith("41 relations · no filter.") for c in at.caption)
+    at.multiselect(key="res_rec").set_value(["paper"]).run()
+    at.multiselect(key="res_met").set_value(["manual", "transfer"]).run()
+    headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
+    assert len(headings) == 1 and headings[0].startswith("**Recipe paper**")
+    assert list(at.table[0].value.index) == ["manual", "transfer"], "the filters (in their popover) apply"
+    assert any("· only recipes: paper; methods: manual, transfer." in c.value for c in at.caption)
+    assert [p.proto.popover.label for p in at.get("popover")] == ["Filters (2)"], "the popover counts them"
+    at.multiselect(key="res_rec").set_value([]).run()
+    at.multiselect(key="res_met").set_value([]).run()
     at.selectbox(key="res_src").set_value("assets/grid-dbpedia/results.csv").run()  # classification: Table 6
     headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
     assert headings and all("task mean of accuracy (%) over 1 classification task: methods" in h for h in headings)

@@ -59,7 +59,7 @@ def body() -> None:
     st.markdown("**At a glance**")
     overview = glance(src_table, tgt_table).rename_axis("vector")
     overview.columns = [f"source prompt · {source} vocabulary", f"{method.lower()} prompt · {result.target} vocabulary"]
-    st.table(overview)  # a few words per vector: static text, no data grid to paint
+    ui.table(overview)  # a few words per vector: static text, no data grid to paint
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)

@@ -192,7 +192,7 @@ def paper_layout(view, how: str) -> None:
         average = "pooled" if how == "pooled" else "task mean of" if kind else "relation mean of"
         st.markdown(f"**Recipe {recipe}** · {average} {what}")
         # A static table, one decimal everywhere: a dozen numbers need no data grid (a canvas that is slow to paint).
-        st.table(pivot.style.format("{:.1f}", na_rep="—"))
+        ui.table(pivot, default_format="{:.1f}".format)
 
 
 def one_slice(view, columns: list[str], key: str):

@@ -246,6 +246,24 @@ st.set_page_config(layout="wide", page_icon=":material/swap_horiz:")
 """,
     "floor + shell: a material page icon": """st.set_page_config(page_icon=":material/swap_horiz:")
 """,
+    "floor + tables: three 9 x 3 tables as st.table": """import pandas as pd
+frame = pd.DataFrame({"gemma3-270m": [9.9, 0.0, 52.6, 2.8, 0.6, 0.9, 45.5, 7.5, 1.0],
+                      "smollm2-135m": [6.9, 0.0, 30.7, 0.0, 0.2, 1.0, 20.5, 6.8, 2.0]},
+                     index=[f"method {i}" for i in range(9)])
+for _ in range(3):
+    st.table(frame.style.format("{:.1f}"))
+""",
+    "floor + tables: three 9 x 3 tables as st.html": """import pandas as pd
+frame = pd.DataFrame({"gemma3-270m": [9.9, 0.0, 52.6, 2.8, 0.6, 0.9, 45.5, 7.5, 1.0],
+                      "smollm2-135m": [6.9, 0.0, 30.7, 0.0, 0.2, 1.0, 20.5, 6.8, 2.0]},
+                     index=[f"method {i}" for i in range(9)])
+cell = "padding:0.25rem 0.5rem;border:1px solid rgba(49,51,63,0.1)"
+rows = "".join(f"<tr><td style='{cell}'>{i}</td>" + "".join(f"<td style='{cell};text-align:right'>{v:.1f}</td>"
+               for v in row) + "</tr>" for i, row in frame.iterrows())
+head = "<tr><th></th>" + "".join(f"<th style='{cell}'>{c}</th>" for c in frame.columns) + "</tr>"
+for _ in range(3):
+    st.html(f"<table style='border-collapse:collapse;width:100%;font-size:0.875rem'>{head}{rows}</table>")
+""",
     "floor + six preset cards": """cols = st.columns(3)
 for i in range(6):
     with cols[i % 3], st.container(border=True):

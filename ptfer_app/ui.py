@@ -414,12 +414,19 @@ def digest(vectors) -> str:
     return hashlib.sha1(vectors.detach().cpu().numpy().tobytes()).hexdigest()[:12]
 
 
+def table(frame, **options) -> None:
+    """A small static table (`html_table.html_table`'s options): HTML, not st.table, whose cells each go through
+    Streamlit's markdown renderer."""
+    from .html_table import html_table
+
+    st.html(html_table(frame, **options))
+
+
 def bar_table(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> None:
     """A small static table whose `column` (a share in 0..1) is drawn as an in-cell bar. Three answer tables as
     data grids cost a browser on 2 cores ~0.7 s to paint, as static tables ~0.1 s (`benchmarks/first_paint.py
     --anatomy --blocks answer`)."""
-    styled = frame.style.bar(subset=[column], vmin=0.0, vmax=1.0, color=color).format({column: f"{{:.{digits}f}}"})
-    st.table(styled.hide(axis="index"))
+    table(frame, formats={column: f"{{:.{digits}f}}".format}, bar=column, bar_color=color, index=False)
 
 
 def chart(drawn, key: str, where=None, selectable: bool = False):

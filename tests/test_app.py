@@ -73,6 +73,46 @@ def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+def tables(at: AppTest) -> list:
+    """The page's static tables (`ui.table`: HTML drawn with st.html) as frames of their cells' text; a table drawn
+    with its index has it as the frame's index."""
+    from html.parser import HTMLParser
+
+    import pandas as pd
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.text, self.indexed = [], None, False
+
+        def handle_starttag(self, tag, attrs):
+            self.indexed |= tag == "table" and ("data-index", "1") in attrs
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.text = ""
+
+        def handle_data(self, data):
+            if self.text is not None:
+                self.text += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.text)
+                self.text = None
+
+    found = []
+    for block in at.get("html"):
+        if not block.value.startswith("<table"):
+            continue
+        cells = Cells()
+        cells.feed(block.value)
+        head, *body = cells.rows
+        frame = pd.DataFrame(body, columns=head)
+        found.append(frame.set_index(head[0]) if cells.indexed else frame)
+    return found
+
+
 def goto(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGE[page]).run()
 
@@ -219,9 +259,13 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "nearest_tokens")
     assert not at.exception and not errors(at)
-    assert len(at.table) == 3 and not at.dataframe, "an overview, then source and target side by side, all static"
-    assert list(at.table[1].value.columns) == ["rank", "token", "cosine"]
-    assert list(at.table[0].value.index) == ["V1", "V2", "V3", "V4", "V5"][: len(at.table[0].value)]
+    shown = tables(at)
+    assert len(shown) == 3 and not at.table and not at.dataframe, "an overview, then source and target, all static"
+    assert list(shown[1].columns) == ["rank", "token", "cosine"]
+    assert list(shown[0].index) == ["V1", "V2", "V3", "V4", "V5"][: len(shown[0])]
+    assert shown[0].index.name == "vector" and all(w.strip() for w in shown[0].iloc[:, 0]), "words per vector"
+    cosines = [float(c) for c in shown[1]["cosine"]]
+    assert cosines == sorted(cosines, reverse=True) and list(shown[1]["rank"]) == [str(i + 1) for i in range(8)]
     assert "Source prompt" in texts(at)
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
     assert "are as long as a real token" in texts(at) and not at.get("echarts_chart"), "histograms wait, undrawn"
@@ -250,8 +294,10 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "query")
     assert not at.exception and not errors(at)
-    assert len(at.table) == 3 and not at.dataframe, "three static answer tables; the facts grid waits, undrawn"
-    assert list(at.table[0].value.columns) == ["answer", "probability"]
+    shown = tables(at)
+    assert len(shown) == 3 and not at.dataframe, "three static answer tables; the facts grid waits, undrawn"
+    assert list(shown[0].columns) == ["answer", "probability"]
+    assert all(0 < float(v) <= 1 for v in shown[0]["probability"])
     assert "Manual template" in texts(at) and "Transferred prompt" in texts(at)
     result = at.session_state["outcome"]
     fact = result.per_fact[0]
@@ -261,8 +307,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "results")
     assert not at.exception and not errors(at)
-    assert at.table and not at.get("echarts_chart"), "the paper layout first; charts once their tab is opened"
-    assert at.table[0].value.loc["manual"].notna().all(), "the paper layout has the manual row's numbers"
+    assert tables(at) and not at.get("echarts_chart"), "the paper layout first; charts once their tab is opened"
+    assert all(re.fullmatch(r"\d+\.\d", v) for v in tables(at)[0].loc["manual"]), "the manual row's numbers"
     at.session_state["res_tab"] = "Relation × method"
     at.run()
     assert [c.key for c in at.get("echarts_chart")] == ["res_heat"]
@@ -809,7 +855,7 @@ def test_results_page_opens_on_the_shipped_real_grid():
     at.multiselect(key="res_met").set_value(["manual", "transfer"]).run()
     headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]
     assert len(headings) == 1 and headings[0].startswith("**Recipe paper**")
-    assert list(at.table[0].value.index) == ["manual", "transfer"], "the filters (in their popover) apply"
+    assert list(tables(at)[0].index) == ["manual", "transfer"], "the filters (in their popover) apply"
     assert any("· only recipes: paper; methods: manual, transfer." in c.value for c in at.caption)
     assert [p.proto.popover.label for p in at.get("popover")] == ["Filters (2)"], "the popover counts them"
     at.multiselect(key="res_rec").set_value([]).run()
@@ -852,7 +898,7 @@ def test_the_presets_table_never_averages_relation_p_at_1_with_classification_ac
     assert any(h.startswith("**Recipe paper**") and "Table 6" in h for h in headings), "the SST-2 paper preset"
     assert not any("Tables 2-3" in h and "paper**" in h for h in headings), "no relation preset has recipe paper"
     # the studio relations table's gemma self-transfer is the mean over the relation presets only
-    shown = at.table[0].value
+    shown = tables(at)[0]
     own = lama[(lama.recipe == "studio") & (lama.method == "self-transfer") & (lama.target == "gemma3-270m")]
     assert float(shown.loc["self-transfer", "gemma3-270m"]) == pytest.approx(
         own.groupby("relation")["p_at_1"].mean().mean(), abs=0.05
@@ -1166,3 +1212,24 @@ def test_charts_keep_tiny_losses_print_one_decimal_and_stay_json_with_blank_cell
     assert [b["label"]["formatter"] for b in bar] == ["18.0", "7.2"] and bar[0]["tooltip"]["formatter"] == "on: 18.0"
     empty_row = charts.fingerprint(np.array([np.nan, np.nan]), np.array([np.nan, np.nan]), ["a", "b"], ("s", "t"))
     json.dumps(empty_row.spec, allow_nan=False)
+
+
+def test_static_tables_escape_their_text_and_draw_bars_in_proportion():
+    import numpy as np
+    import pandas as pd
+
+    from ptfer_app.html_table import html_table
+
+    frame = pd.DataFrame(
+        {"token": ["<b>", "Paris & co"], "rank": np.array([1, 2]), "cosine": [0.25, float("nan")]},
+        index=pd.Index(["V1", "V2"], name="vector"),
+    )
+    html = html_table(frame, formats={"cosine": "{:.3f}".format}, bar="cosine", bar_color="#abc")
+    assert html.startswith("<table style=") and 'data-index="1"' in html
+    assert "&lt;b&gt;" in html and "Paris &amp; co" in html and "<b>" not in html, "cell text is escaped"
+    assert ">0.250<" in html and ">—<" in html, "formatted, and a blank cell is a dash"
+    assert "#abc 25.0%,transparent 25.0%" in html and html.count("linear-gradient") == 1, "a bar for the share"
+    assert 'text-align:right;font-variant-numeric:tabular-nums">1<' in html, "numpy integers are numbers"
+    assert ">vector</th>" in html
+    plain = html_table(frame, index=False)
+    assert "data-index" not in plain and ">vector<" not in plain and ">V1<" not in plain

@@ -230,6 +230,19 @@ with st.sidebar.popover("Change", icon=":material/tune:", width="stretch"):
     st.selectbox("Relation or task", ["P36", "P17"], help="x")
     st.number_input("Seed", 0, 99999, 0, help="x")
 """,
+    "floor + shell: sidebar summary and popover (the app's sidebar, no navigation)": """
+sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.markdown("a → b · P36 · capital · seed 0")
+with sb.popover("Change", icon=":material/tune:", width="stretch"):
+    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+    st.selectbox("Target model", ["a", "b"], help="x")
+    st.selectbox("Relation or task", ["P36", "P17"], help="x")
+    st.number_input("Seed", 0, 99999, 0, help="x")
+sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
+sb.divider()
+sb.caption("**Current prompt** · a → b · P36 · preset")
+""",
     "floor + shell: the summary and popover at the top of the page, no sidebar": """
 with st.container(horizontal=True, vertical_alignment="center"):
     st.markdown("a → b · P36 · capital · seed 0", width="content")

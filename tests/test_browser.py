@@ -522,7 +522,10 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
             started = time.monotonic()
             click_button(browser, "Run transfer")
             wait_text(browser, "Transfer finished in", 300)
-            job = float(re.search(r"Transfer finished in ([0-9.]+) s", body_text(browser)).group(1))
+            text = body_text(browser)
+            found = re.search(r"Transfer finished in ([0-9.]+) s", text)
+            assert found, text[text.find("Transfer finished") - 200 :][:600]
+            job = float(found.group(1))
             print(f"real live transfer {attempt}: {time.monotonic() - started:.1f} s click to result, job {job:.1f} s")
             settle(browser)
         assert job < 300, "a live transfer with a shipped source prompt should not tune (timings: benchmarks/)"

@@ -1,0 +1,107 @@
+"""Where a page's drawing time goes in the browser, and paired before/after runs of the same pages.
+
+Two modes, both on the toy models with a private cache, one fresh `streamlit run` per page, Chromium headless, warm
+loads only (the first load and the server's warm-ups are waited out), median of `--loads`:
+
+    # settle time (as benchmarks/first_paint.py measures it) and the main thread's JavaScript time
+    # (Chrome's Performance.ScriptDuration) of the same pages served from two checkouts, back to back
+    .venv/bin/python benchmarks/browser_time.py --pair /tmp/before,. --paths "/,/query?preset=toy-bert-gpt2-language"
+
+    # JavaScript self time by bundle (Chrome's sampling profiler), averaged over the loads
+    .venv/bin/python benchmarks/browser_time.py --profile --paths "/relative-space?preset=toy-bert-gpt2-language"
+
+The floor (a one-title page) is measured first in both modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.first_paint import FLOOR_SRC, Server, browser, find_binary, load  # noqa: E402
+
+
+def settle_and_script(driver, server: Server, path: str, loads: int) -> tuple[float, float]:
+    """Median seconds until settled, and median seconds of main-thread JavaScript, over `loads` warm loads."""
+    rows = []
+    for _ in range(loads):
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Performance.enable", {"timeDomain": "timeTicks"})
+        settled = load(driver, server.url + path, 60)[0]
+        metrics = {m["name"]: m["value"] for m in driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
+        driver.execute_cdp_cmd("Performance.disable", {})
+        rows.append((settled, metrics["ScriptDuration"]))
+    return statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
+
+
+def script_by_bundle(driver, server: Server, path: str, loads: int) -> collections.Counter:
+    """Milliseconds of JavaScript self time per bundle file (or V8's own categories), mean over `loads` loads."""
+    spent: collections.Counter = collections.Counter()
+    for _ in range(loads):
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Profiler.enable", {})
+        driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 200})
+        driver.execute_cdp_cmd("Profiler.start", {})
+        load(driver, server.url + path, 60)
+        profile = driver.execute_cdp_cmd("Profiler.stop", {})["profile"]
+        nodes = {n["id"]: n["callFrame"] for n in profile["nodes"]}
+        for node, delta_us in zip(profile["samples"], profile["timeDeltas"]):
+            frame = nodes[node]
+            name = frame["functionName"] if frame["functionName"].startswith("(") else frame["url"].rsplit("/", 1)[-1]
+            spent[name or frame["functionName"] or "(native)"] += delta_us / 1000 / loads
+    return spent
+
+
+def warm(driver, server: Server, path: str) -> None:
+    load(driver, server.url + path, 120)
+    time.sleep(5)  # the app's warm-ups start a few seconds after a first run
+    server.wait_idle()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--paths", required=True, help="comma list of URL paths, e.g. /,/query?preset=…")
+    ap.add_argument("--pair", help="two checkouts, comma separated: each serves the paths in turn")
+    ap.add_argument("--profile", action="store_true", help="JavaScript self time by bundle (this checkout)")
+    ap.add_argument("--loads", type=int, default=6)
+    args = ap.parse_args()
+    if bool(args.pair) == args.profile:
+        ap.error("choose one of --pair and --profile")
+    chromium, chromedriver = find_binary("/usr/bin/chromium"), find_binary("/usr/bin/chromedriver")
+    if not chromium or not chromedriver:
+        sys.exit("browser_time: Chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
+    tmp = Path(tempfile.mkdtemp(prefix="browser-time-"))
+    env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}  # fmt: skip
+    (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
+    roots = [Path(r).resolve() for r in args.pair.split(",")] if args.pair else [ROOT]
+    targets = [("floor", "/", tmp / "floor.py")] + [
+        (f"{p} [{root}]", p, root / "app.py") for p in args.paths.split(",") for root in roots
+    ]
+    driver = browser(chromium, chromedriver, tmp / "chromium-profile")
+    try:
+        for name, path, script in targets:
+            with Server(script, env, tmp / "streamlit.log") as server:
+                warm(driver, server, path)
+                if args.profile:
+                    spent = script_by_bundle(driver, server, path, args.loads)
+                    print(f"{name}: JavaScript self time, ms per load")
+                    for bundle, ms in spent.most_common(12):
+                        print(f"  {ms:8.1f}  {bundle}")
+                else:
+                    settled, script = settle_and_script(driver, server, path, args.loads)
+                    print(f"{name}: settled {settled:.3f} s, JavaScript {script:.3f} s (medians of {args.loads})")
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ Two modes, both on the toy models with a private cache, one fresh `streamlit run
 loads only (the first load and the server's warm-ups are waited out), median of `--loads`:
 
     # settle time (as benchmarks/first_paint.py measures it) and the main thread's JavaScript time
-    # (Chrome's Performance.ScriptDuration) of the same pages served from two checkouts, back to back
+    # (Chrome's Performance.ScriptDuration) of the same pages served from two checkouts at once, loaded in turn
     .venv/bin/python benchmarks/browser_time.py --pair /tmp/before,. --paths "/,/query?preset=toy-bert-gpt2-language"
 
     # JavaScript self time by bundle (Chrome's sampling profiler), averaged over the loads
@@ -29,16 +29,17 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.first_paint import FLOOR_SRC, Server, browser, find_binary, load  # noqa: E402
 
 
-def settle_and_script(driver, server: Server, path: str, loads: int) -> tuple[float, float]:
-    """Median seconds until settled, and median seconds of main-thread JavaScript, over `loads` warm loads."""
-    rows = []
-    for _ in range(loads):
-        driver.get("about:blank")
-        driver.execute_cdp_cmd("Performance.enable", {"timeDomain": "timeTicks"})
-        settled = load(driver, server.url + path, 60)[0]
-        metrics = {m["name"]: m["value"] for m in driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
-        driver.execute_cdp_cmd("Performance.disable", {})
-        rows.append((settled, metrics["ScriptDuration"]))
+def one_load(driver, server: Server, path: str) -> tuple[float, float]:
+    """Seconds until settled, and seconds of main-thread JavaScript, of one warm load."""
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Performance.enable", {"timeDomain": "timeTicks"})
+    settled = load(driver, server.url + path, 60)[0]
+    metrics = {m["name"]: m["value"] for m in driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
+    driver.execute_cdp_cmd("Performance.disable", {})
+    return settled, metrics["ScriptDuration"]
+
+
+def medians(rows: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
 
 
@@ -82,23 +83,39 @@ def main() -> None:
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}  # fmt: skip
     (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
+    if args.pair and len(args.pair.split(",")) != 2:
+        ap.error("--pair takes two checkouts")
     roots = [Path(r).resolve() for r in args.pair.split(",")] if args.pair else [ROOT]
-    targets = [("floor", "/", tmp / "floor.py")] + [
-        (f"{p} [{root}]", p, root / "app.py") for p in args.paths.split(",") for root in roots
-    ]
     driver = browser(chromium, chromedriver, tmp / "chromium-profile")
     try:
-        for name, path, script in targets:
-            with Server(script, env, tmp / "streamlit.log") as server:
-                warm(driver, server, path)
-                if args.profile:
+        with Server(tmp / "floor.py", env, tmp / "floor.log") as floor:
+            warm(driver, floor, "/")
+            floor_rows = [one_load(driver, floor, "/") for _ in range(args.loads)]
+        print("floor: settled {:.3f} s, JavaScript {:.3f} s".format(*medians(floor_rows)), flush=True)
+        for path in args.paths.split(","):
+            if args.profile:
+                with Server(ROOT / "app.py", env, tmp / "app.log") as server:
+                    warm(driver, server, path)
                     spent = script_by_bundle(driver, server, path, args.loads)
-                    print(f"{name}: JavaScript self time, ms per load")
-                    for bundle, ms in spent.most_common(12):
-                        print(f"  {ms:8.1f}  {bundle}")
-                else:
-                    settled, script = settle_and_script(driver, server, path, args.loads)
-                    print(f"{name}: settled {settled:.3f} s, JavaScript {script:.3f} s (medians of {args.loads})")
+                print(f"{path}: JavaScript self time, ms per load")
+                for bundle, ms in spent.most_common(12):
+                    print(f"  {ms:8.1f}  {bundle}")
+                continue
+            # Both checkouts served at once and loaded in turn (A B, then B A, ...): a browser that drifts slower
+            # over a run then favours neither.
+            with (
+                Server(roots[0] / "app.py", env, tmp / "a.log") as a,
+                Server(roots[1] / "app.py", env, tmp / "b.log") as b,
+            ):
+                warm(driver, a, path)
+                warm(driver, b, path)
+                rows: dict[str, list] = {"a": [], "b": []}
+                for i in range(args.loads):
+                    for side, server in (("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a)):
+                        rows[side].append(one_load(driver, server, path))
+            for side, root in zip("ab", roots):
+                settled, script = medians(rows[side])
+                print(f"{path} [{root}]: settled {settled:.3f} s, JavaScript {script:.3f} s (medians of {args.loads})")
     finally:
         driver.quit()
 

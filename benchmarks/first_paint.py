@@ -34,6 +34,37 @@ from ptfer_core.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR_SRC = 'import streamlit as st\n\nst.title("Hello, world")\n'
+# Two 1,000-point ECharts maps coloured through a visualMap, with a tooltip (SETTINGS: more options, SHOW: its bar).
+_ECHARTS_MAPS = """import numpy as np
+xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
+for i, col in enumerate(st.columns(2)):
+    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {}, SETTINGS
+            "visualMap": {"show": SHOW, "dimension": 2, "min": -3, "max": 3,
+                          "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
+            "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
+    col.echarts_chart(spec, height=420, key=f"m{i}")
+"""
+# The app's frame, in parts (the --anatomy shell blocks put them together).
+_NAV = """pages = [
+    st.Page(lambda: None, title=f"Page {i}", icon=":material/home:", url_path=f"p{i}", default=i == 0)
+    for i in range(6)
+]
+nav = st.navigation(pages, position="top")
+"""
+_SIDEBAR_HEAD = """sb = st.sidebar
+sb.markdown("**Models and relation**")
+sb.markdown("a → b · P36 · capital · seed 0")
+"""
+_POPOVER = """{indent}with {where}.popover("Change", icon=":material/tune:"{width}):
+{indent}    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
+{indent}    st.selectbox("Target model", ["a", "b"], help="x")
+{indent}    st.selectbox("Relation or task", ["P36", "P17"], help="x")
+{indent}    st.number_input("Seed", 0, 99999, 0, help="x")
+"""
+_SIDEBAR_TAIL = """sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
+sb.divider()
+sb.caption("**Current prompt** · a → b · P36 · preset")
+"""
 # --anatomy: the floor plus one of the app's building blocks at a time, drawn as the app draws them (toy values), to
 # see where a page's drawing time goes.
 ANATOMY = {
@@ -79,15 +110,7 @@ for i, col in enumerate(st.columns(2)):
     fig = go.Figure(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=xy[:, 0], size=7)))
     col.plotly_chart(fig.update_layout(height=420), key=f"m{i}")
 """,
-    "floor + two 1,000-point maps (ECharts)": """import numpy as np
-xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
-for i, col in enumerate(st.columns(2)):
-    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {},
-            "visualMap": {"show": False, "dimension": 2, "min": -3, "max": 3,
-                          "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
-            "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
-    col.echarts_chart(spec, height=420, key=f"m{i}")
-""",
+    "floor + two 1,000-point maps (ECharts)": _ECHARTS_MAPS.replace("SETTINGS", "").replace("SHOW", "False"),
     "floor + two 1,000-point maps in one ECharts chart (two grids)": """import numpy as np
 xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
 data = np.column_stack([xy, xy[:, 0]]).tolist()
@@ -111,15 +134,9 @@ for i, col in enumerate(st.columns(2)):
             "series": [{"type": "scatter", "symbolSize": 7, "data": xy.tolist()}]}
     col.echarts_chart(spec, height=420, key=f"m{i}")
 """,
-    "floor + two 1,000-point maps (ECharts), colour map and tooltip, no animation": """import numpy as np
-xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
-for i, col in enumerate(st.columns(2)):
-    spec = {"xAxis": {"type": "value"}, "yAxis": {"type": "value"}, "tooltip": {}, "animation": False,
-            "visualMap": {"show": True, "dimension": 2, "min": -3, "max": 3,
-                          "inRange": {"color": ["#3b6fb6", "#eeeeee", "#c0392b"]}},
-            "series": [{"type": "scatter", "symbolSize": 7, "data": np.column_stack([xy, xy[:, 0]]).tolist()}]}
-    col.echarts_chart(spec, height=420, key=f"m{i}")
-""",
+    "floor + two 1,000-point maps (ECharts), colour map and tooltip, no animation": _ECHARTS_MAPS.replace(
+        "SETTINGS", '"animation": False, '
+    ).replace("SHOW", "True"),
     "floor + two 1,000-point maps (ECharts), colours per point and tooltip, no animation": """import numpy as np
 xy = np.random.default_rng(0).normal(size=(1000, 2)).round(4)
 shade = lambda v: "#%02x%02x%02x" % tuple(int(a + (b - a) * (v + 3) / 6) for a, b in zip((59, 111, 182), (192, 57, 43)))
@@ -192,66 +209,22 @@ ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
     "floor + html: twelve plain markdown captions": """for i in range(12):
     st.caption(f"Card {i}: **a → b** · P36 (capital)")
 """,
-    "floor + shell: the app's frame (wide layout, icons, top navigation, sidebar summary and popover)": """pages = [
-    st.Page(lambda: None, title=f"Page {i}", icon=":material/home:", url_path=f"p{i}", default=i == 0)
-    for i in range(6)
-]
-nav = st.navigation(pages, position="top")
-sb = st.sidebar
-sb.markdown("**Models and relation**")
-sb.markdown("a → b · P36 · capital · seed 0")
-with sb.popover("Change", icon=":material/tune:", width="stretch"):
-    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
-    st.selectbox("Target model", ["a", "b"], help="x")
-    st.selectbox("Relation or task", ["P36", "P17"], help="x")
-    st.number_input("Seed", 0, 99999, 0, help="x")
-sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
-sb.divider()
-sb.caption("**Current prompt** · a → b · P36 · preset")
-nav.run()
-""",
-    "floor + shell: top navigation with icons": """pages = [
-    st.Page(lambda: None, title=f"Page {i}", icon=":material/home:", url_path=f"p{i}", default=i == 0)
-    for i in range(6)
-]
-st.navigation(pages, position="top").run()
-""",
-    "floor + shell: sidebar text only (two markdown, two captions, a divider)": """sb = st.sidebar
-sb.markdown("**Models and relation**")
-sb.markdown("a → b · P36 · capital · seed 0")
-sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
-sb.divider()
-sb.caption("**Current prompt** · a → b · P36 · preset")
-""",
-    "floor + shell: sidebar popover only": """
-with st.sidebar.popover("Change", icon=":material/tune:", width="stretch"):
-    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
-    st.selectbox("Target model", ["a", "b"], help="x")
-    st.selectbox("Relation or task", ["P36", "P17"], help="x")
-    st.number_input("Seed", 0, 99999, 0, help="x")
-""",
-    "floor + shell: sidebar summary and popover (the app's sidebar, no navigation)": """
-sb = st.sidebar
-sb.markdown("**Models and relation**")
-sb.markdown("a → b · P36 · capital · seed 0")
-with sb.popover("Change", icon=":material/tune:", width="stretch"):
-    st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
-    st.selectbox("Target model", ["a", "b"], help="x")
-    st.selectbox("Relation or task", ["P36", "P17"], help="x")
-    st.number_input("Seed", 0, 99999, 0, help="x")
-sb.caption("Toy models: tiny networks trained on a miniature LAMA.")
-sb.divider()
-sb.caption("**Current prompt** · a → b · P36 · preset")
-""",
+    "floor + shell: the app's frame (wide layout, icons, top navigation, sidebar summary and popover)": _NAV
+    + _SIDEBAR_HEAD
+    + _POPOVER.format(where="sb", indent="", width=', width="stretch"')
+    + _SIDEBAR_TAIL
+    + "nav.run()\n",
+    "floor + shell: top navigation with icons": _NAV + "nav.run()\n",
+    "floor + shell: sidebar text only (two markdown, two captions, a divider)": _SIDEBAR_HEAD + _SIDEBAR_TAIL,
+    "floor + shell: sidebar popover only": _POPOVER.format(where="st.sidebar", indent="", width=', width="stretch"'),
+    "floor + shell: sidebar summary and popover (the app's sidebar, no navigation)": _SIDEBAR_HEAD
+    + _POPOVER.format(where="sb", indent="", width=', width="stretch"')
+    + _SIDEBAR_TAIL,
     "floor + shell: the summary and popover at the top of the page, no sidebar": """
 with st.container(horizontal=True, vertical_alignment="center"):
     st.markdown("a → b · P36 · capital · seed 0", width="content")
-    with st.popover("Change", icon=":material/tune:"):
-        st.multiselect("Source model(s)", ["a", "b", "c"], default=["a"], help="x")
-        st.selectbox("Target model", ["a", "b"], help="x")
-        st.selectbox("Relation or task", ["P36", "P17"], help="x")
-        st.number_input("Seed", 0, 99999, 0, help="x")
-""",
+"""
+    + _POPOVER.format(where="st", indent="    ", width=""),
     "floor + shell: wide layout and a material page icon": """
 st.set_page_config(layout="wide", page_icon=":material/swap_horiz:")
 """,

@@ -1233,3 +1233,21 @@ def test_static_tables_escape_their_text_and_draw_bars_in_proportion():
     assert ">vector</th>" in html
     plain = html_table(frame, index=False)
     assert "data-index" not in plain and ">vector<" not in plain and ">V1<" not in plain
+
+
+def test_the_start_up_warm_up_skips_the_pair_tables_when_there_is_no_data(monkeypatch):
+    """At server start the default pair's models are queued for loading; without the LAMA data the pair's tables are
+    not (they would fail in the background and mark the pair as warmed, so the page's own warm-up would skip it)."""
+    from ptfer_core.errors import DataError
+
+    calls = []
+    monkeypatch.setattr(services.catalog, "default_selection", lambda: ("smollm2-135m", "gemma3-270m", "P36"))
+    monkeypatch.setattr(services, "warm_up", lambda *args: calls.append(args))
+    monkeypatch.setattr(services, "warm_umap", lambda: calls.append("umap"))
+    monkeypatch.setattr(services, "data_dir_for", lambda names: (_ for _ in ()).throw(DataError("no data")))
+    services.warm_up_defaults()
+    assert calls == [(["smollm2-135m"], "gemma3-270m", None, None), "umap"]
+    monkeypatch.setattr(services, "data_dir_for", lambda names: "/data")
+    calls.clear()
+    services.warm_up_defaults()
+    assert calls == [(["smollm2-135m"], "gemma3-270m", "P36", "/data"), "umap"]

@@ -32,10 +32,10 @@ def pick_fact() -> None:
         st.session_state["subject"] = view.iloc[rows[0]]["subject"]
 
 
-def pick_from_list() -> None:
+def pick_from_list(frame: pd.DataFrame) -> None:
     """Picker callback: copy the chosen example's input into the query box."""
-    frame, row = st.session_state.get("_facts_frame"), st.session_state.get("fact_pick")
-    if frame is not None and row is not None and row < len(frame):
+    row = st.session_state.get("fact_pick")
+    if row is not None and row < len(frame):
         st.session_state["subject"] = frame.iloc[row]["subject"]
 
 
@@ -55,13 +55,13 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
         view = view[view["transferred"].str.startswith("✓")]
     elif which == "wrong":
         view = view[view["transferred"].str.startswith("✗")]
-    st.session_state["_facts_frame"] = frame
     c2.selectbox(
         f"Pick a {called['example']} to query (type to search)",
         list(view.index),
         index=None,
         key="fact_pick",
         on_change=pick_from_list,
+        args=(frame,),
         placeholder=f"{len(view)} {called['examples']}…",
         format_func=lambda i: (
             f"{short(frame.at[i, 'subject'])} → {frame.at[i, 'answer']} · transferred {frame.at[i, 'transferred']}"

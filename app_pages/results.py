@@ -10,6 +10,12 @@ from ptfer_core.jobs import Job
 
 GRID_JOB = "grid_job"
 LABELS = {"presets": "Presets in this app", "upload": "Upload a results file", "run": "Run a grid now"}
+FILTERS = (  # session key, column, label
+    ("res_rec", "recipe", "Recipes"),
+    ("res_rel", "relation", "Relations"),
+    ("res_met", "method", "Methods"),
+    ("res_pair", "pair", "Model pairs"),
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -295,18 +301,20 @@ def body() -> None:
         return
     # The four filters wait in a popover: drawn on the page, four multiselects were the heaviest block of its first
     # paint (`docs/benchmarks.md`, the anatomy runs).
-    filters = {"res_rec": "recipes", "res_rel": "relations", "res_met": "methods", "res_pair": "model pairs"}
-    active = [name for key, name in filters.items() if st.session_state.get(key)]
+    active = [label for key, _, label in FILTERS if st.session_state.get(key)]
     c1, c2 = st.columns([3, 4], vertical_alignment="bottom")
     with c1.popover(
         f"Filters ({len(active)})" if active else "Filters", icon=":material/filter_list:", width="stretch"
     ):
-        rec = st.multiselect("Recipes", sorted(df["recipe"].unique()), key="res_rec", placeholder="all")
-        rel = st.multiselect("Relations", sorted(df["relation"].unique()), key="res_rel", placeholder="all")
-        met = st.multiselect(
-            "Methods", sorted(df["method"].unique(), key=charts._method_key), key="res_met", placeholder="all"
-        )
-        pair = st.multiselect("Model pairs", sorted(df["pair"].unique()), key="res_pair", placeholder="all")
+        chosen = {
+            (column, label): st.multiselect(
+                label,
+                sorted(df[column].unique(), key=charts._method_key if column == "method" else None),
+                key=key,
+                placeholder="all",
+            )
+            for key, column, label in FILTERS
+        }
     how = c2.segmented_control(
         "Average",
         ["relation mean", "pooled"],
@@ -317,9 +325,9 @@ def body() -> None:
         "average. Pooled: all correct answers over all facts.",
     )
     view = df
-    for column, chosen in (("recipe", rec), ("relation", rel), ("method", met), ("pair", pair)):
-        if chosen:
-            view = view[view[column].isin(chosen)]
+    for (column, _), values in chosen.items():
+        if values:
+            view = view[view[column].isin(values)]
     if view.empty:
         st.info("No rows match these filters.")
         return
@@ -327,9 +335,8 @@ def body() -> None:
         st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
         how = "relation mean"
     failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
-    picked = zip(filters.values(), (rec, rel, met, pair))
-    chosen = "; ".join(f"{name}: {', '.join(map(str, value))}" for name, value in picked if value)
-    scope = f" · only {chosen}." if chosen else " · no filter."
+    named = "; ".join(f"{label.lower()}: {', '.join(map(str, v))}" for (_, label), v in chosen.items() if v)
+    scope = f" · only {named}." if named else " · no filter."
     st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}{scope}")
     # Lazy tabs and analysis: only what is open is drawn (as plotly charts, a page of them took ~7 s to settle on
     # a small CPU).

@@ -67,8 +67,7 @@ def cpu_setup() -> None:
 PRELOAD = (
     "torch",
     "pandas",
-    "transformers",
-    "transformers.modeling_utils",
+    "transformers.modeling_utils",  # and transformers itself
     "transformers.models.bert.modeling_bert",
     "transformers.models.gpt2.modeling_gpt2",
     "transformers.models.llama.modeling_llama",

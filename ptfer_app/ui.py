@@ -12,6 +12,7 @@ from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
+from .html_table import html_table
 from .url_state import bound, initial, url_init, url_keep  # noqa: F401 - pages call ui.bound
 
 if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh server does not need
@@ -417,8 +418,6 @@ def digest(vectors) -> str:
 def table(frame, **options) -> None:
     """A small static table (`html_table.html_table`'s options): HTML, not st.table, whose cells each go through
     Streamlit's markdown renderer."""
-    from .html_table import html_table
-
     st.html(html_table(frame, **options))
 
 

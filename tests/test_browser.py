@@ -194,6 +194,13 @@ def settle(driver, timeout: float = 30.0) -> None:
     time.sleep(0.5)
 
 
+def click_centred(driver, element) -> None:
+    """Scroll the element to the middle of the window, then click it: at the top of the window the app's fixed
+    toolbar sits over it and takes the click."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def open_facts_table(driver, timeout: float = 60.0):
     """Open the Query page's test-fact table (drawn only on demand) and wait for its grid, not an empty frame."""
     from selenium.webdriver.common.by import By
@@ -371,7 +378,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     settle(browser)
     shot(browser, "results", 1100)
     assert not browser.find_elements(By.CSS_SELECTOR, CHART), "closed tabs draw nothing"
-    browser.find_element(By.XPATH, "//*[@role='tab'][contains(., 'By method')]").click()
+    click_centred(browser, browser.find_element(By.XPATH, "//*[@role='tab'][contains(., 'By method')]"))
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{CHART} canvas"))

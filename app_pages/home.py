@@ -1,6 +1,5 @@
 """Home: what prompt transfer is, one diagram, and presets that open instantly."""
 
-import base64
 import functools
 from html import escape
 
@@ -25,16 +24,9 @@ DIAGRAM_ALT = (
 )
 
 
-def svg_img(svg: str | bytes, alt: str, style: str = "width:100%") -> str:
-    """An <img> of an SVG: st.image would import numpy (~0.25 s) into a fresh server's first run, and st.html
-    sanitises inline <svg> away."""
-    data = base64.b64encode(svg.encode() if isinstance(svg, str) else svg).decode("ascii")
-    return f'<img src="data:image/svg+xml;base64,{data}" style="{style}" alt="{escape(alt)}">'
-
-
 @functools.cache
 def diagram_img() -> str:
-    return svg_img(DIAGRAM.read_bytes(), DIAGRAM_ALT)
+    return ui.svg_image(DIAGRAM.read_bytes(), DIAGRAM_ALT)
 
 
 def intro() -> None:
@@ -72,7 +64,7 @@ def card_html(meta: dict) -> str:
         n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
         metric = "accuracy" if task.get("kind") == "classification" else "P@1"
         bars = palette.scores_svg(scores, LABELS, text_color="#808495")
-        parts.append(svg_img(bars, "scores", "width:100%;max-width:320px;margin:0.4rem 0"))
+        parts.append(ui.svg_image(bars, "scores", "width:100%;max-width:320px;margin:0.4rem 0"))
         parts.append(f'<div style="{CAPTION}">{metric} (%) on {n} test examples of the target</div>')
     if meta.get("story"):
         parts.append(

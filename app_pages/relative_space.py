@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ptfer_app import charts, palette, services, ui
+from ptfer_app import charts, palette, services, static_charts, ui
 from ptfer_core.config import METHOD_LABELS
 
 N_POINTS = [300, 1000, 2000]
@@ -30,7 +30,7 @@ def body() -> None:
     ui.outcome_caption(result)
     source = result.sources[0]
     m = result.transferred.n_vectors
-    c1, c2, c3, c4 = st.columns([2, 2, 2, 3], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([2, 3, 4, 3], vertical_alignment="bottom")
     method = ui.bound(
         c1.segmented_control,
         "Projection",
@@ -42,24 +42,27 @@ def body() -> None:
         help="PCA is instant. UMAP (seeded with the sidebar seed) shows local neighbourhoods "
         "better; the first map takes a while, then it is cached.",
     )
+    # Buttons, not drop-down lists: one click to switch, and a browser draws them faster (`docs/benchmarks.md`).
     n_points = ui.bound(
-        c2.selectbox,
+        c2.segmented_control,
         "Anchors shown",
         "npts",
         1000,
         options=N_POINTS,
-        format_func=lambda v: f"first {v:,}",
+        required=True,
+        format_func=lambda v: f"{v:,}",
         help="The first anchors of the run's anchor set, in its order (the common vocabulary's is alphabetical), "
         "not the most frequent words.",
     )
     vec = ui.bound(
-        c3.selectbox,
+        c3.segmented_control if m <= 8 else c3.selectbox,
         "Colour by vector",
         "vec",
         0,
         options=list(range(m)),
         format_func=lambda i: f"V{i + 1}",
         help="Anchors are coloured by their cosine to this prompt vector.",
+        **({"required": True} if m <= 8 else {}),
     )
     find = ui.bound(
         c4.text_input,
@@ -68,6 +71,15 @@ def body() -> None:
         "",
         placeholder="e.g. Paris",
         help="Highlights matching anchor words in both maps.",
+    )
+    live = ui.bound(
+        st.toggle,
+        "Interactive charts: hover, zoom, lasso",
+        "live",
+        False,
+        help="Off: the maps and the fingerprint are pictures, which a browser draws at once. On: charts that name "
+        "the word under the pointer, zoom, and select anchors with a lasso or a box (the chart library takes a "
+        "second or two to load).",
     )
     ui.load_models([source, result.target])
     data_dir = services.data_dir_for([*result.sources, result.target])
@@ -125,17 +137,14 @@ def body() -> None:
     )
     for col, (space, model, prompt, drawn, color, key) in zip(st.columns(2, gap="medium"), maps):
         col.markdown(f"**{space}** · {model} · {prompt}")
-        fig = charts.relative_map(
-            drawn["anchor_xy"],
-            words,
-            drawn["anchor_sim"][:, vec],
-            drawn["prompt_xy"],
-            f"{space} · {model}",
-            color,
-            highlight,
-            vec,
-        )
-        ui.chart(fig, key, col, selectable=True)
+        drawing = (drawn["anchor_xy"], words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
+        if live:
+            ui.chart(
+                charts.relative_map(*drawing, f"{space} · {model}", color, highlight, vec), key, col, selectable=True
+            )
+        else:
+            picture = static_charts.map_svg(*drawing, color, highlight, vec)
+            col.html(ui.svg_image(picture, f"{space}: map of the anchor words and the prompt vectors"))
     variance = (
         " UMAP is fitted on the anchors alone; each prompt vector sits at the weighted centre of its 15 nearest "
         "anchors, so equal similarity profiles land on the same spot in both maps."
@@ -147,9 +156,15 @@ def body() -> None:
         )
     st.caption(
         f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
-        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. Pick the "
-        "lasso (or the box) at the map's top left and draw around anchors in either map to mark the same words "
-        "in the other (double-click to clear); hover to read a word and its similarity." + variance
+        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. "
+        + (
+            "Pick the lasso (or the box) at the map's top left and draw around anchors in either map to mark the same "
+            "words in the other (double-click to clear); hover to read a word and its similarity."
+            if live
+            else "*Find a token* rings a word in both maps; turn on *Interactive charts* to read the word under the "
+            "pointer, zoom, or mark anchors with a lasso."
+        )
+        + variance
     )
     export(src_map, tgt_map, words, highlight, source, result.target, method)
 
@@ -187,16 +202,16 @@ def body() -> None:
         "below compares. Off: the raw cosines on one shared scale, which show how much larger one model's "
         "similarities are.",
     )
-    ui.chart(
-        charts.fingerprint(
-            src_enc[vec, order],
-            tgt_enc[vec, order],
-            [all_words[i] for i in order],
-            (f"source V{vec + 1}", f"transferred V{vec + 1}"),
-            per_row=per_row,
-        ),
-        "fingerprint",
+    strip = (
+        src_enc[vec, order],
+        tgt_enc[vec, order],
+        [all_words[i] for i in order],
+        (f"source V{vec + 1}", f"transferred V{vec + 1}"),
     )
+    if live:
+        ui.chart(charts.fingerprint(*strip, per_row=per_row), "fingerprint")
+    else:
+        st.html(ui.svg_image(static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip"))
     st.caption(
         f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "
         "the transferred vector's similarities to the same words in the target model, below"

@@ -390,6 +390,18 @@ def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.
     return texts
 
 
+def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The fingerprint's two rows (raw cosines), the values it colours (`per_row`: each row's mean removed, scaled
+    to its own largest size) and the colour range's half-width (symmetric about 0)."""
+    raw = np.vstack([src, tgt])
+    z = raw
+    if per_row:
+        z = raw - np.nanmean(raw, axis=1, keepdims=True)
+        z = z / np.maximum(np.nanmax(np.abs(z), axis=1, keepdims=True), 1e-12)
+    reach = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    return raw, z, max(reach, 1e-6)
+
+
 def fingerprint(
     src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
 ) -> Chart:
@@ -397,13 +409,7 @@ def fingerprint(
     data's own (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on
     real models, whose embeddings share a common direction). `per_row`: each row's pattern, its mean removed and on
     its own scale (what the correlation r under the strip compares); hovering still reads the raw cosine."""
-    raw = np.vstack([src, tgt])
-    z = raw
-    if per_row:
-        z = raw - np.nanmean(raw, axis=1, keepdims=True)
-        z = z / np.maximum(np.nanmax(np.abs(z), axis=1, keepdims=True), 1e-12)
-    reach = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    reach = max(reach, 1e-6)
+    raw, z, reach = fingerprint_values(src, tgt, per_row)
     # Column positions, not the words, as x: two anchors can print alike ("Paris" with and without a leading
     # space), and a category axis would merge them.
     cells = [

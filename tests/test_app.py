@@ -73,6 +73,13 @@ def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
+def svg_of(html_block: str) -> str:
+    """The SVG inside the first <img> of an st.html block (`ui.svg_image`)."""
+    import base64
+
+    return base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', html_block).group(1)).decode()
+
+
 def tables(at: AppTest) -> list:
     """The page's static tables (`ui.table`: HTML drawn with st.html) as frames of their cells' text; a table drawn
     with its index has it as the frame's index."""
@@ -166,7 +173,6 @@ def test_every_page_renders_without_a_result():
 def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     """A card is one HTML block (title, pair, score bars as an image, the story folded in <details>) and its button:
     fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""
-    import base64
     import re
 
     at = new_app().run()
@@ -176,7 +182,7 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     for meta in listed:
         card = next(c for c in cards if html.escape(meta["title"]) in c)
         assert html.escape(meta["target"]) in card and "<svg" not in card, "inline SVG is sanitised away by st.html"
-        svg = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', card).group(1)).decode()
+        svg = svg_of(card)
         for method, score in meta["scores"].items():
             if method in ("transfer", "manual", "discretization", "random"):
                 assert f'data-method="{method}"' in svg and f">{score['p_at_1']:.1f}<" in svg, (meta["id"], method)
@@ -277,6 +283,13 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
+    pictures = [h.value for h in at.get("html") if "data:image/svg+xml;base64," in h.value]
+    assert len(pictures) == 3 and not at.get("echarts_chart"), "the maps and the strip open as pictures"
+    source_map = svg_of(pictures[0])
+    shown = int(re.search(r"similarities to all ([\d,]+) anchors", texts(at)).group(1).replace(",", ""))
+    assert source_map.count("<circle") == min(shown, 1000) and source_map.count("<polygon") == 5, "anchors, vectors"
+    at.toggle(key="live").set_value(True).run()
+    assert not at.exception and at.query_params.get("live") == "true", "the choice is in the link"
     assert len(at.get("echarts_chart")) == 3, "two linked maps and the fingerprint strip"
     per_vector = [float(v) for v in re.findall(r"\*\*V\d\*\* (\d\.\d{3})", texts(at))]
     assert [m.label for m in at.metric] == ["Mean match"] and len(per_vector) == 5, "one metric, one line per prompt"
@@ -320,6 +333,7 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     from ptfer_app import services
 
     at = goto(open_demo_preset(new_app()), "relative_space")
+    at.toggle(key="live").set_value(True)
     at.segmented_control(key="proj").set_value("umap").run()
     assert not at.exception and not errors(at), errors(at)
     maps = at.get("echarts_chart")
@@ -354,6 +368,46 @@ def test_map_labels_of_close_prompt_vectors_are_merged_and_fingerprint_rows_can_
     assert own["visualMap"]["max"] == pytest.approx(1.0) and shared["visualMap"]["max"] == pytest.approx(0.6)
     assert "cos {@[3]}" in own["tooltip"]["formatter"], "hover reads the raw cosine"
     assert [cell[3] for cell in own["series"][0]["data"]] == [0.6, 0.5, 0.55, 0.1, 0.08, 0.09]
+
+
+def test_the_static_map_and_fingerprint_draw_what_the_charts_draw():
+    import xml.etree.ElementTree as ET
+
+    import numpy as np
+
+    from ptfer_app import charts, static_charts
+
+    ends = [static_charts.colour(v, -1, 1) for v in (-1, 0, 1, 5, float("nan"))]
+    assert ends == [charts.RED_BLUE[0], charts.RED_BLUE[4], charts.RED_BLUE[-1], charts.RED_BLUE[-1], "#cccccc"]
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    rng = np.random.default_rng(0)
+    anchors, prompts = rng.normal(size=(50, 2)), np.array([[0.0, 0.0], [0.001, 0.0], [3.0, 3.0]])
+    words = [f"w{i}" for i in range(49)] + ["<b>&"]
+    sims = np.linspace(-1, 1, 50)
+    svg = ET.fromstring(static_charts.map_svg(anchors, words, sims, prompts, "#E4572E", [49, 3], selected=2))
+    dots = svg.findall("s:g/s:circle", ns)
+    assert len(dots) == 50 and dots[0].get("fill") == charts.RED_BLUE[0] and dots[-1].get("fill") == charts.RED_BLUE[-1]
+    frame = svg.findall("s:rect", ns)[1]
+    inside = [(float(d.get("cx")), float(d.get("cy"))) for d in dots]
+    x0, y0 = float(frame.get("x")), float(frame.get("y"))
+    x1, y1 = x0 + float(frame.get("width")), y0 + float(frame.get("height"))
+    assert all(x0 < x < x1 and y0 < y < y1 for x, y in inside), "every anchor inside the plot"
+    top = max(range(50), key=lambda i: anchors[i, 1])
+    assert min(inside, key=lambda p: p[1]) == inside[top], "y grows upwards, as in the chart"
+    rings = [c for c in svg.findall("s:circle", ns) if c.get("fill") == "none"]
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert len(rings) == 2 and {"<b>&", "w3"} <= set(texts), "marked anchors ringed and named, the name escaped"
+    assert len(svg.findall("s:polygon", ns)) == 3 and "V1, V2" in texts and "V3" in texts, "close vectors share a label"
+    crowd = ET.fromstring(static_charts.map_svg(anchors, words, sims, prompts, "#000", list(range(30))))
+    assert not {f"w{i}" for i in range(30)} & {t.text for t in crowd.iter("{http://www.w3.org/2000/svg}text")}
+
+    src, tgt = np.array([0.6, 0.5, 0.55]), np.array([0.1, 0.08, 0.09])
+    strip = ET.fromstring(static_charts.fingerprint_svg(src, tgt, list("abc"), ("s", "t")))
+    cells = [r.get("fill") for r in strip.findall("s:rect", ns) if r.get("stroke") == "#fff"]
+    assert len(cells) == 6 and cells[0] == charts.RED_BLUE[-1], "the largest cosine at the top of the shared scale"
+    own = ET.fromstring(static_charts.fingerprint_svg(src, tgt, list("abc"), ("s", "t"), per_row=True))
+    own_cells = [r.get("fill") for r in own.findall("s:rect", ns) if r.get("stroke") == "#fff"]
+    assert own_cells[0] == own_cells[3] == charts.RED_BLUE[-1], "each row on its own scale: both rows' tops are red"
 
 
 def test_search_chart_has_a_zero_based_score_axis_names_its_score_and_marks_the_kept_step():

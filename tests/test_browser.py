@@ -301,6 +301,7 @@ def toy_fact() -> dict:
 def test_preset_and_query_in_a_real_browser(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(server)
     wait_text(browser, "PTfer Studio", 60)
@@ -345,9 +346,15 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     nav(browser, "relative-space", "Relative space")
     wait_text(browser, "Fingerprint", 60)
     settle(browser)
-    drawn = browser.find_elements(By.CSS_SELECTOR, f"{CHART} canvas")
-    assert len(drawn) >= 3 and all(c.size["width"] > 100 and c.size["height"] > 100 for c in drawn), "maps drawn"
+    pictures = browser.find_elements(By.CSS_SELECTOR, 'img[src^="data:image/svg+xml"]')
+    assert len(pictures) == 3 and all(p.size["width"] > 300 and p.size["height"] > 150 for p in pictures), "drawn"
+    assert not browser.find_elements(By.CSS_SELECTOR, CHART), "the page opens on pictures, without the chart bundle"
     shot(browser, "relative_space", 1300)
+    click_centred(browser, browser.find_element(By.CSS_SELECTOR, ".st-key-live label"))
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, f"{CHART} canvas")) >= 3)
+    settle(browser)
+    drawn = browser.find_elements(By.CSS_SELECTOR, f"{CHART} canvas")
+    assert all(c.size["width"] > 100 and c.size["height"] > 100 for c in drawn), "interactive maps drawn"
     lasso_and_export(browser)
 
     nav(browser, "query", "Query")

@@ -1,0 +1,143 @@
+"""The Relative space page's maps and fingerprint as static SVG pictures (the page's first view).
+
+A page with the interactive ECharts maps settled ~2.1 s after a warm load on two cores, against ~0.7 s for a
+one-title page: the ECharts bundle alone costs ~0.4 s (`benchmarks/first_paint.py --anatomy --blocks echarts`). The
+same points as a picture cost the browser a few milliseconds, so the page opens on pictures and draws the charts (hover,
+zoom, lasso) when asked. They show what the charts show, from the same inputs and colour scales (`charts`)."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from .charts import NAMED_MARKS, RED_BLUE, fingerprint_values, grouped_labels, label_sides
+
+TEXT, MUTED, FRAME = "#31333F", "#808495", "#E3E6EA"
+FONT = "font-family:'Source Sans Pro',sans-serif;font-size:12px"
+
+
+def colour(value: float, lo: float, hi: float, colours: list[str] = RED_BLUE) -> str:
+    """The colour of `value` on a continuous scale from `lo` to `hi` through evenly spaced `colours` (as ECharts'
+    continuous visualMap interpolates them); a NaN is grey."""
+    if not np.isfinite(value):
+        return "#cccccc"
+    t = min(max((float(value) - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.5
+    where = t * (len(colours) - 1)
+    i = min(int(where), len(colours) - 2)
+    a, b = (tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in colours[i : i + 2])
+    frac = where - i
+    return "#" + "".join(f"{round(x + (y - x) * frac):02x}" for x, y in zip(a, b))
+
+
+def _svg(width: int, height: int, body: list[str], label: str) -> str:
+    """A framed figure on white, so it reads the same on a light and a dark theme (a picture cannot take the page's
+    colours)."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(label)}" style="{FONT}">'
+        f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="6" fill="#fff" stroke="{FRAME}"/>'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def _colour_bar(x: float, top: float, height: float, lo: float, hi: float, title: str, digits: int) -> list[str]:
+    """A vertical colour scale, `hi` on top, with its two ends and its title written out."""
+    stops = "".join(
+        f'<stop offset="{i / (len(RED_BLUE) - 1):.3f}" stop-color="{c}"/>' for i, c in enumerate(reversed(RED_BLUE))
+    )
+    return [
+        f'<defs><linearGradient id="scale" x1="0" y1="0" x2="0" y2="1">{stops}</linearGradient></defs>',
+        f'<text x="{x + 5}" y="{top - 18}" text-anchor="middle" fill="{MUTED}">{escape(title)}</text>',
+        f'<text x="{x + 5}" y="{top - 4}" text-anchor="middle" fill="{MUTED}">{hi:.{digits}f}</text>',
+        f'<rect x="{x}" y="{top}" width="10" height="{height}" fill="url(#scale)"/>',
+        f'<text x="{x + 5}" y="{top + height + 13}" text-anchor="middle" fill="{MUTED}">{lo:.{digits}f}</text>',
+    ]
+
+
+def map_svg(
+    anchor_xy: np.ndarray,
+    words: list[str],
+    sims: np.ndarray,
+    prompt_xy: np.ndarray,
+    color: str,
+    highlight: list[int] = (),
+    selected: int = 0,
+    width: int = 640,
+    height: int = 420,
+) -> str:
+    """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue -1 to red 1),
+    marked anchors ringed (and named while they are few), prompt vectors as labelled diamonds."""
+    left, top, right, bottom = 14, 14, 70, 14  # the colour bar sits in the right margin
+    plot_w, plot_h = width - left - right, height - top - bottom
+    everything = np.vstack([anchor_xy, prompt_xy]) if len(prompt_xy) else np.asarray(anchor_xy)
+    lo, hi = everything.min(axis=0), everything.max(axis=0)
+    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    lo, span = lo - 0.04 * span, span * 1.08  # a margin, so no point sits on the frame
+
+    def at(point) -> tuple[float, float]:
+        x, y = (np.asarray(point, dtype=float) - lo) / span
+        return left + x * plot_w, top + (1 - y) * plot_h
+
+    body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="{FRAME}"/>']
+    body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
+    for point, sim in zip(anchor_xy, sims):
+        x, y = at(point)
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour(sim, -1, 1)}"/>')
+    body.append("</g>")
+    named = len(highlight) <= NAMED_MARKS
+    for i in highlight:
+        x, y = at(anchor_xy[i])
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6.5" fill="none" stroke="#111" stroke-width="2"/>')
+        if named:
+            body.append(f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" fill="#111">{escape(words[i])}</text>')
+    texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
+    for i, (point, text, side) in enumerate(zip(prompt_xy, texts, sides)):
+        x, y = at(point)
+        r = 8 if i == selected else 6
+        body.append(
+            f'<polygon points="{x:.1f},{y - r:.1f} {x + r:.1f},{y:.1f} {x:.1f},{y + r:.1f} {x - r:.1f},{y:.1f}" '
+            f'fill="{color}" stroke="#fff" stroke-width="1.5"/>'
+        )
+        if text:
+            dx, anchor = (-(r + 4), "end") if side == "left" else (r + 4, "start")
+            body.append(
+                f'<text x="{x + dx:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}" fill="{color}" font-size="13" '
+                f'font-weight="bold">{escape(text)}</text>'
+            )
+    body += _colour_bar(width - 38, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1)
+    return _svg(width, height, body, "map of the anchor words and the prompt vectors")
+
+
+def fingerprint_svg(
+    src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
+) -> str:
+    """`charts.fingerprint` as a picture: two rows of cells (source on top) over the same anchor words, on the same
+    colour scale."""
+    _, z, reach = fingerprint_values(src, tgt, per_row)
+    width, left, right, top, cell_h = 1000, 110, 80, 16, 34
+    cell_w = (width - left - right) / max(len(words), 1)
+    word_room = 80  # the words, rotated, under the cells
+    height = top + 2 * cell_h + word_room
+    body = []
+    for row in (0, 1):
+        y = top + row * cell_h
+        body.append(
+            f'<text x="{left - 8}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end" fill="{TEXT}">'
+            f"{escape(labels[row])}</text>"
+        )
+        for j in range(len(words)):
+            body.append(
+                f'<rect x="{left + j * cell_w:.1f}" y="{y}" width="{cell_w:.1f}" height="{cell_h}" '
+                f'fill="{colour(z[row, j], -reach, reach)}" stroke="#fff" stroke-width="0.5"/>'
+            )
+    base = top + 2 * cell_h + 8
+    for j, word in enumerate(words):
+        x = left + (j + 0.5) * cell_w
+        body.append(
+            f'<text x="{x:.1f}" y="{base}" transform="rotate(-60 {x:.1f} {base})" text-anchor="end" '
+            f'font-size="10" fill="{TEXT}">{escape(word)}</text>'
+        )
+    body += _colour_bar(width - 50, top + 20, 2 * cell_h - 10, -reach, reach, "vs row mean" if per_row else "cos", 2)
+    return _svg(width, height, body, "fingerprint of the prompt vector")

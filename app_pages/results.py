@@ -172,15 +172,17 @@ def pick_table():
 # ----------------------------------------------------------------------------- analysis
 
 
-def paper_layout(view, how: str) -> None:
-    """One table per recipe and kind of task: relations (P@1, the paper's Tables 2-3) and classification tasks
-    (accuracy, its Table 6) are never averaged together."""
+@st.cache_data(show_spinner=False, max_entries=32)
+def paper_tables(view, how: str) -> list:
+    """The paper layout's tables as (heading, methods × targets table): one per recipe and kind of task. Cached: the
+    grouping took ~40 ms of each page load, and a table is read far more often than it changes."""
     classification = results.is_classification(view)
     blocks = [(recipe, kind) for recipe in view["recipe"].unique() for kind in (False, True)]
     coverage = {
         block: view[(view["recipe"] == block[0]) & (classification == block[1])]["relation"].nunique()
         for block in blocks
     }
+    tables = []
     for recipe, kind in sorted((b for b in blocks if coverage[b]), key=lambda b: (b[1], -coverage[b], b[0])):
         rows = view[(view["recipe"] == recipe) & (classification == kind)]
         sub = results.averaged(rows, ["method", "target"], how)
@@ -196,7 +198,15 @@ def paper_layout(view, how: str) -> None:
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
         average = "pooled" if how == "pooled" else "task mean of" if kind else "relation mean of"
-        st.markdown(f"**Recipe {recipe}** · {average} {what}")
+        tables.append((f"**Recipe {recipe}** · {average} {what}", pivot))
+    return tables
+
+
+def paper_layout(view, how: str) -> None:
+    """One table per recipe and kind of task: relations (P@1, the paper's Tables 2-3) and classification tasks
+    (accuracy, its Table 6) are never averaged together."""
+    for heading, pivot in paper_tables(view, how):
+        st.markdown(heading)
         # A static table, one decimal everywhere: a dozen numbers need no data grid (a canvas that is slow to paint).
         ui.table(pivot, default_format="{:.1f}".format)
 

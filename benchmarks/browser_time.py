@@ -104,8 +104,9 @@ def main() -> None:
             # Both checkouts served at once and loaded in turn (A B, then B A, ...): a browser that drifts slower
             # over a run then favours neither.
             with (
-                Server(roots[0] / "app.py", env, tmp / "a.log") as a,
-                Server(roots[1] / "app.py", env, tmp / "b.log") as b,
+                # each in its own checkout: its .streamlit/config.toml is part of what is compared
+                Server(roots[0] / "app.py", env, tmp / "a.log", cwd=roots[0]) as a,
+                Server(roots[1] / "app.py", env, tmp / "b.log", cwd=roots[1]) as b,
             ):
                 warm(driver, a, path)
                 warm(driver, b, path)

@@ -65,6 +65,10 @@ _SIDEBAR_TAIL = """sb.caption("Toy models: tiny networks trained on a miniature 
 sb.divider()
 sb.caption("**Current prompt** · a → b · P36 · preset")
 """
+_GC = """import gc
+import pandas, torch, transformers.modeling_utils
+from streamlit import config
+"""
 # --anatomy: the floor plus one of the app's building blocks at a time, drawn as the app draws them (toy values), to
 # see where a page's drawing time goes.
 ANATOMY = {
@@ -262,6 +266,15 @@ for i in range(6):
             st.markdown("story")
         st.button("Open", key=f"b{i}", type="primary", width="stretch")
 """,
+    # The server's heap, not the page: Streamlit's `runner.postScriptGC` runs a full collection after every script
+    # run, before the page's last messages go out. These blocks set it per process (the app's config turns it off).
+    "floor + gc: torch, transformers and pandas imported, a full collection after each run (Streamlit's default)": _GC
+    + "config.set_option('runner.postScriptGC', True)\n",
+    "floor + gc: the same imports and collections, the imported heap frozen (ptfer_app.services.freeze_heap)": _GC
+    + "config.set_option('runner.postScriptGC', True)\n"
+    + "if not gc.get_freeze_count():\n    gc.collect()\n    gc.freeze()\n",
+    "floor + gc: the same imports, no collection after a run (the app's .streamlit/config.toml)": _GC
+    + "config.set_option('runner.postScriptGC', False)\n",
 }
 BUSY = ", ".join(
     ['[data-testid="stStatusWidget"] [data-testid^="stStatusWidgetRunning"]', '[data-stale="true"]']
@@ -283,13 +296,15 @@ def find_binary(*names: str) -> str | None:
 
 
 class Server:
-    """`streamlit run script` on a free port, in its own process group; a context manager that always kills it."""
+    """`streamlit run script` on a free port, in its own process group; a context manager that always kills it.
+    `cwd`: the checkout whose .streamlit/config.toml applies (Streamlit reads it from the working directory): this
+    one's, also for the floor and the anatomy blocks, so they run under the app's settings."""
 
-    def __init__(self, script: Path, env: dict[str, str], log: Path):
+    def __init__(self, script: Path, env: dict[str, str], log: Path, cwd: Path = ROOT):
         with socket.socket() as sock:  # a free port
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        self.script, self.env, self.log_path, self.proc = script, env, log, None
+        self.script, self.env, self.log_path, self.proc, self.cwd = script, env, log, None, cwd
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
@@ -297,7 +312,7 @@ class Server:
                "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
                "false", "--server.fileWatcherType", "none"]  # fmt: skip
         self.log = self.log_path.open("w", encoding="utf-8")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log,
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env={**os.environ, **self.env}, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and self.proc.poll() is None:

@@ -7,6 +7,7 @@ Arguments starting with "_" are not hashed by Streamlit; each such function also
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import sys
@@ -93,7 +94,19 @@ def preload() -> float:
     cpu_setup()  # torch, imported under its lock
     for name in PRELOAD:
         importlib.import_module(name)
+    freeze_heap()
     return time.perf_counter() - started
+
+
+def freeze_heap() -> None:
+    """Take every object alive now (imported modules, loaded models) out of the cyclic garbage collector's sight.
+
+    A full collection walks every tracked object: with torch, transformers and pandas imported, one took ~0.2 s of
+    this CPU, holding the GIL, so the server sent nothing meanwhile. Streamlit used to run one after every script
+    run (`runner.postScriptGC`, now off in .streamlit/config.toml), and Python still runs one now and then. What is
+    frozen here lives as long as the server anyway; called after start-up imports and after each model load."""
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up_defaults() -> None:
@@ -130,7 +143,9 @@ def load_model(name: str):
             f"{name} is not on this machine yet. Fetch it once with `{catalog.fetch_command(name)}`, then reload."
         )
     with _load_lock:
-        return core_load(name)
+        lm = core_load(name)
+        freeze_heap()
+        return lm
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -192,6 +207,7 @@ def _run_warm_ups() -> None:
             work()
         except Exception:
             pass  # a warm-up only saves time; the page reports any real error when it runs
+        freeze_heap()  # what it imported and built (models, tables) stays for the server's life
 
 
 def warm_up(sources: list[str], target: str, task_id: str | None = None, data_dir: str | None = None) -> None:

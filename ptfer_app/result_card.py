@@ -49,7 +49,9 @@ def result_card(result: Outcome) -> None:
         trajectory_view(result)
     with right:
         prompt_facts(result)
-        downloads(result)
+        # Four download buttons wait in one popover: closed, the browser draws none of them.
+        with st.popover("Save this prompt", icon=":material/download:", width="stretch"):
+            downloads(result)
 
 
 def explain(result: Outcome, manual: float | None) -> None:

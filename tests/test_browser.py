@@ -177,6 +177,20 @@ def wait_text(driver, text: str, timeout: float = 30.0) -> float:
     return time.monotonic() - started
 
 
+def wait_match(driver, pattern: str, timeout: float = 30.0):
+    """The first match of the regex `pattern` in the page's text, read in the same poll that finds it: a flash
+    message can be gone by the next read (the page reruns once more after a run finishes)."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, body_text(driver))
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} never matched; the page shows:\n{body_text(driver)[-1500:]}")
+
+
 def settle(driver, timeout: float = 30.0) -> None:
     """Wait until Streamlit has finished running the script (no running indicator, no stale elements)."""
     from selenium.webdriver.common.by import By
@@ -439,15 +453,13 @@ def click_button(driver, label: str) -> None:
 
 
 def test_live_transfer_and_cancel_in_a_real_browser(server, browser):
-    import re
 
     # a live run with the default settings, end to end
     browser.get(f"{server}/transfer")
     wait_text(browser, "Run transfer", 60)
     settle(browser)
     click_button(browser, "Run transfer")
-    wait_text(browser, "Transfer finished in", 90)
-    seconds = float(re.search(r"Transfer finished in ([0-9.]+) s", body_text(browser)).group(1))
+    seconds = float(wait_match(browser, r"Transfer finished in ([0-9.]+) s", 90).group(1))
     print(f"live transfer (tiny demo pair, source tuned first): {seconds:.1f} s")
     wait_text(browser, "Random prompt", 30)  # the result card follows the finished status on the next rerun
 
@@ -516,7 +528,7 @@ def real_models_ready() -> bool:
 @pytest.mark.real
 def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
     """SmolLM2 → Gemma: the real preset, a live transfer (timed) and the real-model screenshots (real_*.png)."""
-    import re
+    from selenium.webdriver.support.ui import WebDriverWait
 
     if not real_models_ready():
         pytest.skip("smollm2-135m and gemma3-270m are not fetched (ptfer models fetch)")
@@ -535,11 +547,9 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
         for attempt in (1, 2):
             started = time.monotonic()
             click_button(browser, "Run transfer")
-            wait_text(browser, "Transfer finished in", 300)
-            text = body_text(browser)
-            found = re.search(r"Transfer finished in ([0-9.]+) s", text)
-            assert found, text[text.find("Transfer finished") - 200 :][:600]
-            job = float(found.group(1))
+            # the last run's message goes with the click's rerun: only then can the new one be read
+            WebDriverWait(browser, 60, poll_frequency=0.1).until(lambda d: "Transfer finished in" not in body_text(d))
+            job = float(wait_match(browser, r"Transfer finished in ([0-9.]+) s", 300).group(1))
             print(f"real live transfer {attempt}: {time.monotonic() - started:.1f} s click to result, job {job:.1f} s")
             settle(browser)
         assert job < 300, "a live transfer with a shipped source prompt should not tune (timings: benchmarks/)"

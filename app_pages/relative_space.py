@@ -78,8 +78,8 @@ def body() -> None:
         "live",
         False,
         help="Off: the maps and the fingerprint are pictures, which a browser draws at once. On: charts that name "
-        "the word under the pointer, zoom, and select anchors with a lasso or a box (the chart library takes a "
-        "second or two to load).",
+        "the word under the pointer, zoom, and select anchors with a lasso or a box (the browser then loads the chart "
+        "library, which takes it a moment).",
     )
     ui.load_models([source, result.target])
     data_dir = services.data_dir_for([*result.sources, result.target])
@@ -166,7 +166,7 @@ def body() -> None:
         )
         + variance
     )
-    export(src_map, tgt_map, words, highlight, source, result.target, method)
+    export(src_map, tgt_map, words, highlight, source, result.target, method, live)
 
     st.subheader("Fingerprint", anchor=False)
     src_enc, tgt_enc, _, all_words = services.fingerprints(
@@ -243,7 +243,7 @@ def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np
     )
 
 
-def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
+def export(src_map, tgt_map, words, highlight, source, target, method, live: bool) -> None:
     """The 2-D coordinates of both maps (and the lasso selection) as CSV."""
     import pandas as pd
 
@@ -258,6 +258,12 @@ def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
             for i, (x, y) in enumerate(m["prompt_xy"])
         ]
     frame = pd.DataFrame(rows)
+    if highlight:
+        why = "The anchors marked in the maps: drawn round with the lasso or the box, or found with *Find a token*."
+    elif live:
+        why = "Nothing is marked yet: pick the lasso at a map's top left and draw round some anchors, or find a token."
+    else:
+        why = "Nothing is marked yet: find a token, or turn on *Interactive charts* and draw round anchors (lasso)."
     c1, c2 = st.columns(2)
     c1.download_button(
         f"2-D coordinates ({method.upper()}, .csv)",
@@ -275,9 +281,7 @@ def export(src_map, tgt_map, words, highlight, source, target, method) -> None:
         key="map_sel_csv",
         icon=":material/download:",
         disabled=not highlight,
-        help="The anchors marked in the maps: drawn round with the lasso or the box, or found with *Find a token*."
-        if highlight
-        else "Nothing is marked yet: pick the lasso at a map's top left and draw round some anchors, or find a token.",
+        help=why,
     )
 
 

@@ -292,6 +292,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
+    selection = next(b for b in at.get("download_button") if b.key == "map_sel_csv").proto
+    assert selection.disabled and "turn on *Interactive charts*" in selection.help, "no lasso among pictures"
     pictures = [h.value for h in at.get("html") if "data:image/svg+xml;base64," in h.value]
     assert len(pictures) == 3 and not at.get("echarts_chart"), "the maps and the strip open as pictures"
     source_map = svg_of(pictures[0])

@@ -30,6 +30,15 @@ def colour(value: float, lo: float, hi: float, colours: list[str] = RED_BLUE) ->
     return "#" + "".join(f"{round(x + (y - x) * frac):02x}" for x, y in zip(a, b))
 
 
+_SCALE = [colour(v, -1, 1) for v in np.linspace(-1, 1, 257)]
+
+
+def _steps(values: np.ndarray) -> list[int]:
+    """Each cosine's step in `_SCALE` (clipped to -1..1), or -1 for a NaN."""
+    steps = np.rint((np.clip(np.nan_to_num(values, nan=0.0), -1, 1) + 1) * 128).astype(int)
+    return np.where(np.isfinite(values), steps, -1).tolist()
+
+
 def _svg(width: int, height: int, body: list[str], label: str) -> str:
     """A framed figure on white, so it reads the same on a light and a dark theme (a picture cannot take the page's
     colours)."""
@@ -76,25 +85,26 @@ def map_svg(
     span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
     lo, span = lo - 0.04 * span, span * 1.08  # a margin, so no point sits on the frame
 
-    def at(point) -> tuple[float, float]:
-        x, y = (np.asarray(point, dtype=float) - lo) / span
-        return left + x * plot_w, top + (1 - y) * plot_h
+    def at(points) -> np.ndarray:
+        unit = (np.asarray(points, dtype=float).reshape(-1, 2) - lo) / span
+        return np.column_stack([left + unit[:, 0] * plot_w, top + (1 - unit[:, 1]) * plot_h])
 
     body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="{FRAME}"/>']
     body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
-    for point, sim in zip(anchor_xy, sims):
-        x, y = at(point)
-        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour(sim, -1, 1)}"/>')
+    # whole arrays at once, colours from a 257-step table: a point at a time took ~0.4 ms, 0.4 s a 1,000-anchor map
+    fills = [_SCALE[i] if i >= 0 else colour(np.nan, -1, 1) for i in _steps(np.asarray(sims, dtype=float))]
+    dots = zip(at(anchor_xy).tolist(), fills)
+    body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}"/>' for (x, y), fill in dots]
     body.append("</g>")
     named = len(highlight) <= NAMED_MARKS
     for i in highlight:
-        x, y = at(anchor_xy[i])
+        x, y = at(anchor_xy[i])[0]
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6.5" fill="none" stroke="#111" stroke-width="2"/>')
         if named:
             body.append(f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" fill="#111">{escape(words[i])}</text>')
     texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
     for i, (point, text, side) in enumerate(zip(prompt_xy, texts, sides)):
-        x, y = at(point)
+        x, y = at(point)[0]
         r = 8 if i == selected else 6
         body.append(
             f'<polygon points="{x:.1f},{y - r:.1f} {x + r:.1f},{y:.1f} {x:.1f},{y + r:.1f} {x - r:.1f},{y:.1f}" '

@@ -116,10 +116,9 @@ class Map2D:
         self.explained: list[float] | None = None  # PCA: the share of variance each axis keeps
         if method == "pca":
             self._mean = rows.mean(0, keepdims=True)
-            _, singular, vt = np.linalg.svd(rows - self._mean, full_matrices=False)
-            variance = singular**2
-            self._axes = vt[:2].T
-            self.explained = (variance[:2] / max(variance.sum(), 1e-12)).tolist()
+            self._axes, variance = top_axes(rows - self._mean, 2)
+            total = float(np.square(rows - self._mean, dtype=np.float64).sum())
+            self.explained = (variance / max(total, 1e-12)).tolist()
             self.xy = (rows - self._mean) @ self._axes
         elif method == "umap":
             import umap
@@ -135,6 +134,27 @@ class Map2D:
         if self.method == "pca":
             return (points - self._mean) @ self._axes
         return place_by_neighbours(points, self._rows, self.xy, self._neighbours)
+
+
+def top_axes(centred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` principal axes of centred rows (as columns) and the variance along each (sum of squares).
+
+    From the eigenvectors of the smaller of the two Gram matrices, not a full SVD: 1,000 anchor rows of 16,923
+    similarities took 14 s to decompose on this CPU (a real pair's first Relative space view). Each axis's sign is
+    fixed so that its largest loading is positive, so a map does not flip between runs or libraries."""
+    data = centred.astype(np.float64)
+    n, d = data.shape
+    k = min(k, n, d)
+    if n < d:  # rows × rows: axes are the rows combined by the eigenvectors
+        values, vectors = np.linalg.eigh(data @ data.T)
+        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+        axes = data.T @ vectors / np.sqrt(np.maximum(values, 1e-12))
+    else:
+        values, vectors = np.linalg.eigh(data.T @ data)
+        values, axes = values[::-1][:k], vectors[:, ::-1][:, :k]
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(k)])
+    axes = axes * np.where(signs == 0, 1.0, signs)
+    return axes.astype(centred.dtype), np.maximum(values, 0.0)
 
 
 def place_by_neighbours(points: np.ndarray, rows: np.ndarray, xy: np.ndarray, k: int) -> np.ndarray:

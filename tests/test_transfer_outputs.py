@@ -354,6 +354,29 @@ def test_pca_maps_match_a_full_svd_up_to_a_fixed_sign_whichever_side_is_smaller(
         assert np.allclose(flipped.xy, -pca.xy, atol=1e-4), "the sign follows the data, not the decomposition"
 
 
+def test_nearest_tokens_read_the_vocabulary_style_once_per_model(gpt2_lm, monkeypatch):
+    """The style (Ġ, ▁ or ##) scans the whole vocabulary: once per token shown, a real Gemma's Nearest tokens page
+    took ~20 s on its first view (80 tokens × 262k entries)."""
+    import torch
+
+    from ptfer_core import analysis
+
+    calls = []
+    real = analysis.tokenizer_style
+    monkeypatch.setattr(analysis, "tokenizer_style", lambda vocab: calls.append(1) or real(vocab))
+    gpt2_lm.memo.clear()
+    vectors = torch.randn(3, gpt2_lm.embedding_matrix.shape[1], generator=torch.Generator().manual_seed(0))
+    first = analysis.nearest_tokens(gpt2_lm, vectors, k=8)
+    again = analysis.nearest_tokens(gpt2_lm, vectors, k=8)
+    assert len(calls) <= 1 and first == again and all(len(row) == 8 for row in first)
+    sims = torch.nn.functional.normalize(vectors, dim=-1) @ torch.nn.functional.normalize(
+        gpt2_lm.embedding_matrix, dim=-1).T  # fmt: skip
+    sims[:, sorted(gpt2_lm.special_token_ids)] = -2.0
+    ids = sims.argmax(dim=-1).tolist()
+    expected = [analysis.word_of_token(gpt2_lm.vocab[i], real(gpt2_lm.vocab)) or gpt2_lm.vocab[i] for i in ids]
+    assert [row[0][0] for row in first] == [analysis.visible(w) for w in expected], "words as before"
+
+
 def test_tokens_that_print_as_nothing_are_written_out():
     from ptfer_core.analysis import visible
 

@@ -1,7 +1,7 @@
 """The Relative space page's maps and fingerprint as static SVG pictures (the page's first view).
 
 A page with the interactive ECharts maps settled ~2.1 s after a warm load on two cores, against ~0.7 s for a
-one-title page: the ECharts bundle alone costs ~0.4 s (`benchmarks/first_paint.py --anatomy --blocks echarts`). The
+one-title page: the ECharts bundle alone costs ~0.4 s (`benchmarks/first_paint.py --anatomy --blocks ECharts`). The
 same points as a picture cost the browser a few milliseconds, so the page opens on pictures and draws the charts (hover,
 zoom, lasso) when asked. They show what the charts show, from the same inputs and colour scales (`charts`)."""
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from .charts import NAMED_MARKS, RED_BLUE, fingerprint_values, grouped_labels, label_sides
 
-TEXT, MUTED, FRAME = "#31333F", "#808495", "#E3E6EA"
+TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
 FONT = "font-family:'Source Sans Pro',sans-serif;font-size:12px"
 
 
@@ -21,7 +21,7 @@ def colour(value: float, lo: float, hi: float, colours: list[str] = RED_BLUE) ->
     """The colour of `value` on a continuous scale from `lo` to `hi` through evenly spaced `colours` (as ECharts'
     continuous visualMap interpolates them); a NaN is grey."""
     if not np.isfinite(value):
-        return "#cccccc"
+        return NAN_GREY
     t = min(max((float(value) - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.5
     where = t * (len(colours) - 1)
     i = min(int(where), len(colours) - 2)
@@ -91,8 +91,8 @@ def map_svg(
 
     body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="{FRAME}"/>']
     body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
-    # whole arrays at once, colours from a 257-step table: a point at a time took ~0.4 ms, 0.4 s a 1,000-anchor map
-    fills = [_SCALE[i] if i >= 0 else colour(np.nan, -1, 1) for i in _steps(np.asarray(sims, dtype=float))]
+    # whole arrays at once, colours from a 257-step table: a point at a time took 20 ms a 1,000-anchor map, now 2.5
+    fills = [_SCALE[i] if i >= 0 else NAN_GREY for i in _steps(np.asarray(sims, dtype=float))]
     dots = zip(at(anchor_xy).tolist(), fills)
     body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}"/>' for (x, y), fill in dots]
     body.append("</g>")

@@ -390,6 +390,28 @@ def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.
     return texts
 
 
+def map_coordinates_csv(
+    maps: list[tuple[str, dict]], words: list[str], marked: list[int] | set[int], marked_only: bool = False
+) -> bytes:
+    """The maps' 2-D coordinates as CSV: per (model, map) its anchors, then its prompt vectors V1…Vm, each with
+    whether it is marked (lasso, box or *Find a token*; anchors only). `marked_only`: just the marked anchors."""
+    import csv
+    import io
+
+    marked = set(marked)
+    out = io.StringIO()
+    rows = csv.writer(out, lineterminator="\n")
+    rows.writerow(["model", "kind", "label", "x", "y", "selected"])
+    for model, drawn in maps:
+        for i, (word, (x, y)) in enumerate(zip(words, drawn["anchor_xy"])):
+            if i in marked or not marked_only:
+                rows.writerow([model, "anchor", word, float(x), float(y), i in marked])
+        if not marked_only:
+            rows.writerows([model, "prompt", f"V{i + 1}", float(x), float(y), False]
+                           for i, (x, y) in enumerate(drawn["prompt_xy"]))  # fmt: skip
+    return out.getvalue().encode()
+
+
 def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """The fingerprint's two rows (raw cosines), the values it colours (`per_row`: each row's mean removed, scaled
     to its own largest size) and the colour range's half-width (symmetric about 0)."""

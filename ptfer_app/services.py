@@ -94,6 +94,12 @@ def preload() -> float:
     cpu_setup()  # torch, imported under its lock
     for name in PRELOAD:
         importlib.import_module(name)
+    # Streamlit asks once per process, at the first element any page draws, whether it runs in a REPL (to warn): an
+    # inspect.stack() that looks up each frame's module among thousands imported, 0.08 s of the first page after a
+    # start. This server is never a REPL, so the question is answered here.
+    import streamlit.delta_generator
+
+    streamlit.delta_generator._use_warning_has_been_displayed = True
     freeze_heap()
     return time.perf_counter() - started
 

@@ -337,11 +337,12 @@ def test_map_placement_is_continuous_and_lands_an_anchor_on_itself():
 
 def test_pca_maps_match_a_full_svd_up_to_a_fixed_sign_whichever_side_is_smaller():
     """The maps' PCA takes its two axes from the smaller Gram matrix (a full SVD of 1,000 × 16,923 similarities took
-    14 s): the same axes and explained variance as the SVD, each axis signed so its largest loading is positive."""
+    14 s), by Lanczos: the same axes and explained variance as the SVD, each axis signed so its largest loading is
+    positive, and the same map twice."""
     from ptfer_core.analysis import Map2D
 
     rng = np.random.default_rng(1)
-    for n, d in ((40, 300), (300, 40)):
+    for n, d in ((40, 300), (300, 40), (6, 9)):  # Lanczos on the smaller side both ways; a dense solve when tiny
         rows = rng.normal(size=(n, d)) * np.linspace(3.0, 0.1, d)  # distinct variances: the axes are well defined
         pca = Map2D(rows.astype(np.float32), "pca")
         centred = rows - rows.mean(0)
@@ -352,6 +353,7 @@ def test_pca_maps_match_a_full_svd_up_to_a_fixed_sign_whichever_side_is_smaller(
         assert pca.xy.dtype == np.float32
         flipped = Map2D(-rows.astype(np.float32), "pca")
         assert np.allclose(flipped.xy, -pca.xy, atol=1e-4), "the sign follows the data, not the decomposition"
+        assert np.array_equal(Map2D(rows.astype(np.float32), "pca").xy, pca.xy), "a fixed start: the same map"
 
 
 def test_nearest_tokens_read_the_vocabulary_style_once_per_model(gpt2_lm, monkeypatch):

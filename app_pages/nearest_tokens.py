@@ -95,15 +95,22 @@ def body() -> None:
                 )
                 ui.chart(fig, f"norms_{title}", col)
 
-    both = pd.concat(
-        [src_table.assign(prompt="source", model=source), tgt_table.assign(prompt=result.method, model=result.target)]
-    )
+    def nearest_csv() -> bytes:  # built when clicked, not on every run
+        both = pd.concat(
+            [
+                src_table.assign(prompt="source", model=source),
+                tgt_table.assign(prompt=result.method, model=result.target),
+            ]
+        )
+        return both[["prompt", "model", "vector", "rank", "token", "cosine"]].to_csv(index=False).encode()
+
     st.download_button(
         "Download all nearest tokens (.csv)",
-        both[["prompt", "model", "vector", "rank", "token", "cosine"]].to_csv(index=False).encode(),
+        nearest_csv,
         f"nearest_tokens_{result.task.id}.csv",
         "text/csv",
         key="nn_csv",
+        on_click="ignore",
         icon=":material/download:",
     )
 

@@ -381,10 +381,11 @@ def body() -> None:
             )
             st.download_button(
                 "Download (.csv)",
-                view.to_csv(index=False).encode(),
+                lambda: view.to_csv(index=False).encode(),  # built when clicked, not on every run
                 "results.csv",
                 "text/csv",
                 key="res_csv",
+                on_click="ignore",
                 icon=":material/download:",
             )
     if len(failed):

@@ -8,6 +8,7 @@ is missing. Uses the built-in toy models (no weights needed), so it runs the sam
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -264,6 +265,19 @@ def lasso_and_export(driver) -> None:
     draw.release().perform()
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.XPATH, export).get_attribute("disabled") is None)
     settle(driver)
+    # The CSV is built when the button is clicked (a deferred download): the file holds the lassoed anchors, the
+    # same words for both models.
+    folder = Path(tempfile.mkdtemp(prefix="ptfer-downloads-"))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+    click_centred(driver, driver.find_element(By.XPATH, export))
+    saved = folder / "relative_space_selection.csv"
+    WebDriverWait(driver, 30).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    rows = list(csv.DictReader(saved.read_text(encoding="utf-8").splitlines()))
+    models = sorted({r["model"] for r in rows})
+    assert len(models) == 2 and all(r["kind"] == "anchor" and r["selected"] == "True" for r in rows), rows[:3]
+    words = [[r["label"] for r in rows if r["model"] == m] for m in models]
+    assert words[0] and words[0] == words[1], "the lassoed anchors, once per model"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def first_icon(png: bytes) -> tuple[float, float]:

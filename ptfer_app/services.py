@@ -82,6 +82,16 @@ PRELOAD = (
     "ptfer_app.results",
     "ptfer_app.transfer_settings",
     "ptfer_app.upload",
+    "ptfer_app.static_charts",
+    "ptfer_core.classification",
+    "ptfer_core.fetch",
+    "ptfer_core.jobs",
+    "ptfer_core.peft_io",
+    "scipy.sparse.linalg",  # the maps' PCA
+    "pyarrow.pandas_compat",  # a table's first trip to the browser
+    "pyarrow.vendored.version",
+    "pandas.core.reshape.reshape",
+    "streamlit.material_icon_names",  # checked at the first :material/…: icon
 )
 
 

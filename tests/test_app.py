@@ -251,6 +251,35 @@ def test_the_server_imports_the_engine_at_start_up_not_on_the_first_page(tmp_pat
     assert runner == {"magicEnabled": False, "postScriptGC": False}
 
 
+def test_after_the_start_up_imports_no_page_imports_a_module_of_its_own(tmp_path):
+    """Every page's first run on a fresh server finds what it imports already imported (`services.PRELOAD`): the
+    preset on each page, run in turn after the start-up preload, imports no module of the app, the engine or the
+    heavy libraries."""
+    import subprocess
+    import sys
+
+    pages = [f"app_pages/{name}.py" for name in ("transfer", "nearest_tokens", "relative_space", "query", "results")]
+    code = (
+        "import sys\n"
+        "from ptfer_app import services\n"
+        "services.preload()\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "before = set(sys.modules)\n"
+        f"for page in {pages!r} + ['app_pages/home.py']:\n"
+        "    at = AppTest.from_file('router.py', default_timeout=120)\n"
+        f"    at.query_params['preset'] = {DEMO_PRESET!r}\n"
+        "    at.run()\n"
+        "    at.switch_page(page).run()\n"
+        "    assert not at.exception, (page, at.exception)\n"
+        "heavy = ('ptfer_core', 'ptfer_app', 'torch', 'transformers', 'pandas', 'pyarrow', 'scipy', 'sklearn')\n"
+        "new = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in heavy or 'icon' in m)\n"
+        "print('NEW', new)\n"
+    )
+    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert "NEW []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
 def test_preset_opens_instantly_and_feeds_every_page():
     at = new_app()
     started = time.perf_counter()

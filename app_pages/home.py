@@ -69,7 +69,7 @@ def card_html(meta: dict) -> str:
     if meta.get("story"):
         parts.append(
             f'<details style="margin-top:0.5rem"><summary style="cursor:pointer">What this shows</summary>'
-            f'<div style="margin-top:0.4rem">{escape(meta["story"])}</div></details>'
+            f'<div style="margin-top:0.4rem">{ui.inline_html(meta["story"])}</div></details>'
         )
     return "".join(parts)
 

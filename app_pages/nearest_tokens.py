@@ -28,9 +28,13 @@ def norm_line(norms: dict) -> str:
     prompt, vocab = np.asarray(norms["prompt_norms"]), np.asarray(norms["vocab_norms"])
     low, mid, high = np.percentile(vocab, [5, 50, 95])
     inside = int(((prompt >= low) & (prompt <= high)).sum())
+    # One number of decimals for the whole line, enough to tell the range's ends apart: Gemma's token lengths all
+    # round to 26.1 at three significant digits ("within 26.1–26.1", beside vectors of 25.8–27.4).
+    places = next((d for d in range(1, 5) if f"{low:.{d}f}" != f"{high:.{d}f}"), 4)
+    f = lambda v: f"{v:.{places}f}"
     return (
-        f"Vector lengths {prompt.min():.3g}–{prompt.max():.3g}; the vocabulary's median is {mid:.3g}, 90 % of its "
-        f"tokens lie within {low:.3g}–{high:.3g}: {inside} of {len(prompt)} vectors are as long as a real token."
+        f"Vector lengths {f(prompt.min())}–{f(prompt.max())}; the vocabulary's median is {f(mid)}, 90 % of its "
+        f"tokens lie within {f(low)}–{f(high)}: {inside} of {len(prompt)} vectors are as long as a real token."
     )
 
 

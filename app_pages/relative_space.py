@@ -43,15 +43,21 @@ def body() -> None:
         "better; the first map takes a while, then it is cached.",
     )
     # Buttons, not drop-down lists: one click to switch, and a browser draws them faster (`docs/benchmarks.md`).
+    # No choice that shows the same map as another: a run with fewer anchors offers "all" of them instead.
+    n_anchors = int(result.transferred.provenance.get("n_anchors") or N_POINTS[-1])
+    sizes = [n for n in N_POINTS if n < n_anchors] + ([n_anchors] if n_anchors <= N_POINTS[-1] else [])
     n_points = ui.bound(
         c2.segmented_control,
         "Anchors shown",
         "npts",
-        1000,
-        options=N_POINTS,
+        1000 if 1000 in sizes else sizes[-1],
+        options=sizes,
         required=True,
-        format_func=lambda v: f"{v:,}",
-        help="The first anchors of the run's anchor set, in its order (the common vocabulary's is alphabetical), "
+        format_func=lambda v: f"all {v:,}" if v == n_anchors else f"{v:,}",
+        disabled=len(sizes) == 1,
+        help=f"This run has {n_anchors:,} anchors: the maps show them all."
+        if len(sizes) == 1
+        else "The first anchors of the run's anchor set, in its order (the common vocabulary's is alphabetical), "
         "not the most frequent words.",
     )
     vec = ui.bound(

@@ -57,19 +57,30 @@ def result_card(result: Outcome) -> None:
 def explain(result: Outcome, manual: float | None) -> None:
     """Say what the numbers mean where they appear."""
     transferred = result.scores.get(result.method, {}).get("p_at_1")
+    random = result.scores.get("random", {}).get("p_at_1")
     if result.recovered_template:
         st.info(
             "**The transferred prompt answers exactly like the manual template and discretisation on every test "
             "example:** the transfer recovered the template's own words, not something new the tuning found.",
             icon=":material/lightbulb:",
         )
-    elif manual and transferred is not None and transferred < manual / 2 and result.method == "transfer":
-        loss = result.transferred.metrics.get("matching_loss")
-        st.info(
-            f"**The transferred prompt scores {transferred:.1f} against {manual:.1f} for the manual template.** "
-            + results.why_transfer_fell_short(list(result.sources), result.target, loss),
-            icon=":material/science:",
-        )
+    elif transferred is not None:
+        notes = []
+        if random is not None and transferred <= random and result.method != "random":
+            # a gain over the manual template means nothing if a random prompt gains as much
+            notes.append(
+                f"**The {METHOD_LABELS.get(result.method, result.method).lower()} prompt scores {transferred:.1f}, "
+                f"no better than a random prompt ({random:.1f}):** on these test examples it carried nothing that "
+                "chance does not."
+            )
+        if manual and transferred < manual / 2 and result.method == "transfer":
+            loss = result.transferred.metrics.get("matching_loss")
+            notes.append(
+                f"**The transferred prompt scores {transferred:.1f} against {manual:.1f} for the manual template.** "
+                + results.why_transfer_fell_short(list(result.sources), result.target, loss)
+            )
+        if notes:
+            st.info(" ".join(notes), icon=":material/science:")
     for note in result.notes:
         st.caption(f":material/info: {note}")
     if result.story:  # the Home card's paragraph, for whoever opened the preset from a link

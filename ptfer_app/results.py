@@ -77,11 +77,24 @@ def read_table(data: bytes, name: str) -> pd.DataFrame:
     text = data.decode("utf-8")
     if name.endswith(".jsonl"):
         return tidy(pd.DataFrame([json.loads(line) for line in text.splitlines() if line.strip()]))
-    obj = json.loads(text)
-    rows = obj.get("rows") or obj.get("results") if isinstance(obj, dict) else obj
-    if not isinstance(rows, list):
+    rows = _rows_of(json.loads(text))
+    if rows is None:
         raise ValueError("JSON results must be a list of rows or an object with a 'rows' list")
     return tidy(pd.DataFrame(rows))
+
+
+def _rows_of(obj) -> list | None:
+    rows = obj.get("rows") or obj.get("results") if isinstance(obj, dict) else obj
+    return rows if isinstance(rows, list) else None
+
+
+def json_rows(path: Path) -> list | None:
+    """The rows of a JSON results file, or None when it holds something else (e.g. a study's summary), so the
+    Results page does not offer a file it then cannot read."""
+    try:
+        return _rows_of(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 def find_tables(extra_roots: tuple[Path, ...] = ()) -> dict[str, Path]:
@@ -94,7 +107,7 @@ def find_tables(extra_roots: tuple[Path, ...] = ()) -> dict[str, Path]:
             found[shipped] = REPO_ROOT / shipped
     if RESULTS_DIR.is_dir():
         for p in sorted(RESULTS_DIR.iterdir()):
-            if p.suffix in (".csv", ".jsonl", ".json") and p.is_file():
+            if p.suffix in (".csv", ".jsonl") or (p.suffix == ".json" and json_rows(p) is not None):
                 found[f"assets/results/{p.name}"] = p
     for root in (REPO_ROOT / "runs", *extra_roots):
         if not root.is_dir():

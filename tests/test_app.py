@@ -189,7 +189,35 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
         if meta.get("story"):
             story = re.search(r"<details[^>]*><summary[^>]*>What this shows</summary><div[^>]*>(.*?)</div></details>",
                               card, re.S)  # fmt: skip
-            assert story and html.unescape(story.group(1)) == meta["story"], meta["id"]
+            shown = story and html.unescape(re.sub(r"</?(strong|code)>", "", story.group(1)))
+            assert shown == meta["story"].replace("**", "").replace("`", ""), meta["id"]
+            assert "**" not in story.group(1) and "`" not in story.group(1), "markdown marks drawn as HTML"
+    toy = next(c for c in cards if "Be careful" in c)
+    assert "<strong>Be careful with this number:</strong>" in toy
+
+
+def test_a_result_no_better_than_a_random_prompt_says_so():
+    """A gain over the manual template means nothing when a random prompt does as well: the result says so wherever
+    the transferred prompt scores no more than the random one, and only there (every shipped preset, both ways)."""
+    for meta in services.preset_list():
+        at = new_app().run()
+        at.button(key=f"preset_open_{meta['id']}").click().run()
+        assert not at.exception, meta["id"]
+        scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
+        said = "no better than a random prompt" in "\n".join(i.value for i in at.info)
+        assert said == (scores["transfer"] <= scores["random"]), (meta["id"], scores)
+
+
+def test_the_results_page_offers_only_tables_it_can_read(tmp_path):
+    """Every file in the Results page's data list reads as a results table; a JSON file that holds something else
+    (the transferability study's summary) is not offered."""
+    from ptfer_app import results
+
+    listed = results.find_tables()
+    assert "assets/results/transferability-summary.json" not in listed
+    assert (ROOT / "assets" / "results" / "transferability-summary.json").is_file(), "the case this test is about"
+    for label, path in listed.items():
+        assert len(results.read_table(path.read_bytes(), path.name)), label
 
 
 def test_the_home_page_runs_without_importing_torch(tmp_path):
@@ -326,6 +354,10 @@ def test_preset_opens_instantly_and_feeds_every_page():
 
     goto(at, "relative_space")
     assert not at.exception and not errors(at)
+    sizes = at.get("button_group")[[b.key for b in at.get("button_group")].index("npts")]
+    n_anchors = at.session_state["outcome"].transferred.provenance["n_anchors"]
+    assert n_anchors < 300 and sizes.proto.disabled, "the toy run's few anchors: one map, no dead choices"
+    assert list(sizes.proto.options[i].content for i in range(len(sizes.proto.options))) == [f"all {n_anchors}"]
     selection = next(b for b in at.get("download_button") if b.key == "map_sel_csv").proto
     assert selection.disabled and "turn on *Interactive charts*" in selection.help, "no lasso among pictures"
     pictures = [h.value for h in at.get("html") if "data:image/svg+xml;base64," in h.value]

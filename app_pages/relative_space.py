@@ -76,7 +76,7 @@ def body() -> None:
         "find",
         "",
         placeholder="e.g. Paris",
-        help="Highlights matching anchor words in both maps.",
+        help="Rings matching anchor words in both maps; a word beyond the anchors shown is placed on them too.",
     )
     live = ui.bound(
         st.toggle,
@@ -128,12 +128,33 @@ def body() -> None:
     keys = (f"map_src_{shown}", f"map_tgt_{shown}")
     highlight = {i for key in keys for i in selected_anchors(key) if i < len(words)}
     if find.strip():
-        needle = find.strip().lower()
+        needle, shown_n = find.strip().lower(), len(words)
         matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
             i for i, w in enumerate(words) if w.lower().startswith(needle)
         ][:20]
-        if not matches:
-            st.caption(f"No anchor among the {len(words):,} shown spells “{find.strip()}”.")
+        if not matches:  # a word beyond the anchors shown is placed on both maps (they are not refitted)
+            further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]
+            if further:
+                maps_args = (anchor_set.key, anchor_set, mode)
+                for drawn, model, vectors in (
+                    (src_map, source, result.source_prompts[0].vectors),
+                    (tgt_map, result.target, result.transferred.vectors),
+                ):
+                    extra = services.placed_anchors(
+                        model, *maps_args, ui.digest(vectors), vectors, n_points, method, seed, tuple(further)
+                    )
+                    drawn.update(  # copies: the cached maps stay as they are
+                        anchor_xy=np.concatenate([drawn["anchor_xy"], extra["xy"]]),
+                        anchor_sim=np.concatenate([drawn["anchor_sim"], extra["sim"]]),
+                    )
+                words = [*words, *(anchor_set.words[i] for i in further)]
+                matches = list(range(shown_n, len(words)))
+                st.caption(
+                    f"“{find.strip()}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the {shown_n:,} "
+                    "shown: it is placed on both maps as they are (not refitted), ringed."
+                )
+            else:
+                st.caption(f"No anchor spells “{find.strip()}”: it is not among the {len(anchor_set):,} shared words.")
         highlight |= set(matches)
     highlight = sorted(highlight)[:200]
     target_prompt = f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt"
@@ -152,8 +173,8 @@ def body() -> None:
             picture = static_charts.map_svg(*drawing, color, highlight, vec)
             col.html(ui.svg_image(picture, f"{space}: map of the anchor words and the prompt vectors"))
     variance = (
-        " UMAP is fitted on the anchors alone; each prompt vector sits at the weighted centre of its 15 nearest "
-        "anchors, so equal similarity profiles land on the same spot in both maps."
+        " UMAP is fitted on each model's anchors alone, so the two maps' layouts differ; each prompt vector sits at "
+        "the weighted centre of the 15 anchors whose similarity profiles are closest to its own."
     )
     if src_map["explained"] and tgt_map["explained"]:
         variance = (

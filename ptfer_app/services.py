@@ -401,6 +401,30 @@ def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def placed_anchors(
+    model: str,
+    anchor_key: str,
+    _anchors,
+    mode: str,
+    prompt_key: str,
+    _vectors,
+    n_points: int,
+    method: str,
+    seed: int,
+    indices: tuple[int, ...],
+) -> dict:
+    """Anchors beyond the first n (a word found with *Find a token*) placed on that map without refitting it, and
+    their similarities to the prompt vectors, as `relative_map` gives them for the anchors it shows."""
+    from ptfer_core.analysis import anchor_rows, prompt_coordinates
+
+    fitted, _ = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
+    lm = load_model(model)
+    rows = anchor_rows(lm, _anchors, list(indices), mode)
+    prompt_rel = prompt_coordinates(lm, _vectors, _anchors, mode)
+    return {"xy": fitted.place(rows), "sim": prompt_rel[:, list(indices)].T}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def relative_map(
     model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:

@@ -81,6 +81,14 @@ def anchor_coordinates(
     return rows.numpy(), list(anchors.words[:n_points])
 
 
+def anchor_rows(
+    lm: PromptedLM, anchors: AnchorSet, indices: list[int], mode: SpaceMode | str = SpaceMode.RAW
+) -> np.ndarray:
+    """Relative encodings of the anchors at `indices`, in the same space as `anchor_coordinates`' rows."""
+    with torch.no_grad():
+        return relative_space(lm, anchors, mode).encode(anchors.embeddings(lm)[indices].float().cpu()).numpy()
+
+
 def prompt_coordinates(
     lm: PromptedLM, vectors: torch.Tensor, anchors: AnchorSet, mode: SpaceMode | str = SpaceMode.RAW
 ) -> np.ndarray:

@@ -421,7 +421,7 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     assert diamonds["z"] > series[0].get("z", 2), "drawn above the anchor dots"
     named = [d["label"]["formatter"] for d in diamonds["data"] if d["label"]["show"]]
     assert ", ".join(named).count("V") == 5, "every vector is named once"
-    assert "weighted centre of its 15 nearest anchors" in texts(at)
+    assert "weighted centre of the 15 anchors whose similarity profiles" in texts(at)
     result = at.session_state["outcome"]
     anchors = services.run_anchors(result, services.data_dir_for([*result.sources, result.target]))
     vectors = result.source_prompts[0].vectors
@@ -1409,3 +1409,25 @@ def test_the_start_up_warm_up_skips_the_pair_tables_when_there_is_no_data(monkey
     calls.clear()
     services.warm_up_defaults()
     assert calls == [(["smollm2-135m"], "gemma3-270m", "P36", "/data"), "umap"]
+
+
+@pytest.mark.parametrize("method", ["pca", "umap"])
+def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(method):
+    """*Find a token* places an anchor beyond the first n (the maps are not refitted): placed that way, anchors the
+    map does show land on their own points with their own similarities, and one beyond them lands inside the map."""
+    import numpy as np
+    import torch
+
+    names = ("tiny-demo-bert", "tiny-demo-gpt2")
+    anchor_set = services.anchors(names, None, "common-vocab", "words", services.demo_data_dir())
+    vectors = torch.randn(3, services.load_model(names[0]).width, generator=torch.Generator().manual_seed(0))
+    args = (names[0], anchor_set.key, anchor_set, "raw")
+    shown = services.relative_map(*args, "v", vectors, 16, method, 0)
+    assert len(anchor_set) > 20 and len(shown["words"]) == 16
+    placed = services.placed_anchors(*args, "v", vectors, 16, method, 0, (5, 11, 20))
+    assert np.allclose(placed["sim"][:2], shown["anchor_sim"][[5, 11]], atol=1e-6)
+    if method == "pca":  # UMAP places by neighbours: an anchor's own point is one of several it is averaged from
+        assert np.allclose(placed["xy"][:2], shown["anchor_xy"][[5, 11]], atol=1e-4)
+    low, high = shown["anchor_xy"].min(0), shown["anchor_xy"].max(0)
+    span = high - low
+    assert np.all(placed["xy"][2] >= low - span) and np.all(placed["xy"][2] <= high + span), "on the map"

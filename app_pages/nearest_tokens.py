@@ -64,6 +64,13 @@ def body() -> None:
     overview = glance(src_table, tgt_table).rename_axis("vector")
     overview.columns = [f"source prompt · {source} vocabulary", f"{method.lower()} prompt · {result.target} vocabulary"]
     ui.table(overview)  # a few words per vector: static text, no data grid to paint
+    if result.discretized_tokens:  # the discretisation baseline searched fewer words than these lists do
+        st.caption(
+            "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole word "
+            f"that is one token in both models: {', '.join(result.discretized_tokens)}. These lists search every "
+            f"token of {source}'s vocabulary (pieces of words and tokens the target lacks too), so their first "
+            "entries can differ."
+        )
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)

@@ -344,6 +344,10 @@ def test_preset_opens_instantly_and_feeds_every_page():
     cosines = [float(c) for c in shown[1]["cosine"]]
     assert cosines == sorted(cosines, reverse=True) and list(shown[1]["rank"]) == [str(i + 1) for i in range(8)]
     assert "Source prompt" in texts(at)
+    words = at.session_state["outcome"].discretized_tokens
+    assert words and f"nearest *shared word*, a whole word that is one token in both models: {', '.join(words)}" in (
+        texts(at)
+    ), "why the discretised words need not lead these lists"
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
     assert "are as long as a real token" in texts(at) and not at.get("echarts_chart"), "histograms wait, undrawn"
     at.session_state["nn_hist"] = True

@@ -163,7 +163,7 @@ def pick_table():
             st.stop()
     path = found[choice]
     try:
-        return load_table(str(path), path.stat().st_mtime), choice
+        return results.with_precision(load_table(str(path), path.stat().st_mtime), choice), choice
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         st.error(f"**{choice} cannot be read.** {exc}", icon=":material/error:")
         st.stop()
@@ -309,6 +309,8 @@ def body() -> None:
     if df.empty:
         st.info("This table has no rows yet.")
         return
+    if note := results.precision_note(df):
+        st.caption(f":material/info: {note}")
     # The four filters wait in a popover: drawn on the page, four multiselects were the heaviest block of its first
     # paint (`docs/benchmarks.md`, the anatomy runs).
     active = [label for key, _, label in FILTERS if st.session_state.get(key)]

@@ -27,6 +27,19 @@ SHIPPED_GRIDS = (
     "assets/grid-classification/results.csv",
     "assets/grid-dbpedia/results.csv",
 )
+# The precision the rows of a shipped grid were scored in, where its rows do not say (they do since the `precision`
+# column), per recipe or per "recipe/relation": `eval_precision: auto` meant float32 on the AVX2 machine of the
+# sessions up to 2026-12-01 06:00 (the studio part, the paper recipes on P36 and P17) and bfloat16 on the AVX-512
+# machine after (the paper recipes on the other 39 relations). Evidence: the manual template re-scored in both
+# precisions matches these rows wherever the two differ (`python benchmarks/grid_precision_audit.py assets/grid-real`).
+SHIPPED_PRECISION = {
+    "assets/grid-real/results.csv": {
+        "studio": "float32",
+        **{f"{r}/{rel}": "float32" for r in ("paper", "paper-zero-shot") for rel in ("P36", "P17")},
+        "paper": "bfloat16",
+        "paper-zero-shot": "bfloat16",
+    },
+}
 # optional columns that drive the analysis charts
 ANALYSIS = {
     "matching_loss": "Matching loss vs accuracy",
@@ -68,6 +81,34 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         "target"
     ].astype(str)
     return df.reset_index(drop=True)
+
+
+def with_precision(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The table with its `precision` column, filled from SHIPPED_PRECISION for a shipped grid that lacks one."""
+    known = SHIPPED_PRECISION.get(label)
+    if known is None or ("precision" in df.columns and df["precision"].notna().all()):
+        return df
+    return df.assign(precision=[known.get(f"{r}/{rel}", known.get(r)) for r, rel in zip(df["recipe"], df["relation"])])
+
+
+def precision_note(df: pd.DataFrame) -> str | None:
+    """What a reader must know when a table's rows were scored in more than one precision: how far the manual
+    template (the same prompt under every recipe) moves between them, i.e. how small a difference means nothing."""
+    if "precision" not in df.columns or df["precision"].dropna().nunique() < 2:
+        return None
+    by = df.dropna(subset=["precision"]).groupby("recipe")["precision"].agg(lambda v: "/".join(sorted(set(v))))
+    said = "; ".join(f"{r}: {p}" for r, p in by.items())
+    manual = df[df["method"] == "manual"]
+    manual = manual.pivot_table(index=["relation", "target"], columns="precision", values="p_at_1")
+    spread = ""
+    if manual.shape[1] >= 2:
+        gap = (manual.max(axis=1) - manual.min(axis=1)).dropna()
+        if len(gap):
+            spread = (
+                f" The manual template, the same prompt under every recipe, differs by up to {gap.max():.1f} points "
+                f"per relation (mean {gap.mean():.2f}) between them: smaller differences between recipes say nothing."
+            )
+    return f"Rows scored in different precisions ({said}).{spread}"
 
 
 def read_table(data: bytes, name: str) -> pd.DataFrame:

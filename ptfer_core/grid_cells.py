@@ -8,6 +8,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from .artifacts import SoftPrompt
+from .config import resolve_precision
 from .errors import DataError, PTferError
 from .runs import PromptStore, TaskData, run
 from .settings import recipe_settings
@@ -31,6 +32,9 @@ def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[di
         "source": "+".join(cell.sources),
         "target": cell.target,
         "seed": config.seed,
+        # what `auto` meant on the machine that scored the cell: bfloat16 with AVX-512, float32 without. A grid
+        # built in parts on different machines otherwise mixes the two silently (benchmarks/grid_precision_audit.py)
+        "precision": resolve_precision(config.eval_precision).value,
     }
     try:
         data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev, config.max_test)

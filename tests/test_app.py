@@ -1435,3 +1435,34 @@ def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(
     low, high = shown["anchor_xy"].min(0), shown["anchor_xy"].max(0)
     span = high - low
     assert np.all(placed["xy"][2] >= low - span) and np.all(placed["xy"][2] <= high + span), "on the map"
+
+
+def test_a_results_table_scored_in_two_precisions_says_so_and_how_much_it_moves_the_manual_template():
+    """The shipped real grid's studio rows were scored in float32 and its paper rows in bfloat16 (what `auto` meant
+    on each machine): the Results page says so, with the manual template's spread between them, computed from the
+    rows; a table in one precision gets no note."""
+    import pandas as pd
+
+    from ptfer_app import results
+
+    label = "assets/grid-real/results.csv"
+    table = results.with_precision(results.read_table((ROOT / label).read_bytes(), "results.csv"), label)
+    assert set(zip(table.recipe, table.precision)) == {
+        ("studio", "float32"), ("paper", "bfloat16"), ("paper-zero-shot", "bfloat16"), ("paper", "float32"),
+        ("paper-zero-shot", "float32"),
+    }  # fmt: skip
+    assert set(table[table.precision.eq("float32") & table.recipe.eq("paper")].relation) == {"P36", "P17"}
+    note = results.precision_note(table)
+    assert note and "paper: bfloat16/float32" in note and "studio: float32" in note
+    manual = table[table.method == "manual"]
+    manual = manual.pivot_table(index=["relation", "target"], columns="recipe", values="p_at_1")
+    assert f"up to {(manual.paper - manual.studio).abs().max():.1f} points" in note
+    p36 = manual.loc["P36"]
+    assert (p36.paper == p36.studio).all(), "P36's paper rows were scored in float32, as the studio ones"
+    assert results.precision_note(table[table.recipe == "studio"]) is None
+    plain = pd.DataFrame({"relation": ["P1"], "method": ["manual"], "target": ["t"], "p_at_1": [1.0]})
+    assert results.precision_note(results.with_precision(results.tidy(plain), "mine.csv")) is None
+
+    at = new_app()
+    at.switch_page(PAGE["results"]).run()
+    assert at.selectbox(key="res_src").value == label and "Rows scored in different precisions" in texts(at)

@@ -273,7 +273,7 @@ def test_a_source_prompt_for_another_relation_or_model_is_refused(workdir, capsy
     assert code == 2 and "one --relation" in capsys.readouterr().err
 
 
-def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
+def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys, monkeypatch):
     config = tmp_path / "g.yaml"
     config.write_text(
         'models: ["tiny:bert:32:1", "tiny:gpt2:32:3"]\nrelations: all\nmethods: [manual]\n', encoding="utf-8"
@@ -283,6 +283,13 @@ def test_grid_relations_override_runs_only_those(workdir, tmp_path, capsys):
 
     table = pd.read_csv(workdir / "g" / "results.csv")
     assert sorted(table.relation.unique()) == ["P103", "P36"]
+    from ptfer_core.config import resolve_precision
+
+    assert set(table.precision) == {resolve_precision("float32").value}, "each row says what it was scored in"
+    monkeypatch.setenv("PTFER_AUTO_PRECISION", "bfloat16")  # a machine where `auto` means bfloat16
+    config.write_text(config.read_text(encoding="utf-8") + "eval_precision: auto\n", encoding="utf-8")
+    assert main(["grid", "--config", str(config), "--out", "g3", "--relations", "P36"]) == 0
+    assert set(pd.read_csv(workdir / "g3" / "results.csv").precision) == {"bfloat16"}
     assert main(["grid", "--config", str(config), "--out", "g2", "--relations", "P999"]) == 2
     assert "P999" in capsys.readouterr().err
 

@@ -10,6 +10,10 @@ loads only (the first load and the server's warm-ups are waited out), median of 
     # JavaScript self time by bundle (Chrome's sampling profiler), averaged over the loads
     .venv/bin/python benchmarks/browser_time.py --profile --paths "/relative-space?preset=toy-bert-gpt2-language"
 
+    # one line per load: when the page's element count and state changed, and when the browser's main thread was
+    # too busy to answer the 20 ms probe (a "busy" gap: JavaScript drawing the page)
+    .venv/bin/python benchmarks/browser_time.py --timeline --loads 3 --paths "/transfer?preset=toy-bert-gpt2-language"
+
 The floor (a one-title page) is measured first in both modes.
 """
 
@@ -26,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.first_paint import FLOOR_SRC, Server, browser, find_binary, load  # noqa: E402
+from benchmarks.first_paint import FLOOR_SRC, PROBE, Server, browser, find_binary, load  # noqa: E402
 
 
 def one_load(driver, server: Server, path: str) -> tuple[float, float]:
@@ -61,6 +65,29 @@ def script_by_bundle(driver, server: Server, path: str, loads: int) -> collectio
     return spent
 
 
+def timeline(driver, url: str, timeout: float = 30.0) -> str:
+    """One warm load as events: `t:STATE` when the element count or state changes (R running, B busy indicator,
+    C content drawn, then the element count) and `t:busy D` when the probe waited D s for the main thread."""
+    driver.get("about:blank")
+    started = time.monotonic()
+    driver.get(url)
+    events, last, since, before = [], None, 0.0, 0.0
+    while time.monotonic() - started < timeout:
+        busy, content, elements, _, running = driver.execute_script(PROBE)
+        now = time.monotonic() - started
+        if events and now - before > 0.08:
+            events.append(f"{before:.2f}:busy {now - before:.2f}")
+        before = now
+        state = ("R" if running else "") + ("B" if busy else "") + ("C" if content else "") + str(elements)
+        if state != last:
+            events.append(f"{now:.2f}:{state}")
+            last, since = state, now
+        elif now - since > 0.6 and not busy:
+            break
+        time.sleep(0.02)
+    return " ".join(events)
+
+
 def warm(driver, server: Server, path: str) -> None:
     load(driver, server.url + path, 120)
     time.sleep(5)  # the app's warm-ups start a few seconds after a first run
@@ -72,10 +99,11 @@ def main() -> None:
     ap.add_argument("--paths", required=True, help="comma list of URL paths, e.g. /,/query?preset=…")
     ap.add_argument("--pair", help="two checkouts, comma separated: each serves the paths in turn")
     ap.add_argument("--profile", action="store_true", help="JavaScript self time by bundle (this checkout)")
+    ap.add_argument("--timeline", action="store_true", help="each load's element and busy timeline (this checkout)")
     ap.add_argument("--loads", type=int, default=6)
     args = ap.parse_args()
-    if bool(args.pair) == args.profile:
-        ap.error("choose one of --pair and --profile")
+    if sum((bool(args.pair), args.profile, args.timeline)) != 1:
+        ap.error("choose one of --pair, --profile and --timeline")
     chromium, chromedriver = find_binary("/usr/bin/chromium"), find_binary("/usr/bin/chromedriver")
     if not chromium or not chromedriver:
         sys.exit("browser_time: Chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
@@ -93,6 +121,12 @@ def main() -> None:
             floor_rows = [one_load(driver, floor, "/") for _ in range(args.loads)]
         print("floor: settled {:.3f} s, JavaScript {:.3f} s".format(*medians(floor_rows)), flush=True)
         for path in args.paths.split(","):
+            if args.timeline:
+                with Server(ROOT / "app.py", env, tmp / "app.log") as server:
+                    warm(driver, server, path)
+                    for i in range(args.loads):
+                        print(f"{path} load {i + 1}: {timeline(driver, server.url + path)}", flush=True)
+                continue
             if args.profile:
                 with Server(ROOT / "app.py", env, tmp / "app.log") as server:
                     warm(driver, server, path)

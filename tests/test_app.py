@@ -124,6 +124,15 @@ def goto(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGE[page]).run()
 
 
+def fresh_python(code: str, tmp_path: Path):
+    """`code` in a new Python process from the repository root (a fresh server's imports), without real models."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
 def open_demo_preset(at: AppTest) -> AppTest:
     at.run()
     at.button(key=f"preset_open_{DEMO_PRESET}").click().run()
@@ -224,8 +233,6 @@ def test_the_home_page_runs_without_importing_torch(tmp_path):
     """A fresh server's first page should not wait ~4 s for torch, nor ~1 s for numpy and pandas: the home page's
     script run (demo models, no real ones) imports none of them. The background warm-ups, which do, are switched off
     to keep this exact."""
-    import subprocess
-    import sys
 
     code = (
         "import sys\nfrom ptfer_app import services\n"
@@ -236,16 +243,13 @@ def test_the_home_page_runs_without_importing_torch(tmp_path):
         "heavy = [m for m in ('torch', 'numpy', 'pandas') if m in sys.modules]\n"
         "print('TITLE', at.title[0].value, 'HEAVY', heavy, 'STREAMLIT', 'streamlit' in sys.modules)\n"
     )
-    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    out = fresh_python(code, tmp_path)
     assert "TITLE PTfer Studio HEAVY [] STREAMLIT True" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
 def test_the_server_imports_the_engine_at_start_up_not_on_the_first_page(tmp_path):
     """`streamlit run app.py` serves router.py as an st.App whose start-up imports torch and the engine (the browser
     tests run the server itself): the first page of a fresh server, often a link to a preset, does not wait for it."""
-    import subprocess
-    import sys
 
     code = (
         "import asyncio, runpy, sys\n"
@@ -265,8 +269,7 @@ def test_the_server_imports_the_engine_at_start_up_not_on_the_first_page(tmp_pat
         "        delta_generator._maybe_print_use_warning()  # what the first element of a page calls\n"
         "asyncio.run(start())\n"
     )
-    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    out = fresh_python(code, tmp_path)
     assert "BEFORE False False" in out.stdout and "AFTER True" in out.stdout, out.stdout + out.stderr[-2000:]
     # The imported heap is frozen, and Streamlit's full collection after every run is off: with it, every page load
     # waited ~0.2 s for a pass over torch's and transformers' objects (benchmarks/first_paint.py, docs/benchmarks.md).
@@ -283,8 +286,6 @@ def test_after_the_start_up_imports_no_page_imports_a_module_of_its_own(tmp_path
     """Every page's first run on a fresh server finds what it imports already imported (`services.PRELOAD`): the
     preset on each page, run in turn after the start-up preload, imports no module of the app, the engine or the
     heavy libraries."""
-    import subprocess
-    import sys
 
     pages = [f"app_pages/{name}.py" for name in ("transfer", "nearest_tokens", "relative_space", "query", "results")]
     code = (
@@ -303,8 +304,7 @@ def test_after_the_start_up_imports_no_page_imports_a_module_of_its_own(tmp_path
         "new = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in heavy or 'icon' in m)\n"
         "print('NEW', new)\n"
     )
-    env = {**os.environ, "PTFER_MODEL_DIR": str(tmp_path / "no-models"), "PTFER_APP_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    out = fresh_python(code, tmp_path)
     assert "NEW []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
 
 

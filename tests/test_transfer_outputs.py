@@ -356,6 +356,29 @@ def test_pca_maps_match_a_full_svd_up_to_a_fixed_sign_whichever_side_is_smaller(
         assert np.array_equal(Map2D(rows.astype(np.float32), "pca").xy, pca.xy), "a fixed start: the same map"
 
 
+def test_umap_sees_rows_whose_distances_give_their_cosine_neighbours():
+    """UMAP fits on `cosine_features`: unit rows (squared distance = 2 - 2 cos, exactly, when narrow), projected on
+    their top axes when wider (UMAP on 2,000 x 16,923 cosine rows took 84 s): the cosine neighbours of rows with a
+    few strong directions, as real similarity rows have, are kept."""
+    from ptfer_core.analysis import cosine_features
+
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(size=(50, 20)) + 0.5
+    feats = cosine_features(narrow)
+    unit = narrow / np.linalg.norm(narrow, axis=1, keepdims=True)
+    squared = ((feats[:, None] - feats[None]) ** 2).sum(-1)
+    assert np.allclose(squared, 2 - 2 * unit @ unit.T, atol=1e-5)
+
+    wide = rng.normal(size=(300, 40)) @ rng.normal(size=(40, 2000)) + 0.05 * rng.normal(size=(300, 2000)) + 3.0
+    feats = cosine_features(wide, 64)
+    assert feats.shape == (300, 64) and feats.dtype == np.float32
+    unit = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+    by_cosine = np.argsort(-(unit @ unit.T), axis=1)[:, 1:6]
+    by_distance = np.argsort(((feats[:, None] - feats[None]) ** 2).sum(-1), axis=1)[:, 1:6]
+    kept = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(by_cosine, by_distance)])
+    assert kept > 0.95, kept
+
+
 def test_nearest_tokens_read_the_vocabulary_style_once_per_model(gpt2_lm, monkeypatch):
     """The style (Ġ, ▁ or ##) scans the whole vocabulary: once per token shown, a real Gemma's Nearest tokens page
     took ~20 s on its first view (80 tokens × 262k entries)."""

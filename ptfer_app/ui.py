@@ -401,6 +401,11 @@ def require_outcome(what: str) -> Outcome:
 def outcome_caption(result: Outcome) -> None:
     origin = "preset" if result.origin.startswith("preset:") else "your run"
     recipe = result.settings.get("recipe")
+    # A run whose settings differ from its recipe's says which (a solver switched to Adam is no longer plain studio).
+    changed = [f"{k} {v}" for group in (_differences(recipe, result.settings) if recipe else {}).values()
+               for k, v in group.items()]  # fmt: skip
+    if changed:
+        recipe += f" (changed: {', '.join(changed[:4])}{', …' if len(changed) > 4 else ''})"
     st.caption(
         f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
         f"{METHOD_LABELS.get(result.method, result.method).lower()}"

@@ -215,6 +215,10 @@ def test_a_result_no_better_than_a_random_prompt_says_so():
         scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
         said = "no better than a random prompt" in "\n".join(i.value for i in at.info)
         assert said == (scores["transfer"] <= scores["random"]), (meta["id"], scores)
+        # every shipped preset departs from its recipe somewhere (the training cap, the toy's tuning), and says so
+        recipe = meta["settings"]["recipe"]
+        expected = "epochs 40" if meta["id"] == DEMO_PRESET else "max_train 200"
+        assert f"recipe {recipe} (changed: " in texts(at) and expected in texts(at), meta["id"]
 
 
 def test_the_results_page_offers_only_tables_it_can_read(tmp_path):

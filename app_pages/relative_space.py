@@ -128,33 +128,11 @@ def body() -> None:
     keys = (f"map_src_{shown}", f"map_tgt_{shown}")
     highlight = {i for key in keys for i in selected_anchors(key) if i < len(words)}
     if find.strip():
-        needle, shown_n = find.strip().lower(), len(words)
-        matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
-            i for i, w in enumerate(words) if w.lower().startswith(needle)
-        ][:20]
-        if not matches:  # a word beyond the anchors shown is placed on both maps (they are not refitted)
-            further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]
-            if further:
-                maps_args = (anchor_set.key, anchor_set, mode)
-                for drawn, model, vectors in (
-                    (src_map, source, result.source_prompts[0].vectors),
-                    (tgt_map, result.target, result.transferred.vectors),
-                ):
-                    extra = services.placed_anchors(
-                        model, *maps_args, ui.digest(vectors), vectors, n_points, method, seed, tuple(further)
-                    )
-                    drawn.update(  # copies: the cached maps stay as they are
-                        anchor_xy=np.concatenate([drawn["anchor_xy"], extra["xy"]]),
-                        anchor_sim=np.concatenate([drawn["anchor_sim"], extra["sim"]]),
-                    )
-                words = [*words, *(anchor_set.words[i] for i in further)]
-                matches = list(range(shown_n, len(words)))
-                st.caption(
-                    f"“{find.strip()}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the {shown_n:,} "
-                    "shown: it is placed on both maps as they are (not refitted), ringed."
-                )
-            else:
-                st.caption(f"No anchor spells “{find.strip()}”: it is not among the {len(anchor_set):,} shared words.")
+        maps = ((src_map, source), (tgt_map, result.target))
+        place = lambda model, indices: services.placed_anchors(
+            model, anchor_set.key, anchor_set, mode, n_points, method, seed, indices
+        )
+        words, matches = find_anchors(find.strip(), words, anchor_set, maps, place)
         highlight |= set(matches)
     highlight = sorted(highlight)[:200]
     target_prompt = f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt"
@@ -247,6 +225,32 @@ def body() -> None:
         "differently when the two models' spaces do not line up (see docs/transferability.md)."
         + fingerprint_scale_note(src_enc[vec], tgt_enc[vec], vec, order)
     )
+
+
+def find_anchors(text: str, words: list[str], anchor_set, maps, place) -> tuple[list[str], list[int]]:
+    """*Find a token*: the shown anchors spelled `text` (or, failing that, starting with it). A word beyond the anchors
+    shown is added to each map (`maps`: its dict and model), placed by `place(model, indices)` without refitting it;
+    returns the words with it and the indices to ring."""
+    needle, shown_n = text.lower(), len(words)
+    matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
+        i for i, w in enumerate(words) if w.lower().startswith(needle)
+    ][:20]
+    if matches:
+        return words, matches
+    further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]
+    if not further:
+        st.caption(f"No anchor spells “{text}”: it is not among the {len(anchor_set):,} shared words.")
+        return words, []
+    for drawn, model in maps:
+        drawn.update(  # copies: the cached maps stay as they are
+            anchor_xy=np.concatenate([drawn["anchor_xy"], place(model, tuple(further))]),
+            anchor_sim=np.concatenate([drawn["anchor_sim"], drawn["all_sim"][further]]),
+        )
+    st.caption(
+        f"“{text}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the {shown_n:,} shown: it is placed on "
+        "both maps as they are (not refitted), ringed."
+    )
+    return [*words, *(anchor_set.words[i] for i in further)], list(range(shown_n, shown_n + len(further)))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -402,26 +402,14 @@ def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def placed_anchors(
-    model: str,
-    anchor_key: str,
-    _anchors,
-    mode: str,
-    prompt_key: str,
-    _vectors,
-    n_points: int,
-    method: str,
-    seed: int,
-    indices: tuple[int, ...],
-) -> dict:
-    """Anchors beyond the first n (a word found with *Find a token*) placed on that map without refitting it, and
-    their similarities to the prompt vectors, as `relative_map` gives them for the anchors it shows."""
-    from ptfer_core.analysis import anchor_rows, prompt_coordinates
+    model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int, indices: tuple[int, ...]
+):
+    """2-D positions of anchors beyond the first n (a word found with *Find a token*) on that map, not refitted.
+    Their similarities to the prompt vectors are in `relative_map`'s "all_sim"."""
+    from ptfer_core.analysis import anchor_rows
 
     fitted, _ = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
-    lm = load_model(model)
-    rows = anchor_rows(lm, _anchors, list(indices), mode)
-    prompt_rel = prompt_coordinates(lm, _vectors, _anchors, mode)
-    return {"xy": fitted.place(rows), "sim": prompt_rel[:, list(indices)].T}
+    return fitted.place(anchor_rows(load_model(model), _anchors, list(indices), mode))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -438,6 +426,7 @@ def relative_map(
         "prompt_xy": fitted.place(prompt_rel),
         "words": words,
         "anchor_sim": prompt_rel[:, : len(words)].T,
+        "all_sim": prompt_rel.T,  # to every anchor, shown or not [k, m]
         "explained": fitted.explained,
     }
 

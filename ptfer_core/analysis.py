@@ -76,15 +76,13 @@ def anchor_coordinates(
     """Relative encodings (in the run's own space) of the first `n_points` anchors [n, k], and their words.
 
     Both models' points are expressed against the same anchor words, so source and target maps are comparable."""
-    with torch.no_grad():
-        rows = relative_space(lm, anchors, mode).encode(anchors.embeddings(lm)[:n_points].float().cpu())
-    return rows.numpy(), list(anchors.words[:n_points])
+    return anchor_rows(lm, anchors, slice(0, n_points), mode), list(anchors.words[:n_points])
 
 
 def anchor_rows(
-    lm: PromptedLM, anchors: AnchorSet, indices: list[int], mode: SpaceMode | str = SpaceMode.RAW
+    lm: PromptedLM, anchors: AnchorSet, indices: list[int] | slice, mode: SpaceMode | str = SpaceMode.RAW
 ) -> np.ndarray:
-    """Relative encodings of the anchors at `indices`, in the same space as `anchor_coordinates`' rows."""
+    """Relative encodings (in the run's own space) of the anchors at `indices` [n, k]."""
     with torch.no_grad():
         return relative_space(lm, anchors, mode).encode(anchors.embeddings(lm)[indices].float().cpu()).numpy()
 

@@ -1432,13 +1432,13 @@ def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(
     args = (names[0], anchor_set.key, anchor_set, "raw")
     shown = services.relative_map(*args, "v", vectors, 16, method, 0)
     assert len(anchor_set) > 20 and len(shown["words"]) == 16
-    placed = services.placed_anchors(*args, "v", vectors, 16, method, 0, (5, 11, 20))
-    assert np.allclose(placed["sim"][:2], shown["anchor_sim"][[5, 11]], atol=1e-6)
+    placed = services.placed_anchors(*args, 16, method, 0, (5, 11, 20))
+    assert np.allclose(shown["all_sim"][[5, 11]], shown["anchor_sim"][[5, 11]], atol=1e-6)
     if method == "pca":  # UMAP places by neighbours: an anchor's own point is one of several it is averaged from
-        assert np.allclose(placed["xy"][:2], shown["anchor_xy"][[5, 11]], atol=1e-4)
+        assert np.allclose(placed[:2], shown["anchor_xy"][[5, 11]], atol=1e-4)
     low, high = shown["anchor_xy"].min(0), shown["anchor_xy"].max(0)
     span = high - low
-    assert np.all(placed["xy"][2] >= low - span) and np.all(placed["xy"][2] <= high + span), "on the map"
+    assert np.all(placed[2] >= low - span) and np.all(placed[2] <= high + span), "on the map"
 
 
 def test_a_results_table_scored_in_two_precisions_says_so_and_how_much_it_moves_the_manual_template():

@@ -743,6 +743,40 @@ def test_cancel_stops_within_a_second():
     assert "outcome" not in at.session_state, "a cancelled run changes nothing"
 
 
+def test_live_progress_counts_steps_only_in_a_phase_that_has_several():
+    """A one-step phase (loading a model) read "step 0 of 1", as if stuck; a counted phase shows its steps."""
+    import threading
+
+    from ptfer_core.jobs import Job
+
+    gates = [threading.Event(), threading.Event()]
+
+    def work(job):
+        job.begin("load:x", "Loading x", 1)
+        gates[0].wait(30)
+        job.begin("tune", "Tuning", 30)
+        job.report(3)
+        gates[1].wait(30)
+
+    at = goto(new_app().run(), "transfer")
+    job = at.session_state["transfer_job"] = Job(work, "test").start()
+    try:
+        at.run()
+        shown = [p.proto.text for p in at.get("progress")]
+        assert len(shown) == 1 and shown[0].startswith("working… · ") and " of " not in shown[0], shown
+        gates[0].set()
+        deadline = time.perf_counter() + 30
+        while job.phase.name != "tune" or job.phase.step != 3:
+            assert time.perf_counter() < deadline
+            time.sleep(0.01)
+        at.run()
+        assert [p.proto.text.split(" · ")[0] for p in at.get("progress")] == ["step 3 of 30"]
+    finally:
+        for gate in gates:
+            gate.set()
+        job.join(10)
+
+
 def test_two_sessions_are_independent():
     first, second = new_app(), new_app()
     open_demo_preset(first)

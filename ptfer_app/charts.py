@@ -14,7 +14,7 @@ import numpy as np
 
 from ptfer_core.grid_tables import GRID_METHODS as METHOD_ORDER
 
-from .palette import METHOD_COLORS, SOURCE, TARGET
+from .palette import METHOD_COLORS, PROMPT_EDGE, SOURCE, TARGET
 
 FONT = {"fontFamily": "Source Sans Pro, sans-serif", "fontSize": 13}
 # Diverging (cosines: blue opposite, red similar) and sequential (scores) colour ranges.
@@ -84,11 +84,13 @@ def _frame(spec: dict, height: int, title: str = "", legend: bool = False, right
 
 
 def _colour_bar(lo: float, hi: float, colours: list[str], title: str, height: int, digits: int, **kw) -> dict:
-    """A vertical colour scale at the right edge for the values in each data item's third entry."""
+    """A vertical colour scale at the right edge for the values in each data item's third entry, its title and its
+    two ends written out (as the static pictures' scale: a bar without values told nothing)."""
     return {
         "type": "continuous", "dimension": 2, "min": lo, "max": hi, "inRange": {"color": colours},
         "calculable": False, "orient": "vertical", "right": 0, "top": "middle", "itemWidth": 10,
-        "itemHeight": height, "text": [title, ""], "precision": digits, **kw,
+        "itemHeight": height, "text": [f"{title}\n{hi:.{digits}f}", f"{lo:.{digits}f}"], "itemGap": 6,
+        "precision": digits, **kw,
     }  # fmt: skip
 
 
@@ -326,7 +328,8 @@ def relative_map(
             "data": vectors,
             "symbol": "diamond",
             "z": 5,
-            "itemStyle": {"color": color, "borderColor": "#fff", "borderWidth": 1.5},
+            # a dark edge: a source-blue or target-red diamond alone blended into the blue and red anchor dots
+            "itemStyle": {"color": color, "borderColor": PROMPT_EDGE, "borderWidth": 1.5},
             "label": {"color": color, "fontSize": 13, "fontWeight": "bold"},
             "tooltip": {"formatter": "<b>{@[2]}</b>"},
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 
 SOURCE, TARGET = "#4C78A8", "#E4572E"
+PROMPT_EDGE = "#111"  # the prompt vectors' diamonds on the maps, whose anchor dots run from blue to red
 TINT = {SOURCE: "#B9CCE0", TARGET: "#F4B6A6"}  # light versions, for bars behind table text
 METHOD_COLORS = {
     "transfer": "#E4572E",

@@ -12,6 +12,7 @@ from html import escape
 import numpy as np
 
 from .charts import NAMED_MARKS, RED_BLUE, fingerprint_values, grouped_labels, label_sides
+from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
 FONT = "font-family:'Source Sans Pro',sans-serif;font-size:12px"
@@ -108,7 +109,7 @@ def map_svg(
         r = 8 if i == selected else 6
         body.append(
             f'<polygon points="{x:.1f},{y - r:.1f} {x + r:.1f},{y:.1f} {x:.1f},{y + r:.1f} {x - r:.1f},{y:.1f}" '
-            f'fill="{color}" stroke="#fff" stroke-width="1.5"/>'
+            f'fill="{color}" stroke="{PROMPT_EDGE}" stroke-width="1.5"/>'
         )
         if text:
             dx, anchor = (-(r + 4), "end") if side == "left" else (r + 4, "start")

@@ -1264,6 +1264,7 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
     ).spec
     colours = spec["visualMap"]
     assert colours["max"] == pytest.approx(0.3) and colours["min"] == pytest.approx(-0.3), "symmetric about 0"
+    assert colours["text"] == ["cos\n0.30", "-0.30"], "the scale's title and both ends are written out"
     # The page's caption puts the source row above the transferred one; a category axis draws its first entry at
     # the bottom unless it is inverted.
     assert spec["yAxis"]["data"] == ["s", "t"] and spec["yAxis"]["inverse"] is True

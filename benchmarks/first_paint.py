@@ -11,11 +11,16 @@ per page, when the first element appeared and when the script last finished (the
     .venv/bin/python benchmarks/first_paint.py --loads 5 --screenshots /tmp/fp_shots
     .venv/bin/python benchmarks/first_paint.py --presets real-self-gemma-capital,toy-bert-gpt2-language   (~8 min)
     .venv/bin/python benchmarks/first_paint.py --anatomy --loads 7 --out docs/first_paint_anatomy.json   (~3 min)
+
+    # a few blocks compared in one go: every server up at once, the loads in turn (A B C, C B A, ...), so the
+    # machine's drift over a run (±0.1 s here) favours none of them; one block after another it can reorder them
+    .venv/bin/python benchmarks/first_paint.py --anatomy --interleave --blocks "shell: the app's frame" --loads 13
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -185,6 +190,10 @@ st.navigation(pages, position="sidebar").run()
         ("Manual template", "18.0"), ("Discretisation", "0.0"), ("Random prompt", "0.0")]):
     col.metric(name, value, delta="+40.0 vs manual" if name == "Transferred" else None, help="x")
 """,
+    "floor + result: four metrics, no help": """for col, (name, value) in zip(st.columns(4), [("Transferred", "58.0"),
+        ("Manual template", "18.0"), ("Discretisation", "0.0"), ("Random prompt", "0.0")]):
+    col.metric(name, value, delta="+40.0 vs manual" if name == "Transferred" else None)
+""",
     "floor + result: four download buttons": """for name in ("prompt", "metadata", "PEFT adapter", "source prompt"):
     st.download_button(f"Download the {name}", b"x", file_name=f"{name}.bin", width="stretch")
 """,
@@ -214,6 +223,11 @@ ui.monospace("[X] ▢ ▢ ▢ ▢ ▢ [Y] .")
     st.caption(f"Card {i}: **a → b** · P36 (capital)")
 """,
     "floor + shell: the app's frame (wide layout, icons, top navigation, sidebar summary and popover)": _NAV
+    + _SIDEBAR_HEAD
+    + _POPOVER.format(where="sb", indent="", width=', width="stretch"')
+    + _SIDEBAR_TAIL
+    + "nav.run()\n",
+    "floor + shell: the app's frame, the navigation in the sidebar": _NAV.replace('"top"', '"sidebar"')
     + _SIDEBAR_HEAD
     + _POPOVER.format(where="sb", indent="", width=', width="stretch"')
     + _SIDEBAR_TAIL
@@ -410,6 +424,29 @@ def measure(driver, server: Server, path: str, loads: int, timeout: float, shots
             "script_done_cold_s": cold_script, "script_done_warm_median_s": statistics.median(scripts)}  # fmt: skip
 
 
+def measure_interleaved(driver, targets: list[tuple[str, str, Server]], loads: int, timeout: float) -> list[dict]:
+    """`measure` for servers that are all up: each one's cold load, the warm-ups, then the warm loads in turn, the
+    order reversed every other round."""
+    colds = [load(driver, server.url + path, timeout) for _, path, server in targets]
+    time.sleep(WARM_UP_DELAY_S + 0.5)
+    for _, _, server in targets:
+        server.wait_idle()
+    warm: list[list[tuple]] = [[] for _ in targets]
+    for round_ in range(loads):
+        order = list(range(len(targets)))
+        for i in order[::-1] if round_ % 2 else order:
+            warm[i].append(load(driver, targets[i][2].url + targets[i][1], timeout))
+    rows = []
+    for (name, path, _), (cold, cold_first, cold_script, errors), runs in zip(targets, colds, warm):
+        settled, firsts, scripts, _ = zip(*runs)
+        rows.append({"page": name, "path": path, "cold_s": cold, "warm_s": settled,
+                     "warm_median_s": statistics.median(settled), "warm_min_s": min(settled),
+                     "warm_max_s": max(settled), "exceptions": errors, "first_element_cold_s": cold_first,
+                     "first_element_warm_median_s": statistics.median(firsts), "script_done_cold_s": cold_script,
+                     "script_done_warm_median_s": statistics.median(scripts)})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     pages_in_app = ["home", *re.findall(r'url_path="([^"]+)"', (ROOT / "router.py").read_text(encoding="utf-8"))]
     presets = sorted(p.name for p in (ROOT / "assets" / "presets").iterdir() if (p / "preset.json").is_file())
@@ -427,7 +464,10 @@ def main() -> None:
         default=None,
         help="with --anatomy: only the blocks whose name contains one of these comma-separated words",
     )
+    ap.add_argument("--interleave", action="store_true", help="with --anatomy: all servers up, loads in turn")
     args = ap.parse_args()
+    if args.interleave and not args.anatomy:
+        ap.error("--interleave goes with --anatomy")
     unknown = set(args.pages.split(",")) - set(pages_in_app)
     if unknown:
         ap.error(f"unknown pages {sorted(unknown)}; known: {pages_in_app}")
@@ -461,10 +501,18 @@ def main() -> None:
         pages, chosen = [p for p in args.pages.split(",") if p != "home"], args.presets.split(",")
         targets += [(f"{p} ?preset={k}", f"/{p}?preset={k}", ROOT / "app.py") for p in pages for k in chosen]
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.anatomy:  # the app's config hides the sidebar's page list: a block with sidebar navigation would draw none
+        env["STREAMLIT_CLIENT_SHOW_SIDEBAR_NAVIGATION"] = "true"
     if not args.real_models:
         env |= {"PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}
     driver = browser(chromium, chromedriver, tmp / "chromium-profile")
     try:
+        if args.interleave:
+            with contextlib.ExitStack() as stack:
+                servers = [(name, path, stack.enter_context(Server(script, env, tmp / f"streamlit{i}.log")))
+                           for i, (name, path, script) in enumerate(targets)]  # fmt: skip
+                rows = measure_interleaved(driver, servers, args.loads, args.timeout)
+            targets = []
         for name, path, script in targets:
             try:
                 with Server(script, env, tmp / "streamlit.log") as server:
@@ -497,7 +545,7 @@ def main() -> None:
     meta = {"loads": args.loads, "timeout_s": args.timeout, "streamlit": streamlit.__version__,
             "cpus": os.cpu_count(), "load_average": os.getloadavg(), "real_models": args.real_models,
             "presets": args.presets.split(","), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "wall_s": wall, "anatomy": args.anatomy}  # fmt: skip
+            "wall_s": wall, "anatomy": args.anatomy, "interleaved": args.interleave}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, {"meta": meta, "pages": rows})  # before printing: a narrow terminal cannot lose it
     print("\n".join(lines) + f"\n\nwall time {wall:.0f} s, {args.loads} warm loads per page")

@@ -97,3 +97,42 @@ def test_the_paper_recipe_runs_end_to_end_on_the_real_pair(real_models):
     assert prompt.provenance["selected_step"] in checked
     assert next(p["dev_p_at_1"] for p in prompt.trajectory if p["step"] == prompt.provenance["selected_step"]) == best
     assert out.result.n_facts > 50 and 0.0 <= out.p_at_1 <= 100.0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_fetched_models_fast_tokenizer_reads_every_text_as_autotokenizer_does(name):
+    """`loading.fetched_tokenizer` skips AutoTokenizer's Python rebuild of tokenizer.json: it must give the same
+    ids (with and without special tokens), tokens, special ids and decoded text on every LAMA subject and object,
+    every common-vocabulary word, every template, and the whole vocabulary."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from ptfer_core.fetch import is_fetched
+    from ptfer_core.loading import fetched_tokenizer, resolve_model
+    from ptfer_core.paths import data_dir
+
+    if not is_fetched(name) or not (data_dir() / "lama_trex").is_dir():
+        pytest.skip(f"{name} is not fetched, or the LAMA data is missing")
+    folder = Path(resolve_model(name))
+    slow, fast = AutoTokenizer.from_pretrained(folder), fetched_tokenizer(folder)
+    texts = ["", " ", "hello", "  two  spaces", "naïve café ☃ 日本語 <bos> <mask> <pad>", "\n\ttab"]
+    for path in sorted((data_dir() / "lama_trex").glob("P*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            fact = json.loads(line)
+            texts += [fact["sub_label"], " " + fact["obj_label"], fact["obj_label"]]
+    vocab = sorted(data_dir().glob("common_vocab_cased*.txt"))[0]
+    texts += [" " + w for w in vocab.read_text(encoding="utf-8").split()]
+    for line in (data_dir() / "relations.jsonl").read_text(encoding="utf-8").splitlines():
+        texts.append(json.loads(line)["template"].replace("[X]", "Paris").replace("[Y]", "France"))
+    for special in (False, True):
+        want, got = slow(texts, add_special_tokens=special)["input_ids"], fast(texts, add_special_tokens=special)
+        assert want == got["input_ids"], next(t for t, a, b in zip(texts, want, got["input_ids"]) if a != b)
+    everything = list(range(len(slow)))
+    assert len(fast) == len(slow) and fast.convert_ids_to_tokens(everything) == slow.convert_ids_to_tokens(everything)
+    for attr in ("unk_token_id", "mask_token_id", "pad_token_id", "bos_token_id", "eos_token_id", "all_special_ids",
+                 "padding_side", "is_fast"):  # fmt: skip
+        assert getattr(fast, attr) == getattr(slow, attr), attr
+    assert [fast.tokenize(t) for t in texts[:3000]] == [slow.tokenize(t) for t in texts[:3000]]
+    ids = slow(texts[:3000])["input_ids"]
+    assert [fast.decode(x) for x in ids] == [slow.decode(x) for x in ids]

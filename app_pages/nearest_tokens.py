@@ -68,8 +68,8 @@ def body() -> None:
         st.caption(
             "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole word "
             f"that is one token in both models: {', '.join(result.discretized_tokens)}. These lists search every "
-            f"token of {source}'s vocabulary (pieces of words and tokens the target lacks too), so their first "
-            "entries can differ."
+            f"token of each model's vocabulary ({source}'s on the left, {result.target}'s on the right), pieces of "
+            "words and tokens the other model lacks too, so their first entries can differ."
         )
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
@@ -118,7 +118,7 @@ def body() -> None:
     st.download_button(
         "Download all nearest tokens (.csv)",
         nearest_csv,
-        f"nearest_tokens_{result.task.id}.csv",
+        ui.file_name("nearest_tokens", source, result.target, result.task.id, "csv"),
         "text/csv",
         key="nn_csv",
         on_click="ignore",

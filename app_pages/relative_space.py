@@ -247,8 +247,8 @@ def find_anchors(text: str, words: list[str], anchor_set, maps, place) -> tuple[
             anchor_sim=np.concatenate([drawn["anchor_sim"], drawn["all_sim"][further]]),
         )
     st.caption(
-        f"“{text}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the {shown_n:,} shown: it is placed on "
-        "both maps as they are (not refitted), ringed."
+        f"“{anchor_set.words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the "
+        f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed."
     )
     return [*words, *(anchor_set.words[i] for i in further)], list(range(shown_n, shown_n + len(further)))
 
@@ -267,7 +267,7 @@ def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np
         return ""
     size = float(np.mean(np.abs(b)) / max(float(np.mean(np.abs(a))), 1e-12))
     return (
-        f" For V{vec + 1}, the transferred similarities are {size:.2g}× the size of the source's. With each row's "
+        f" For V{vec + 1}, the transferred similarities are {size:.2f}× the size of the source's. With each row's "
         f"mean removed, the rows correlate at r = {correlation(a, b):.2f} over all {a.size:,} compared anchors and "
         f"r = {correlation(src[shown], tgt[shown]):.2f} over the {len(shown)} shown: a match near 1 with a low r "
         "says the rows share an offset more than a pattern of words."
@@ -277,7 +277,7 @@ def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np
 def export(src_map, tgt_map, words, highlight, source, target, method, live: bool) -> None:
     """The 2-D coordinates of both maps (and the marked anchors) as CSV, built when a button is clicked: building
     them on every run took ~0.1 s of a fresh server's first view, and Streamlit stored the bytes each time."""
-    maps = [(source, src_map), (target, tgt_map)]
+    maps = [("source", source, src_map), ("target", target, tgt_map)]
     if highlight:
         why = "The anchors marked in the maps: drawn round with the lasso or the box, or found with *Find a token*."
     elif live:

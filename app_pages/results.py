@@ -222,8 +222,9 @@ def one_slice(view, columns: list[str], key: str):
             widest = view.groupby(column)["relation"].nunique().idxmax()  # e.g. the recipe run on most relations
             chosen = st.segmented_control(label, values, default=widest, key=f"{key}_{column}", required=True)
             view = view[view[column] == chosen]
-        named.append(f"{column} {view[column].iloc[0]}")
-    return view, " · " + ", ".join(named)
+        if column != "tasks":  # the caption names the kind of task itself ("tasks relations" read garbled)
+            named.append(f"{column} {view[column].iloc[0]}")
+    return view, " · " + ", ".join(named) if named else ""
 
 
 def analysis(df) -> None:
@@ -272,7 +273,7 @@ def analysis(df) -> None:
 def readable_table(view):
     """The rows as a reader wants them: no column that is empty throughout, no derived `pair`, blanks not None."""
     shown = view.drop(columns=["pair"], errors="ignore").dropna(axis=1, how="all")
-    text = shown.select_dtypes(include="object").columns
+    text = shown.select_dtypes(include=["object", "string"]).columns  # pandas 3 reads text as `str`, not object
     return shown.assign(**{c: shown[c].fillna("") for c in text})
 
 
@@ -367,7 +368,9 @@ def body() -> None:
                 charts.grid_bars(results.averaged(sliced, ["target", "method"], how), results.score_name(sliced)),
                 "res_bars",
             )
-            st.caption(f"{how.capitalize()} over the selected relations{what}.")
+            over = "classification tasks" if sliced["tasks"].iloc[0] == "classification" else "relations"
+            mean = "task mean" if how == "relation mean" and over != "relations" else how
+            st.caption(f"{mean.capitalize()} over the selected {over}{what}.")
     if tab_heat.open:
         with tab_heat:
             sliced, what = one_slice(view, ["recipe", "target"], "res_heat")  # a target's baselines have no source
@@ -378,6 +381,7 @@ def body() -> None:
             st.dataframe(
                 readable_table(view),
                 hide_index=True,
+                placeholder="",  # a number a row does not have (a baseline's matching loss) is blank, not "None"
                 width="stretch",
                 column_config=table_columns(results.score_name(view)),
             )
@@ -391,7 +395,8 @@ def body() -> None:
                 icon=":material/download:",
             )
     if len(failed):
-        st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths); see the Table tab.")
+        where = "their error column in the table above" if tab_table.open else "the Table tab"
+        st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths): see {where}.")
     shelf = st.expander("Analysis: loss vs accuracy, ablations, saved figures", key="res_analysis", on_change="rerun")
     if shelf.open:
         with shelf:

@@ -90,6 +90,7 @@ def _colour_bar(lo: float, hi: float, colours: list[str], title: str, height: in
         "type": "continuous", "dimension": 2, "min": lo, "max": hi, "inRange": {"color": colours},
         "calculable": False, "orient": "vertical", "right": 0, "top": "middle", "itemWidth": 10,
         "itemHeight": height, "text": [f"{title}\n{hi:.{digits}f}", f"{lo:.{digits}f}"], "itemGap": 6,
+        "textStyle": {"lineHeight": 16},  # the title's and the top value's lines overlapped at ECharts' default
         "precision": digits, **kw,
     }  # fmt: skip
 
@@ -394,25 +395,29 @@ def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.
 
 
 def map_coordinates_csv(
-    maps: list[tuple[str, dict]], words: list[str], marked: list[int] | set[int], marked_only: bool = False
+    maps: list[tuple[str, str, dict]], words: list[str], marked: list[int] | set[int], marked_only: bool = False
 ) -> bytes:
-    """The maps' 2-D coordinates as CSV: per (model, map) its anchors, then its prompt vectors V1…Vm, each with
-    whether it is marked (lasso, box or *Find a token*; anchors only). `marked_only`: just the marked anchors."""
+    """The maps' 2-D coordinates as CSV: per (space, model, map) its anchors, then its prompt vectors V1…Vm, each with
+    whether it is marked (lasso, box or *Find a token*; anchors only). `marked_only`: just the marked anchors. The
+    `space` column (source or target) tells the two maps apart when both are one model's (self-transfer)."""
     import csv
     import io
 
     marked = set(marked)
     out = io.StringIO()
     rows = csv.writer(out, lineterminator="\n")
-    rows.writerow(["model", "kind", "label", "x", "y", "selected"])
-    for model, drawn in maps:
+    rows.writerow(["space", "model", "kind", "label", "x", "y", "selected"])
+    for space, model, drawn in maps:
         for i, (word, (x, y)) in enumerate(zip(words, drawn["anchor_xy"])):
             if i in marked or not marked_only:
-                rows.writerow([model, "anchor", word, float(x), float(y), i in marked])
+                rows.writerow([space, model, "anchor", word, float(x), float(y), i in marked])
         if not marked_only:
-            rows.writerows([model, "prompt", f"V{i + 1}", float(x), float(y), False]
+            rows.writerows([space, model, "prompt", f"V{i + 1}", float(x), float(y), False]
                            for i, (x, y) in enumerate(drawn["prompt_xy"]))  # fmt: skip
     return out.getvalue().encode()
+
+
+ROW_SCALE = "vs mean ÷ max"  # each row's pattern: its mean removed, ±1 its own largest deviation
 
 
 def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray, float]:
@@ -459,7 +464,7 @@ def fingerprint(
                 "itemStyle": {"borderColor": "#fff", "borderWidth": 0.5},
             }
         ],
-        "visualMap": _colour_bar(-reach, reach, RED_BLUE, "vs row mean" if per_row else "cos", 120, digits=2),
+        "visualMap": _colour_bar(-reach, reach, RED_BLUE, ROW_SCALE if per_row else "cos", 120, digits=2),
     }
     return _frame(spec, 250, right=80)
 

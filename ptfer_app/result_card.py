@@ -29,7 +29,8 @@ def result_card(result: Outcome) -> None:
             f"{score['p_at_1']:.1f}",
             delta=delta,
             delta_color="normal",
-            help=f"{metric} (%) over {score['n_facts']} test examples of {result.target}{extra}",
+            help=f"{wording.method_help(method, result.target)} {metric} (%) over {score['n_facts']} test examples "
+            f"of {result.target}{extra}.".lstrip(),
         )
     explain(result, manual)
     n = result.scores.get(result.method, {}).get("n_facts", 0)
@@ -75,10 +76,13 @@ def explain(result: Outcome, manual: float | None) -> None:
             )
         if manual and transferred < manual / 2 and result.method == "transfer":
             loss = result.transferred.metrics.get("matching_loss")
-            notes.append(
-                f"**The transferred prompt scores {transferred:.1f} against {manual:.1f} for the manual template.** "
-                + results.why_transfer_fell_short(list(result.sources), result.target, loss)
+            lead = (  # after the random note, which has already said what the prompt scores
+                f"**It also falls far short of the manual template ({manual:.1f}).** "
+                if notes
+                else f"**The transferred prompt scores {transferred:.1f} against {manual:.1f} for the manual "
+                "template.** "
             )
+            notes.append(lead + results.why_transfer_fell_short(list(result.sources), result.target, loss))
         if notes:
             st.info(" ".join(notes), icon=":material/science:")
     for note in result.notes:

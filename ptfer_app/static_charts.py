@@ -11,7 +11,7 @@ from html import escape
 
 import numpy as np
 
-from .charts import NAMED_MARKS, RED_BLUE, fingerprint_values, grouped_labels, label_sides
+from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, grouped_labels, label_sides
 from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
@@ -150,5 +150,5 @@ def fingerprint_svg(
             f'<text x="{x:.1f}" y="{base}" transform="rotate(-60 {x:.1f} {base})" text-anchor="end" '
             f'font-size="10" fill="{TEXT}">{escape(word)}</text>'
         )
-    body += _colour_bar(width - 50, top + 20, 2 * cell_h - 10, -reach, reach, "vs row mean" if per_row else "cos", 2)
+    body += _colour_bar(width - 50, top + 20, 2 * cell_h - 10, -reach, reach, ROW_SCALE if per_row else "cos", 2)
     return _svg(width, height, body, "fingerprint of the prompt vector")

@@ -430,6 +430,15 @@ def inline_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
 
 
+def file_name(what: str, source: str, target: str, task: str, ext: str) -> str:
+    """A download's name with its pair and task, so files from different runs do not overwrite each other; a hub id's
+    "/" and other characters a file name cannot hold become "-"."""
+    import re
+
+    stem = "_".join([what, f"{source}_to_{target}", task])
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem) + f".{ext}"
+
+
 def svg_image(svg: str | bytes, alt: str, style: str = "width:100%") -> str:
     """An <img> of an SVG, for st.html: st.image would import numpy (~0.25 s) into a fresh server's first run, and
     st.html sanitises inline <svg> away."""

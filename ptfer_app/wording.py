@@ -36,3 +36,14 @@ def read_alike(manual: str, discretised: str, words: list[str]) -> bool:
         discretised = discretised.replace("[V]", f" {word} ", 1)
     spelled = " ".join(discretised.replace("[S]", " ").split()).lower()
     return spelled == " ".join(manual.split()).lower()
+
+
+def method_help(method: str, target: str) -> str:
+    """What a prompt on the result card is, for its score's tooltip (each one's own: four alike told nothing)."""
+    return {
+        "transfer": "The source's tuned prompt carried into {t} through the relative space: the method.",
+        "direct-transfer": "The source's tuned vectors copied into {t} as they are (possible only at the same width).",
+        "manual": "The relation's hand-written template, as words.",
+        "discretization": "Each source vector replaced by its nearest word that is one token in both models.",
+        "random": "Vectors drawn like {t}'s embeddings: what a prompt that carries nothing scores.",
+    }.get(method, "").format(t=target)

@@ -213,8 +213,10 @@ def test_a_result_no_better_than_a_random_prompt_says_so():
         at.button(key=f"preset_open_{meta['id']}").click().run()
         assert not at.exception, meta["id"]
         scores = {k: v["p_at_1"] for k, v in meta["scores"].items()}
-        said = "no better than a random prompt" in "\n".join(i.value for i in at.info)
+        note = "\n".join(i.value for i in at.info)
+        said = "no better than a random prompt" in note
         assert said == (scores["transfer"] <= scores["random"]), (meta["id"], scores)
+        assert note.count("The transferred prompt scores") <= 1, ("one note, one opening", note)
         # every shipped preset departs from its recipe somewhere (the training cap, the toy's tuning), and says so
         recipe = meta["settings"]["recipe"]
         expected = "epochs 40" if meta["id"] == DEMO_PRESET else "max_train 200"
@@ -320,6 +322,8 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert not at.exception
     assert at.query_params.get("preset") == DEMO_PRESET
     assert [m.label for m in at.metric][:4] == ["Transferred", "Manual template", "Discretisation", "Random prompt"]
+    helps = [m.proto.help for m in at.metric][:4]
+    assert len(set(helps)) == 4 and "relative space" in helps[0] and "hand-written" in helps[1], "each says what it is"
     assert at.subheader[0].value == "Result"
     assert {b.key for b in at.get("download_button")} >= {"dl_st", "dl_json"}
     assert "[X] ▢ ▢ ▢ ▢ ▢ [Y]" in texts(at) and not at.code, "the prompt in a box, without st.code's 1.5 MB bundle"
@@ -465,20 +469,19 @@ def test_the_map_export_lists_every_point_and_marks_only_the_marked_anchors():
     from ptfer_app.charts import map_coordinates_csv
 
     words = ["Paris", "London", "Rome"]
-    maps = [
-        ("src", {"anchor_xy": np.array([[0.5, 1.0], [2.0, -1.0], [3.0, 0.0]]), "prompt_xy": np.array([[9.0, 8.0]])}),
-        ("tgt", {"anchor_xy": np.array([[-1.0, 0.25], [0.0, 0.0], [1.0, 1.0]]), "prompt_xy": np.array([[7.0, 6.0]])}),
-    ]
+    source = {"anchor_xy": np.array([[0.5, 1.0], [2.0, -1.0], [3.0, 0.0]]), "prompt_xy": np.array([[9.0, 8.0]])}
+    target = {"anchor_xy": np.array([[-1.0, 0.25], [0.0, 0.0], [1.0, 1.0]]), "prompt_xy": np.array([[7.0, 6.0]])}
+    maps = [("source", "m", source), ("target", "m", target)]  # one model on both sides: `space` tells them apart
     every = list(csv.DictReader(map_coordinates_csv(maps, words, {2}).decode().splitlines()))
-    assert [(r["model"], r["kind"], r["label"]) for r in every] == [
-        *[("src", "anchor", w) for w in words], ("src", "prompt", "V1"),
-        *[("tgt", "anchor", w) for w in words], ("tgt", "prompt", "V1"),
+    assert [(r["space"], r["model"], r["kind"], r["label"]) for r in every] == [
+        *[("source", "m", "anchor", w) for w in words], ("source", "m", "prompt", "V1"),
+        *[("target", "m", "anchor", w) for w in words], ("target", "m", "prompt", "V1"),
     ]  # fmt: skip
     assert (float(every[4]["x"]), float(every[4]["y"])) == (-1.0, 0.25), "each row carries its own map's position"
     assert [r["label"] for r in every if r["selected"] == "True"] == ["Rome", "Rome"]
     marked = list(csv.DictReader(map_coordinates_csv(maps, words, [0, 2], marked_only=True).decode().splitlines()))
-    assert [(r["model"], r["label"], float(r["x"])) for r in marked] == [
-        ("src", "Paris", 0.5), ("src", "Rome", 3.0), ("tgt", "Paris", -1.0), ("tgt", "Rome", 1.0)
+    assert [(r["space"], r["label"], float(r["x"])) for r in marked] == [
+        ("source", "Paris", 0.5), ("source", "Rome", 3.0), ("target", "Paris", -1.0), ("target", "Rome", 1.0)
     ]  # fmt: skip
 
 
@@ -1023,7 +1026,15 @@ def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     table = next(d for d in at.dataframe if "method" in d.value.columns).value
     assert set(table["method"]) == {"manual", "discretization", "transfer"}
     assert "pair" not in table.columns and not table.isna().all().any(), "no derived or empty columns"
-    assert not table.select_dtypes(include="object").isna().any().any(), "blanks, not None"
+    text = table.select_dtypes(include=["object", "string"])  # pandas 3 reads text as `str`
+    assert "source" in text.columns and not text.isna().any().any(), "blanks, not None"
+    shipped = next(k for k in at.selectbox(key="res_src").options if k.endswith("grid-real/results.csv"))
+    at.selectbox(key="res_src").set_value(shipped).run()  # its failed cells leave most of `error` empty
+    table = next(d for d in at.dataframe if "method" in d.value.columns).value
+    assert table["error"].ne("").any() and not table.select_dtypes(include=["object", "string"]).isna().any().any()
+    grid = next(d for d in at.dataframe if "method" in d.value.columns)
+    assert table["matching_loss"].isna().any() and grid.proto.placeholder == "", "a missing number is blank"
+    assert "could not run (e.g. direct transfer across widths): see their error column in the table above" in texts(at)
     at.session_state["res_tab"] = "By method"
     at.run()
     assert [c.key for c in at.get("echarts_chart")] == ["res_bars"]
@@ -1119,6 +1130,7 @@ def test_results_charts_never_average_recipes_or_model_pairs_together():
     recipe = at.segmented_control(key="res_bars_recipe")
     assert recipe.value == shipped.groupby("recipe")["relation"].nunique().idxmax()  # the widest recipe first
     bars = json.loads(at.get("echarts_chart")[0].proto.spec)
+    assert f"mean over the selected classification tasks · recipe {recipe.value}." in texts(at)
     transfer = next(s for s in bars["series"] if s["name"] == "transfer")
     one = shipped[(shipped.recipe == recipe.value) & (shipped.method == "transfer") & shipped.p_at_1.notna()]
     for target, p in one.groupby("target")["p_at_1"].mean().items():  # one sst2 row per target and recipe

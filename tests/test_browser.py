@@ -273,10 +273,11 @@ def lasso_and_export(driver) -> None:
     saved = folder / "relative_space_selection.csv"
     WebDriverWait(driver, 30).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
     rows = list(csv.DictReader(saved.read_text(encoding="utf-8").splitlines()))
-    models = sorted({r["model"] for r in rows})
-    assert len(models) == 2 and all(r["kind"] == "anchor" and r["selected"] == "True" for r in rows), rows[:3]
-    words = [[r["label"] for r in rows if r["model"] == m] for m in models]
-    assert words[0] and words[0] == words[1], "the lassoed anchors, once per model"
+    spaces = sorted({(r["space"], r["model"]) for r in rows})
+    assert [s for s, _ in spaces] == ["source", "target"], spaces
+    assert all(r["kind"] == "anchor" and r["selected"] == "True" for r in rows), rows[:3]
+    words = [[r["label"] for r in rows if r["space"] == s] for s, _ in spaces]
+    assert words[0] and words[0] == words[1], "the lassoed anchors, once per map"
     shutil.rmtree(folder, ignore_errors=True)
 
 

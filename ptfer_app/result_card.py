@@ -85,6 +85,15 @@ def explain(result: Outcome, manual: float | None) -> None:
             notes.append(lead + results.why_transfer_fell_short(list(result.sources), result.target, loss))
         if notes:
             st.info(" ".join(notes), icon=":material/science:")
+    if result.method == "transfer" and len(result.transferred.trajectory) > 1:
+        rule = (result.transferred.provenance.get("transfer") or {}).get("selection")
+        if rule == "dev":  # the reference's rule: the headline number then used the target's labels
+            st.warning(
+                f"**Not zero-shot:** the search step kept is the one with the best {wording.score_word(result.task)} "
+                f"on labelled {result.target} dev examples, as the reference code keeps it (recipe `paper`). "
+                "`paper-zero-shot` keeps the step with the lowest matching loss and uses no target labels.",
+                icon=":material/label:",
+            )
     for note in result.notes:
         st.caption(f":material/info: {note}")
     if result.story:  # the Home card's paragraph, for whoever opened the preset from a link

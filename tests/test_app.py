@@ -217,6 +217,9 @@ def test_a_result_no_better_than_a_random_prompt_says_so():
         said = "no better than a random prompt" in note
         assert said == (scores["transfer"] <= scores["random"]), (meta["id"], scores)
         assert note.count("The transferred prompt scores") <= 1, ("one note, one opening", note)
+        # a headline number picked with the target's labels says so where it is shown
+        picked_on_labels = meta["settings"]["transfer"]["selection"] == "dev"
+        assert any("**Not zero-shot:**" in w.value for w in at.warning) == picked_on_labels, meta["id"]
         # every shipped preset departs from its recipe somewhere (the training cap, the toy's tuning), and says so
         recipe = meta["settings"]["recipe"]
         expected = "epochs 40" if meta["id"] == DEMO_PRESET else "max_train 200"

@@ -46,7 +46,7 @@ def short(text: str, limit: int = 90) -> str:
 def examples(frame: pd.DataFrame, called: dict) -> None:
     """The test examples: a searchable picker on first paint, the whole table (a data grid, ~0.6 s of drawing on two
     cores) only when its expander is opened."""
-    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    c1 = c2 = ui.row()
     which = c1.segmented_control(
         "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
     )

@@ -30,7 +30,7 @@ def body() -> None:
     ui.outcome_caption(result)
     source = result.sources[0]
     m = result.transferred.n_vectors
-    c1, c2, c3, c4 = st.columns([2, 3, 4, 3], vertical_alignment="bottom")
+    c1 = c2 = c3 = c4 = ui.row()
     method = ui.bound(
         c1.segmented_control,
         "Projection",
@@ -68,7 +68,7 @@ def body() -> None:
         options=list(range(m)),
         format_func=lambda i: f"V{i + 1}",
         help="Anchors are coloured by their cosine to this prompt vector.",
-        **({"required": True} if m <= 8 else {}),
+        **({"required": True} if m <= 8 else {"width": 160}),
     )
     find = ui.bound(
         c4.text_input,
@@ -77,6 +77,7 @@ def body() -> None:
         "",
         placeholder="e.g. Paris",
         help="Rings matching anchor words in both maps; a word beyond the anchors shown is placed on them too.",
+        width=220,
     )
     live = ui.bound(
         st.toggle,
@@ -190,14 +191,15 @@ def body() -> None:
         float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) for a, b in zip(src_enc, tgt_enc)
     ]
     # One metric and one line, not a metric per vector: each metric is a block the browser draws.
-    c1, c2 = st.columns([1, 4], vertical_alignment="bottom")
-    c1.metric(
+    line = ui.row(gap="large")
+    line.metric(
         "Mean match",
         f"{np.mean(agreement):.3f}",
         help="Cosine between the source and the transferred "
         "relative encodings (1 = identical), averaged over vectors. The search maximises this.",
+        width="content",
     )
-    c2.markdown("Per vector: " + " · ".join(f"**V{i + 1}** {a:.3f}" for i, a in enumerate(agreement)))
+    line.markdown("Per vector: " + " · ".join(f"**V{i + 1}** {a:.3f}" for i, a in enumerate(agreement)))
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
     per_row = st.toggle(
         "Each row's pattern (its mean removed, own colour scale)",

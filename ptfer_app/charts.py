@@ -466,7 +466,7 @@ def fingerprint(
         ],
         "visualMap": _colour_bar(-reach, reach, RED_BLUE, ROW_SCALE if per_row else "cos", 120, digits=2),
     }
-    return _frame(spec, 250, right=80)
+    return _frame(spec, 250, right=100)
 
 
 def _method_key(method: str) -> tuple:

@@ -12,13 +12,13 @@ def result_card(result: Outcome) -> None:
     st.subheader("Result", anchor=False)
     ui.outcome_caption(result)
     order = [result.method, "manual", "discretization", "random"]
-    cols = st.columns(len(order))
+    cols = [ui.row(align="top")] * len(order)
     manual = result.scores.get("manual", {}).get("p_at_1")
     metric = wording.score_word(result.task)
     for col, method in zip(cols, order):
         score = result.scores.get(method)
         if score is None:
-            col.metric(METHOD_LABELS.get(method, method), "—", help="not computed for this run")
+            col.metric(METHOD_LABELS.get(method, method), "—", help="not computed for this run", width="stretch")
             continue
         delta = None
         if method == result.method and manual is not None and abs(score["p_at_1"] - manual) >= 0.05:
@@ -29,6 +29,7 @@ def result_card(result: Outcome) -> None:
             f"{score['p_at_1']:.1f}",
             delta=delta,
             delta_color="normal",
+            width="stretch",
             help=f"{wording.method_help(method, result.target)} {metric} (%) over {score['n_facts']} test examples "
             f"of {result.target}{extra}.".lstrip(),
         )

@@ -127,7 +127,7 @@ def fingerprint_svg(
     """`charts.fingerprint` as a picture: two rows of cells (source on top) over the same anchor words, on the same
     colour scale."""
     _, z, reach = fingerprint_values(src, tgt, per_row)
-    width, left, right, top, cell_h = 1000, 110, 80, 16, 34
+    width, left, right, top, cell_h = 1000, 110, 100, 16, 34  # the right margin holds the colour scale and its title
     cell_w = (width - left - right) / max(len(words), 1)
     word_room = 80  # the words, rotated, under the cells
     height = top + 2 * cell_h + word_room
@@ -150,5 +150,5 @@ def fingerprint_svg(
             f'<text x="{x:.1f}" y="{base}" transform="rotate(-60 {x:.1f} {base})" text-anchor="end" '
             f'font-size="10" fill="{TEXT}">{escape(word)}</text>'
         )
-    body += _colour_bar(width - 50, top + 20, 2 * cell_h - 10, -reach, reach, ROW_SCALE if per_row else "cos", 2)
+    body += _colour_bar(width - 55, top + 20, 2 * cell_h - 10, -reach, reach, ROW_SCALE if per_row else "cos", 2)
     return _svg(width, height, body, "fingerprint of the prompt vector")

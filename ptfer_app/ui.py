@@ -430,6 +430,12 @@ def inline_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
 
 
+def row(align: str = "bottom", gap: str = "medium"):
+    """Controls or figures side by side that wrap onto another line when the page is narrow (st.columns keeps its
+    columns and clipped their segmented controls and labels at 800 px with the sidebar open)."""
+    return st.container(horizontal=True, vertical_alignment=align, gap=gap)
+
+
 def file_name(what: str, source: str, target: str, task: str, ext: str) -> str:
     """A download's name with its pair and task, so files from different runs do not overwrite each other; a hub id's
     "/" and other characters a file name cannot hold become "-"."""

@@ -110,11 +110,11 @@ def trajectory_view(result: Outcome) -> None:
     elif len(traj) <= 1:
         loss = result.transferred.metrics.get("matching_loss")
         solver = (prov.get("transfer") or {}).get("solver", "")
-        st.markdown("**Matching loss**")
-        st.metric(
-            "1 − cosine between the relative encodings",
+        st.metric(  # a short label: the long one was cut to "1 − cosine between th…" on a narrow page
+            "Matching loss (1 − cosine)",
             f"{loss:.2e}" if loss is not None else "—",
-            help="0 means the transferred prompt's relative encoding equals the source's.",
+            help="1 − cosine between the source's and the transferred prompt's relative encodings: 0 means they are "
+            "equal.",
         )
         how = (
             "found its answer at once (the exact construction needed no refinement)"

@@ -530,6 +530,30 @@ def test_a_deep_link_is_the_first_request_of_a_fresh_server(tmp_path_factory, br
         assert "Source space" in body_text(browser)
 
 
+CLIPPED = """const inside = (e, box) => e.getBoundingClientRect().right <= box.getBoundingClientRect().right + 1;
+const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+const buttons = [...document.querySelectorAll('[data-testid="stMain"] button')].filter(e => e.offsetParent !== null)
+  .filter(e => !inside(e, e.closest('[data-testid="stColumn"]') || main)).map(e => 'button ' + e.innerText.trim());
+const labels = [...document.querySelectorAll('[data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *')]
+  .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => 'label ' + e.innerText.trim());
+return [...buttons, ...labels];"""
+
+
+def test_a_narrow_window_clips_no_control_or_score(server, browser):
+    """At 800 px with the sidebar open, st.columns had clipped segmented controls (UMAP, V4, V5, "Transferred
+    wrong") and cut the score labels to "Manual tem…": every button and score label now lies inside the page."""
+    try:
+        browser.set_window_size(800, 1000)
+        for page, title in (("relative-space", "Fingerprint"), ("transfer", "Result"), ("query", "Test facts")):
+            browser.get(f"{server}/{page}?preset={TOY_PRESET}")
+            wait_text(browser, title, 120)
+            settle(browser)
+            assert browser.execute_script(CLIPPED) == [], page
+
+    finally:
+        browser.set_window_size(1440, 1000)
+
+
 def real_models_ready() -> bool:
     from ptfer_app import catalog
 

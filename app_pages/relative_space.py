@@ -57,8 +57,8 @@ def body() -> None:
         disabled=len(sizes) == 1,
         help=f"This run has {n_anchors:,} anchors: the maps show them all."
         if len(sizes) == 1
-        else "The first anchors of the run's anchor set, in its order (the common vocabulary's is alphabetical), "
-        "not the most frequent words.",
+        else "Anchors of the run's anchor set: its most frequent words when it is ranked by frequency; spread evenly "
+        "over it when it is the common vocabulary, which is alphabetical.",
     )
     vec = ui.bound(
         c3.segmented_control if m <= 8 else c3.selectbox,
@@ -76,7 +76,7 @@ def body() -> None:
         "find",
         "",
         placeholder="e.g. Paris",
-        help="Rings matching anchor words in both maps; a word beyond the anchors shown is placed on them too.",
+        help="Rings matching anchor words in both maps; a word not among the anchors shown is placed on them too.",
         width=220,
     )
     live = ui.bound(
@@ -230,16 +230,16 @@ def body() -> None:
 
 
 def find_anchors(text: str, words: list[str], anchor_set, maps, place) -> tuple[list[str], list[int]]:
-    """*Find a token*: the shown anchors spelled `text` (or, failing that, starting with it). A word beyond the anchors
-    shown is added to each map (`maps`: its dict and model), placed by `place(model, indices)` without refitting it;
-    returns the words with it and the indices to ring."""
+    """*Find a token*: the shown anchors spelled `text` (or, failing that, starting with it). A word not among the
+    anchors shown is added to each map (`maps`: its dict and model), placed by `place(model, indices)` without
+    refitting it; returns the words with it and the indices to ring."""
     needle, shown_n = text.lower(), len(words)
     matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
         i for i, w in enumerate(words) if w.lower().startswith(needle)
     ][:20]
     if matches:
         return words, matches
-    further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]
+    further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]  # none is shown
     if not further:
         st.caption(f"No anchor spells “{text}”: it is not among the {len(anchor_set):,} shared words.")
         return words, []
@@ -249,7 +249,7 @@ def find_anchors(text: str, words: list[str], anchor_set, maps, place) -> tuple[
             anchor_sim=np.concatenate([drawn["anchor_sim"], drawn["all_sim"][further]]),
         )
     st.caption(
-        f"“{anchor_set.words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, beyond the "
+        f"“{anchor_set.words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, not among the "
         f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed."
     )
     return [*words, *(anchor_set.words[i] for i in further)], list(range(shown_n, shown_n + len(further)))

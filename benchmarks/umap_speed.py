@@ -31,7 +31,7 @@ def main() -> None:
     anchors = select_anchors([lm], None, "common-vocab", "words", str(data_dir()))
     Map2D(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), "umap", 0)  # numba's compile, once
     for n in (int(x) for x in args.anchors.split(",")):
-        rows, _ = anchor_coordinates(lm, anchors, n, "raw")
+        rows, _, _ = anchor_coordinates(lm, anchors, n, "raw")
         started = time.perf_counter()
         Map2D(rows, "umap", 0)
         print(f"UMAP of {n} {args.model} anchors × {rows.shape[1]}: {time.perf_counter() - started:.1f} s", flush=True)

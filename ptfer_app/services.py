@@ -392,23 +392,24 @@ def run_anchors(result, data_dir: str):
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int):
-    """The first n anchors' 2-D map in one model's relative space, fitted once: every prompt shown in it (source,
-    transferred, other runs) is placed without refitting (a UMAP fit costs ~a minute on 2 cores). Read-only."""
+    """The 2-D map of the n anchors shown (`analysis.shown_anchor_indices`) in one model's relative space, fitted
+    once: every prompt shown in it (source, transferred, other runs) is placed without refitting (a UMAP fit costs
+    ~a minute on 2 cores). Read-only. Returns the map, the words shown and their indices in the anchor set."""
     from ptfer_core.analysis import Map2D, anchor_coordinates
 
-    anchor_rel, words = anchor_coordinates(load_model(model), _anchors, n_points, mode)
-    return Map2D(anchor_rel, method, seed), words
+    anchor_rel, words, shown = anchor_coordinates(load_model(model), _anchors, n_points, mode)
+    return Map2D(anchor_rel, method, seed), words, shown
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def placed_anchors(
     model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int, indices: tuple[int, ...]
 ):
-    """2-D positions of anchors beyond the first n (a word found with *Find a token*) on that map, not refitted.
-    Their similarities to the prompt vectors are in `relative_map`'s "all_sim"."""
+    """2-D positions of anchors the map does not show (a word found with *Find a token*; `indices` into the anchor
+    set) on that map, not refitted. Their similarities to the prompt vectors are in `relative_map`'s "all_sim"."""
     from ptfer_core.analysis import anchor_rows
 
-    fitted, _ = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
+    fitted, _, _ = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
     return fitted.place(anchor_rows(load_model(model), _anchors, list(indices), mode))
 
 
@@ -416,16 +417,17 @@ def placed_anchors(
 def relative_map(
     model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:
-    """2-D map of the first n anchors and the prompt vectors in one model's relative space (the run's own space)."""
+    """2-D map of the n anchors shown and the prompt vectors in one model's relative space (the run's own space)."""
     from ptfer_core.analysis import prompt_coordinates
 
-    fitted, words = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
+    fitted, words, shown = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
     prompt_rel = prompt_coordinates(load_model(model), _vectors, _anchors, mode)
     return {
         "anchor_xy": fitted.xy,
         "prompt_xy": fitted.place(prompt_rel),
         "words": words,
-        "anchor_sim": prompt_rel[:, : len(words)].T,
+        "shown": shown,  # the words' indices in the anchor set
+        "anchor_sim": prompt_rel[:, shown].T,
         "all_sim": prompt_rel.T,  # to every anchor, shown or not [k, m]
         "explained": fitted.explained,
     }

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .anchors import AnchorSet, tokenizer_style, word_of_token
-from .config import SpaceMode
+from .config import AnchorSource, SpaceMode
 from .models import PromptedLM
 from .space import relative_space
 
@@ -70,13 +70,26 @@ def norm_table(lm: PromptedLM, vectors: torch.Tensor, sample: int = 20000, seed:
     return {"prompt_norms": vectors.float().norm(dim=-1).tolist(), "vocab_norms": norms.tolist()}
 
 
+def shown_anchor_indices(anchors: AnchorSet, n_points: int) -> np.ndarray:
+    """Which anchors a map of `n_points` shows: a frequency-ranked set's first n (its most frequent words); a set in
+    file order (the common vocabulary, alphabetical) spread evenly over it, not its words from "#" to "Ci…"."""
+    k = len(anchors)
+    if n_points >= k:
+        return np.arange(k)
+    if anchors.source == AnchorSource.FREQUENCY.value:
+        return np.arange(n_points)
+    return np.linspace(0, k - 1, n_points).round().astype(int)  # distinct: the step is at least 1
+
+
 def anchor_coordinates(
     lm: PromptedLM, anchors: AnchorSet, n_points: int = 1000, mode: SpaceMode | str = SpaceMode.RAW
-) -> tuple[np.ndarray, list[str]]:
-    """Relative encodings (in the run's own space) of the first `n_points` anchors [n, k], and their words.
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Relative encodings (in the run's own space) of the anchors a map of `n_points` shows [n, k], their words and
+    their indices in the anchor set (`shown_anchor_indices`).
 
     Both models' points are expressed against the same anchor words, so source and target maps are comparable."""
-    return anchor_rows(lm, anchors, slice(0, n_points), mode), list(anchors.words[:n_points])
+    shown = shown_anchor_indices(anchors, n_points)
+    return anchor_rows(lm, anchors, shown.tolist(), mode), [anchors.words[i] for i in shown], shown
 
 
 def anchor_rows(

@@ -1482,8 +1482,13 @@ def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(
     args = (names[0], anchor_set.key, anchor_set, "raw")
     shown = services.relative_map(*args, "v", vectors, 16, method, 0)
     assert len(anchor_set) > 20 and len(shown["words"]) == 16
-    placed = services.placed_anchors(*args, 16, method, 0, (5, 11, 20))
-    assert np.allclose(shown["all_sim"][[5, 11]], shown["anchor_sim"][[5, 11]], atol=1e-6)
+    # the common vocabulary is alphabetical: the map spreads its 16 over the whole set, not the first 16
+    assert shown["shown"][0] == 0 and shown["shown"][-1] == len(anchor_set) - 1 and len(set(shown["shown"])) == 16
+    assert shown["words"] == [anchor_set.words[i] for i in shown["shown"]]
+    two = shown["shown"][[5, 11]]
+    beyond = next(i for i in range(len(anchor_set)) if i not in set(shown["shown"]))
+    placed = services.placed_anchors(*args, 16, method, 0, (*two.tolist(), beyond))
+    assert np.allclose(shown["all_sim"][two], shown["anchor_sim"][[5, 11]], atol=1e-6)
     if method == "pca":  # UMAP places by neighbours: an anchor's own point is one of several it is averaged from
         assert np.allclose(placed[:2], shown["anchor_xy"][[5, 11]], atol=1e-4)
     low, high = shown["anchor_xy"].min(0), shown["anchor_xy"].max(0)

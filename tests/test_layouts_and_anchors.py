@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ptfer_core.anchors import AnchorSet, select_anchors
@@ -141,3 +143,18 @@ def test_the_missing_word_list_stops_at_five(models, n_missing, tail):
     with pytest.raises(InputError) as caught:
         AnchorSet(tuple(f"zz{i}" for i in range(n_missing)), "frequency").token_ids(models[0])
     assert tail in str(caught.value)
+
+
+def test_a_map_shows_a_ranked_anchor_sets_first_words_and_spreads_over_an_alphabetical_one():
+    """The maps' "Anchors shown": the most frequent words of a frequency-ranked set; across the whole common
+    vocabulary (alphabetical), not its words from "#" to "Ci…"; every anchor when there are no more than asked."""
+    from ptfer_core.analysis import shown_anchor_indices
+    from ptfer_core.anchors import AnchorSet
+
+    words = tuple(f"w{i:03d}" for i in range(100))
+    assert shown_anchor_indices(AnchorSet(words, "frequency"), 10).tolist() == list(range(10))
+    spread = shown_anchor_indices(AnchorSet(words, "common-vocab"), 10).tolist()
+    assert spread[0] == 0 and spread[-1] == 99 and len(set(spread)) == 10 and spread == sorted(spread)
+    assert max(b - a for a, b in itertools.pairwise(spread)) <= 12, "evenly spread"
+    assert len(set(shown_anchor_indices(AnchorSet(words, "common-vocab"), 99).tolist())) == 99, "no anchor twice"
+    assert shown_anchor_indices(AnchorSet(words, "common-vocab"), 500).tolist() == list(range(100))

@@ -74,8 +74,11 @@ def card_html(meta: dict) -> str:
     return "".join(parts)
 
 
-def preset_card(meta: dict) -> None:
-    with st.container(border=True):
+CARD_WIDTH = 360  # px: three abreast in the wide layout from a 1280 px window up
+
+
+def preset_card(meta: dict, where) -> None:
+    with where.container(border=True, width=CARD_WIDTH):
         st.html(card_html(meta))
         st.button(
             "Open",
@@ -99,12 +102,11 @@ def presets() -> None:
     if not items:
         st.info("No presets are installed (assets/presets/ is empty). Run a transfer on the Transfer page.")
         return
-    per_row = 3
-    for start in range(0, len(items), per_row):
-        cols = st.columns(per_row)
-        for col, meta in zip(cols, items[start : start + per_row]):
-            with col:
-                preset_card(meta)
+    # Cards of a fixed width in one wrapping row: three abreast on a wide window, one under another on a narrow one
+    # (three columns at 800 px drew the score bars' labels ~7 px high).
+    cards = ui.row(align="top")
+    for meta in items:
+        preset_card(meta, cards)
 
 
 def next_steps() -> None:

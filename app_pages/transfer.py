@@ -92,7 +92,7 @@ def live_progress() -> None:
     # Not a `with` block: leaving one marks the status complete, and the run is still going.
     box = st.status(label, state="running", expanded=True)
     with box.container():
-        done = [text for _, text, _ in snap["phases"][:-1]]
+        done = [text.rstrip("…") for _, text, _ in snap["phases"][:-1]]  # ticked: no "…", which read as still going
         if done:
             st.caption(" · ".join(f":material/check: {text}" for text in done))
         bar, stop = st.columns([6, 1], vertical_alignment="bottom")

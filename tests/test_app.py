@@ -758,7 +758,7 @@ def test_live_progress_counts_steps_only_in_a_phase_that_has_several():
     gates = [threading.Event(), threading.Event()]
 
     def work(job):
-        job.begin("load:x", "Loading x", 1)
+        job.begin("load:x", "Loading x…", 1)
         gates[0].wait(30)
         job.begin("tune", "Tuning", 30)
         job.report(3)
@@ -777,6 +777,7 @@ def test_live_progress_counts_steps_only_in_a_phase_that_has_several():
             time.sleep(0.01)
         at.run()
         assert [p.proto.text.split(" · ")[0] for p in at.get("progress")] == ["step 3 of 30"]
+        assert ":material/check: Loading x" in texts(at) and "Loading x…" not in texts(at), "a done phase is ticked"
     finally:
         for gate in gates:
             gate.set()

@@ -50,7 +50,9 @@ def html_table(
             style = CELL
             number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars too
             if number:
-                style += ";text-align:right;font-variant-numeric:tabular-nums"
+                style += ";text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
+            else:  # a long token ("ManagementPlaneProtection") breaks, not widens the table past its column
+                style += ";overflow-wrap:anywhere"
             if column == bar and number and not math.isnan(value):
                 share = 100 * min(max(float(value), 0.0), 1.0)
                 style += f";background:linear-gradient(90deg,{bar_color} {share:.1f}%,transparent {share:.1f}%)"

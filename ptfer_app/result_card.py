@@ -52,7 +52,9 @@ def result_card(result: Outcome) -> None:
     with right:
         prompt_facts(result)
         # Four download buttons wait in one popover: closed, the browser draws none of them.
-        with st.popover("Save this prompt", icon=":material/download:", width="stretch"):
+        # "Save", not "Save this prompt": the longer label was cut to "Save this pro…" on an 800 px page
+        save = "The prompt (.safetensors) and its metadata (.json), a PEFT adapter, and the source prompt."
+        with st.popover("Save", icon=":material/download:", width="stretch", help=save):
             downloads(result)
 
 

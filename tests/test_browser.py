@@ -534,14 +534,16 @@ CLIPPED = """const inside = (e, box) => e.getBoundingClientRect().right <= box.g
 const main = document.querySelector('[data-testid="stMainBlockContainer"]');
 const buttons = [...document.querySelectorAll('[data-testid="stMain"] button')].filter(e => e.offsetParent !== null)
   .filter(e => !inside(e, e.closest('[data-testid="stColumn"]') || main)).map(e => 'button ' + e.innerText.trim());
-const labels = [...document.querySelectorAll('[data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *')]
+const labels = [...document.querySelectorAll('[data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *, '
+  + '[data-testid="stMain"] button *')]
   .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => 'label ' + e.innerText.trim());
 return [...buttons, ...labels];"""
 
 
 def test_a_narrow_window_clips_no_control_or_score(server, browser):
     """At 800 px with the sidebar open, st.columns had clipped segmented controls (UMAP, V4, V5, "Transferred
-    wrong") and cut the score labels to "Manual tem…": every button and score label now lies inside the page."""
+    wrong") and cut the score labels to "Manual tem…": every button, button label and score label now lies inside
+    the page, uncut."""
     try:
         browser.set_window_size(800, 1000)
         for page, title in (("relative-space", "Fingerprint"), ("transfer", "Result"), ("query", "Test facts")):

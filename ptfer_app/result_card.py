@@ -12,19 +12,19 @@ def result_card(result: Outcome) -> None:
     st.subheader("Result", anchor=False)
     ui.outcome_caption(result)
     order = [result.method, "manual", "discretization", "random"]
-    cols = [ui.row(align="top")] * len(order)
+    scores = ui.row(align="top")  # one row of four that wraps on a narrow page
     manual = result.scores.get("manual", {}).get("p_at_1")
     metric = wording.score_word(result.task)
-    for col, method in zip(cols, order):
+    for method in order:
         score = result.scores.get(method)
         if score is None:
-            col.metric(METHOD_LABELS.get(method, method), "—", help="not computed for this run", width="stretch")
+            scores.metric(METHOD_LABELS.get(method, method), "—", help="not computed for this run", width="stretch")
             continue
         delta = None
         if method == result.method and manual is not None and abs(score["p_at_1"] - manual) >= 0.05:
             delta = f"{score['p_at_1'] - manual:+.1f} vs manual"
         extra = f"; macro-F1 {score['macro_f1']:.1f}" if "macro_f1" in score else ""
-        col.metric(
+        scores.metric(
             METHOD_LABELS.get(method, method),
             f"{score['p_at_1']:.1f}",
             delta=delta,

@@ -93,7 +93,7 @@ def anchor_coordinates(
 
 
 def anchor_rows(
-    lm: PromptedLM, anchors: AnchorSet, indices: list[int] | slice, mode: SpaceMode | str = SpaceMode.RAW
+    lm: PromptedLM, anchors: AnchorSet, indices: list[int], mode: SpaceMode | str = SpaceMode.RAW
 ) -> np.ndarray:
     """Relative encodings (in the run's own space) of the anchors at `indices` [n, k]."""
     with torch.no_grad():

@@ -205,10 +205,11 @@ SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_toke
 
 def fetched_tokenizer(folder: Path):
     """The tokenizer of a model `ptfer models fetch` wrote, straight from its tokenizer.json: AutoTokenizer parses
-    that file in Python and rebuilds it (Gemma's 262k vocabulary: 3.2 s, not 1.6; SmolLM2: 2.0 s, not 0.2), and the
-    fetched files are exactly what such a tokenizer saved. Only for fetched models: a hub tokenizer class may change
-    its tokenizer.json's behaviour in Python. `tests/test_real.py` checks both fetched models give the same ids,
-    tokens and special ids on every LAMA text as AutoTokenizer."""
+    that file in Python and rebuilds it (in a fresh process, Gemma's 262k vocabulary: 4.7 s, not 2.4; SmolLM2: 2.1 s,
+    not 0.8; `benchmarks/tokenizer_load.py`), and the fetched files are exactly what such a tokenizer saved. Only
+    for fetched models: a hub tokenizer class may change its tokenizer.json's behaviour in Python.
+    `tests/test_real.py` checks both fetched models give the same ids, tokens and special ids on every LAMA text as
+    AutoTokenizer."""
     import json
 
     from transformers import PreTrainedTokenizerFast

@@ -171,8 +171,9 @@ def body() -> None:
             "pointer, zoom, or mark anchors with a lasso."
         )
         + variance
+        + pinned_note(src_map, tgt_map)
     )
-    export(src_map, tgt_map, words, highlight, source, result.target, method, live)
+    export(src_map, tgt_map, words, highlight, source, result.target, result.task.id, method, live)
 
     st.subheader("Fingerprint", anchor=False)
     src_enc, tgt_enc, _, all_words = services.fingerprints(
@@ -276,9 +277,23 @@ def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np
     )
 
 
-def export(src_map, tgt_map, words, highlight, source, target, method, live: bool) -> None:
+def pinned_note(src_map: dict, tgt_map: dict) -> str:
+    """Says which dots are drawn hollow at a map's edge (`charts.map_frame`), when any are."""
+    far = [int(charts.map_frame(d["anchor_xy"], d["prompt_xy"])["pinned"].sum()) for d in (src_map, tgt_map)]
+    if not any(far):
+        return ""
+    counts = " and ".join(f"{n:,} in the {side} map" for n, side in zip(far, ("source", "target")) if n)
+    return (
+        f" Hollow dots ({counts}): anchors far from all the rest, drawn at the frame's edge so the others keep the "
+        "room; the coordinates CSV has where they lie."
+    )
+
+
+def export(src_map, tgt_map, words, highlight, source, target, task, method, live: bool) -> None:
     """The 2-D coordinates of both maps (and the marked anchors) as CSV, built when a button is clicked: building
-    them on every run took ~0.1 s of a fresh server's first view, and Streamlit stored the bytes each time."""
+    them on every run took ~0.1 s of a fresh server's first view, and Streamlit stored the bytes each time. The files
+    are named with the pair, the task and the projection, so downloads from different runs do not overwrite each
+    other."""
     maps = [("source", source, src_map), ("target", target, tgt_map)]
     if highlight:
         why = "The anchors marked in the maps: drawn round with the lasso or the box, or found with *Find a token*."
@@ -290,7 +305,7 @@ def export(src_map, tgt_map, words, highlight, source, target, method, live: boo
     c1.download_button(
         f"2-D coordinates ({method.upper()}, .csv)",
         lambda: charts.map_coordinates_csv(maps, words, highlight),
-        "relative_space_coordinates.csv",
+        ui.file_name(f"relative_space_{method}", source, target, task, "csv"),
         "text/csv",
         key="map_csv",
         on_click="ignore",
@@ -299,7 +314,7 @@ def export(src_map, tgt_map, words, highlight, source, target, method, live: boo
     c2.download_button(
         "Selected anchors (.csv)",
         lambda: charts.map_coordinates_csv(maps, words, highlight, marked_only=True),
-        "relative_space_selection.csv",
+        ui.file_name(f"relative_space_{method}_selection", source, target, task, "csv"),
         "text/csv",
         key="map_sel_csv",
         on_click="ignore",

@@ -85,7 +85,7 @@ def grid_progress() -> None:
         total = (phase or {}).get("total") or 0
         st.progress(
             min(1.0, phase["step"] / total) if total else 0.0,
-            text=f"task {phase['step']} of {total}" if total else "planning…",
+            text=f"{phase['step']} of {total} grid cells done" if total else "planning…",
         )
         for line in snap["log"][-4:]:
             st.caption(line)

@@ -98,8 +98,9 @@ def live_progress() -> None:
         bar, stop = st.columns([6, 1], vertical_alignment="bottom")
         total = (phase or {}).get("total") or 0
         frac = min(1.0, phase["step"] / total) if phase and total else 0.0
-        # a one-step phase (loading a model, preparing the data) has no steps to count: "step 0 of 1" read as stuck
-        counted = f"step {phase['step']:,} of {total:,}" if total > 1 else "working…"
+        # a one-step phase (loading a model, preparing the data) has no steps to count: "step 0 of 1" read as stuck;
+        # counted steps say "done" ("step 0 of 4" read as stuck while the first step ran)
+        counted = f"{phase['step']:,} of {total:,} steps done" if total > 1 else "working…"
         bar.progress(frac, text=f"{counted} · {snap['elapsed']:.1f} s")
         stop.button(
             "Cancel", key="cancel", icon=":material/stop_circle:", on_click=cancel, disabled=cancelling, width="stretch"

@@ -100,6 +100,9 @@ def _axis(name: str = "", **kw) -> dict:
     return {"type": "value", "name": name, "nameLocation": "middle", "nameGap": 26, **kw}
 
 
+KEPT_LABEL_H = 14  # a line for the search chart's "kept: step n" label, between the plot and the axes' names
+
+
 def _y_axis(name: str = "", right: bool = False, **kw) -> dict:
     """A y axis, its name above its top end: beside the tick labels, a name is cut off at the frame's edge (the
     frame holds the labels but not the name)."""
@@ -183,6 +186,10 @@ def trajectory(
             "lineStyle": {"type": "dashed", "color": "#555", "width": 1},
             "label": {"formatter": f"kept: step {kept_step}", "position": "end", "fontSize": 11},
         }
+    marked = "markLine" in (series[0] if series else {})
+    if marked:  # the axes' names a line higher: on one line, the kept step's label ran into them on a narrow page
+        for axis in y_axes:
+            axis["nameGap"] = 10 + KEPT_LABEL_H
     steps = [r["step"] for r in rows]
     spec = {
         "tooltip": {"trigger": "axis"},
@@ -190,7 +197,10 @@ def trajectory(
         "yAxis": y_axes,
         "series": series,
     }
-    return _frame(spec, 320, title, legend=bool(dev), bottom=24)
+    chart = _frame(spec, 320 + (KEPT_LABEL_H if marked else 0), title, legend=bool(dev), bottom=24)
+    if marked:
+        chart.spec["grid"]["top"] += KEPT_LABEL_H
+    return chart
 
 
 def norm_histogram(
@@ -281,12 +291,14 @@ def relative_map(
     """Anchors (series 0) coloured by cosine to the selected prompt vector; marked anchors ringed and named; prompt
     vectors as labelled diamonds. The lasso (polygon brush) selects anchors."""
     cos = f"cos to V{selected + 1}"
-    anchors = [[_r(x), _r(y), _r(s, 3), w] for (x, y), s, w in zip(anchor_xy, sims, words)]
+    frame = map_frame(anchor_xy, prompt_xy)
+    anchors = [[_r(x), _r(y), _r(s, 3), w] for (x, y), s, w in zip(frame["anchor_xy"], sims, words)]
+    pinned = {"symbol": "emptyCircle", "itemStyle": {"borderWidth": 1.5}}  # far off, drawn at the frame's edge
     series = [
         {
             "type": "scatter",
             "name": "anchor words",
-            "data": anchors,
+            "data": [{"value": a, **pinned} if far else a for a, far in zip(anchors, frame["pinned"])],
             "symbolSize": 7,
             "itemStyle": {"borderColor": "rgba(80,80,80,0.45)", "borderWidth": 0.6, "opacity": 0.9},
             "tooltip": {"formatter": "<b>{@[3]}</b><br>" + cos + ": {@[2]}"},
@@ -312,7 +324,7 @@ def relative_map(
                 "tooltip": {"formatter": "<b>{@[3]}</b><br>" + cos + ": {@[2]}"},
             }
         )
-    everything = np.vstack([anchor_xy, prompt_xy])
+    everything = np.vstack([frame["anchor_xy"], prompt_xy])
     texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
     vectors = [
         {
@@ -337,9 +349,9 @@ def relative_map(
     )
     spec = {
         "tooltip": {"trigger": "item"},
-        "xAxis": BARE,
-        "yAxis": BARE,
         # PCA/UMAP coordinates have no units: a framed, unlabelled plane.
+        "xAxis": {**BARE, "min": _r(frame["lo"][0]), "max": _r(frame["hi"][0])},
+        "yAxis": {**BARE, "min": _r(frame["lo"][1]), "max": _r(frame["hi"][1])},
         "series": series,
         "visualMap": _colour_bar(-1, 1, RED_BLUE, cos, 180, digits=1, seriesIndex=0),
         # top left, the lasso first: clear of Streamlit's own hover toolbar at the top right
@@ -367,6 +379,36 @@ def relative_map(
     chart = _frame(spec, 420, right=72)
     chart.spec["grid"].update(show=True, borderColor="#E3E6EA", top=28)
     return chart
+
+
+def map_frame(anchor_xy: np.ndarray, prompt_xy: np.ndarray, tail: float = 0.01, pad: float = 0.5) -> dict:
+    """The part of the plane a map draws: every prompt vector and all anchors but a few far from the rest. UMAP can
+    set one anchor far off, and a frame round it left the map an empty square with the other 999 in a corner. Per
+    axis the frame spans the anchors' `tail`…1−`tail` quantiles widened by `pad` of that span (never beyond the
+    data; a Gaussian crowd's tails stay inside, to ±4.7σ), then every prompt vector. Anchors outside sit at its edge
+    ("pinned", drawn hollow); the CSV keeps their true coordinates. Returns lo and hi (the frame, a 4 % margin
+    added), the anchors' drawn positions and the pinned mask."""
+    anchors = np.asarray(anchor_xy, dtype=float).reshape(-1, 2)
+    prompts = np.asarray(prompt_xy, dtype=float).reshape(-1, 2)
+    if len(anchors):
+        q_lo, q_hi = np.quantile(anchors, [tail, 1 - tail], axis=0)
+        widen = pad * (q_hi - q_lo)
+        lo = np.maximum(anchors.min(axis=0), q_lo - widen)
+        hi = np.minimum(anchors.max(axis=0), q_hi + widen)
+    else:
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+    if len(prompts):
+        lo, hi = np.minimum(lo, prompts.min(axis=0)), np.maximum(hi, prompts.max(axis=0))
+    if not np.all(np.isfinite([lo, hi])):
+        lo, hi = np.zeros(2), np.ones(2)
+    pinned = np.any((anchors < lo) | (anchors > hi), axis=1)
+    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    return {
+        "lo": lo - 0.04 * span,  # a margin, so no point sits on the frame
+        "hi": hi + 0.04 * span,
+        "anchor_xy": np.clip(anchors, lo, hi),
+        "pinned": pinned,
+    }
 
 
 def label_sides(points: np.ndarray, everything: np.ndarray) -> list[str]:

@@ -88,20 +88,31 @@ def explain(result: Outcome, manual: float | None) -> None:
             notes.append(lead + results.why_transfer_fell_short(list(result.sources), result.target, loss))
         if notes:
             st.info(" ".join(notes), icon=":material/science:")
-    if result.method == "transfer" and len(result.transferred.trajectory) > 1:
-        rule = (result.transferred.provenance.get("transfer") or {}).get("selection")
-        if rule == "dev":  # the reference's rule: the headline number then used the target's labels
-            st.warning(
-                f"**Not zero-shot:** the search step kept is the one with the best {wording.score_word(result.task)} "
-                f"on labelled {result.target} dev examples, as the reference code keeps it (recipe `paper`). "
-                "`paper-zero-shot` keeps the step with the lowest matching loss and uses no target labels.",
-                icon=":material/label:",
-            )
+    # the reference's rule: the headline number then used the target's labels
+    if result.method == "transfer" and kept_by(result) == "dev":
+        st.warning(
+            f"**Not zero-shot:** the search step kept is the one with the best {wording.score_word(result.task)} "
+            f"on labelled {result.target} dev examples, as the reference code keeps it (recipe `paper`). "
+            "`paper-zero-shot` keeps the step with the lowest matching loss and uses no target labels.",
+            icon=":material/label:",
+        )
     for note in result.notes:
         st.caption(f":material/info: {note}")
     if result.story:  # the Home card's paragraph, for whoever opened the preset from a link
         with st.expander("What this preset shows", icon=":material/school:"):
             st.markdown(result.story)
+
+
+def kept_by(result: Outcome) -> str | None:
+    """How the kept step of the prompt's trajectory was chosen: "loss" (a search's lowest matching loss, no target
+    labels), "dev" (best score on the target's dev labels) or "last"; None when there was no step to choose."""
+    prov = result.transferred.provenance
+    if len(result.transferred.trajectory) <= 1 or "selected_step" not in prov:
+        return None
+    if "transfer" in prov:
+        return prov["transfer"].get("selection")
+    # Tuned on the target (direct tuning), which the tuner calls its source.
+    return {"source dev P@1": "dev", "target dev P@1": "dev", "last step": "last"}.get(prov.get("selection"))
 
 
 def trajectory_view(result: Outcome) -> None:
@@ -143,12 +154,10 @@ def prompt_facts(result: Outcome) -> None:
     ui.monospace(result.transferred.template.replace("[V]", "▢").replace("[S]", "⟨start⟩"))
     facts = [f"{result.transferred.n_vectors} vectors of width {result.transferred.width}"]
     traj = result.transferred.trajectory
-    if "selected_step" in prov and len(traj) > 1:
-        rule = (prov.get("transfer") or {}).get("selection")
-        facts.append(
-            f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']} "
-            f"({'by matching loss' if rule == 'loss' else 'by target dev ' + wording.score_word(result.task)})"
-        )
+    rule = kept_by(result)
+    if rule is not None:
+        how = {"loss": " (by matching loss)", "dev": f" (by target dev {wording.score_word(result.task)})"}
+        facts.append(f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']}{how.get(rule, '')}")
     if "n_anchors" in prov:
         facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")
     if result.timings:

@@ -11,7 +11,7 @@ from html import escape
 
 import numpy as np
 
-from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, grouped_labels, label_sides
+from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, grouped_labels, label_sides, map_frame
 from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
@@ -81,10 +81,10 @@ def map_svg(
     marked anchors ringed (and named while they are few), prompt vectors as labelled diamonds."""
     left, top, right, bottom = 14, 14, 70, 14  # the colour bar sits in the right margin
     plot_w, plot_h = width - left - right, height - top - bottom
-    everything = np.vstack([anchor_xy, prompt_xy]) if len(prompt_xy) else np.asarray(anchor_xy)
-    lo, hi = everything.min(axis=0), everything.max(axis=0)
-    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
-    lo, span = lo - 0.04 * span, span * 1.08  # a margin, so no point sits on the frame
+    frame = map_frame(anchor_xy, prompt_xy)
+    anchor_xy = frame["anchor_xy"]  # far-off anchors pinned to the frame's edge, drawn hollow
+    everything = np.vstack([anchor_xy, prompt_xy]) if len(prompt_xy) else anchor_xy
+    lo, span = frame["lo"], frame["hi"] - frame["lo"]
 
     def at(points) -> np.ndarray:
         unit = (np.asarray(points, dtype=float).reshape(-1, 2) - lo) / span
@@ -94,8 +94,13 @@ def map_svg(
     body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
     # whole arrays at once, colours from a 257-step table: a point at a time took 20 ms a 1,000-anchor map, now 2.5
     fills = [_SCALE[i] if i >= 0 else NAN_GREY for i in _steps(np.asarray(sims, dtype=float))]
-    dots = zip(at(anchor_xy).tolist(), fills)
-    body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}"/>' for (x, y), fill in dots]
+    dots = zip(at(anchor_xy).tolist(), fills, frame["pinned"].tolist())
+    body += [
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="none" stroke="{fill}" stroke-width="1.5"/>'
+        if far
+        else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}"/>'
+        for (x, y), fill, far in dots
+    ]
     body.append("</g>")
     named = len(highlight) <= NAMED_MARKS
     for i in highlight:

@@ -220,6 +220,10 @@ def test_a_result_no_better_than_a_random_prompt_says_so():
         # a headline number picked with the target's labels says so where it is shown
         picked_on_labels = meta["settings"]["transfer"]["selection"] == "dev"
         assert any("**Not zero-shot:**" in w.value for w in at.warning) == picked_on_labels, meta["id"]
+        # and the prompt's facts name the same rule (a one-step solver keeps no step, so says none)
+        searched = meta["settings"]["transfer"]["solver"] == "adam"
+        assert ("(by target dev" in texts(at)) == (searched and picked_on_labels), meta["id"]
+        assert ("(by matching loss)" in texts(at)) == (searched and not picked_on_labels), meta["id"]
         # every shipped preset departs from its recipe somewhere (the training cap, the toy's tuning), and says so
         recipe = meta["settings"]["recipe"]
         expected = "epochs 40" if meta["id"] == DEMO_PRESET else "max_train 200"
@@ -528,6 +532,44 @@ def test_the_static_map_and_fingerprint_draw_what_the_charts_draw():
     assert own_cells[0] == own_cells[3] == charts.RED_BLUE[-1], "each row on its own scale: both rows' tops are red"
 
 
+def test_a_far_off_anchor_is_drawn_hollow_at_the_frame_edge_and_kept_true_in_the_csv():
+    """UMAP can set one anchor far from the rest; a frame round it left the map an empty square with every other
+    point in a corner. Both renderers frame the crowd and every prompt vector, and pin the far anchor to the edge."""
+    import xml.etree.ElementTree as ET
+
+    import numpy as np
+
+    from ptfer_app import charts, static_charts
+
+    rng = np.random.default_rng(0)
+    anchors = np.vstack([rng.normal(size=(999, 2)), [[200.0, -150.0]]])
+    prompts = np.array([[0.0, 0.0], [30.0, 0.0]])  # a far prompt vector is what the map is about: framed
+    frame = charts.map_frame(anchors, prompts)
+    assert frame["pinned"].tolist() == [False] * 999 + [True]
+    assert frame["hi"][0] > 30 and frame["hi"][0] < 40 and frame["lo"][1] > -10, frame
+    assert np.array_equal(frame["anchor_xy"][:999], anchors[:999]) and frame["anchor_xy"][999, 1] > frame["lo"][1]
+    plain = charts.map_frame(anchors[:999], prompts[:1])
+    assert not plain["pinned"].any() and np.allclose(plain["hi"] - plain["lo"], 1.08 * np.ptp(anchors[:999], axis=0)), (
+        "without a far-off point the frame is the data's, as before"
+    )
+
+    words, sims = [f"w{i}" for i in range(1000)], np.zeros(1000)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    svg = ET.fromstring(static_charts.map_svg(anchors, words, sims, prompts, "#000"))
+    dots = svg.findall("s:g/s:circle", ns)
+    assert [d.get("fill") == "none" for d in dots] == [False] * 999 + [True], "the far anchor alone is hollow"
+    plot = svg.findall("s:rect", ns)[1]
+    xs = sorted(float(d.get("cx")) for d in dots[:999])
+    assert xs[-1] - xs[0] > 0.1 * float(plot.get("width")), "the crowd spreads over the map, not one corner"
+    spec = charts.relative_map(anchors, words, sims, prompts, "t", "#000").spec
+    data = spec["series"][0]["data"]
+    assert isinstance(data[999], dict) and data[999]["symbol"] == "emptyCircle" and isinstance(data[0], list)
+    assert spec["xAxis"]["max"] < 40 and spec["yAxis"]["min"] > -10
+    drawn = {"anchor_xy": anchors, "prompt_xy": prompts}
+    rows = charts.map_coordinates_csv([("source", "m", drawn)], words, []).decode().splitlines()
+    assert rows[1000].split(",")[4:6] == ["200.0", "-150.0"], "the CSV has where it lies"
+
+
 def test_search_chart_has_a_zero_based_score_axis_names_its_score_and_marks_the_kept_step():
     from ptfer_app import charts
 
@@ -539,6 +581,10 @@ def test_search_chart_has_a_zero_based_score_axis_names_its_score_and_marks_the_
     assert dev["name"] == "dev accuracy (%)"
     kept = spec["series"][0]["markLine"]
     assert kept["data"] == [{"xAxis": 300}] and kept["label"]["formatter"] == "kept: step 300"
+    plain = charts.trajectory(rows, "Matching loss of the search", score="accuracy").spec
+    # the label above the plot has a line of its own, under the axes' names (on one line they met at 800 px)
+    assert all(a["nameGap"] - p["nameGap"] >= 12 for a, p in zip(spec["yAxis"], plain["yAxis"]))
+    assert spec["grid"]["top"] - plain["grid"]["top"] >= 12
     assert spec["title"]["top"] < spec["legend"]["top"] < spec["grid"]["top"], "title, legend and plot, one per line"
 
 
@@ -706,6 +752,21 @@ def test_one_step_solvers_disable_what_they_do_not_use(solver, space):
     assert "answers in one step" in texts(at) and f"The {solver} solver" not in texts(at), (
         "named as the control names it"
     )
+    assert "kept step" not in texts(at), "one step: nothing was chosen"
+
+
+def test_a_searched_prompt_says_how_its_step_was_kept():
+    """The Adam search keeps one of its steps; the prompt's facts name the rule, and only target dev labels earn the
+    "Not zero-shot" note."""
+    at = goto(new_app().run(), "transfer")
+    at.selectbox(key="recipe").set_value("paper-zero-shot").run()
+    at.slider(key=skey("steps", recipe="paper-zero-shot")).set_value(40).run()
+    at.button(key="run").click().run()
+    wait_for_job(at)
+    assert not at.exception and not errors(at), errors(at)
+    assert at.session_state["outcome"].transferred.provenance["transfer"]["selection"] == "loss"
+    assert "(by matching loss)" in texts(at) and "(by target dev" not in texts(at)
+    assert not any("Not zero-shot" in w.value for w in at.warning)
 
 
 def test_recipe_choice_sets_every_control():
@@ -776,7 +837,7 @@ def test_live_progress_counts_steps_only_in_a_phase_that_has_several():
             assert time.perf_counter() < deadline
             time.sleep(0.01)
         at.run()
-        assert [p.proto.text.split(" · ")[0] for p in at.get("progress")] == ["step 3 of 30"]
+        assert [p.proto.text.split(" · ")[0] for p in at.get("progress")] == ["3 of 30 steps done"]
         assert ":material/check: Loading x" in texts(at) and "Loading x…" not in texts(at), "a done phase is ticked"
     finally:
         for gate in gates:

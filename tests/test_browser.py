@@ -270,8 +270,10 @@ def lasso_and_export(driver) -> None:
     folder = Path(tempfile.mkdtemp(prefix="ptfer-downloads-"))
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
     click_centred(driver, driver.find_element(By.XPATH, export))
-    saved = folder / "relative_space_selection.csv"
-    WebDriverWait(driver, 30).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    # Named with the pair, the task and the projection (files from two runs do not overwrite each other).
+    WebDriverWait(driver, 30).until(lambda _: any(p.stat().st_size > 0 for p in folder.glob("*.csv")))
+    (saved,) = folder.glob("*.csv")
+    assert saved.name.startswith("relative_space_pca_selection_") and "_to_" in saved.name and "P103" in saved.name
     rows = list(csv.DictReader(saved.read_text(encoding="utf-8").splitlines()))
     spaces = sorted({(r["space"], r["model"]) for r in rows})
     assert [s for s, _ in spaces] == ["source", "target"], spaces

@@ -242,6 +242,53 @@ def test_the_results_page_offers_only_tables_it_can_read(tmp_path):
         assert len(results.read_table(path.read_bytes(), path.name)), label
 
 
+def test_a_page_opened_by_its_url_is_told_where_the_server_is():
+    """`base_hint.PageBaseHint` puts the server's base into a page's HTML shell (the frontend otherwise first asks
+    under the page's own path, gets a 404 and waits 100 ms); the root, files and other requests pass untouched, and
+    the edited shell carries no validators or encoding of the original file."""
+    import asyncio
+
+    from ptfer_app.base_hint import HINT, PageBaseHint
+
+    shell = b"<!DOCTYPE html><html><head><meta charset='UTF-8'/><script>x</script></head></html>"
+    seen = []
+
+    async def streamlit(scope, receive, send):  # what Streamlit's static files answer, in two body parts
+        seen.append(dict(scope["headers"]))
+        html = scope["path"] != "/favicon.png"
+        kind = b"text/html; charset=utf-8" if html else b"image/png"
+        body = shell if html else b"PNG"
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"etag", b'"abc"'),
+            (b"cache-control", b"no-cache")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body[:10], "more_body": True})
+        await send({"type": "http.response.body", "body": body[10:]})
+
+    def get(path: str, base: str = "", method: str = "GET"):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        headers = [(b"accept-encoding", b"gzip"), (b"if-none-match", b'"abc"'), (b"cookie", b"c=1")]
+        scope = {"type": "http", "method": method, "path": path, "headers": headers}
+        asyncio.run(PageBaseHint(streamlit, base)(scope, None, send))
+        start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+        return dict(start["headers"]), body
+
+    headers, body = get("/transfer")
+    assert body == shell.replace(b"<head>", b"<head>" + HINT) and HINT.startswith(b"<script>")
+    assert headers[b"content-length"] == str(len(body)).encode() and b"etag" not in headers
+    assert headers[b"cache-control"] == b"no-cache"
+    assert seen[-1] == {b"cookie": b"c=1"}, "asked without compression or validators, other headers kept"
+    for path, base in (("/", ""), ("/favicon.png", ""), ("/a/b", ""), ("/_stcore/health", ""), ("/transfer", "/x")):
+        headers, body = get(path, base)
+        assert body in (shell, b"PNG") and headers[b"etag"] == b'"abc"', path
+        assert b"accept-encoding" in seen[-1], path
+    assert get("/x/relative-space", "x/")[1].count(HINT) == 1, "under a base path"
+    assert get("/transfer", method="POST")[1] == shell
+
+
 def test_the_home_page_runs_without_importing_torch(tmp_path):
     """A fresh server's first page should not wait ~4 s for torch, nor ~1 s for numpy and pandas: the home page's
     script run (demo models, no real ones) imports none of them. The background warm-ups, which do, are switched off

@@ -530,6 +530,13 @@ def test_a_deep_link_is_the_first_request_of_a_fresh_server(tmp_path_factory, br
         settle(browser)
         assert "Page not found" not in body_text(browser)
         assert "Source space" in body_text(browser)
+        # Told where the server is (ptfer_app.base_hint), the page asked no address under its own path first (a 404
+        # and Streamlit's 100 ms retry), and its links still lead to the app's own pages, not under this one.
+        asked = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not [a for a in asked if "/relative-space/_stcore/" in a], asked
+        assert f"{url}/_stcore/health" in asked
+        nav(browser, "transfer", "Result")
+        assert browser.current_url.split("?")[0] == f"{url}/transfer"
 
 
 CLIPPED = """const inside = (e, box) => e.getBoundingClientRect().right <= box.getBoundingClientRect().right + 1;

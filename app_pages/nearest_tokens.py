@@ -78,7 +78,7 @@ def body() -> None:
         ("Source prompt", source, src_table, src_prompt, palette.SOURCE),
         (f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
     )
-    for col, (title, model, table, prompt, color) in zip(st.columns(2, gap="large"), sides):
+    for col, (title, model, table, prompt, color) in zip(ui.panels(2, 440), sides):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
             ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])

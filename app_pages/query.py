@@ -181,8 +181,7 @@ def body() -> None:
     if not subject:
         st.info(f"Type a {called['input']} to see the answers.", icon=":material/info:")
     else:
-        cols = st.columns(len(columns), gap="medium")
-        for col, (title, shown, template, vectors) in zip(cols, columns):
+        for col, (title, shown, template, vectors) in zip(ui.panels(len(columns), 300, "medium"), columns):
             with col:
                 key = "manual" if vectors is None else ui.digest(vectors)
                 try:

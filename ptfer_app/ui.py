@@ -436,6 +436,13 @@ def row(align: str = "bottom", gap: str = "medium"):
     return st.container(horizontal=True, vertical_alignment=align, gap=gap)
 
 
+def panels(n: int, width: int, gap: str = "large") -> list:
+    """`n` side-by-side panels `width` px wide that wrap onto the next line on a narrow page. In st.columns, three
+    answer tables shared 450 px at 800 px with the sidebar open, and their words broke mid-token ("diseas/e")."""
+    line = st.container(horizontal=True, vertical_alignment="top", gap=gap)
+    return [line.container(width=width) for _ in range(n)]
+
+
 def file_name(what: str, source: str, target: str, task: str, ext: str) -> str:
     """A download's name with its pair and task, so files from different runs do not overwrite each other; a hub id's
     "/" and other characters a file name cannot hold become "-"."""

@@ -546,16 +546,23 @@ const buttons = [...document.querySelectorAll('[data-testid="stMain"] button')].
 const labels = [...document.querySelectorAll('[data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *, '
   + '[data-testid="stMain"] button *')]
   .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).map(e => 'label ' + e.innerText.trim());
-return [...buttons, ...labels];"""
+// a one-word cell whose text lies on more than one line: its word was broken ("diseas/e")
+const lines = e => { const r = document.createRange(); r.selectNodeContents(e);
+  return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; };
+const broken = [...document.querySelectorAll('[data-testid="stMain"] td')]
+  .filter(td => td.offsetParent !== null && !/\s/.test(td.innerText.trim()) && lines(td) > 1)
+  .map(td => 'broken word ' + td.innerText.trim());
+return [...buttons, ...labels, ...broken];"""
 
 
 def test_a_narrow_window_clips_no_control_or_score(server, browser):
     """At 800 px with the sidebar open, st.columns had clipped segmented controls (UMAP, V4, V5, "Transferred
-    wrong") and cut the score labels to "Manual tem…": every button, button label and score label now lies inside
-    the page, uncut."""
+    wrong") and cut the score labels to "Manual tem…", and three answer tables in 450 px broke their words: every
+    button, button label and score label now lies inside the page, uncut, and no table cell breaks its one word."""
     try:
         browser.set_window_size(800, 1000)
-        for page, title in (("relative-space", "Fingerprint"), ("transfer", "Result"), ("query", "Test facts")):
+        pages = (("relative-space", "Fingerprint"), ("transfer", "Result"), ("query", "Test facts"))
+        for page, title in (*pages, ("nearest-tokens", "as long as a real token")):
             browser.get(f"{server}/{page}?preset={TOY_PRESET}")
             wait_text(browser, title, 120)
             settle(browser)

@@ -539,7 +539,7 @@ def test_a_deep_link_is_the_first_request_of_a_fresh_server(tmp_path_factory, br
         assert browser.current_url.split("?")[0] == f"{url}/transfer"
 
 
-CLIPPED = """const inside = (e, box) => e.getBoundingClientRect().right <= box.getBoundingClientRect().right + 1;
+CLIPPED = r"""const inside = (e, box) => e.getBoundingClientRect().right <= box.getBoundingClientRect().right + 1;
 const main = document.querySelector('[data-testid="stMainBlockContainer"]');
 const buttons = [...document.querySelectorAll('[data-testid="stMain"] button')].filter(e => e.offsetParent !== null)
   .filter(e => !inside(e, e.closest('[data-testid="stColumn"]') || main)).map(e => 'button ' + e.innerText.trim());

@@ -8,6 +8,7 @@ from ptfer_core.config import METHOD_LABELS
 
 N_POINTS = [300, 1000, 2000]
 STRIP = 40  # anchors shown in the fingerprint strip
+MAP_WIDTH = 460  # px: two maps side by side on a 1440 px page with the sidebar open; one above the other when narrower
 
 
 def selected_anchors(key: str) -> list[int]:
@@ -141,7 +142,7 @@ def body() -> None:
         ("Source space", source, "source prompt", src_map, palette.SOURCE, keys[0]),
         ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, keys[1]),
     )
-    for col, (space, model, prompt, drawn, color, key) in zip(st.columns(2, gap="medium"), maps):
+    for col, (space, model, prompt, drawn, color, key) in zip(ui.panels(2, MAP_WIDTH, "medium"), maps):
         col.markdown(f"**{space}** · {model} · {prompt}")
         drawing = (drawn["anchor_xy"], words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:
@@ -219,7 +220,11 @@ def body() -> None:
     if live:
         ui.chart(charts.fingerprint(*strip, per_row=per_row), "fingerprint")
     else:
-        st.html(ui.svg_image(static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip"))
+        # 40 words' columns need ~640 px to read: a narrower page scrolls the picture sideways, not shrinks it
+        picture = ui.svg_image(
+            static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip", "width:100%;min-width:640px"
+        )
+        st.html(f'<div style="overflow-x:auto">{picture}</div>')
     st.caption(
         f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "
         "the transferred vector's similarities to the same words in the target model, below"

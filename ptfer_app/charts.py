@@ -77,7 +77,8 @@ def _frame(spec: dict, height: int, title: str = "", legend: bool = False, right
         "grid": {"left": 12, "right": right, "top": top + 14, "bottom": bottom, "containLabel": True},
     }
     if title:
-        frame["title"] = {"text": title, "left": 0, "top": 0, "textStyle": {"fontSize": 14, "fontWeight": "bold"}}
+        # 4 px down: at the very top the canvas cut the tops of its letters (h, l, f)
+        frame["title"] = {"text": title, "left": 0, "top": 4, "textStyle": {"fontSize": 14, "fontWeight": "bold"}}
     if legend:
         frame["legend"] = {"top": 4 + (TITLE_H if title else 0), "right": 0}
     return Chart({**frame, **spec}, height)
@@ -381,20 +382,16 @@ def relative_map(
     return chart
 
 
-def map_frame(anchor_xy: np.ndarray, prompt_xy: np.ndarray, tail: float = 0.01, pad: float = 0.5) -> dict:
-    """The part of the plane a map draws: every prompt vector and all anchors but a few far from the rest. UMAP can
-    set one anchor far off, and a frame round it left the map an empty square with the other 999 in a corner. Per
-    axis the frame spans the anchors' `tail`…1−`tail` quantiles widened by `pad` of that span (never beyond the
-    data; a Gaussian crowd's tails stay inside, to ±4.7σ), then every prompt vector. Anchors outside sit at its edge
-    ("pinned", drawn hollow); the CSV keeps their true coordinates. Returns lo and hi (the frame, a 4 % margin
-    added), the anchors' drawn positions and the pinned mask."""
+def map_frame(anchor_xy: np.ndarray, prompt_xy: np.ndarray) -> dict:
+    """The part of the plane a map draws: every prompt vector and the anchors, but for small groups set apart from
+    the rest (`core_range`). UMAP set 19 of 1,000 anchors on an island far to the right, and a frame round them left
+    the other 981 in a quarter of the map. Anchors outside the frame sit at its edge ("pinned", drawn hollow); the
+    CSV keeps their true coordinates. Returns lo and hi (the frame, a 4 % margin added), the anchors' drawn positions
+    and the pinned mask."""
     anchors = np.asarray(anchor_xy, dtype=float).reshape(-1, 2)
     prompts = np.asarray(prompt_xy, dtype=float).reshape(-1, 2)
     if len(anchors):
-        q_lo, q_hi = np.quantile(anchors, [tail, 1 - tail], axis=0)
-        widen = pad * (q_hi - q_lo)
-        lo = np.maximum(anchors.min(axis=0), q_lo - widen)
-        hi = np.minimum(anchors.max(axis=0), q_hi + widen)
+        lo, hi = np.array([core_range(anchors[:, 0]), core_range(anchors[:, 1])]).T
     else:
         lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
     if len(prompts):
@@ -409,6 +406,23 @@ def map_frame(anchor_xy: np.ndarray, prompt_xy: np.ndarray, tail: float = 0.01, 
         "anchor_xy": np.clip(anchors, lo, hi),
         "pinned": pinned,
     }
+
+
+def core_range(values: np.ndarray, share: float = 0.05, band: float = 0.5) -> tuple[float, float]:
+    """The values' range without a small group set apart at either end: at most `share` of them, beyond an empty
+    band wider than `band` × the middle 90 %'s span (the innermost such band). A lone far point and an island are
+    left out; a Gaussian crowd's tails are kept (their last gaps are a fraction of that span)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    n = len(v)
+    k = int(np.ceil(share * n))
+    if n < 20 or k < 1:
+        return float(v[0]), float(v[-1])
+    gaps, wide = np.diff(v), band * (v[n - 1 - k] - v[k])
+    if wide <= 0:  # most values equal: no band to measure against
+        return float(v[0]), float(v[-1])
+    low = [i + 1 for i in range(k) if gaps[i] > wide]
+    high = [j for j in range(n - 1 - k, n - 1) if gaps[j] > wide]
+    return float(v[max(low, default=0)]), float(v[min(high, default=n - 1)])
 
 
 def label_sides(points: np.ndarray, everything: np.ndarray) -> list[str]:

@@ -580,8 +580,9 @@ def test_the_static_map_and_fingerprint_draw_what_the_charts_draw():
 
 
 def test_a_far_off_anchor_is_drawn_hollow_at_the_frame_edge_and_kept_true_in_the_csv():
-    """UMAP can set one anchor far from the rest; a frame round it left the map an empty square with every other
-    point in a corner. Both renderers frame the crowd and every prompt vector, and pin the far anchor to the edge."""
+    """UMAP can set one anchor, or a small island of them, far from the rest; a frame round it left the map mostly
+    empty with every other point in a corner. Both renderers frame the crowd and every prompt vector, and pin the far
+    anchors to the edge."""
     import xml.etree.ElementTree as ET
 
     import numpy as np
@@ -595,6 +596,11 @@ def test_a_far_off_anchor_is_drawn_hollow_at_the_frame_edge_and_kept_true_in_the
     assert frame["pinned"].tolist() == [False] * 999 + [True]
     assert frame["hi"][0] > 30 and frame["hi"][0] < 40 and frame["lo"][1] > -10, frame
     assert np.array_equal(frame["anchor_xy"][:999], anchors[:999]) and frame["anchor_xy"][999, 1] > frame["lo"][1]
+    island = np.vstack(
+        [rng.normal(size=(981, 2)), rng.normal(size=(19, 2)) * 0.1 + [12.0, 0.0]]
+    )  # UMAP's, in a real map
+    framed = charts.map_frame(island, island[:1])
+    assert framed["pinned"].tolist() == [False] * 981 + [True] * 19 and framed["hi"][0] < 6, "an island is left out"
     plain = charts.map_frame(anchors[:999], prompts[:1])
     assert not plain["pinned"].any() and np.allclose(plain["hi"] - plain["lo"], 1.08 * np.ptp(anchors[:999], axis=0)), (
         "without a far-off point the frame is the data's, as before"

@@ -55,7 +55,10 @@ def html_table(
                 style += ";overflow-wrap:anywhere"
             if column == bar and number and not math.isnan(value):
                 share = 100 * min(max(float(value), 0.0), 1.0)
-                style += f";background:linear-gradient(90deg,{bar_color} {share:.1f}%,transparent {share:.1f}%)"
+                # no-repeat: the gradient's tile starts again under the right border, a 1 px line of bar colour
+                style += (
+                    f";background:linear-gradient(90deg,{bar_color} {share:.1f}%,transparent {share:.1f}%) no-repeat"
+                )
             cells.append(f'<td style="{style}">{text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     marker = ' data-index="1"' if index else ""  # the first column is the frame's index (for readers and tests)

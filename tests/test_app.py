@@ -1559,7 +1559,7 @@ def test_static_tables_escape_their_text_and_draw_bars_in_proportion():
     assert html.startswith("<table style=") and 'data-index="1"' in html
     assert "&lt;b&gt;" in html and "Paris &amp; co" in html and "<b>" not in html, "cell text is escaped"
     assert ">0.250<" in html and ">—<" in html, "formatted, and a blank cell is a dash"
-    assert "#abc 25.0%,transparent 25.0%" in html and html.count("linear-gradient") == 1, "a bar for the share"
+    assert "#abc 25.0%,transparent 25.0%) no-repeat" in html and html.count("linear-gradient") == 1, "a bar, once"
     assert 'text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap">1<' in html, "numpy ints are numbers"
     assert 'overflow-wrap:anywhere">Paris &amp; co<' in html, "a long token breaks rather than widen the table"
     assert ">vector</th>" in html

@@ -46,8 +46,8 @@ def short(text: str, limit: int = 90) -> str:
 def examples(frame: pd.DataFrame, called: dict) -> None:
     """The test examples: a searchable picker on first paint, the whole table (a data grid, ~0.6 s of drawing on two
     cores) only when its expander is opened."""
-    c1 = c2 = ui.row()
-    which = c1.segmented_control(
+    controls = ui.row()
+    which = controls.segmented_control(
         "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
     )
     view = frame
@@ -55,7 +55,7 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
         view = view[view["transferred"].str.startswith("✓")]
     elif which == "wrong":
         view = view[view["transferred"].str.startswith("✗")]
-    c2.selectbox(
+    controls.selectbox(
         f"Pick a {called['example']} to query (type to search)",
         list(view.index),
         index=None,

@@ -31,9 +31,9 @@ def body() -> None:
     ui.outcome_caption(result)
     source = result.sources[0]
     m = result.transferred.n_vectors
-    c1 = c2 = c3 = c4 = ui.row()
+    controls = ui.row()
     method = ui.bound(
-        c1.segmented_control,
+        controls.segmented_control,
         "Projection",
         "proj",
         "pca",
@@ -48,7 +48,7 @@ def body() -> None:
     n_anchors = int(result.transferred.provenance.get("n_anchors") or N_POINTS[-1])
     sizes = [n for n in N_POINTS if n < n_anchors] + ([n_anchors] if n_anchors <= N_POINTS[-1] else [])
     n_points = ui.bound(
-        c2.segmented_control,
+        controls.segmented_control,
         "Anchors shown",
         "npts",
         1000 if 1000 in sizes else sizes[-1],
@@ -62,7 +62,7 @@ def body() -> None:
         "over it when it is the common vocabulary, which is alphabetical.",
     )
     vec = ui.bound(
-        c3.segmented_control if m <= 8 else c3.selectbox,
+        controls.segmented_control if m <= 8 else controls.selectbox,
         "Colour by vector",
         "vec",
         0,
@@ -72,7 +72,7 @@ def body() -> None:
         **({"required": True} if m <= 8 else {"width": 160}),
     )
     find = ui.bound(
-        c4.text_input,
+        controls.text_input,
         "Find a token",
         "find",
         "",

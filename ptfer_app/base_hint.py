@@ -41,7 +41,8 @@ class PageBaseHint:
 
         self.app = app
         base = config.get_option("server.baseUrlPath") if base_url_path is None else base_url_path
-        self.base = "/" + (base or "").strip("/") if (base or "").strip("/") else ""
+        base = (base or "").strip("/")
+        self.base = f"/{base}" if base else ""
 
     def is_page(self, scope) -> bool:
         path = scope.get("path", "")

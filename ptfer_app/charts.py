@@ -179,7 +179,8 @@ def trajectory(
                 splitLine={"show": False},
             )
         )
-    if kept_step is not None and len(rows) > 1 and series:
+    marked = kept_step is not None and len(rows) > 1 and bool(series)
+    if marked:
         series[0]["markLine"] = {
             "symbol": "none",
             "silent": True,
@@ -187,10 +188,9 @@ def trajectory(
             "lineStyle": {"type": "dashed", "color": "#555", "width": 1},
             "label": {"formatter": f"kept: step {kept_step}", "position": "end", "fontSize": 11},
         }
-    marked = "markLine" in (series[0] if series else {})
-    if marked:  # the axes' names a line higher: on one line, the kept step's label ran into them on a narrow page
+        # the axes' names a line higher: on one line, the kept step's label ran into them on a narrow page
         for axis in y_axes:
-            axis["nameGap"] = 10 + KEPT_LABEL_H
+            axis["nameGap"] += KEPT_LABEL_H
     steps = [r["step"] for r in rows]
     spec = {
         "tooltip": {"trigger": "axis"},

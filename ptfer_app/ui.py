@@ -439,7 +439,7 @@ def row(align: str = "bottom", gap: str = "medium"):
 def panels(n: int, width: int, gap: str = "large") -> list:
     """`n` side-by-side panels `width` px wide that wrap onto the next line on a narrow page. In st.columns, three
     answer tables shared 450 px at 800 px with the sidebar open, and their words broke mid-token ("diseas/e")."""
-    line = st.container(horizontal=True, vertical_alignment="top", gap=gap)
+    line = row(align="top", gap=gap)
     return [line.container(width=width) for _ in range(n)]
 
 

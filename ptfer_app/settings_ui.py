@@ -46,6 +46,7 @@ def describe(group: str, name: str) -> dict:
     return next(r for r in CLASSES[group].describe() if r["name"] == name)
 
 
+ALL = "(all)"  # a selectbox's stand-in for the value None ("all anchors", "every training fact")
 GROUP_NAMES = {"tune": "source tuning", "transfer": "search", "projector": "projector"}
 
 
@@ -118,13 +119,22 @@ def setting(
     if bounds is not None and bounds[1] is None:
         bounds = (bounds[0], 10**9)
     _from_url(key, url_key, row, options, bounds)
+    if options is not None and None in options:
+        # A selectbox whose value is None shows "Choose an option", not "all": "all" stands in for None in the
+        # widget (an opened preset with every anchor read as if no count were chosen).
+        options = [ALL if o is None else o for o in options]
+        shown_fmt = fmt or (lambda v: "all" if v is None else str(v))
+        fmt = lambda v: shown_fmt(None if v == ALL else v)
+        default = ALL if default is None else default
+        if key in st.session_state and st.session_state[key] is None:
+            st.session_state[key] = ALL
     if options is not None and key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]
     if hidden:
         if key in st.session_state:  # re-stored, so Streamlit keeps an undrawn widget's value for when it is back
             st.session_state[key] = st.session_state[key]
-        value = default if disabled else st.session_state.get(key, default)
-        _to_url(url_key, value, default)
+        value = _unwrap(default if disabled else st.session_state.get(key, default))
+        _to_url(url_key, value, _unwrap(default))
         return value
     kw = (
         {}
@@ -168,9 +178,13 @@ def setting(
             disabled=disabled,
             **kw,
         )
-    value = default if disabled else value
-    _to_url(url_key, value, default)
+    value = _unwrap(default if disabled else value)
+    _to_url(url_key, value, _unwrap(default))
     return value
+
+
+def _unwrap(value):
+    return None if value == ALL else value
 
 
 def _to_url(url_key: str, value, default) -> None:

@@ -14,7 +14,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     expander is closed): draw nothing; the values chosen earlier, linked or given by the recipe apply."""
     models = sel.models
     multi_ok = len(sel.sources) > 1
-    c0, c1, c2 = columns([5, 5, 3], hidden)
+    c0, c1, c2 = fields([2 * FIELD_WIDTH, "content", "content"], hidden)
     recipe = settings_ui.recipe_picker(c0, models, hidden=hidden)
     base = settings_ui.base_settings(recipe, models)
     method = ui.bound(
@@ -44,7 +44,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         "Select two or three source models in the sidebar to enable it.",
     )
     t = {}
-    c1, c2, c3, c4 = columns([3, 3, 3, 3], hidden, vertical_alignment="bottom")
+    c1, c2, c3, c4 = fields(4, hidden)
     shown = not hidden
     t["solver"] = settings_ui.setting(
         c1,
@@ -103,7 +103,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     anchors_box = lazy_expander("Anchors, relative space and projection", "exp_anchors", shown)
     hidden = anchors_box is None or not anchors_box.open
     with anchors_box or nullcontext():
-        a1, a2, a3 = columns(3, hidden)
+        a1, a2, a3 = fields(3, hidden)
         t["anchor_source"] = settings_ui.setting(
             a1,
             "transfer",
@@ -139,7 +139,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
-        b1, b2, b3 = columns(3, hidden)
+        b1, b2, b3 = fields(3, hidden)
         t["space"] = settings_ui.setting(
             b1,
             "transfer",
@@ -183,7 +183,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     hidden = tuning_box is None or not tuning_box.open
     with tuning_box or nullcontext():
         u = {}
-        d1, d2, d3 = columns(3, hidden)
+        d1, d2, d3 = fields(3, hidden)
         u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
         u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base, hidden=hidden)
         u["max_train"] = settings_ui.setting(
@@ -196,7 +196,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
-        e1, e2, e3 = columns(3, hidden)
+        e1, e2, e3 = fields(3, hidden)
         u["placement"] = settings_ui.setting(
             e1,
             "tune",
@@ -244,7 +244,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     if mode == "multi" and multi_ok and not direct:
         if shown:
             st.caption("Blend of the source prompts (relative weight of each model's encoding)")
-        cols = columns(len(sel.sources), not shown)
+        cols = fields(len(sel.sources), not shown)
         weights = [
             float(
                 ui.bound(
@@ -257,9 +257,20 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
 
 
-def columns(spec: int | list[int], hidden: bool, **kw) -> list:
-    """Columns for settings, or none while their expander is closed (hidden settings draw nothing into them)."""
-    return [None] * (spec if isinstance(spec, int) else len(spec)) if hidden else st.columns(spec, **kw)
+# Two fields a line in the narrowest panel (a nested expander is 358 px inside at 800 px with the sidebar open),
+# four at 1440 px. In st.columns four settings shared 390 px there and cut their values and labels.
+FIELD_WIDTH = 168
+
+
+def fields(widths: int | list, hidden: bool) -> list:
+    """Fixed-width places for settings that wrap onto the next line on a narrow page, or none while their expander
+    is closed (hidden settings draw nothing into them). An int is that many fields of FIELD_WIDTH."""
+    if isinstance(widths, int):
+        widths = [FIELD_WIDTH] * widths
+    if hidden:
+        return [None] * len(widths)
+    line = ui.row(align="bottom")
+    return [line.container(width=width) for width in widths]
 
 
 def lazy_expander(label: str, key: str, shown: bool):

@@ -1114,6 +1114,22 @@ def test_a_presets_settings_without_a_control_are_named_as_a_reader_says_them():
     assert "source tuning learning rate 0.2" in note and "=" not in note, note
 
 
+def test_a_setting_of_all_shows_all_not_an_empty_choice():
+    # The demo preset reads every anchor (n_anchors None): a selectbox holding None showed "Choose an option".
+    at = goto(open_demo_preset(new_app()), "transfer")
+    at.session_state["exp_settings"] = True
+    at.session_state["exp_anchors"] = True
+    at.run()
+    anchors, top_k = at.selectbox(key=skey("n_anchors")), at.selectbox(key=skey("top_k"))
+    assert anchors.index == 0 and anchors.options[0] == "all", (anchors.index, anchors.options)
+    assert top_k.index == 0
+    top_k.select_index(2).run()  # 64
+    assert at.query_params.get("top_k") == "64"
+    at.selectbox(key=skey("top_k")).select_index(0).run()
+    assert "top_k" not in at.query_params, "back to the preset's 'all' (the recipe's value) leaves the link"
+    assert at.selectbox(key=skey("top_k")).index == 0 and not at.exception
+
+
 def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     from ptfer_app import results
 

@@ -43,6 +43,8 @@ if goto in PAGES and PAGES[goto] is not page:
 # The home page draws no sidebar (its presets pick their own models; the pickers are most of its drawing time), nor
 # does Results (its tables span many models and relations and have their own filters: the pickers did nothing there).
 no_sidebar = page is PAGES["home"] or page is PAGES["results"]
+# Folded on those two, else a link from a page with the sidebar left it open and empty (300 px of a narrow window).
+st.set_page_config(initial_sidebar_state="collapsed" if no_sidebar else "auto")
 selection = st.session_state["_selection"] = ui.quiet_selection() if no_sidebar else ui.sidebar()
 ui.sync_preset_to_url()
 ui.flash()

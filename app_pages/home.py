@@ -18,6 +18,7 @@ LABELS = {
 
 CAPTION = "font-size:0.875rem;opacity:0.65;margin-bottom:0.25rem"  # like st.caption, in either theme
 DIAGRAM = REPO_ROOT / "assets" / "diagram.svg"
+INTRO_WIDTH, DIAGRAM_WIDTH = 420, 620  # px: side by side from a 1280 px window; the diagram's words stay >= 10 px
 DIAGRAM_ALT = (
     "A prompt vector in the source model, its cosines to shared anchor words, and the target vector with the same "
     "cosines"
@@ -32,7 +33,9 @@ def diagram_img() -> str:
 def intro() -> None:
     st.title("PTfer Studio", anchor=False)
     st.markdown("##### Move a learned prompt from one language model to another, without training on the target.")
-    left, right = st.columns([4, 6], gap="large", vertical_alignment="center")
+    # Fixed widths that wrap: in st.columns at 800 px the diagram shrank to 420 px and its words to ~5 px.
+    line = ui.row(align="center", gap="large")
+    left, right = line.container(width=INTRO_WIDTH), line.container(width=DIAGRAM_WIDTH)
     with left:
         st.markdown(
             "A **soft prompt** is a handful of learned vectors that make a language model answer one kind of question, "

@@ -6,6 +6,8 @@ import streamlit as st
 from ptfer_app import charts, palette, services, ui
 from ptfer_core.config import METHOD_LABELS
 
+PANEL_WIDTH = 440  # px: the two sides (lists, histograms) abreast on a wide page, stacked at 800 px
+
 
 def glance(src: pd.DataFrame, tgt: pd.DataFrame, n: int = 4) -> pd.DataFrame:
     """One row per vector: its n nearest tokens in each vocabulary."""
@@ -78,7 +80,7 @@ def body() -> None:
         ("Source prompt", source, src_table, src_prompt, palette.SOURCE),
         (f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
     )
-    for col, (title, model, table, prompt, color) in zip(ui.panels(2, 440), sides):
+    for col, (title, model, table, prompt, color) in zip(ui.panels(2, PANEL_WIDTH), sides):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
             ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
@@ -95,7 +97,7 @@ def body() -> None:
                 help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
                 "statistics, which is what the transfer's normalisation does.",
             )
-            for col, (title, model, _, prompt, color) in zip(st.columns(2, gap="large"), sides):
+            for col, (title, model, _, prompt, color) in zip(ui.panels(2, PANEL_WIDTH), sides):
                 norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
                 fig = charts.norm_histogram(
                     norms["vocab_norms"],

@@ -220,9 +220,10 @@ def body() -> None:
     if live:
         ui.chart(charts.fingerprint(*strip, per_row=per_row), "fingerprint")
     else:
-        # 40 words' columns need ~640 px to read: a narrower page scrolls the picture sideways, not shrinks it
+        # 40 words need ~760 px to read (12 px words drawn at >= 9 px): a narrower page scrolls the picture
+        # sideways, not shrinks it (at 640 px the words were 6 px tall)
         picture = ui.svg_image(
-            static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip", "width:100%;min-width:640px"
+            static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip", "width:100%;min-width:760px"
         )
         st.html(f'<div style="overflow-x:auto">{picture}</div>')
     st.caption(

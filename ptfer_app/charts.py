@@ -344,7 +344,14 @@ def relative_map(
             "z": 5,
             # a dark edge: a source-blue or target-red diamond alone blended into the blue and red anchor dots
             "itemStyle": {"color": color, "borderColor": PROMPT_EDGE, "borderWidth": 1.5},
-            "label": {"color": color, "fontSize": 13, "fontWeight": "bold"},
+            # a white halo: over a dense cluster of anchor dots the bare label did not read
+            "label": {
+                "color": color,
+                "fontSize": 13,
+                "fontWeight": "bold",
+                "textBorderColor": "#fff",
+                "textBorderWidth": 3,
+            },
             "tooltip": {"formatter": "<b>{@[2]}</b>"},
         }
     )

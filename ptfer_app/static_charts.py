@@ -15,6 +15,7 @@ from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, groupe
 from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
+HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"'  # a label over dense dots reads on a white outline
 FONT = "font-family:'Source Sans Pro',sans-serif;font-size:12px"
 
 
@@ -107,7 +108,9 @@ def map_svg(
         x, y = at(anchor_xy[i])[0]
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6.5" fill="none" stroke="#111" stroke-width="2"/>')
         if named:
-            body.append(f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" fill="#111">{escape(words[i])}</text>')
+            body.append(
+                f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" fill="#111" {HALO}>{escape(words[i])}</text>'
+            )
     texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
     for i, (point, text, side) in enumerate(zip(prompt_xy, texts, sides)):
         x, y = at(point)[0]
@@ -120,7 +123,7 @@ def map_svg(
             dx, anchor = (-(r + 4), "end") if side == "left" else (r + 4, "start")
             body.append(
                 f'<text x="{x + dx:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}" fill="{color}" font-size="13" '
-                f'font-weight="bold">{escape(text)}</text>'
+                f'font-weight="bold" {HALO}>{escape(text)}</text>'
             )
     body += _colour_bar(width - 38, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1)
     return _svg(width, height, body, "map of the anchor words and the prompt vectors")
@@ -134,7 +137,7 @@ def fingerprint_svg(
     _, z, reach = fingerprint_values(src, tgt, per_row)
     width, left, right, top, cell_h = 1000, 110, 100, 16, 34  # the right margin holds the colour scale and its title
     cell_w = (width - left - right) / max(len(words), 1)
-    word_room = 80  # the words, rotated, under the cells
+    word_room = 96  # the words, rotated, under the cells
     height = top + 2 * cell_h + word_room
     body = []
     for row in (0, 1):
@@ -153,7 +156,7 @@ def fingerprint_svg(
         x = left + (j + 0.5) * cell_w
         body.append(
             f'<text x="{x:.1f}" y="{base}" transform="rotate(-60 {x:.1f} {base})" text-anchor="end" '
-            f'font-size="10" fill="{TEXT}">{escape(word)}</text>'
+            f'font-size="12" fill="{TEXT}">{escape(word)}</text>'
         )
     body += _colour_bar(width - 55, top + 20, 2 * cell_h - 10, -reach, reach, ROW_SCALE if per_row else "cos", 2)
     return _svg(width, height, body, "fingerprint of the prompt vector")

@@ -39,6 +39,9 @@ def pick_from_list(frame: pd.DataFrame) -> None:
         st.session_state["subject"] = frame.iloc[row]["subject"]
 
 
+INPUT_WIDTH = 240  # px: the facts table's subject or sentence column; the whole text is in the query box on a click
+
+
 def short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -86,6 +89,8 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
             view.rename(columns={"subject": called["input"], "answer": called["answer"]}),
             hide_index=True,
             width="stretch",
+            # a sentence of SST-2 as wide as it is long pushed every answer column out of sight at 800 px
+            column_config={called["input"]: st.column_config.TextColumn(width=INPUT_WIDTH)},
             key="facts",
             on_select=pick_fact,
             selection_mode=["single-row", "single-cell"],  # a click on any cell picks its row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable
 from html import escape
 
@@ -23,6 +24,11 @@ def _text(value, fmt: Callable | None) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "—"
     return fmt(value) if fmt is not None else str(value)
+
+
+def _unbroken(text: str) -> str:
+    """Escaped, with hyphenated words kept whole: a header broke a model's name after its hyphen ("smollm2-/135m")."""
+    return re.sub(r"\S+-\S+", lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>', escape(text))
 
 
 def html_table(
@@ -40,7 +46,7 @@ def html_table(
     formats = formats or {}
     columns = [str(c) for c in frame.columns]
     head = ([f'<th style="{HEAD}">{escape(str(frame.index.name or ""))}</th>'] if index else []) + [
-        f'<th style="{HEAD}">{escape(c)}</th>' for c in columns
+        f'<th style="{HEAD}">{_unbroken(c)}</th>' for c in columns
     ]
     rows = []
     for label, *values in frame.itertuples(index=True, name=None):

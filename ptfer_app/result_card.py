@@ -36,7 +36,7 @@ def result_card(result: Outcome) -> None:
     explain(result, manual)
     n = result.scores.get(result.method, {}).get("n_facts", 0)
     st.caption(
-        f"{metric} (%) on {n} test examples of {result.task.id} "
+        f"{metric.capitalize()} (%) on {n} test examples of {result.task.id} "
         + (
             "(each class scored through its label words). "
             if result.task.is_classification
@@ -157,7 +157,9 @@ def prompt_facts(result: Outcome) -> None:
     rule = kept_by(result)
     if rule is not None:
         how = {"loss": " (by matching loss)", "dev": f" (by target dev {wording.score_word(result.task)})"}
-        facts.append(f"kept step {prov['selected_step']} of steps 0–{traj[-1]['step']}{how.get(rule, '')}")
+        facts.append(
+            f"kept step {prov['selected_step']} of steps {traj[0]['step']}–{traj[-1]['step']}{how.get(rule, '')}"
+        )
     if "n_anchors" in prov:
         facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")
     if result.timings:

@@ -819,6 +819,8 @@ def test_a_searched_prompt_says_how_its_step_was_kept():
     assert not at.exception and not errors(at), errors(at)
     assert at.session_state["outcome"].transferred.provenance["transfer"]["selection"] == "loss"
     assert "(by matching loss)" in texts(at) and "(by target dev" not in texts(at)
+    steps = [row["step"] for row in at.session_state["outcome"].transferred.trajectory]
+    assert f"of steps {steps[0]}–{steps[-1]}" in texts(at), "the range the chart's x axis shows"
     assert not any("Not zero-shot" in w.value for w in at.warning)
 
 
@@ -1077,6 +1079,8 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     grid = at.dataframe[-1].value
     assert list(grid.columns) == ["subject", "answer", "transferred", "manual", "discretised"]
     assert len(grid) == len(right), "the table shows what the Show control keeps"
+    config = json.loads(at.dataframe[-1].proto.columns)
+    assert config["subject"]["width"] == 240, "the input column has a width: answers stay in sight on a narrow page"
 
 
 def test_a_200_word_subject_on_the_query_page_is_refused_and_the_facts_stay():
@@ -1363,6 +1367,9 @@ def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
         assert f"{v:.1f} %" in meta["story"] or (v == round(v) and f"{v:.0f} %" in meta["story"]), (key, v)
     story = [e for e in at.expander if e.label == "What this preset shows"]
     assert len(story) == 1 and meta["story"] in [m.value for m in story[0].markdown]
+    score = "Accuracy" if meta["task"].get("kind") == "classification" else "P@1"
+    n = meta["scores"]["transfer"]["n_facts"]
+    assert f"{score} (%) on {n} test examples of {meta['task']['id']}" in texts(at), "the score's caption, a sentence"
 
 
 def test_the_self_transfer_preset_shows_the_method_working():
@@ -1579,6 +1586,8 @@ def test_static_tables_escape_their_text_and_draw_bars_in_proportion():
     assert 'text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap">1<' in html, "numpy ints are numbers"
     assert 'overflow-wrap:anywhere">Paris &amp; co<' in html, "a long token breaks rather than widen the table"
     assert ">vector</th>" in html
+    named = html_table(frame.rename(columns={"token": "source · smollm2-135m <vocab>"}))
+    assert '· <span style="white-space:nowrap">smollm2-135m</span> &lt;vocab&gt;</th>' in named, "a name stays whole"
     plain = html_table(frame, index=False)
     assert "data-index" not in plain and ">vector<" not in plain and ">V1<" not in plain
 

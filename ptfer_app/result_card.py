@@ -7,6 +7,8 @@ from ptfer_core.config import METHOD_LABELS
 
 from . import charts, results, services, settings_ui, ui, wording
 
+CHART_WIDTH, FACTS_WIDTH = 560, 300  # px: the search chart and the prompt's facts, abreast from 1280 px
+
 
 def result_card(result: Outcome) -> None:
     st.subheader("Result", anchor=False)
@@ -46,7 +48,9 @@ def result_card(result: Outcome) -> None:
         f"vector replaced by its nearest shared word"
         + (f" ({', '.join(result.discretized_tokens)})." if result.discretized_tokens else ".")
     )
-    left, right = st.columns([3, 2], gap="large")
+    # Fixed widths that wrap: in st.columns at 800 px the chart had 270 px and the prompt's facts a word a line.
+    line = ui.row(align="top", gap="large")
+    left, right = line.container(width=CHART_WIDTH), line.container(width=FACTS_WIDTH)
     with left:
         trajectory_view(result)
     with right:

@@ -34,8 +34,7 @@ def intro() -> None:
     st.title("PTfer Studio", anchor=False)
     st.markdown("##### Move a learned prompt from one language model to another, without training on the target.")
     # Fixed widths that wrap: in st.columns at 800 px the diagram shrank to 420 px and its words to ~5 px.
-    line = ui.row(align="center", gap="large")
-    left, right = line.container(width=INTRO_WIDTH), line.container(width=DIAGRAM_WIDTH)
+    left, right = ui.panels([INTRO_WIDTH, DIAGRAM_WIDTH], align="center")
     with left:
         st.markdown(
             "A **soft prompt** is a handful of learned vectors that make a language model answer one kind of question, "

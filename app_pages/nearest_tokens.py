@@ -80,7 +80,7 @@ def body() -> None:
         ("Source prompt", source, src_table, src_prompt, palette.SOURCE),
         (f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
     )
-    for col, (title, model, table, prompt, color) in zip(ui.panels(2, PANEL_WIDTH), sides):
+    for col, (title, model, table, prompt, color) in zip(ui.panels([PANEL_WIDTH] * 2), sides):
         with col:
             st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
             ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
@@ -97,7 +97,7 @@ def body() -> None:
                 help="Hollow diamonds: the same vectors standardised and rescaled to the model's embedding "
                 "statistics, which is what the transfer's normalisation does.",
             )
-            for col, (title, model, _, prompt, color) in zip(ui.panels(2, PANEL_WIDTH), sides):
+            for col, (title, model, _, prompt, color) in zip(ui.panels([PANEL_WIDTH] * 2), sides):
                 norms = services.norms(model, ui.digest(prompt.vectors), prompt.vectors)
                 fig = charts.norm_histogram(
                     norms["vocab_norms"],

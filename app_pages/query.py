@@ -186,7 +186,7 @@ def body() -> None:
     if not subject:
         st.info(f"Type a {called['input']} to see the answers.", icon=":material/info:")
     else:
-        for col, (title, shown, template, vectors) in zip(ui.panels(len(columns), 300, "medium"), columns):
+        for col, (title, shown, template, vectors) in zip(ui.panels([300] * len(columns), "medium"), columns):
             with col:
                 key = "manual" if vectors is None else ui.digest(vectors)
                 try:

@@ -142,7 +142,7 @@ def body() -> None:
         ("Source space", source, "source prompt", src_map, palette.SOURCE, keys[0]),
         ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, keys[1]),
     )
-    for col, (space, model, prompt, drawn, color, key) in zip(ui.panels(2, MAP_WIDTH, "medium"), maps):
+    for col, (space, model, prompt, drawn, color, key) in zip(ui.panels([MAP_WIDTH] * 2, "medium"), maps):
         col.markdown(f"**{space}** · {model} · {prompt}")
         drawing = (drawn["anchor_xy"], words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:

@@ -49,8 +49,7 @@ def result_card(result: Outcome) -> None:
         + (f" ({', '.join(result.discretized_tokens)})." if result.discretized_tokens else ".")
     )
     # Fixed widths that wrap: in st.columns at 800 px the chart had 270 px and the prompt's facts a word a line.
-    line = ui.row(align="top", gap="large")
-    left, right = line.container(width=CHART_WIDTH), line.container(width=FACTS_WIDTH)
+    left, right = ui.panels([CHART_WIDTH, FACTS_WIDTH])
     with left:
         trajectory_view(result)
     with right:

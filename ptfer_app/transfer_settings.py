@@ -269,8 +269,7 @@ def fields(widths: int | list, hidden: bool) -> list:
         widths = [FIELD_WIDTH] * widths
     if hidden:
         return [None] * len(widths)
-    line = ui.row(align="bottom")
-    return [line.container(width=width) for width in widths]
+    return ui.panels(widths, "medium", align="bottom")
 
 
 def lazy_expander(label: str, key: str, shown: bool):

@@ -436,11 +436,12 @@ def row(align: str = "bottom", gap: str = "medium"):
     return st.container(horizontal=True, vertical_alignment=align, gap=gap)
 
 
-def panels(n: int, width: int, gap: str = "large") -> list:
-    """`n` side-by-side panels `width` px wide that wrap onto the next line on a narrow page. In st.columns, three
-    answer tables shared 450 px at 800 px with the sidebar open, and their words broke mid-token ("diseas/e")."""
-    line = row(align="top", gap=gap)
-    return [line.container(width=width) for _ in range(n)]
+def panels(widths: list, gap: str = "large", align: str = "top") -> list:
+    """Side-by-side panels of these widths (px, or "content") that wrap onto the next line on a narrow page. In
+    st.columns, three answer tables shared 450 px at 800 px with the sidebar open, and their words broke mid-token
+    ("diseas/e"); four settings cut their values."""
+    line = row(align=align, gap=gap)
+    return [line.container(width=width) for width in widths]
 
 
 def file_name(what: str, source: str, target: str, task: str, ext: str) -> str:

@@ -9,6 +9,7 @@ from ptfer_core.config import METHOD_LABELS
 N_POINTS = [300, 1000, 2000]
 STRIP = 40  # anchors shown in the fingerprint strip
 MAP_WIDTH = 460  # px: two maps side by side on a 1440 px page with the sidebar open; one above the other when narrower
+TEXT_WIDTH = 440  # px: the fingerprint's explanation beside its strip
 
 
 def selected_anchors(key: str) -> list[int]:
@@ -204,12 +205,12 @@ def body() -> None:
     line.markdown("Per vector: " + " · ".join(f"**V{i + 1}** {a:.3f}" for i, a in enumerate(agreement)))
     order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
     per_row = st.toggle(
-        "Each row's pattern (its mean removed, own colour scale)",
+        "Each column's pattern (its mean removed, own colour scale)",
         value=True,
         key="fp_rows",
-        help="Which words stand out in each row, whatever the row's size and common offset: what the correlation r "
-        "below compares. Off: the raw cosines on one shared scale, which show how much larger one model's "
-        "similarities are.",
+        help="Which words stand out in each column, whatever the column's size and common offset: what the "
+        "correlation r beside the strip compares. Off: the raw cosines on one shared scale, which show how much "
+        "larger one model's similarities are.",
     )
     strip = (
         src_enc[vec, order],
@@ -217,18 +218,16 @@ def body() -> None:
         [all_words[i] for i in order],
         (f"source V{vec + 1}", f"transferred V{vec + 1}"),
     )
+    # The strip (a word a line, 380 px) and what it shows side by side, stacked on a narrow page.
+    strip_panel, text_panel = ui.panels([static_charts.FINGERPRINT_WIDTH, TEXT_WIDTH])
     if live:
-        ui.chart(charts.fingerprint(*strip, per_row=per_row), "fingerprint")
+        ui.chart(charts.fingerprint(*strip, per_row=per_row), "fingerprint", strip_panel)
     else:
-        # 40 words need ~760 px to read (12 px words drawn at >= 9 px): a narrower page scrolls the picture
-        # sideways, not shrinks it (at 640 px the words were 6 px tall)
-        picture = ui.svg_image(
-            static_charts.fingerprint_svg(*strip, per_row=per_row), "fingerprint strip", "width:100%;min-width:760px"
-        )
-        st.html(f'<div style="overflow-x:auto">{picture}</div>')
-    st.caption(
-        f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, above; "
-        "the transferred vector's similarities to the same words in the target model, below"
+        picture = static_charts.fingerprint_svg(*strip, per_row=per_row)
+        strip_panel.html(ui.svg_image(picture, "fingerprint strip", "width:100%;max-width:100%"))
+    text_panel.caption(
+        f"Similarity of V{vec + 1} to the {STRIP} anchors it is most (dis)similar to in the source model, on the "
+        "left; the transferred vector's similarities to the same words in the target model, on the right"
         + (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".")
         + " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
         "differently when the two models' spaces do not line up (see docs/transferability.md)."
@@ -267,7 +266,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np.ndarray) -> str:
-    """What a high match hides: the two rows' sizes, and how much of the match is a shared offset (every cosine
+    """What a high match hides: the two columns' sizes, and how much of the match is a shared offset (every cosine
     positive) rather than the same pattern of words (the correlation, means removed), over every compared entry
     and over the words in the strip, which can differ a lot."""
     kept = src != 0  # the entries the run compared (the rest are zero under top-K)
@@ -276,10 +275,10 @@ def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np
         return ""
     size = float(np.mean(np.abs(b)) / max(float(np.mean(np.abs(a))), 1e-12))
     return (
-        f" For V{vec + 1}, the transferred similarities are {size:.2f}× the size of the source's. With each row's "
-        f"mean removed, the rows correlate at r = {correlation(a, b):.2f} over all {a.size:,} compared anchors and "
-        f"r = {correlation(src[shown], tgt[shown]):.2f} over the {len(shown)} shown: a match near 1 with a low r "
-        "says the rows share an offset more than a pattern of words."
+        f" For V{vec + 1}, the transferred similarities are {size:.2f}× the size of the source's. With each "
+        f"column's mean removed, the columns correlate at r = {correlation(a, b):.2f} over all {a.size:,} compared "
+        f"anchors and r = {correlation(src[shown], tgt[shown]):.2f} over the {len(shown)} shown: a match near 1 with a "
+        "low r says the columns share an offset more than a pattern of words."
     )
 
 

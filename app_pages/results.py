@@ -10,6 +10,7 @@ from ptfer_core.jobs import Job
 
 GRID_JOB = "grid_job"
 LABELS = {"presets": "Presets in this app", "upload": "Upload a results file", "run": "Run a grid now"}
+SORT_KEYS = {"method": charts._method_key, "relation": charts.task_key}  # the filters' lists in reading order
 FILTERS = (  # session key, column, label
     ("res_rec", "recipe", "Recipes"),
     ("res_rel", "relation", "Relations"),
@@ -322,7 +323,7 @@ def body() -> None:
         chosen = {
             (column, label): st.multiselect(
                 label,
-                sorted(df[column].unique(), key=charts._method_key if column == "method" else None),
+                sorted(df[column].unique(), key=SORT_KEYS.get(column)),
                 key=key,
                 placeholder="all",
             )

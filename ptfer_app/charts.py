@@ -326,7 +326,7 @@ def relative_map(
             }
         )
     everything = np.vstack([frame["anchor_xy"], prompt_xy])
-    texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
+    texts, sides = prompt_labels(prompt_xy, everything)
     vectors = [
         {
             "value": [_r(x), _r(y), f"V{i + 1}"],
@@ -432,29 +432,28 @@ def core_range(values: np.ndarray, share: float = 0.05, band: float = 0.5) -> tu
     return float(v[max(low, default=0)]), float(v[min(high, default=n - 1)])
 
 
-def label_sides(points: np.ndarray, everything: np.ndarray) -> list[str]:
-    """Labels point into the map: to the left of points in its right half (at the edge they were cut off)."""
-    if not len(everything):
-        return ["right"] * len(points)
-    middle = (everything[:, 0].min() + everything[:, 0].max()) / 2
-    return ["left" if x > middle else "right" for x in points[:, 0]]
-
-
-def grouped_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.04) -> list[str]:
-    """One label per cluster of prompt vectors: points closer than `share` of the map's span are named together
-    ("V1, V2, V4") at the first of them, and the others carry no text, so labels never print over each other."""
+def prompt_labels(points: np.ndarray, everything: np.ndarray, share: float = 0.04) -> tuple[list[str], list[str]]:
+    """(texts, sides): one label per cluster of prompt vectors, so labels never print over each other. Points closer
+    than `share` of the map's span to a cluster's first point are named together ("V1, V2, V4"); the others carry no
+    text. A label points into the map (to the left in its right half: at the edge they were cut off) and sits at
+    its cluster's outermost point on that side, so it runs away from the cluster's diamonds, not over them."""
     span = float(np.ptp(everything, axis=0).max()) if len(everything) else 0.0
-    near = share * span
-    texts = [""] * len(points)
-    placed: list[int] = []
+    middle = (everything[:, 0].min() + everything[:, 0].max()) / 2 if len(everything) else 0.0
+    clusters: list[list[int]] = []
     for i, point in enumerate(points):
-        home = next((j for j in placed if np.linalg.norm(points[j] - point) <= near), None)
+        home = next((c for c in clusters if np.linalg.norm(points[c[0]] - point) <= share * span), None)
         if home is None:
-            placed.append(i)
-            texts[i] = f"V{i + 1}"
+            clusters.append([i])
         else:
-            texts[home] += f", V{i + 1}"
-    return texts
+            home.append(i)
+    texts, sides = [""] * len(points), ["right"] * len(points)
+    for members in clusters:
+        side = "left" if points[members, 0].mean() > middle else "right"
+        outer = min(members, key=lambda i: points[i, 0]) if side == "left" else max(members, key=lambda i: points[i, 0])
+        texts[outer] = ", ".join(f"V{i + 1}" for i in members)
+        for i in members:
+            sides[i] = side
+    return texts, sides
 
 
 def map_coordinates_csv(
@@ -495,30 +494,36 @@ def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple
     return raw, z, max(reach, 1e-6)
 
 
+FINGERPRINT_ROW_H = 18  # px a word: a strip of 40 words is ~780 px tall and needs ~340 px of width
+
+
 def fingerprint(
     src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
 ) -> Chart:
-    """Two rows (source on top, transferred below) of cosines to the same anchor words. The colour range is the
-    data's own (symmetric about 0), so the differences show even when every cosine sits in a narrow band (as on
-    real models, whose embeddings share a common direction). `per_row`: each row's pattern, its mean removed and on
-    its own scale (what the correlation r under the strip compares); hovering still reads the raw cosine."""
+    """Two columns (source on the left, transferred on the right) of cosines to the same anchor words, a word a line.
+    The colour range is the data's own (symmetric about 0), so the differences show even when every cosine sits in
+    a narrow band (as on real models, whose embeddings share a common direction). `per_row`: each side's pattern,
+    its mean removed and on its own scale (what the correlation r compares); hovering still reads the raw cosine.
+    Words run down the side, level: as 40 slanted labels under a strip, they ran into each other on a 1024 px
+    window."""
     raw, z, reach = fingerprint_values(src, tgt, per_row)
-    # Column positions, not the words, as x: two anchors can print alike ("Paris" with and without a leading
-    # space), and a category axis would merge them.
+    # Row positions, not the words, as y: two anchors can print alike ("Paris" with and without a leading space),
+    # and a category axis would merge them.
     cells = [
-        [j, row, _r(z[row, j], 4), _r(raw[row, j], 3), words[j], labels[row]]
-        for row in (0, 1)
+        [side, j, _r(z[side, j], 4), _r(raw[side, j], 3), words[j], labels[side]]
+        for side in (0, 1)
         for j in range(len(words))
     ]
     spec = {
         "tooltip": {"trigger": "item", "formatter": "{@[5]}<br>anchor <b>{@[4]}</b>: cos {@[3]}"},
-        "xAxis": {
+        "xAxis": {"type": "category", "data": list(labels), "position": "top", "axisTick": {"show": False}},
+        "yAxis": {
             "type": "category",
             "data": list(words),
-            "axisLabel": {"rotate": 60, "fontSize": 10, "interval": 0},
+            "inverse": True,
+            "axisLabel": {"fontSize": 12, "interval": 0},
             "axisTick": {"show": False},
         },
-        "yAxis": {"type": "category", "data": list(labels), "inverse": True, "axisTick": {"show": False}},
         "series": [
             {
                 "type": "heatmap",
@@ -527,13 +532,19 @@ def fingerprint(
                 "itemStyle": {"borderColor": "#fff", "borderWidth": 0.5},
             }
         ],
-        "visualMap": _colour_bar(-reach, reach, RED_BLUE, ROW_SCALE if per_row else "cos", 120, digits=2),
+        "visualMap": _colour_bar(-reach, reach, RED_BLUE, ROW_SCALE if per_row else "cos", 160, digits=2),
     }
-    return _frame(spec, 250, right=100)
+    return _frame(spec, FINGERPRINT_ROW_H * len(words) + 60, right=90)
 
 
 def _method_key(method: str) -> tuple:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def task_key(task) -> tuple:
+    """Relations by their number (P17, P19, P101; as text P101 came before P17), then other tasks by name."""
+    text = str(task)
+    return (0, int(text[1:]), text) if text[:1] == "P" and text[1:].isdigit() else (1, 0, text)
 
 
 def grid_bars(agg, score: str = "P@1") -> Chart:
@@ -570,7 +581,7 @@ def grid_bars(agg, score: str = "P@1") -> Chart:
 def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> Chart:
     """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it)."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
-    table = table[sorted(table.columns, key=_method_key)]
+    table = table.loc[sorted(table.index, key=task_key), sorted(table.columns, key=_method_key)]
     cells = [
         [j, i, _r(v, 1), method, str(relation), f"{v:.1f}"]
         for i, (relation, row) in enumerate(zip(table.index, table.values))

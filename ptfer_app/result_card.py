@@ -56,8 +56,9 @@ def result_card(result: Outcome) -> None:
         prompt_facts(result)
         # Four download buttons wait in one popover: closed, the browser draws none of them.
         # "Save", not "Save this prompt": the longer label was cut to "Save this pro…" on an 800 px page
-        save = "The prompt (.safetensors) and its metadata (.json), a PEFT adapter, and the source prompt."
-        with st.popover("Save", icon=":material/download:", width="stretch", help=save):
+        # what it holds is said inside: as the button's tooltip it covered the popover's last button
+        with st.popover("Save", icon=":material/download:", width="stretch"):
+            st.caption("The prompt (.safetensors) and its metadata (.json), a PEFT adapter, and the source prompt.")
             downloads(result)
 
 
@@ -209,13 +210,8 @@ def downloads(result: Outcome) -> None:
             width="stretch",
         )
     else:
-        st.button(
-            "Download as PEFT adapter (.zip)",
-            key="dl_peft_off",
-            disabled=True,
-            width="stretch",
-            help=f"Not available: {refusal}.",
-        )
+        st.button("Download as PEFT adapter (.zip)", key="dl_peft_off", disabled=True, width="stretch")
+        st.caption(f"No PEFT adapter: {refusal}.")  # said, not hidden in a tooltip of a greyed-out button
     if result.source_prompts:
         src_data, _ = result.source_prompts[0].to_bytes()
         st.download_button(

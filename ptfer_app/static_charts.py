@@ -11,12 +11,15 @@ from html import escape
 
 import numpy as np
 
-from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, grouped_labels, label_sides, map_frame
+from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, map_frame, prompt_labels
 from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
 HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"'  # a label over dense dots reads on a white outline
-FONT = "font-family:'Source Sans Pro',sans-serif;font-size:12px"
+FONT = "font-family:'Source Sans Pro',sans-serif;font-size:{size}px"
+# A map is drawn 640 px wide and shown at 460 (MAP_WIDTH): its words are 16 px to be read at 11.5 px there.
+MAP_FONT, MAP_LABEL_FONT = 16, 17
+FINGERPRINT_WIDTH = 380  # px, as drawn and as shown
 
 
 def colour(value: float, lo: float, hi: float, colours: list[str] = RED_BLUE) -> str:
@@ -41,12 +44,12 @@ def _steps(values: np.ndarray) -> list[int]:
     return np.where(np.isfinite(values), steps, -1).tolist()
 
 
-def _svg(width: int, height: int, body: list[str], label: str) -> str:
+def _svg(width: int, height: int, body: list[str], label: str, font_size: int = 12) -> str:
     """A framed figure on white, so it reads the same on a light and a dark theme (a picture cannot take the page's
     colours)."""
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(label)}" style="{FONT}">'
+        f'role="img" aria-label="{escape(label)}" style="{FONT.format(size=font_size)}">'
         f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" rx="6" fill="#fff" stroke="{FRAME}"/>'
         + "".join(body)
         + "</svg>"
@@ -80,7 +83,7 @@ def map_svg(
 ) -> str:
     """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue -1 to red 1),
     marked anchors ringed (and named while they are few), prompt vectors as labelled diamonds."""
-    left, top, right, bottom = 14, 14, 70, 14  # the colour bar sits in the right margin
+    left, top, right, bottom = 14, 14, 84, 14  # the colour bar sits in the right margin
     plot_w, plot_h = width - left - right, height - top - bottom
     frame = map_frame(anchor_xy, prompt_xy)
     anchor_xy = frame["anchor_xy"]  # far-off anchors pinned to the frame's edge, drawn hollow
@@ -111,7 +114,7 @@ def map_svg(
             body.append(
                 f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" fill="#111" {HALO}>{escape(words[i])}</text>'
             )
-    texts, sides = grouped_labels(prompt_xy, everything), label_sides(prompt_xy, everything)
+    texts, sides = prompt_labels(prompt_xy, everything)
     for i, (point, text, side) in enumerate(zip(prompt_xy, texts, sides)):
         x, y = at(point)[0]
         r = 8 if i == selected else 6
@@ -122,41 +125,37 @@ def map_svg(
         if text:
             dx, anchor = (-(r + 4), "end") if side == "left" else (r + 4, "start")
             body.append(
-                f'<text x="{x + dx:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}" fill="{color}" font-size="13" '
-                f'font-weight="bold" {HALO}>{escape(text)}</text>'
+                f'<text x="{x + dx:.1f}" y="{y + 5:.1f}" text-anchor="{anchor}" fill="{color}" '
+                f'font-size="{MAP_LABEL_FONT}" font-weight="bold" {HALO}>{escape(text)}</text>'
             )
-    body += _colour_bar(width - 38, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1)
-    return _svg(width, height, body, "map of the anchor words and the prompt vectors")
+    body += _colour_bar(width - 45, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1)
+    return _svg(width, height, body, "map of the anchor words and the prompt vectors", MAP_FONT)
 
 
 def fingerprint_svg(
     src: np.ndarray, tgt: np.ndarray, words: list[str], labels: tuple[str, str], per_row: bool = False
 ) -> str:
-    """`charts.fingerprint` as a picture: two rows of cells (source on top) over the same anchor words, on the same
-    colour scale."""
+    """`charts.fingerprint` as a picture: two columns of cells (source on the left) beside the same anchor words, a
+    word a line, on the same colour scale. Drawn at the width it is shown at (FINGERPRINT_WIDTH), so its 12 px words
+    are 12 px on screen."""
     _, z, reach = fingerprint_values(src, tgt, per_row)
-    width, left, right, top, cell_h = 1000, 110, 100, 16, 34  # the right margin holds the colour scale and its title
-    cell_w = (width - left - right) / max(len(words), 1)
-    word_room = 96  # the words, rotated, under the cells
-    height = top + 2 * cell_h + word_room
+    width, words_right, cell_w, top, row_h = FINGERPRINT_WIDTH, 128, 74, 30, 18  # the scale sits right of the cells
+    height = top + row_h * len(words) + 12
     body = []
-    for row in (0, 1):
-        y = top + row * cell_h
+    for side in (0, 1):
+        x = words_right + 8 + side * cell_w
         body.append(
-            f'<text x="{left - 8}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end" fill="{TEXT}">'
-            f"{escape(labels[row])}</text>"
+            f'<text x="{x + cell_w / 2:.1f}" y="{top - 10}" text-anchor="middle" fill="{TEXT}">'
+            f"{escape(labels[side])}</text>"
         )
         for j in range(len(words)):
             body.append(
-                f'<rect x="{left + j * cell_w:.1f}" y="{y}" width="{cell_w:.1f}" height="{cell_h}" '
-                f'fill="{colour(z[row, j], -reach, reach)}" stroke="#fff" stroke-width="0.5"/>'
+                f'<rect x="{x}" y="{top + j * row_h}" width="{cell_w}" height="{row_h}" '
+                f'fill="{colour(z[side, j], -reach, reach)}" stroke="#fff" stroke-width="0.5"/>'
             )
-    base = top + 2 * cell_h + 8
     for j, word in enumerate(words):
-        x = left + (j + 0.5) * cell_w
-        body.append(
-            f'<text x="{x:.1f}" y="{base}" transform="rotate(-60 {x:.1f} {base})" text-anchor="end" '
-            f'font-size="12" fill="{TEXT}">{escape(word)}</text>'
-        )
-    body += _colour_bar(width - 55, top + 20, 2 * cell_h - 10, -reach, reach, ROW_SCALE if per_row else "cos", 2)
+        y = top + (j + 0.5) * row_h + 4
+        body.append(f'<text x="{words_right}" y="{y:.1f}" text-anchor="end" fill="{TEXT}">{escape(word)}</text>')
+    scale_x = words_right + 8 + 2 * cell_w + 46  # its title, centred on it, clears the cells and the edge
+    body += _colour_bar(scale_x, top + 40, 160, -reach, reach, ROW_SCALE if per_row else "cos", 2)
     return _svg(width, height, body, "fingerprint of the prompt vector")

@@ -79,7 +79,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         slider=(20, 5000, 20),
         disabled=direct or one_step,
         why=ONE_STEP.get(t["solver"], "no search"),
-        label="Search steps" if adam else "Refinement steps (at most)",
+        label="Search steps" if adam else "Steps (at most)",
         hidden=hidden,
     )
     t["normalization"] = settings_ui.setting(
@@ -112,8 +112,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             base,
             disabled=direct,
             fmt={
-                "common-vocab": "common-vocabulary words (the paper)",
-                "frequency": "every shared word, frequent first",
+                "common-vocab": "common vocab (paper)",
+                "frequency": "frequent shared words",
             }.get,
             hidden=hidden,
         )
@@ -150,7 +150,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             fmt={
                 "raw": "cosine (the paper)",
                 "centred": "cosine, centred",
-                "standardised": "standardised (z-scored per anchor)",
+                "standardised": "z-scored per anchor",
             }.get,
             hidden=hidden,
         )
@@ -207,8 +207,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
                 "postfix": "after [X] (the paper)",
                 "prefix": "before [X]",
                 "split": "around [X]",
-                "template": "like the manual template",
-                "peft": "before everything (PEFT)",
+                "template": "template's layout",
+                "peft": "before all (PEFT)",
             }.get,
             hidden=hidden,
         )
@@ -219,9 +219,9 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             recipe,
             base,
             fmt={
-                "optiprompt": "small random (OptiPrompt)",
+                "optiprompt": "OptiPrompt random",
                 "random": "token-like random",
-                "manual": "the manual template's words",
+                "manual": "template's words",
                 "vocab-sample": "random answer words",
             }.get,
             hidden=hidden,
@@ -232,7 +232,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             "loss",
             recipe,
             base,
-            fmt={"full-vocabulary": "whole vocabulary (OptiPrompt)", "candidates": "answer candidates only"}.get,
+            fmt={"full-vocabulary": "whole vocabulary", "candidates": "answer candidates only"}.get,
             hidden=hidden,
         )
         if not hidden:
@@ -257,9 +257,10 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
 
 
-# Two fields a line in the narrowest panel (a nested expander is 358 px inside at 800 px with the sidebar open),
-# four at 1440 px. In st.columns four settings shared 390 px there and cut their values and labels.
-FIELD_WIDTH = 168
+# Wide enough for every value's label (22 characters at most; the help says the rest): one field a line in a nested
+# expander at 800 px (358 px inside), two at 1024, four at 1440. In st.columns four settings shared 390 px at 800 px
+# and cut their values and labels.
+FIELD_WIDTH = 200
 
 
 def fields(widths: int | list, hidden: bool) -> list:

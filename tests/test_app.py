@@ -380,6 +380,7 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert len(set(helps)) == 4 and "relative space" in helps[0] and "hand-written" in helps[1], "each says what it is"
     assert at.subheader[0].value == "Result"
     assert {b.key for b in at.get("download_button")} >= {"dl_st", "dl_json"}
+    assert "No PEFT adapter: a PEFT PROMPT_TUNING adapter holds vectors placed before everything else" in texts(at)
     assert "[X] ▢ ▢ ▢ ▢ ▢ [Y]" in texts(at) and not at.code, "the prompt in a box, without st.code's 1.5 MB bundle"
     assert "a tuned prompt for P103 with these settings is stored" in texts(at), (
         "the preset's settings are selected, so its source is reused"
@@ -504,7 +505,11 @@ def test_map_labels_of_close_prompt_vectors_are_merged_and_fingerprint_rows_can_
     from ptfer_app import charts
 
     points = np.array([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0], [0.0, 0.02]])
-    assert charts.grouped_labels(points, np.array([[0.0, 0.0], [10.0, 10.0]])) == ["V1, V2, V4", "", "V3", ""]
+    texts, sides = charts.prompt_labels(points, np.array([[0.0, 0.0], [10.0, 10.0]]))
+    assert texts == ["", "V1, V2, V4", "V3", ""] and sides == ["right"] * 4, "at the cluster's right-most point"
+    right_half = points + np.array([9.0, 0.0])  # now in the map's right half: the label runs to the left
+    texts, sides = charts.prompt_labels(right_half, np.vstack([right_half, [[0.0, 0.0]]]))
+    assert texts == ["V1, V2, V4", "", "V3", ""] and sides == ["left"] * 4, (texts, sides)
     src, tgt = np.array([0.6, 0.5, 0.55]), np.array([0.1, 0.08, 0.09])
     shared = charts.fingerprint(src, tgt, list("abc"), ("s", "t")).spec
     own = charts.fingerprint(src, tgt, list("abc"), ("s", "t"), per_row=True).spec
@@ -574,6 +579,10 @@ def test_the_static_map_and_fingerprint_draw_what_the_charts_draw():
     strip = ET.fromstring(static_charts.fingerprint_svg(src, tgt, list("abc"), ("s", "t")))
     cells = [r.get("fill") for r in strip.findall("s:rect", ns) if r.get("stroke") == "#fff"]
     assert len(cells) == 6 and cells[0] == charts.RED_BLUE[-1], "the largest cosine at the top of the shared scale"
+    words = [t for t in strip.iter("{http://www.w3.org/2000/svg}text") if t.text in ("a", "b", "c")]
+    assert strip.get("width") == str(static_charts.FINGERPRINT_WIDTH) and len(words) == 3
+    assert not [t for t in words if t.get("transform")], "level words, a word a line"
+    assert float(words[0].get("y")) < float(words[1].get("y")) < float(words[2].get("y")), "in order, down the side"
     own = ET.fromstring(static_charts.fingerprint_svg(src, tgt, list("abc"), ("s", "t"), per_row=True))
     own_cells = [r.get("fill") for r in own.findall("s:rect", ns) if r.get("stroke") == "#fff"]
     assert own_cells[0] == own_cells[3] == charts.RED_BLUE[-1], "each row on its own scale: both rows' tops are red"
@@ -1134,6 +1143,19 @@ def test_a_setting_of_all_shows_all_not_an_empty_choice():
     assert at.selectbox(key=skey("top_k")).index == 0 and not at.exception
 
 
+def test_every_settings_value_fits_its_field():
+    """A field is FIELD_WIDTH px: values of 22 characters fit it; longer ones were cut ("whole vocabulary (C")."""
+    from ptfer_app.transfer_settings import FIELD_WIDTH
+
+    at = goto(open_demo_preset(new_app()), "transfer")
+    for box in ("exp_settings", "exp_anchors", "exp_tuning"):
+        at.session_state[box] = True
+    at.run()
+    shown = [(s.key, o) for s in at.selectbox if s.key.startswith("set.") for o in s.options]
+    assert len({k for k, _ in shown}) >= 10, shown
+    assert FIELD_WIDTH >= 200 and [(k, o) for k, o in shown if len(o) > 22] == []
+
+
 def test_results_page_runs_a_fresh_grid(tmp_path, monkeypatch):
     from ptfer_app import results
 
@@ -1253,6 +1275,18 @@ def test_the_presets_table_never_averages_relation_p_at_1_with_classification_ac
         own.groupby("relation")["p_at_1"].mean().mean(), abs=0.05
     )
     assert "classification task" in next(c.value for c in at.caption if "rows from the presets" in c.value)
+
+
+def test_the_relation_heat_map_and_filter_list_relations_by_number():
+    import pandas as pd
+
+    from ptfer_app import charts
+
+    rows = [("P101", "manual", 10.0), ("P17", "manual", 20.0), ("sst2", "manual", 50.0), ("P19", "transfer", 5.0)]
+    frame = pd.DataFrame(rows, columns=["relation", "method", "p_at_1"])
+    spec = charts.grid_heatmap(frame).spec
+    assert spec["yAxis"]["data"] == ["P17", "P19", "P101", "sst2"], "as text, P101 came before P17"
+    assert sorted(["P190", "P20", "P1001", "dbpedia"], key=charts.task_key) == ["P20", "P190", "P1001", "dbpedia"]
 
 
 def test_results_charts_never_average_recipes_or_model_pairs_together():
@@ -1418,9 +1452,13 @@ def test_the_fingerprint_colours_span_the_data_not_minus_one_to_one():
     colours = spec["visualMap"]
     assert colours["max"] == pytest.approx(0.3) and colours["min"] == pytest.approx(-0.3), "symmetric about 0"
     assert colours["text"] == ["cos\n0.30", "-0.30"], "the scale's title and both ends are written out"
-    # The page's caption puts the source row above the transferred one; a category axis draws its first entry at
-    # the bottom unless it is inverted.
-    assert spec["yAxis"]["data"] == ["s", "t"] and spec["yAxis"]["inverse"] is True
+    # The page's caption puts the source column on the left and the strongest word first, at the top: a category
+    # axis draws its first entry at the bottom unless it is inverted. The words are level, every one shown.
+    assert spec["xAxis"]["data"] == ["s", "t"]
+    assert spec["yAxis"]["data"] == ["a", "b", "c"] and spec["yAxis"]["inverse"] is True
+    assert spec["yAxis"]["axisLabel"] == {"fontSize": 12, "interval": 0}
+    cell = spec["series"][0]["data"][4]  # the transferred side's second word
+    assert cell[:2] == [1, 1] and cell[3:] == [0.28, "b", "t"]
 
 
 def test_preset_cards_share_one_scale():

@@ -572,15 +572,20 @@ def test_a_narrow_window_clips_no_control_or_score(server, browser):
             wait_text(browser, title, 120)
             settle(browser)
             assert browser.execute_script(CLIPPED) == [], page
-        # Pictures keep a size their words can be read at (12-15 px words drawn at >= 9 px): in st.columns the Home
-        # diagram shrank to 420 px (words ~5 px), and the fingerprint was held at 640 px (words ~6 px).
+        # Pictures keep a size their words can be read at: in st.columns the Home diagram shrank to 420 px (words
+        # ~5 px); the fingerprint, 40 slanted words under a 1000 px strip, showed them 6 px tall at 640 px. Now its
+        # words run down its side and it is drawn at the width it is shown at (380 px): nothing scaled, nothing cut.
         widths = {}
         for path, alt in (("", "A prompt vector in the source model"), ("relative-space", "fingerprint strip")):
             browser.get(f"{server}/{path}?preset={TOY_PRESET}")
             wait_text(browser, "Presets" if not path else "Fingerprint", 120)
             settle(browser)
             widths[alt] = browser.execute_script(f"return document.querySelector('img[alt^=\"{alt}\"]').clientWidth")
-        assert widths["A prompt vector in the source model"] >= 600 and widths["fingerprint strip"] >= 760, widths
+        assert widths["A prompt vector in the source model"] >= 600 and widths["fingerprint strip"] == 380, widths
+        natural = browser.execute_script(
+            "return document.querySelector('img[alt^=\"fingerprint strip\"]').naturalWidth"
+        )
+        assert natural == 380, "drawn at the size it is shown at"
         # The Transfer page's settings, every panel open: four settings shared 390 px in st.columns ("Direct copy"
         # and "Multi" cut, "Normalisation" broken).
         browser.get(f"{server}/transfer?preset={TOY_PRESET}")

@@ -56,17 +56,20 @@ def _svg(width: int, height: int, body: list[str], label: str, font_size: int = 
     )
 
 
-def _colour_bar(x: float, top: float, height: float, lo: float, hi: float, title: str, digits: int) -> list[str]:
-    """A vertical colour scale, `hi` on top, with its two ends and its title written out."""
+def _colour_bar(
+    x: float, top: float, height: float, lo: float, hi: float, title: str, digits: int, font: int = 12
+) -> list[str]:
+    """A vertical colour scale, `hi` on top, with its two ends and its title written out, spaced for `font` px text
+    (the picture's own size)."""
     stops = "".join(
         f'<stop offset="{i / (len(RED_BLUE) - 1):.3f}" stop-color="{c}"/>' for i, c in enumerate(reversed(RED_BLUE))
     )
     return [
         f'<defs><linearGradient id="scale" x1="0" y1="0" x2="0" y2="1">{stops}</linearGradient></defs>',
-        f'<text x="{x + 5}" y="{top - 18}" text-anchor="middle" fill="{MUTED}">{escape(title)}</text>',
+        f'<text x="{x + 5}" y="{top - font - 7}" text-anchor="middle" fill="{MUTED}">{escape(title)}</text>',
         f'<text x="{x + 5}" y="{top - 4}" text-anchor="middle" fill="{MUTED}">{hi:.{digits}f}</text>',
         f'<rect x="{x}" y="{top}" width="10" height="{height}" fill="url(#scale)"/>',
-        f'<text x="{x + 5}" y="{top + height + 13}" text-anchor="middle" fill="{MUTED}">{lo:.{digits}f}</text>',
+        f'<text x="{x + 5}" y="{top + height + font + 1}" text-anchor="middle" fill="{MUTED}">{lo:.{digits}f}</text>',
     ]
 
 
@@ -128,7 +131,7 @@ def map_svg(
                 f'<text x="{x + dx:.1f}" y="{y + 5:.1f}" text-anchor="{anchor}" fill="{color}" '
                 f'font-size="{MAP_LABEL_FONT}" font-weight="bold" {HALO}>{escape(text)}</text>'
             )
-    body += _colour_bar(width - 45, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1)
+    body += _colour_bar(width - 45, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1, MAP_FONT)
     return _svg(width, height, body, "map of the anchor words and the prompt vectors", MAP_FONT)
 
 

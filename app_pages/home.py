@@ -57,7 +57,7 @@ def card_html(meta: dict) -> str:
     toy = " · toy models" if catalog.is_toy(meta["target"] or "") else ""
     pair = (
         f"{' + '.join(meta['sources'])} → {meta['target']} · {task.get('id')} ({task.get('label', '')})"
-        f" · recipe {(meta.get('settings') or {}).get('recipe', '?')}{toy}"
+        f" · recipe {ui.recipe_label(meta.get('settings') or {}) or '?'}{toy}"
     )
     parts = [f'<div style="font-weight:600;margin-bottom:0.25rem">{escape(meta["title"])}</div>']
     caption = escape(pair) + (f"<br>{escape(meta['description'])}" if meta.get("description") else "")

@@ -1,5 +1,7 @@
 """Query: ask the target model about one input with the manual template, the discretised and the transferred prompt."""
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -100,7 +102,8 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
 
 def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
     st.markdown(f"**{title}**")
-    st.caption(shown)
+    # the blank and what follows it stay on one line: the closing "." wrapped onto a line of its own
+    st.caption(re.sub(r" (?=\S+$)", "\u00a0", shown.strip()) if "___" in shown else shown)
     frame = pd.DataFrame([{"answer": ("✓ " if w == gold else "") + w, "probability": p} for w, p in answers])
     ui.bar_table(frame, "probability")
 

@@ -398,14 +398,20 @@ def require_outcome(what: str) -> Outcome:
     return result
 
 
-def outcome_caption(result: Outcome) -> None:
-    origin = "preset" if result.origin.startswith("preset:") else "your run"
-    recipe = result.settings.get("recipe")
-    # A run whose settings differ from its recipe's says which (a solver switched to Adam is no longer plain studio).
-    changed = [f"{k} {v}" for group in (_differences(recipe, result.settings) if recipe else {}).values()
+def recipe_label(settings: dict) -> str | None:
+    """A run's recipe as every page names it: a run whose settings differ from its recipe's says which (a solver
+    switched to Adam is no longer plain studio), on a preset's card as on its pages."""
+    recipe = settings.get("recipe")
+    changed = [f"{k} {v}" for group in (_differences(recipe, settings) if recipe else {}).values()
                for k, v in group.items()]  # fmt: skip
     if changed:
         recipe += f" (changed: {', '.join(changed[:4])}{', …' if len(changed) > 4 else ''})"
+    return recipe
+
+
+def outcome_caption(result: Outcome) -> None:
+    origin = "preset" if result.origin.startswith("preset:") else "your run"
+    recipe = recipe_label(result.settings)
     st.caption(
         f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
         f"{METHOD_LABELS.get(result.method, result.method).lower()}"

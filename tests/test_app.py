@@ -184,6 +184,8 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""
     import re
 
+    from ptfer_app import ui
+
     at = new_app().run()
     cards = [h.value for h in at.get("html") if "What this shows" in h.value or "test examples" in h.value]
     listed = services.preset_list()
@@ -191,6 +193,9 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     for meta in listed:
         card = next(c for c in cards if html.escape(meta["title"]) in c)
         assert html.escape(meta["target"]) in card and "<svg" not in card, "inline SVG is sanitised away by st.html"
+        # the recipe as the preset's own pages name it: every real preset's tuning had max_train 200
+        recipe = html.escape(ui.recipe_label(meta["settings"]))
+        assert f"recipe {recipe}" in card and ("(changed: max_train 200)" in recipe) == meta["id"].startswith("real")
         svg = svg_of(card)
         for method, score in meta["scores"].items():
             if method in ("transfer", "manual", "discretization", "random"):
@@ -1078,6 +1083,8 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     assert not at.exception
     assert at.text_input(key="subject").value == wrong["subject"]
     assert f"The known answer is **{wrong['object']}**" in texts(at)
+    shown = [c.value for c in at.caption if "___" in c.value and wrong["subject"] in c.value]
+    assert len(shown) == 3 and all(s.endswith("___\u00a0.") for s in shown), "the blank and its '.' on one line"
 
     at.segmented_control(key="fact_show").set_value("right").run()
     options = at.selectbox(key="fact_pick").options

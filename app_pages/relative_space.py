@@ -209,14 +209,14 @@ def body() -> None:
         value=True,
         key="fp_rows",
         help="Which words stand out in each column, whatever the column's size and common offset: what the "
-        "correlation r beside the strip compares. Off: the raw cosines on one shared scale, which show how much "
+        "correlation r in the explanation compares. Off: the raw cosines on one shared scale, which show how much "
         "larger one model's similarities are.",
     )
     strip = (
         src_enc[vec, order],
         tgt_enc[vec, order],
         [all_words[i] for i in order],
-        (f"source V{vec + 1}", f"transferred V{vec + 1}"),
+        ("source", "transferred"),  # the vector is named above the strip; "transferred V10" ran into its neighbour
     )
     # The strip (a word a line, 380 px) and what it shows side by side, stacked on a narrow page.
     strip_panel, text_panel = ui.panels([static_charts.FINGERPRINT_WIDTH, TEXT_WIDTH])

@@ -544,7 +544,7 @@ def _method_key(method: str) -> tuple:
 def task_key(task) -> tuple:
     """Relations by their number (P17, P19, P101; as text P101 came before P17), then other tasks by name."""
     text = str(task)
-    return (0, int(text[1:]), text) if text[:1] == "P" and text[1:].isdigit() else (1, 0, text)
+    return (0, int(text[1:]), text) if text[:1] == "P" and text[1:].isdecimal() else (1, 0, text)
 
 
 def grid_bars(agg, score: str = "P@1") -> Chart:

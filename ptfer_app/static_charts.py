@@ -20,6 +20,7 @@ FONT = "font-family:'Source Sans Pro',sans-serif;font-size:{size}px"
 # A map is drawn 640 px wide and shown at 460 (MAP_WIDTH): its words are 16 px to be read at 11.5 px there.
 MAP_FONT, MAP_LABEL_FONT = 16, 17
 FINGERPRINT_WIDTH = 380  # px, as drawn and as shown
+WORD_CHARS = 18  # a fingerprint word longer than this is cut, with "…" (the interactive chart's hover has it whole)
 
 
 def colour(value: float, lo: float, hi: float, colours: list[str] = RED_BLUE) -> str:
@@ -142,8 +143,10 @@ def fingerprint_svg(
     word a line, on the same colour scale. Drawn at the width it is shown at (FINGERPRINT_WIDTH), so its 12 px words
     are 12 px on screen."""
     _, z, reach = fingerprint_values(src, tgt, per_row)
-    width, words_right, cell_w, top, row_h = FINGERPRINT_WIDTH, 128, 74, 30, 18  # the scale sits right of the cells
-    height = top + row_h * len(words) + 12
+    width, words_right, cell_w, top, row_h = FINGERPRINT_WIDTH, 128, 68, 30, 18  # the scale sits right of the cells
+    scale_top, scale_h = top + 60, 160
+    # tall enough for the scale when the strip is short
+    height = max(top + row_h * len(words) + 12, scale_top + scale_h + 24)
     body = []
     for side in (0, 1):
         x = words_right + 8 + side * cell_w
@@ -158,7 +161,10 @@ def fingerprint_svg(
             )
     for j, word in enumerate(words):
         y = top + (j + 0.5) * row_h + 4
-        body.append(f'<text x="{words_right}" y="{y:.1f}" text-anchor="end" fill="{TEXT}">{escape(word)}</text>')
-    scale_x = words_right + 8 + 2 * cell_w + 46  # its title, centred on it, clears the cells and the edge
-    body += _colour_bar(scale_x, top + 40, 160, -reach, reach, ROW_SCALE if per_row else "cos", 2)
+        shown = word if len(word) <= WORD_CHARS else word[: WORD_CHARS - 1] + "…"  # a long token fits the margin
+        body.append(f'<text x="{words_right}" y="{y:.1f}" text-anchor="end" fill="{TEXT}">{escape(shown)}</text>')
+    # the scale's title, centred on it, clears the cells and the picture's edge even in a wider fallback font (an
+    # <img> of an SVG cannot use the page's font)
+    scale_x = words_right + 8 + 2 * cell_w + 44
+    body += _colour_bar(scale_x, scale_top, scale_h, -reach, reach, ROW_SCALE if per_row else "cos", 2)
     return _svg(width, height, body, "fingerprint of the prompt vector")

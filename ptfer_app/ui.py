@@ -402,8 +402,11 @@ def recipe_label(settings: dict) -> str | None:
     """A run's recipe as every page names it: a run whose settings differ from its recipe's says which (a solver
     switched to Adam is no longer plain studio), on a preset's card as on its pages."""
     recipe = settings.get("recipe")
-    changed = [f"{k} {v}" for group in (_differences(recipe, settings) if recipe else {}).values()
-               for k, v in group.items()]  # fmt: skip
+    try:
+        differences = _differences(recipe, settings) if recipe else {}
+    except PTferError:  # a recipe this version no longer has: its name as recorded
+        return recipe
+    changed = [f"{k} {v}" for group in differences.values() for k, v in group.items()]
     if changed:
         recipe += f" (changed: {', '.join(changed[:4])}{', …' if len(changed) > 4 else ''})"
     return recipe

@@ -206,6 +206,7 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
             shown = story and html.unescape(re.sub(r"</?(strong|code)>", "", story.group(1)))
             assert shown == meta["story"].replace("**", "").replace("`", ""), meta["id"]
             assert "**" not in story.group(1) and "`" not in story.group(1), "markdown marks drawn as HTML"
+    assert ui.recipe_label({"recipe": "retired", "tune": {"lr": 1}}) == "retired", "an unknown recipe, as recorded"
     toy = next(c for c in cards if "Be careful" in c)
     assert "<strong>Be careful with this number:</strong>" in toy
 
@@ -588,9 +589,14 @@ def test_the_static_map_and_fingerprint_draw_what_the_charts_draw():
     assert strip.get("width") == str(static_charts.FINGERPRINT_WIDTH) and len(words) == 3
     assert not [t for t in words if t.get("transform")], "level words, a word a line"
     assert float(words[0].get("y")) < float(words[1].get("y")) < float(words[2].get("y")), "in order, down the side"
+    bars = [r for r in strip.findall("s:rect", ns) if r.get("width") == "10"]
+    scale = max(float(r.get("y")) + float(r.get("height")) for r in bars)
+    assert float(strip.get("height")) >= scale + 20, "a short strip is still tall enough for its colour scale"
+    long = ET.fromstring(static_charts.fingerprint_svg(src, tgt, ["ManagementPlaneProtection", "b", "c"], ("s", "t")))
+    assert "ManagementPlanePr…" in {t.text for t in long.iter("{http://www.w3.org/2000/svg}text")}, "cut, with …"
     own = ET.fromstring(static_charts.fingerprint_svg(src, tgt, list("abc"), ("s", "t"), per_row=True))
     own_cells = [r.get("fill") for r in own.findall("s:rect", ns) if r.get("stroke") == "#fff"]
-    assert own_cells[0] == own_cells[3] == charts.RED_BLUE[-1], "each row on its own scale: both rows' tops are red"
+    assert own_cells[0] == own_cells[3] == charts.RED_BLUE[-1], "each side on its own scale: both columns' tops are red"
 
 
 def test_a_far_off_anchor_is_drawn_hollow_at_the_frame_edge_and_kept_true_in_the_csv():
@@ -1294,6 +1300,7 @@ def test_the_relation_heat_map_and_filter_list_relations_by_number():
     spec = charts.grid_heatmap(frame).spec
     assert spec["yAxis"]["data"] == ["P17", "P19", "P101", "sst2"], "as text, P101 came before P17"
     assert sorted(["P190", "P20", "P1001", "dbpedia"], key=charts.task_key) == ["P20", "P190", "P1001", "dbpedia"]
+    assert charts.task_key("P²") == (1, 0, "P²"), "a name int() cannot read sorts as a name, it does not raise"
 
 
 def test_results_charts_never_average_recipes_or_model_pairs_together():

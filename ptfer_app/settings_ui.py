@@ -123,7 +123,7 @@ def setting(
         # A selectbox whose value is None shows "Choose an option", not "all": "all" stands in for None in the
         # widget (an opened preset with every anchor read as if no count were chosen).
         options = [ALL if o is None else o for o in options]
-        shown_fmt = fmt or (lambda v: "all" if v is None else str(v))
+        shown_fmt = fmt or _shown
         fmt = lambda v: shown_fmt(None if v == ALL else v)
         default = ALL if default is None else default
         if key in st.session_state and st.session_state[key] is None:
@@ -153,7 +153,7 @@ def setting(
             options,
             key=key,
             persist_state="session",  # page links drop the URL: the session keeps settings across pages
-            format_func=fmt or (lambda v: "all" if v is None else str(v)),
+            format_func=fmt or _shown,
             help=help_text,
             disabled=disabled,
             **kw,
@@ -181,6 +181,14 @@ def setting(
     value = _unwrap(default if disabled else value)
     _to_url(url_key, value, _unwrap(default))
     return value
+
+
+def _shown(value) -> str:
+    """A choice as a selectbox shows it when the setting names no wording of its own: None is "all", counts have
+    thousands separators ("1,024")."""
+    if value is None:
+        return "all"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _unwrap(value):

@@ -125,7 +125,6 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             base,
             disabled=direct,
             options=[None, 256, 1024, 4096, 8192],
-            fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
         t["top_k"] = settings_ui.setting(
@@ -136,7 +135,6 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             base,
             disabled=direct,
             options=[None, 16, 64, 256, 1024, 4096, 8192],
-            fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
         b1, b2, b3 = fields(3, hidden)
@@ -193,7 +191,6 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             recipe,
             base,
             options=[None, 100, 200, 320, 1000],
-            fmt=lambda v: "all" if v is None else f"{v:,}",
             hidden=hidden,
         )
         e1, e2, e3 = fields(3, hidden)

@@ -55,7 +55,7 @@ def body() -> None:
             "Source", range(len(result.sources)), format_func=lambda i: result.sources[i], key="nn_src"
         )
     source, src_prompt, tgt_prompt = result.sources[source_idx], result.source_prompts[source_idx], result.transferred
-    ui.load_models([source, result.target])
+    # A preset's lists are recorded with it; otherwise the first view after a start loads the models too.
     with st.spinner("Finding nearest tokens…"):
         src_key, tgt_key = ui.digest(src_prompt.vectors), ui.digest(tgt_prompt.vectors)
         src_table = services.nearest_table(source, src_key, src_prompt.vectors, k)

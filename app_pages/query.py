@@ -8,7 +8,7 @@ import streamlit as st
 from ptfer_app import services, ui, wording
 from ptfer_core.compare import Outcome
 from ptfer_core.config import METHOD_LABELS
-from ptfer_core.errors import PTferError
+from ptfer_core.errors import ModelLoadError, PTferError
 
 FILTERS = {"all": "All", "right": "Transferred right", "wrong": "Transferred wrong"}
 
@@ -112,14 +112,9 @@ def token_boundaries(result: Outcome, subject: str) -> None:
     """Why the manual template and the discretised prompt, which read alike, give different probabilities."""
     if result.discretized is None or not subject:
         return
-    lm = services.load_model(result.target)
-    from ptfer_core.templates import PromptTemplate
-
-    try:
-        manual = lm.encode(PromptTemplate.parse(result.task.template), [subject])
-    except PTferError:  # e.g. an input longer than the model reads: each answer column already says why
+    tokens = services.template_tokens(result.target, result.task.template, subject)
+    if tokens is None:  # e.g. an input longer than the model reads: each answer column already says why
         return
-    tokens = lm.tokenizer.convert_ids_to_tokens(manual.input_ids[0, : int(manual.answer_positions[0]) + 1].tolist())
     words = result.discretized_tokens or []
     if not wording.read_alike(result.task.template, result.discretized.template, words):
         return
@@ -161,7 +156,6 @@ def body() -> None:
         help="The [X] of the prompt.",
     )
     subject = " ".join(subject.split())[:2000]
-    ui.load_models([result.target])
     data_dir = services.data_dir_for([result.target])  # the result's data set, whatever the sidebar selects now
     gold = next((f["object"] for f in result.per_fact if f["subject"] == subject), None)
     columns = [
@@ -196,6 +190,8 @@ def body() -> None:
                     answers = services.top_answers(
                         result.target, key, template, vectors, subject, result.task.id, data_dir, 5
                     )
+                except ModelLoadError:
+                    raise  # the page says it once
                 except PTferError as exc:
                     st.error(str(exc), icon=":material/error:")
                     continue

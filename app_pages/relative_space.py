@@ -90,9 +90,9 @@ def body() -> None:
         "the word under the pointer, zoom, and select anchors with a lasso or a box (the browser then loads the chart "
         "library, which takes it a moment).",
     )
-    ui.load_models([source, result.target])
     data_dir = services.data_dir_for([*result.sources, result.target])
-    anchor_set = services.run_anchors(result, data_dir)
+    anchor_spec = services.anchor_spec(result, data_dir)  # the run's anchors; a preset's maps are recorded with it
+    anchor_set = services.anchor_summary(anchor_spec)
     transfer = result.settings.get("transfer", {})
     mode, top_k = transfer.get("space", "raw"), transfer.get("top_k")
     seed = ui.selection().seed
@@ -102,40 +102,32 @@ def body() -> None:
         else "Running UMAP… (its kernels compile in the background when the server starts; the first map can "
         "still wait for them). After that, maps are cached."
     ):
-        src_map = services.relative_map(
-            source,
-            anchor_set.key,
-            anchor_set,
-            mode,
-            ui.digest(result.source_prompts[0].vectors),
-            result.source_prompts[0].vectors,
-            n_points,
-            method,
-            seed,
-        )
-        tgt_map = services.relative_map(
-            result.target,
-            anchor_set.key,
-            anchor_set,
-            mode,
-            ui.digest(result.transferred.vectors),
-            result.transferred.vectors,
-            n_points,
-            method,
-            seed,
+        src_map, tgt_map = (
+            services.relative_map(
+                model, anchor_spec, mode, ui.digest(prompt.vectors), prompt.vectors, n_points, method, seed
+            )
+            for model, prompt in ((source, result.source_prompts[0]), (result.target, result.transferred))
         )
     words = src_map["words"]
     # Keyed by what the maps show: a chart keeps its selection's indices when its data changes, and indices into
     # 1,000 anchors mean other words (or none) in 300 or under another projection.
-    shown = f"{method}_{n_points}_{anchor_set.key}"
+    shown = f"{method}_{n_points}_{anchor_set['key']}"
     keys = (f"map_src_{shown}", f"map_tgt_{shown}")
     highlight = {i for key in keys for i in selected_anchors(key) if i < len(words)}
     if find.strip():
-        maps = ((src_map, source), (tgt_map, result.target))
-        place = lambda model, indices: services.placed_anchors(
-            model, anchor_set.key, anchor_set, mode, n_points, method, seed, indices
+        maps = (
+            (src_map, source, result.source_prompts[0].vectors),
+            (tgt_map, result.target, result.transferred.vectors),
         )
-        words, matches = find_anchors(find.strip(), words, anchor_set, maps, place)
+        place = lambda model, vectors, indices: services.placed_anchors(
+            model, anchor_spec, mode, ui.digest(vectors), vectors, n_points, method, seed, indices
+        )
+        # Every anchor word loads the models: asked for only when a word is not among those shown, and not at all
+        # when the maps show every anchor.
+        every_word = (
+            (lambda: words) if len(words) == anchor_set["count"] else (lambda: services.anchor_words(anchor_spec))
+        )
+        words, matches = find_anchors(find.strip(), words, every_word, maps, place)
         highlight |= set(matches)
     highlight = sorted(highlight)[:200]
     target_prompt = f"{METHOD_LABELS.get(result.method, result.method).lower()} prompt"
@@ -163,7 +155,7 @@ def body() -> None:
             f"{sum(tgt_map['explained']):.0%} in the target map (axis 1 + axis 2): the rest is not shown."
         )
     st.caption(
-        f"Dots: anchor words ({mode} similarities to all {len(anchor_set):,} anchors), coloured by their "
+        f"Dots: anchor words ({mode} similarities to all {anchor_set['count']:,} anchors), coloured by their "
         "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. "
         + (
             "Pick the lasso (or the box) at the map's top left and draw around anchors in either map to mark the same "
@@ -178,21 +170,19 @@ def body() -> None:
     export(src_map, tgt_map, words, highlight, source, result.target, result.task.id, method, live)
 
     st.subheader("Fingerprint", anchor=False)
-    src_enc, tgt_enc, _, all_words = services.fingerprints(
+    fingerprint = services.fingerprint_view(
         source,
         result.target,
-        anchor_set.key,
-        anchor_set,
+        anchor_spec,
         mode,
         top_k,
         ui.digest(result.source_prompts[0].vectors),
         result.source_prompts[0].vectors,
         ui.digest(result.transferred.vectors),
         result.transferred.vectors,
-    )
-    agreement = [
-        float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)) for a, b in zip(src_enc, tgt_enc)
-    ]
+        STRIP,
+    )["vectors"]
+    agreement = [v["match"] for v in fingerprint]
     # One metric and one line, not a metric per vector: each metric is a block the browser draws.
     line = ui.row(gap="large")
     line.metric(
@@ -203,7 +193,6 @@ def body() -> None:
         width="content",
     )
     line.markdown("Per vector: " + " · ".join(f"**V{i + 1}** {a:.3f}" for i, a in enumerate(agreement)))
-    order = np.argsort(-np.abs(src_enc[vec]))[:STRIP]
     per_row = st.toggle(
         "Each column's pattern (its mean removed, own colour scale)",
         value=True,
@@ -212,10 +201,11 @@ def body() -> None:
         "correlation r in the explanation compares. Off: the raw cosines on one shared scale, which show how much "
         "larger one model's similarities are.",
     )
+    shown_vector = fingerprint[vec]
     strip = (
-        src_enc[vec, order],
-        tgt_enc[vec, order],
-        [all_words[i] for i in order],
+        shown_vector["source"],
+        shown_vector["target"],
+        shown_vector["words"],
         ("source", "transferred"),  # the vector is named above the strip; "transferred V10" ran into its neighbour
     )
     # The strip (a word a line, 380 px) and what it shows side by side, stacked on a narrow page.
@@ -231,54 +221,50 @@ def body() -> None:
         + (f" (only each source vector's top {top_k:,} entries are compared, as in the run)." if top_k else ".")
         + " The mean match is what the transfer maximises; it can be 1.000 while the prompts still answer "
         "differently when the two models' spaces do not line up (see docs/transferability.md)."
-        + fingerprint_scale_note(src_enc[vec], tgt_enc[vec], vec, order)
+        + fingerprint_scale_note(shown_vector, vec)
     )
 
 
-def find_anchors(text: str, words: list[str], anchor_set, maps, place) -> tuple[list[str], list[int]]:
+def find_anchors(text: str, words: list[str], every_word, maps, place) -> tuple[list[str], list[int]]:
     """*Find a token*: the shown anchors spelled `text` (or, failing that, starting with it). A word not among the
-    anchors shown is added to each map (`maps`: its dict and model), placed by `place(model, indices)` without
-    refitting it; returns the words with it and the indices to ring."""
+    anchors shown (`every_word()` gives them all) is added to each map (`maps`: its dict, model and prompt vectors),
+    placed by `place(model, vectors, indices)` without refitting it; returns the words with it and the indices to
+    ring."""
     needle, shown_n = text.lower(), len(words)
     matches = [i for i, w in enumerate(words) if w.lower() == needle] or [
         i for i, w in enumerate(words) if w.lower().startswith(needle)
     ][:20]
     if matches:
         return words, matches
-    further = [i for i, w in enumerate(anchor_set.words) if w.lower() == needle][:5]  # none is shown
+    anchor_words = every_word()
+    further = [i for i, w in enumerate(anchor_words) if w.lower() == needle][:5]  # none is shown
     if not further:
-        st.caption(f"No anchor spells “{text}”: it is not among the {len(anchor_set):,} shared words.")
+        st.caption(f"No anchor spells “{text}”: it is not among the {len(anchor_words):,} shared words.")
         return words, []
-    for drawn, model in maps:
-        drawn.update(  # copies: the cached maps stay as they are
-            anchor_xy=np.concatenate([drawn["anchor_xy"], place(model, tuple(further))]),
-            anchor_sim=np.concatenate([drawn["anchor_sim"], drawn["all_sim"][further]]),
+    for drawn, model, vectors in maps:
+        placed = place(model, vectors, tuple(further))
+        drawn.update(  # the page's own copies: the cached maps stay as they are
+            anchor_xy=np.concatenate([drawn["anchor_xy"], placed["xy"]]),
+            anchor_sim=np.concatenate([drawn["anchor_sim"], placed["sim"]]),
         )
     st.caption(
-        f"“{anchor_set.words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_set):,}, not among the "
+        f"“{anchor_words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_words):,}, not among the "
         f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed."
     )
-    return [*words, *(anchor_set.words[i] for i in further)], list(range(shown_n, shown_n + len(further)))
+    return [*words, *(anchor_words[i] for i in further)], list(range(shown_n, shown_n + len(further)))
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 and a.std() > 0 and b.std() > 0 else float("nan")
-
-
-def fingerprint_scale_note(src: np.ndarray, tgt: np.ndarray, vec: int, shown: np.ndarray) -> str:
+def fingerprint_scale_note(vector: dict, vec: int) -> str:
     """What a high match hides: the two columns' sizes, and how much of the match is a shared offset (every cosine
     positive) rather than the same pattern of words (the correlation, means removed), over every compared entry
-    and over the words in the strip, which can differ a lot."""
-    kept = src != 0  # the entries the run compared (the rest are zero under top-K)
-    a, b = src[kept], tgt[kept]
-    if a.size < 2:
+    and over the words in the strip, which can differ a lot (`analysis.fingerprint_summary`)."""
+    if vector["compared"] < 2:
         return ""
-    size = float(np.mean(np.abs(b)) / max(float(np.mean(np.abs(a))), 1e-12))
     return (
-        f" For V{vec + 1}, the transferred similarities are {size:.2f}× the size of the source's. With each "
-        f"column's mean removed, the columns correlate at r = {correlation(a, b):.2f} over all {a.size:,} compared "
-        f"anchors and r = {correlation(src[shown], tgt[shown]):.2f} over the {len(shown)} shown: a match near 1 with a "
-        "low r says the columns share an offset more than a pattern of words."
+        f" For V{vec + 1}, the transferred similarities are {vector['size']:.2f}× the size of the source's. With "
+        f"each column's mean removed, the columns correlate at r = {vector['r_compared']:.2f} over all "
+        f"{vector['compared']:,} compared anchors and r = {vector['r_strip']:.2f} over the {len(vector['words'])} "
+        "shown: a match near 1 with a low r says the columns share an offset more than a pattern of words."
     )
 
 

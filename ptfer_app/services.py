@@ -26,6 +26,7 @@ from ptfer_core.paths import REPO_ROOT
 from ptfer_core.paths import data_dir as core_data_dir
 
 from . import catalog
+from .views import recorded
 
 if TYPE_CHECKING:  # numpy and pandas load with the first page that needs them: ~1 s of a fresh home page's run
     import pandas as pd
@@ -339,6 +340,11 @@ def preset(path: str):
 # ----------------------------------------------------------------------------- derived tables
 
 
+# A preset's pages find these in its recorded views (`views.recorded`, outside the cache: a recorded call loads no
+# model); anything else computes here, loading the models it needs on first use.
+
+
+@recorded
 @st.cache_data(show_spinner=False, max_entries=64)
 def nearest_table(model: str, prompt_key: str, _vectors, k: int) -> pd.DataFrame:
     """Long table: vector, rank, token, cosine."""
@@ -355,6 +361,7 @@ def nearest_table(model: str, prompt_key: str, _vectors, k: int) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+@recorded
 @st.cache_data(show_spinner=False, max_entries=64)
 def norms(model: str, prompt_key: str, _vectors) -> dict:
     """Prompt norms, the prompt after Eq. 6's normalisation to the model, and the vocabulary's norms."""
@@ -371,17 +378,11 @@ def norms(model: str, prompt_key: str, _vectors) -> dict:
     return table
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def anchors(model_names: tuple[str, ...], k: int | None, source: str, word_filter: str, data_dir: str):
-    from ptfer_core.anchors import select_anchors
-
-    return select_anchors([load_model(n) for n in dict.fromkeys(model_names)], k, source, word_filter, data_dir)
-
-
-def run_anchors(result, data_dir: str):
-    """The anchor set the run used (its own source, filter and k)."""
+def anchor_spec(result, data_dir: str) -> tuple:
+    """The anchor set a run used, as the hashable arguments that rebuild it (`anchors`): its models, k, source,
+    filter and data directory."""
     t = result.settings.get("transfer", {})
-    return anchors(
+    return (
         tuple(dict.fromkeys([*result.sources, result.target])),
         t.get("n_anchors"),
         t.get("anchor_source", "common-vocab"),
@@ -390,71 +391,106 @@ def run_anchors(result, data_dir: str):
     )
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def anchors(model_names: tuple[str, ...], k: int | None, source: str, word_filter: str, data_dir: str):
+    from ptfer_core.anchors import select_anchors
+
+    return select_anchors([load_model(n) for n in dict.fromkeys(model_names)], k, source, word_filter, data_dir)
+
+
+@recorded
+@st.cache_data(show_spinner=False, max_entries=16)
+def anchor_summary(anchor_spec: tuple) -> dict:
+    """The anchor set's key (names what the maps show) and its size."""
+    anchor_set = anchors(*anchor_spec)
+    return {"key": anchor_set.key, "count": len(anchor_set)}
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
-def anchor_map(model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int):
+def anchor_map(model: str, anchor_spec: tuple, mode: str, n_points: int, method: str, seed: int):
     """The 2-D map of the n anchors shown (`analysis.shown_anchor_indices`) in one model's relative space, fitted
     once: every prompt shown in it (source, transferred, other runs) is placed without refitting (a UMAP fit costs
     ~a minute on 2 cores). Read-only. Returns the map, the words shown and their indices in the anchor set."""
     from ptfer_core.analysis import Map2D, anchor_coordinates
 
-    anchor_rel, words, shown = anchor_coordinates(load_model(model), _anchors, n_points, mode)
+    anchor_rel, words, shown = anchor_coordinates(load_model(model), anchors(*anchor_spec), n_points, mode)
     return Map2D(anchor_rel, method, seed), words, shown
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def placed_anchors(
-    model: str, anchor_key: str, _anchors, mode: str, n_points: int, method: str, seed: int, indices: tuple[int, ...]
-):
-    """2-D positions of anchors the map does not show (a word found with *Find a token*; `indices` into the anchor
-    set) on that map, not refitted. Their similarities to the prompt vectors are in `relative_map`'s "all_sim"."""
-    from ptfer_core.analysis import anchor_rows
+    model: str,
+    anchor_spec: tuple,
+    mode: str,
+    prompt_key: str,
+    _vectors,
+    n_points: int,
+    method: str,
+    seed: int,
+    indices: tuple[int, ...],
+) -> dict:
+    """Anchors the map does not show (a word found with *Find a token*; `indices` into the anchor set) on that map,
+    not refitted: their 2-D positions ("xy") and their similarities to the prompt vectors ("sim" [n, m])."""
+    from ptfer_core.analysis import anchor_rows, prompt_coordinates
 
-    fitted, _, _ = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
-    return fitted.place(anchor_rows(load_model(model), _anchors, list(indices), mode))
+    fitted, _, _ = anchor_map(model, anchor_spec, mode, n_points, method, seed)
+    lm, anchor_set = load_model(model), anchors(*anchor_spec)
+    return {
+        "xy": fitted.place(anchor_rows(lm, anchor_set, list(indices), mode)),
+        "sim": prompt_coordinates(lm, _vectors, anchor_set, mode)[:, list(indices)].T,
+    }
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def anchor_words(anchor_spec: tuple) -> list[str]:
+    """Every anchor word, in order (*Find a token* looks beyond the ones shown)."""
+    return list(anchors(*anchor_spec).words)
+
+
+@recorded
 @st.cache_data(show_spinner=False, max_entries=32)
 def relative_map(
-    model: str, anchor_key: str, _anchors, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
+    model: str, anchor_spec: tuple, mode: str, prompt_key: str, _vectors, n_points: int, method: str, seed: int
 ) -> dict:
     """2-D map of the n anchors shown and the prompt vectors in one model's relative space (the run's own space)."""
     from ptfer_core.analysis import prompt_coordinates
 
-    fitted, words, shown = anchor_map(model, anchor_key, _anchors, mode, n_points, method, seed)
-    prompt_rel = prompt_coordinates(load_model(model), _vectors, _anchors, mode)
+    fitted, words, shown = anchor_map(model, anchor_spec, mode, n_points, method, seed)
+    prompt_rel = prompt_coordinates(load_model(model), _vectors, anchors(*anchor_spec), mode)
     return {
         "anchor_xy": fitted.xy,
         "prompt_xy": fitted.place(prompt_rel),
         "words": words,
         "shown": shown,  # the words' indices in the anchor set
         "anchor_sim": prompt_rel[:, shown].T,
-        "all_sim": prompt_rel.T,  # to every anchor, shown or not [k, m]
         "explained": fitted.explained,
     }
 
 
+@recorded
 @st.cache_data(show_spinner=False, max_entries=32)
-def fingerprints(
+def fingerprint_view(
     source_model: str,
     target_model: str,
-    anchor_key: str,
-    _anchors,
+    anchor_spec: tuple,
     mode: str,
     top_k: int | None,
     src_key: str,
     _src,
     tgt_key: str,
     _tgt,
-):
-    """The source prompt's (top-K) encoding and the transferred prompt's on the same entries, in the run's space."""
-    from ptfer_core.analysis import fingerprints as core_fingerprints
+    strip: int,
+) -> dict:
+    """The fingerprint of each prompt vector (`analysis.fingerprint_summary`): the source prompt's (top-K) encoding
+    against the transferred prompt's on the same entries, in the run's space."""
+    from ptfer_core.analysis import fingerprint_summary, fingerprints
 
-    src, tgt, mask = core_fingerprints(
-        load_model(source_model), _src, load_model(target_model), _tgt, _anchors, mode, top_k
-    )
-    return src, tgt, mask, list(_anchors.words)
+    anchor_set = anchors(*anchor_spec)
+    src, tgt, _ = fingerprints(load_model(source_model), _src, load_model(target_model), _tgt, anchor_set, mode, top_k)
+    return fingerprint_summary(src, tgt, list(anchor_set.words), strip)
 
 
+@recorded
 @st.cache_data(show_spinner=False, max_entries=256)
 def top_answers(
     model: str, prompt_key: str, template: str, _vectors, subject: str, task_id: str, data_dir: str, k: int = 5
@@ -469,6 +505,21 @@ def top_answers(
         (p.word, p.probability)
         for p in top_k(lm, prompt, subject, candidates_for(lm, task, data_dir), k, task.max_input_tokens)
     ]
+
+
+@recorded
+@st.cache_data(show_spinner=False, max_entries=64)
+def template_tokens(model: str, template: str, subject: str) -> list[str] | None:
+    """The tokens `model` reads for a template with its subject filled in, up to the answer's position; None when
+    the input cannot be encoded (e.g. longer than the model reads: the answers already say why)."""
+    from ptfer_core.templates import PromptTemplate
+
+    lm = load_model(model)
+    try:
+        encoded = lm.encode(PromptTemplate.parse(template), [subject])
+    except PTferError:
+        return None
+    return lm.tokenizer.convert_ids_to_tokens(encoded.input_ids[0, : int(encoded.answer_positions[0]) + 1].tolist())
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=3600)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ptfer_core.config import METHOD_LABELS
-from ptfer_core.errors import ModelLoadError, PTferError
+from ptfer_core.errors import PTferError
 
 from . import catalog, services
 from .html_table import html_table
@@ -369,19 +369,6 @@ def require_selection(sel: Selection) -> None:
     if sel.problem or sel.task is None:
         st.info(sel.problem or "Choose models and a relation in the sidebar.", icon=":material/info:")
         st.stop()
-
-
-def load_models(names: list[str]) -> dict:
-    """Load (or reuse) the models; a model that cannot be loaded stops the page with a clear message."""
-    lms = {}
-    for name in dict.fromkeys(names):
-        try:
-            with st.spinner(f"Loading {name}…"):
-                lms[name] = services.load_model(name)
-        except ModelLoadError as exc:
-            st.error(f"**{name} cannot be loaded.** {exc}", icon=":material/error:")
-            st.stop()
-    return lms
 
 
 def require_outcome(what: str) -> Outcome:

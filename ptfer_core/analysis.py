@@ -125,6 +125,36 @@ def fingerprints(
     return src.numpy(), tgt.numpy(), mask.numpy()
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r, NaN when either side is constant or too short to have one."""
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 and a.std() > 0 and b.std() > 0 else float("nan")
+
+
+def fingerprint_summary(src: np.ndarray, tgt: np.ndarray, words: list[str], strip: int = 40) -> dict:
+    """What a fingerprint shows of encodings [m, k] (`fingerprints`): per vector, the match (cosine) of its two
+    encodings, and the `strip` anchors it is most (dis)similar to in the source, with both sides' values and how the
+    sides compare over every compared entry (the zeros of a top-K encoding were not compared) and over the strip."""
+    vectors = []
+    for a, b in zip(src, tgt):
+        order = np.argsort(-np.abs(a), kind="stable")[:strip]
+        kept = a != 0
+        vectors.append(
+            {
+                "match": float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)),
+                "source": a[order],
+                "target": b[order],
+                "words": [words[i] for i in order],
+                "compared": int(kept.sum()),
+                "size": float(np.mean(np.abs(b[kept])) / max(float(np.mean(np.abs(a[kept]))), 1e-12))
+                if kept.any()
+                else float("nan"),
+                "r_compared": correlation(a[kept], b[kept]),
+                "r_strip": correlation(a[order], b[order]),
+            }
+        )
+    return {"vectors": vectors}
+
+
 class Map2D:
     """A 2-D map fitted on anchor rows (PCA or seeded UMAP) that places further points without moving the map.
 

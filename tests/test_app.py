@@ -477,6 +477,53 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert [c.key for c in at.get("echarts_chart")] == ["res_heat"]
 
 
+VIEW_PAGES = ("nearest_tokens", "relative_space", "query")
+
+
+def page_view(at: AppTest) -> list:
+    """What a page shows: its text, its HTML blocks (tables, pictures) and its metrics."""
+    return [texts(at), [h.value for h in at.get("html")], [(m.label, m.value) for m in at.metric]]
+
+
+def test_a_preset_draws_its_pages_from_recorded_views_without_a_model(monkeypatch):
+    """A shipped preset's pages need no model with their default controls (a fresh server shows them at once, and
+    a machine without the weights shows them at all); a control the preset did not record computes live."""
+    import streamlit as st
+
+    def no_model(name):
+        raise ModelLoadError(f"{name} is not on this machine yet")
+
+    monkeypatch.setattr(services, "load_model", no_model)
+    st.cache_data.clear()  # nothing computed by earlier tests
+    at = open_demo_preset(new_app())
+    for page in VIEW_PAGES:
+        goto(at, page)
+        assert not at.exception and not errors(at), (page, errors(at))
+    assert len(tables(at)) == 3 and "The known answer is" in texts(at)
+    goto(at, "relative_space")
+    for word, said in (("French", None), ("Qwzx", "No anchor spells “Qwzx”")):  # the toy maps show every anchor
+        at.text_input(key="find").input(word).run()
+        assert not at.exception and not errors(at) and (said is None or said in texts(at)), (word, errors(at))
+    goto(at, "nearest_tokens")
+    at.slider(key="nn_k").set_value(9).run()
+    assert any("not on this machine" in e for e in errors(at)), "nine tokens a vector were not recorded"
+
+
+def test_recorded_views_are_what_the_pages_compute(monkeypatch, tmp_path):
+    """The toy preset's recorded views draw exactly what the pages draw when they compute everything afresh (a
+    changed toy model, or a change to what a page computes, fails here until `python -m ptfer_app.record_views`)."""
+    import streamlit as st
+
+    from ptfer_app import views
+
+    at = open_demo_preset(new_app())
+    recorded = {page: page_view(goto(at, page)) for page in VIEW_PAGES}
+    monkeypatch.setattr(views, "STORE", views.Views(tmp_path))  # no recorded views at all
+    st.cache_data.clear()
+    for page in VIEW_PAGES:
+        assert page_view(goto(at, page)) == recorded[page], page
+
+
 def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     import numpy as np
 
@@ -496,9 +543,9 @@ def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     assert ", ".join(named).count("V") == 5, "every vector is named once"
     assert "weighted centre of the 15 anchors whose similarity profiles" in texts(at)
     result = at.session_state["outcome"]
-    anchors = services.run_anchors(result, services.data_dir_for([*result.sources, result.target]))
+    spec = services.anchor_spec(result, services.data_dir_for([*result.sources, result.target]))
     vectors = result.source_prompts[0].vectors
-    args = (result.sources[0], anchors.key, anchors, "raw")
+    args = (result.sources[0], spec, "raw")
     first = services.relative_map(*args, "a", vectors, 1000, "umap", 0)
     again = services.relative_map(*args, "b", vectors * (1 + 1e-6), 1000, "umap", 0)  # same profile, new key
     assert np.allclose(first["prompt_xy"], again["prompt_xy"], atol=1e-4)
@@ -1420,6 +1467,25 @@ def test_every_shipped_preset_shows_its_recorded_numbers(preset_dir):
     assert f"{score} (%) on {n} test examples of {meta['task']['id']}" in texts(at), "the score's caption, a sentence"
 
 
+@pytest.mark.parametrize(
+    "preset_dir", sorted(p for p in (Path(APP).parent / "assets" / "presets").iterdir() if p.is_dir()), ids=str
+)
+def test_every_shipped_preset_shows_every_page_without_its_models(preset_dir):
+    """No real weights here (the loader refuses them): a shipped preset's pages still draw in full from its
+    recorded views, so a fresh clone shows every preset before `ptfer models fetch`."""
+    from ptfer_core.paths import data_dir
+
+    if not preset_dir.name.startswith("toy-") and not (data_dir() / "relations.jsonl").is_file():
+        pytest.skip(f"the LAMA data is not at {data_dir()}")
+    at = new_app()
+    at.query_params["preset"] = preset_dir.name
+    at.run()
+    for page in VIEW_PAGES:
+        goto(at, page)
+        assert not at.exception and not errors(at), (page, errors(at))
+    assert len(tables(at)) >= 2 and "known answer is" in texts(at), "the Query page answered"
+
+
 def test_the_self_transfer_preset_shows_the_method_working():
     import json
 
@@ -1670,9 +1736,10 @@ def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(
     import torch
 
     names = ("tiny-demo-bert", "tiny-demo-gpt2")
-    anchor_set = services.anchors(names, None, "common-vocab", "words", services.demo_data_dir())
+    spec = (names, None, "common-vocab", "words", services.demo_data_dir())
+    anchor_set = services.anchors(*spec)
     vectors = torch.randn(3, services.load_model(names[0]).width, generator=torch.Generator().manual_seed(0))
-    args = (names[0], anchor_set.key, anchor_set, "raw")
+    args = (names[0], spec, "raw")
     shown = services.relative_map(*args, "v", vectors, 16, method, 0)
     assert len(anchor_set) > 20 and len(shown["words"]) == 16
     # the common vocabulary is alphabetical: the map spreads its 16 over the whole set, not the first 16
@@ -1680,8 +1747,9 @@ def test_a_found_word_beyond_the_anchors_shown_lands_where_the_map_would_put_it(
     assert shown["words"] == [anchor_set.words[i] for i in shown["shown"]]
     two = shown["shown"][[5, 11]]
     beyond = next(i for i in range(len(anchor_set)) if i not in set(shown["shown"]))
-    placed = services.placed_anchors(*args, 16, method, 0, (*two.tolist(), beyond))
-    assert np.allclose(shown["all_sim"][two], shown["anchor_sim"][[5, 11]], atol=1e-6)
+    placed = services.placed_anchors(*args, "v", vectors, 16, method, 0, (*two.tolist(), beyond))
+    assert np.allclose(placed["sim"][:2], shown["anchor_sim"][[5, 11]], atol=1e-6)
+    placed = placed["xy"]
     if method == "pca":  # UMAP places by neighbours: an anchor's own point is one of several it is averaged from
         assert np.allclose(placed[:2], shown["anchor_xy"][[5, 11]], atol=1e-4)
     low, high = shown["anchor_xy"].min(0), shown["anchor_xy"].max(0)

@@ -136,3 +136,53 @@ def test_a_fetched_models_fast_tokenizer_reads_every_text_as_autotokenizer_does(
     assert [fast.tokenize(t) for t in texts[:3000]] == [slow.tokenize(t) for t in texts[:3000]]
     ids = slow(texts[:3000])["input_ids"]
     assert [fast.decode(x) for x in ids] == [slow.decode(x) for x in ids]
+
+
+def test_the_real_presets_recorded_views_are_what_their_pages_compute(real_models, monkeypatch, tmp_path):
+    """Every real preset's pages draw the same from its recorded views (`python -m ptfer_app.record_views`) as when
+    they compute everything with the fetched models: the views a machine without the weights shows are true."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from ptfer_app import services, views
+    from ptfer_core.presets import list_presets
+
+    def shown(at) -> list:
+        kinds = ("markdown", "caption", "info", "error", "warning", "title", "subheader")
+        return [
+            [str(e.value) for kind in kinds for e in getattr(at, kind)],
+            [h.value for h in at.get("html")],
+            [(m.label, m.value) for m in at.metric],
+            [str(e.value) for e in at.exception],
+        ]
+
+    def pages(preset: str) -> list:
+        at = AppTest.from_file(str(REPO / "router.py"), default_timeout=300)
+        at.query_params["preset"] = preset
+        at.run()
+        return [
+            shown(at.switch_page(f"app_pages/{page}.py").run())
+            for page in ("nearest_tokens", "relative_space", "query")
+        ]
+
+    import threading
+
+    asked = []
+
+    def load_model(name):
+        if threading.current_thread().name != "ptfer-warm-up":  # the server's background warm-up may load them
+            asked.append(name)
+        return real_models[name]
+
+    monkeypatch.setattr(services, "load_model", load_model)
+    real = [p["id"] for p in list_presets() if p["id"].startswith("real-")]
+    assert len(real) >= 6
+    st.cache_data.clear()
+    recorded = {preset: pages(preset) for preset in real}
+    assert not asked, f"a preset page loaded {asked}: its views are not all recorded"
+    monkeypatch.setattr(views, "STORE", views.Views(tmp_path))  # nothing recorded: every view computed here
+    st.cache_data.clear()
+    for preset in real:
+        live = pages(preset)
+        assert not any(view[3] for view in live), live
+        assert live == recorded[preset], preset

@@ -1,0 +1,222 @@
+"""Recorded page views of the shipped presets: what Nearest tokens, Relative space and Query compute for a preset
+with their default controls, stored in the preset's folder (`views.safetensors`) by `python -m ptfer_app.record_views`.
+
+A fresh server then draws a preset's pages without loading its models (a real model's first load is seconds; on a
+machine that has not fetched the weights, the pages still show the preset), and changing a control computes live.
+
+A recorded view is used only for exactly the call that recorded it: it is found by the function's name and its
+identifying arguments (model names, prompt digests, settings, a digest of the data files it read). Arguments whose
+names start with "_" (the vectors and anchor sets that the digests name) are not part of the key, as in Streamlit's
+caches. A model given by a path has no recorded views: only registry and built-in model names identify weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import threading
+from pathlib import Path
+
+from ptfer_core.files import atomic_write_bytes
+from ptfer_core.model_names import REGISTRY, is_toy
+from ptfer_core.presets import PRESETS_DIR
+
+FILE = "views.safetensors"
+MISSING = object()
+MODEL_ARGS = ("model", "source_model", "target_model")
+# A long list of floats is stored as an array (float32 when that loses nothing, as with a torch tensor's .tolist()).
+ARRAY_LIST_MIN = 64
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _encode(value, arrays: dict):
+    """`value` as JSON-able data; numpy arrays (and long float lists) go to `arrays`, named in the JSON."""
+    import numpy as np
+    import pandas as pd
+
+    def array(a: np.ndarray, kind: str):
+        name = f"a{len(arrays)}"
+        arrays[name] = np.ascontiguousarray(a)
+        return {kind: name}
+
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return array(value, "__array__")
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": {c: _encode(value[c].tolist(), arrays) for c in value.columns}}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in value]}
+    if isinstance(value, list):
+        if len(value) >= ARRAY_LIST_MIN and all(type(v) is float for v in value):
+            wide = np.asarray(value, dtype=np.float64)
+            narrow = wide.astype(np.float32)
+            return array(narrow if np.array_equal(narrow.astype(np.float64), wide) else wide, "__floats__")
+        return [_encode(v, arrays) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"__dict__": {k: _encode(v, arrays) for k, v in value.items()}}
+    raise TypeError(f"a recorded view cannot hold a {type(value).__name__}")
+
+
+def _decode(data, arrays: dict):
+    """The value `_encode` stored, as new objects (a page may change what it is given, as with Streamlit's caches)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(data, list):
+        return [_decode(v, arrays) for v in data]
+    if not isinstance(data, dict):
+        return data
+    (kind, body), *_ = data.items()
+    if kind == "__array__":
+        return np.array(arrays[body])
+    if kind == "__floats__":
+        return arrays[body].astype(np.float64).tolist()
+    if kind == "__frame__":
+        return pd.DataFrame({c: _decode(v, arrays) for c, v in body.items()})
+    if kind == "__tuple__":
+        return tuple(_decode(v, arrays) for v in body)
+    return {k: _decode(v, arrays) for k, v in body.items()}
+
+
+def encode_views(views: dict[str, object]) -> bytes:
+    """Views (key → value) as one safetensors file: the arrays as tensors, the rest as JSON in its metadata."""
+    from safetensors.numpy import save
+
+    arrays: dict = {}
+    table = {key: _encode(value, arrays) for key, value in sorted(views.items())}
+    return save(arrays, metadata={"views": json.dumps(table)})  # in order: a frame's columns, a dict's keys
+
+
+def decode_views(data: bytes) -> dict[str, object]:
+    """What `encode_views` stored, each view still encoded (`_decode` makes a fresh copy per use); the arrays are
+    shared and never handed out."""
+    from safetensors.numpy import load
+
+    arrays = load(data)
+    header_len = int.from_bytes(data[:8], "little")  # the format's header: its length, then JSON with the metadata
+    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    table = json.loads(metadata.get("views", "{}"))
+    return {key: (encoded, arrays) for key, encoded in table.items()}
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+@functools.lru_cache(maxsize=32)
+def data_identity(data_dir: str) -> str:
+    """A digest of the data files a view depends on: the relations' templates, the common vocabularies (answer
+    candidates, anchors) and the classification tasks' class names. Not their paths, which differ per machine (the
+    built-in toy models' miniature LAMA is written to a new temporary folder by each server)."""
+    root = Path(data_dir)
+    files = sorted([*root.glob("relations.jsonl"), *root.glob("common_vocab*.txt"), *root.glob("*/*/classes.txt")])
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def identifies_weights(name: str) -> bool:
+    """A registry name (fixed, fetched weights) or a built-in toy model (built the same way everywhere)."""
+    return name in REGISTRY or is_toy(name)
+
+
+def view_key(function: str, arguments: dict) -> str | None:
+    """The key naming one call (`arguments`: bound by name), or None when the call cannot be recognised safely."""
+    parts = {}
+    for name, value in arguments.items():
+        if name.startswith("_"):
+            continue
+        if name in MODEL_ARGS and not identifies_weights(value):
+            return None
+        if name == "data_dir":
+            value = data_identity(value)
+        elif name == "anchor_spec":
+            models, k, source, word_filter, data_dir = value
+            if not all(identifies_weights(m) for m in models):
+                return None
+            value = [list(models), k, source, word_filter, data_identity(data_dir)]
+        elif isinstance(value, tuple):
+            value = list(value)
+        parts[name] = value
+    return json.dumps([function, parts], sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class Views:
+    """Every shipped preset's recorded views, read on first use; and, while `record` runs, the calls made."""
+
+    def __init__(self, root: Path = PRESETS_DIR):
+        self.root = Path(root)
+        self._views: dict | None = None
+        self._lock = threading.Lock()
+        self.recording: dict | None = None
+
+    def _all(self) -> dict:
+        with self._lock:
+            if self._views is None:
+                views = {}
+                for path in sorted(self.root.glob(f"*/{FILE}")):
+                    views.update(decode_views(path.read_bytes()))
+                self._views = views
+            return self._views
+
+    def get(self, key: str):
+        if self.recording is not None:  # recording computes every view afresh
+            return MISSING
+        found = self._all().get(key)
+        return MISSING if found is None else _decode(*found)
+
+    def add(self, key: str, value) -> None:
+        if self.recording is not None:
+            self.recording[key] = value
+
+    def forget(self) -> None:
+        """Read the files again on next use (after `record` wrote one)."""
+        with self._lock:
+            self._views = None
+
+
+STORE = Views()
+
+
+def recorded(function):
+    """Serve `function`'s calls that a preset recorded from its views; note every call while recording.
+
+    Put it outside Streamlit's cache decorator: a recorded call then neither loads a model nor runs the function."""
+    signature = inspect.signature(function)
+    name = getattr(function, "__name__", "view")
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = view_key(name, bound.arguments)
+        if key is not None:
+            found = STORE.get(key)
+            if found is not MISSING:
+                return found
+        value = function(*args, **kwargs)
+        if key is not None:
+            STORE.add(key, value)
+        return value
+
+    return wrapper
+
+
+def write_views(preset_dir: Path, views: dict) -> Path:
+    """Store one preset's views (written to a temporary file, then renamed into place)."""
+    path = Path(preset_dir) / FILE
+    atomic_write_bytes(path, encode_views(views))
+    STORE.forget()
+    return path

@@ -5,7 +5,7 @@ from html import escape
 
 import streamlit as st
 
-from ptfer_app import catalog, palette, services, ui
+from ptfer_app import catalog, palette, services, ui, wording
 from ptfer_core.paths import REPO_ROOT
 
 LABELS = {
@@ -64,7 +64,7 @@ def card_html(meta: dict) -> str:
     parts.append(f'<div style="{CAPTION}">{caption}</div>')
     if scores:
         n = scores.get("transfer", next(iter(scores.values()))).get("n_facts")
-        metric = "Accuracy" if task.get("kind") == "classification" else "P@1"
+        metric = wording.score_word(task).capitalize()  # "Accuracy", "P@1"
         bars = palette.scores_svg(scores, LABELS, text_color="#808495")
         parts.append(ui.svg_image(bars, "scores", "width:100%;max-width:320px;margin:0.4rem 0"))
         parts.append(f'<div style="{CAPTION}">{metric} (%) on {n} test examples of the target</div>')

@@ -1,7 +1,8 @@
 """Record the shipped presets' page views (`ptfer_app.views`): ``python -m ptfer_app.record_views [PRESET ...]``.
 
 Each preset is opened in the app (Streamlit's AppTest, in this process) and its Nearest tokens, Relative space and
-Query pages run with their default controls; every recorded service call they make is stored in the preset's folder.
+Query pages run with their default controls, and Query once more for each of the preset's test examples; every
+recorded service call they make is stored in the preset's folder.
 The pages then run again from the stored views with model loading switched off, which must draw them without an
 error: a preset whose pages still need a model is reported and nothing of it is written. Needs the preset's models
 (real presets: `ptfer models fetch`) and data.
@@ -22,8 +23,9 @@ ROUTER = Path(__file__).resolve().parents[1] / "router.py"
 PAGES = ("app_pages/nearest_tokens.py", "app_pages/relative_space.py", "app_pages/query.py")
 
 
-def run_pages(preset: str) -> list[str]:
-    """Open `preset` and run the pages that read its views; returns the errors they showed."""
+def run_pages(preset: str, every_example: bool = True) -> list[str]:
+    """Open `preset` and run the pages that read its views, the Query page on each test example too (with
+    `every_example`); returns the errors they showed."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROUTER), default_timeout=600)
@@ -34,6 +36,13 @@ def run_pages(preset: str) -> list[str]:
         at.switch_page(page).run()
         problems += [f"{preset} {page}: {e.value}" for e in at.error]
         problems += [f"{preset} {page}: {e.message}" for e in at.exception]
+    # Query: every test example, as picking it in the list or the table does (the page's own calls, so the keys
+    # are the page's)
+    for fact in at.session_state["outcome"].per_fact if every_example else []:
+        at.session_state["subject"] = fact["subject"]
+        at.run()
+        problems += [f"{preset} query {fact['subject']!r}: {e.value}" for e in at.error]
+        problems += [f"{preset} query {fact['subject']!r}: {e.message}" for e in at.exception]
     return problems
 
 

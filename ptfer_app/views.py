@@ -130,7 +130,15 @@ def identifies_weights(name: str) -> bool:
 
 
 def view_key(function: str, arguments: dict) -> str | None:
-    """The key naming one call (`arguments`: bound by name), or None when the call cannot be recognised safely."""
+    """The key naming one call (`arguments`: bound by name), or None when the call cannot be recognised safely.
+    Stored as a digest of `described_call`: a call spells out every argument (a classification input is a whole
+    sentence)."""
+    described = described_call(function, arguments)
+    return None if described is None else hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+def described_call(function: str, arguments: dict) -> str | None:
+    """One call as text: the function and its identifying arguments (no vectors, no paths)."""
     parts = {}
     for name, value in arguments.items():
         if name.startswith("_"):

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 
 def score_word(task) -> str:
-    """What a task's score is called: accuracy for a classification task, P@1 for a relation (or no task)."""
-    return "accuracy" if task is not None and task.is_classification else "P@1"
+    """What a task's score is called: accuracy for a classification task, P@1 for a relation (or no task). `task`
+    is a Task, or a preset's task as stored (a dict with its "kind")."""
+    if isinstance(task, dict):
+        classification = task.get("kind") == "classification"
+    else:
+        classification = task is not None and task.is_classification
+    return "accuracy" if classification else "P@1"
 
 
 def task_words(task) -> dict[str, str]:

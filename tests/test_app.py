@@ -200,6 +200,8 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
         for method, score in meta["scores"].items():
             if method in ("transfer", "manual", "discretization", "random"):
                 assert f'data-method="{method}"' in svg and f">{score['p_at_1']:.1f}<" in svg, (meta["id"], method)
+        score = "Accuracy" if meta["task"].get("kind") == "classification" else "P@1"
+        assert f"{score} (%) on {meta['scores']['transfer']['n_facts']} test examples" in card, meta["id"]
         if meta.get("story"):
             story = re.search(r"<details[^>]*><summary[^>]*>What this shows</summary><div[^>]*>(.*?)</div></details>",
                               card, re.S)  # fmt: skip
@@ -500,6 +502,10 @@ def test_a_preset_draws_its_pages_from_recorded_views_without_a_model(monkeypatc
         goto(at, page)
         assert not at.exception and not errors(at), (page, errors(at))
     assert len(tables(at)) == 3 and "The known answer is" in texts(at)
+    last = at.session_state["outcome"].per_fact[-1]
+    at.session_state["subject"] = last["subject"]  # another test example, as the list or the table picks it
+    at.run()
+    assert not errors(at) and f"The known answer is **{last['object']}**" in texts(at) and len(tables(at)) == 3
     goto(at, "relative_space")
     for word, said in (("French", None), ("Qwzx", "No anchor spells “Qwzx”")):  # the toy maps show every anchor
         at.text_input(key="find").input(word).run()

@@ -160,10 +160,15 @@ def test_the_real_presets_recorded_views_are_what_their_pages_compute(real_model
         at = AppTest.from_file(str(REPO / "router.py"), default_timeout=300)
         at.query_params["preset"] = preset
         at.run()
-        return [
+        drawn = [
             shown(at.switch_page(f"app_pages/{page}.py").run())
             for page in ("nearest_tokens", "relative_space", "query")
         ]
+        facts = at.session_state["outcome"].per_fact
+        for fact in (facts[1], facts[-1]):  # other test examples, as picked on the Query page
+            at.session_state["subject"] = fact["subject"]
+            drawn.append(shown(at.run()))
+        return drawn
 
     import threading
 

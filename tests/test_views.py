@@ -73,7 +73,9 @@ def test_keys_name_models_settings_and_data_not_vectors_or_paths(tmp_path):
     args = {"model": "gemma3-270m", "prompt_key": "abc", "_vectors": object(), "k": 8, "data_dir": str(tmp_path / "a")}
     key = views.view_key("nearest_table", args)
     assert key == views.view_key("nearest_table", {**args, "_vectors": object(), "data_dir": str(tmp_path / "b")})
-    assert "_vectors" not in key and str(tmp_path) not in key
+    described = views.described_call("nearest_table", args)
+    assert "_vectors" not in described and str(tmp_path) not in described and '"k": 8' in described
+    assert key == views.view_key("nearest_table", dict(reversed(args.items()))), "whatever the arguments' order"
     assert key != views.view_key("nearest_table", {**args, "k": 9})
     assert key != views.view_key("nearest_table", {**args, "prompt_key": "abd"})
     assert key != views.view_key("top_answers", args)

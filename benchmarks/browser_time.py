@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="JavaScript self time by bundle (this checkout)")
     ap.add_argument("--timeline", action="store_true", help="each load's element and busy timeline (this checkout)")
     ap.add_argument("--loads", type=int, default=6)
+    ap.add_argument("--real-models", action="store_true", help="use this machine's models (default: none fetched)")
     args = ap.parse_args()
     if sum((bool(args.pair), args.profile, args.timeline)) != 1:
         ap.error("choose one of --pair, --profile and --timeline")
@@ -110,6 +111,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="browser-time-"))
     env = {"PTFER_APP_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PTFER_MODEL_DIR": str(tmp / "no-models"), "PTFER_APP_CACHE": str(tmp / "app-cache")}  # fmt: skip
+    if args.real_models:
+        del env["PTFER_MODEL_DIR"]
     (tmp / "floor.py").write_text(FLOOR_SRC, encoding="utf-8")
     if args.pair and len(args.pair.split(",")) != 2:
         ap.error("--pair takes two checkouts")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ptfer_core.config import METHOD_LABELS
-from ptfer_core.errors import PTferError
+from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
 from .html_table import html_table
@@ -349,6 +349,10 @@ def url_notes() -> None:
 def show_error(exc: BaseException, what: str = "") -> None:
     """A PTferError in plain words; anything else as a short message with the details folded away."""
     prefix = f"{what}: " if what else ""
+    result = outcome()
+    if isinstance(exc, ModelLoadError) and result is not None and result.origin.startswith("preset:"):
+        # the preset's own views need no model: this one was not recorded with it
+        prefix += "The preset did not record this view (its pages' default settings and its test examples are). "
     if isinstance(exc, PTferError):
         st.error(prefix + str(exc), icon=":material/error:")
     else:

@@ -112,11 +112,11 @@ def token_boundaries(result: Outcome, subject: str) -> None:
     """Why the manual template and the discretised prompt, which read alike, give different probabilities."""
     if result.discretized is None or not subject:
         return
-    tokens = services.template_tokens(result.target, result.task.template, subject)
-    if tokens is None:  # e.g. an input longer than the model reads: each answer column already says why
-        return
     words = result.discretized_tokens or []
     if not wording.read_alike(result.task.template, result.discretized.template, words):
+        return
+    tokens = services.template_tokens(result.target, result.task.template, subject)
+    if tokens is None:  # e.g. an input longer than the model reads: each answer column already says why
         return
     with st.expander("Why do the manual and the discretised prompt differ when they read alike?"):
         st.markdown(

@@ -52,25 +52,28 @@ def record(preset: str, root: Path = PRESETS_DIR) -> tuple[int, float]:
 
     from ptfer_app import services, views
 
+    if not (Path(root) / preset / "preset.json").is_file():
+        raise SystemExit(f"no preset {preset!r} in {root}")
     started = time.perf_counter()
-    st.cache_data.clear()  # every recorded function runs afresh, so every call is seen
-    views.STORE.recording = {}
+    st.cache_data.clear()  # every value recorded is computed now, by this code, not taken from the cache
+    views.STORE.recording, views.STORE.recorded_models = {}, set()
     try:
         problems = run_pages(preset)
-        recorded = views.STORE.recording
+        recorded, models = views.STORE.recording, views.STORE.recorded_models
     finally:
         views.STORE.recording = None
     if problems:
         raise SystemExit("\n".join(problems))
     path = Path(root) / preset / views.FILE
     previous = path.read_bytes() if path.exists() else None
-    views.write_views(path.parent, recorded)
+    views.write_views(path.parent, recorded, models)
 
     def no_model(name):
         raise ModelLoadError(f"{name}: a recorded preset page asked for a model")
 
     load, services.load_model = services.load_model, no_model
     st.cache_data.clear()
+    st.cache_resource.clear()  # no anchor set or map left from recording: a page must need none of them
     try:
         problems = run_pages(preset)
     finally:

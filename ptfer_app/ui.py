@@ -352,7 +352,10 @@ def show_error(exc: BaseException, what: str = "") -> None:
     result = outcome()
     if isinstance(exc, ModelLoadError) and result is not None and result.origin.startswith("preset:"):
         # the preset's own views need no model: this one was not recorded with it
-        prefix += "The preset did not record this view (its pages' default settings and its test examples are). "
+        prefix += (
+            "This view is not among those recorded with the preset (its pages' default settings and its test "
+            "examples, on the data it was made with). "
+        )
     if isinstance(exc, PTferError):
         st.error(prefix + str(exc), icon=":material/error:")
     else:
@@ -415,10 +418,11 @@ def outcome_caption(result: Outcome) -> None:
 
 
 def digest(vectors) -> str:
-    """A short hash naming these exact vectors (keys for the cached tables)."""
+    """A hash naming these exact vectors, their type and shape (keys for the cached tables and recorded views)."""
     import hashlib
 
-    return hashlib.sha1(vectors.detach().cpu().numpy().tobytes()).hexdigest()[:12]
+    array = vectors.detach().cpu().numpy()
+    return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()[:32]
 
 
 def inline_html(text: str) -> str:

@@ -496,7 +496,8 @@ def test_a_preset_draws_its_pages_from_recorded_views_without_a_model(monkeypatc
         raise ModelLoadError(f"{name} is not on this machine yet")
 
     monkeypatch.setattr(services, "load_model", no_model)
-    st.cache_data.clear()  # nothing computed by earlier tests
+    st.cache_data.clear()  # nothing computed by earlier tests: no table, anchor set or map
+    st.cache_resource.clear()
     at = open_demo_preset(new_app())
     for page in VIEW_PAGES:
         goto(at, page)
@@ -513,8 +514,8 @@ def test_a_preset_draws_its_pages_from_recorded_views_without_a_model(monkeypatc
     goto(at, "nearest_tokens")
     at.slider(key="nn_k").set_value(9).run()
     assert [e for e in errors(at) if "not on this machine" in e] == [
-        "The preset did not record this view (its pages' default settings and its test examples are). "
-        "tiny-demo-bert is not on this machine yet"
+        "This view is not among those recorded with the preset (its pages' default settings and its test examples, "
+        "on the data it was made with). tiny-demo-bert is not on this machine yet"
     ], "nine tokens a vector were not recorded, and the page says so"
 
 

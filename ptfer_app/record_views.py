@@ -23,26 +23,29 @@ ROUTER = Path(__file__).resolve().parents[1] / "router.py"
 PAGES = ("app_pages/nearest_tokens.py", "app_pages/relative_space.py", "app_pages/query.py")
 
 
-def run_pages(preset: str, every_example: bool = True) -> list[str]:
-    """Open `preset` and run the pages that read its views, the Query page on each test example too (with
-    `every_example`); returns the errors they showed."""
+def shown_problems(at, where: str) -> list[str]:
+    """The errors and exceptions the page just drew, each named by `where`."""
+    return [f"{where}: {e.value}" for e in at.error] + [f"{where}: {e.message}" for e in at.exception]
+
+
+def run_pages(preset: str) -> list[str]:
+    """Open `preset` and run the pages that read its views, the Query page on each test example too; returns the
+    errors they showed."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROUTER), default_timeout=600)
     at.query_params["preset"] = preset
     at.run()
-    problems = [f"{preset} (opening): {e.value}" for e in at.error] + [str(e.value) for e in at.exception]
+    problems = shown_problems(at, f"{preset} (opening)")
     for page in PAGES:
         at.switch_page(page).run()
-        problems += [f"{preset} {page}: {e.value}" for e in at.error]
-        problems += [f"{preset} {page}: {e.message}" for e in at.exception]
+        problems += shown_problems(at, f"{preset} {page}")
     # Query: every test example, as picking it in the list or the table does (the page's own calls, so the keys
     # are the page's)
-    for fact in at.session_state["outcome"].per_fact if every_example else []:
+    for fact in at.session_state["outcome"].per_fact:
         at.session_state["subject"] = fact["subject"]
         at.run()
-        problems += [f"{preset} query {fact['subject']!r}: {e.value}" for e in at.error]
-        problems += [f"{preset} query {fact['subject']!r}: {e.message}" for e in at.exception]
+        problems += shown_problems(at, f"{preset} query {fact['subject']!r}")
     return problems
 
 

@@ -32,6 +32,7 @@ PAGES = {
 }
 
 page = st.navigation(list(PAGES.values()), position="top")
+ui.page_style()
 if page is not PAGES["home"] or "preset" in st.query_params:
     # Per script thread: flush denormals, one intra-op thread ($PTFER_APP_THREADS), torch imported safely. The
     # home page runs no torch, so a fresh server's first page does not wait ~4 s for its import.

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ptfer_app import charts, palette, services, ui
+from ptfer_app.html_table import html_table
 from ptfer_core.config import METHOD_LABELS
 
 PANEL_WIDTH = 440  # px: the two sides (lists, histograms) abreast on a wide page, stacked at 800 px
@@ -44,9 +45,9 @@ def body() -> None:
     ui.header(
         "Nearest tokens",
         "Which vocabulary tokens each prompt vector points at, and whether its length looks like a real token's.",
+        ui.outcome(),
     )
     result = ui.require_outcome("This page")
-    ui.outcome_caption(result)
     c1, c2, _ = st.columns([3, 3, 3], vertical_alignment="bottom")
     k = ui.bound(c1.slider, "Tokens per vector", "nn_k", 8, min_value=3, max_value=20)
     source_idx = 0
@@ -62,17 +63,20 @@ def body() -> None:
         tgt_table = services.nearest_table(result.target, tgt_key, tgt_prompt.vectors, k)
     method = METHOD_LABELS.get(result.method, result.method)
 
-    st.markdown("**At a glance**")
     overview = glance(src_table, tgt_table).rename_axis("vector")
     overview.columns = [f"source prompt · {source} vocabulary", f"{method.lower()} prompt · {result.target} vocabulary"]
-    ui.table(overview)  # a few words per vector: static text, no data grid to paint
+    parts = [ui.text_html("**At a glance**"), html_table(overview)]  # a few words per vector: no data grid to paint
     if result.discretized_tokens:  # the discretisation baseline searched fewer words than these lists do
-        st.caption(
-            "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole word "
-            f"that is one token in both models: {', '.join(result.discretized_tokens)}. These lists search every "
-            f"token of each model's vocabulary ({source}'s on the left, {result.target}'s on the right), pieces of "
-            "words and tokens the other model lacks too, so their first entries can differ."
+        parts.append(
+            ui.text_html(
+                "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole "
+                f"word that is one token in both models: {ui.literal(', '.join(result.discretized_tokens))}. These "
+                f"lists search every token of each model's vocabulary ({source}'s on the left, {result.target}'s on "
+                "the right), pieces of words and tokens the other model lacks too, so their first entries can differ.",
+                caption=True,
+            )
         )
+    ui.block(*parts)
 
     vectors = [f"V{i + 1}" for i in range(tgt_prompt.n_vectors)]
     vector = ui.bound(st.segmented_control, "Vector", "nn_vec", "V1", options=vectors, required=True)
@@ -81,10 +85,12 @@ def body() -> None:
         (f"{method} prompt", result.target, tgt_table, tgt_prompt, palette.TARGET),
     )
     for col, (title, model, table, prompt, color) in zip(ui.panels([PANEL_WIDTH] * 2), sides):
-        with col:
-            st.markdown(f"**{title}** · {vector} in the {model} vocabulary")
-            ui.bar_table(detail(table, vector), "cosine", color=palette.TINT[color])
-            st.caption(norm_line(services.norms(model, ui.digest(prompt.vectors), prompt.vectors)))
+        ui.block(  # one block, not three: each element is drawing time (`ui.block`)
+            ui.text_html(f"**{title}** · {vector} in the {model} vocabulary"),
+            ui.bar_table_html(detail(table, vector), "cosine", color=palette.TINT[color]),
+            ui.text_html(norm_line(services.norms(model, ui.digest(prompt.vectors), prompt.vectors)), caption=True),
+            where=col,
+        )
     # Lazy: closed, the two histograms are not drawn (as plotly charts they were ~1 s of this page's first paint).
     box = st.expander("Vector norms against the vocabulary (histograms)", key="nn_hist", on_change="rerun")
     if box.open:

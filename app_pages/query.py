@@ -41,16 +41,19 @@ def pick_from_list(frame: pd.DataFrame) -> None:
         st.session_state["subject"] = frame.iloc[row]["subject"]
 
 
-INPUT_WIDTH = 240  # px: the facts table's subject or sentence column; the whole text is in the query box on a click
+INPUT_WIDTH = 160  # px: the facts table's subject or sentence column; the whole text is in the query box on a click
 
 
 def short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def examples(frame: pd.DataFrame, called: dict) -> None:
+MARK = "background-color: rgba(244, 182, 166, 0.45)"  # the queried example's row: the target's tint
+
+
+def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
     """The test examples: a searchable picker on first paint, the whole table (a data grid, ~0.6 s of drawing on two
-    cores) only when its expander is opened."""
+    cores) only when its expander is opened; the example being queried (`subject`) is tinted in it."""
     controls = ui.row()
     which = controls.segmented_control(
         "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
@@ -87,8 +90,12 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
         if view.empty:
             st.caption(f"No {called['example']} matches this filter.")
             return
+        shown = view.rename(columns={"subject": called["input"], "answer": called["answer"]})
+        queried = (view["subject"] == subject).to_numpy()
+        if queried.any():
+            shown = shown.style.apply(lambda row: [MARK if queried[row.name] else ""] * len(row), axis=1)
         st.dataframe(
-            view.rename(columns={"subject": called["input"], "answer": called["answer"]}),
+            shown,
             hide_index=True,
             width="stretch",
             # a sentence of SST-2 as wide as it is long pushed every answer column out of sight at 800 px
@@ -101,11 +108,17 @@ def examples(frame: pd.DataFrame, called: dict) -> None:
 
 
 def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
-    st.markdown(f"**{title}**")
+    """One panel as one block: its title, the prompt as the model reads it, the answers. The prompt keeps two lines'
+    height, so panels abreast start their tables on one line when one prompt wraps (a discretised prompt's words
+    are long)."""
     # the blank and what follows it stay on one line: the closing "." wrapped onto a line of its own
-    st.caption(re.sub(r" (?=\S+$)", "\u00a0", shown.strip()) if "___" in shown else shown)
+    prompt = re.sub(r" (?=\S+$)", "\u00a0", shown.strip()) if "___" in shown else shown
     frame = pd.DataFrame([{"answer": ("✓ " if w == gold else "") + w, "probability": p} for w, p in answers])
-    ui.bar_table(frame, "probability")
+    ui.block(
+        ui.text_html(f"**{title}**"),
+        ui.text_html(prompt, caption=True, lines=2, marks=False),
+        ui.bar_table_html(frame, "probability"),
+    )
 
 
 def token_boundaries(result: Outcome, subject: str) -> None:
@@ -141,9 +154,9 @@ def body() -> None:
         "Query",
         "Type an input (a subject, or a sentence for a classification task), or pick a test example "
         "below, and compare the target model's answers under three prompts.",
+        ui.outcome(),
     )
     result = ui.require_outcome("This page")
-    ui.outcome_caption(result)
     frame = facts_frame(result)
     default = frame["subject"].iloc[0] if len(frame) else ""
     classify = result.task.is_classification
@@ -208,7 +221,7 @@ def body() -> None:
         token_boundaries(result, subject)
 
     st.subheader(called["Examples"], anchor=False)
-    examples(frame, called)
+    examples(frame, called, subject)
 
 
 ui.guard(body)

@@ -27,9 +27,9 @@ def body() -> None:
         "Relative space",
         "Each point is an anchor word, placed by its cosine similarities to all anchors "
         "inside one model. Both maps use the same anchor words, so they can be compared.",
+        ui.outcome(),
     )
     result = ui.require_outcome("This page")
-    ui.outcome_caption(result)
     source = result.sources[0]
     m = result.transferred.n_vectors
     controls = ui.row()
@@ -136,15 +136,17 @@ def body() -> None:
         ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, keys[1]),
     )
     for col, (space, model, prompt, drawn, color, key) in zip(ui.panels([MAP_WIDTH] * 2, "medium"), maps):
-        col.markdown(f"**{space}** · {model} · {prompt}")
+        title = ui.text_html(f"**{space}** · {model} · {prompt}")
         drawing = (drawn["anchor_xy"], words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:
+            ui.block(title, where=col)
             ui.chart(
                 charts.relative_map(*drawing, f"{space} · {model}", color, highlight, vec), key, col, selectable=True
             )
-        else:
+        else:  # the title and the picture as one element (`ui.block`)
             picture = static_charts.map_svg(*drawing, color, highlight, vec)
-            col.html(ui.svg_image(picture, f"{space}: map of the anchor words and the prompt vectors"))
+            alt = f"{space}: map of the anchor words and the prompt vectors"
+            ui.block(title, ui.svg_image(picture, alt), where=col)
     variance = (
         " UMAP is fitted on each model's anchors alone, so the two maps' layouts differ; each prompt vector sits at "
         "the weighted centre of the 15 anchors whose similarity profiles are closest to its own."

@@ -326,6 +326,8 @@ def body() -> None:
                 sorted(df[column].unique(), key=SORT_KEYS.get(column)),
                 key=key,
                 placeholder="all",
+                # no "Select N matches" entry: it led the list, so Enter after typing "P17" picked every match
+                select_all=False,
             )
             for key, column, label in FILTERS
         }

@@ -75,6 +75,11 @@ _GC = """import gc
 import pandas, torch, transformers.modeling_utils
 from streamlit import config
 """
+_PANEL_SETUP = """import pandas as pd
+from ptfer_app.html_table import html_table
+frame = pd.DataFrame({"answer": ["Fiat", "the", "a", "two", "Italian"],
+                      "probability": [0.394, 0.333, 0.063, 0.017, 0.011]})
+"""
 # --anatomy: the floor plus one of the app's building blocks at a time, drawn as the app draws them (toy values), to
 # see where a page's drawing time goes.
 ANATOMY = {
@@ -280,6 +285,19 @@ for i in range(6):
         with st.expander("What this shows"):
             st.markdown("story")
         st.button("Open", key=f"b{i}", type="primary", width="stretch")
+""",
+    # The Query page's three answer panels: a title, a caption and a bar table each, as the page drew them (three
+    # elements a panel) or as one st.html block a panel.
+    "floor + panels: three answer panels, three elements each": _PANEL_SETUP
+    + """for col in st.columns(3):
+    col.markdown("**Manual template**")
+    col.caption("Fiat Multipla is produced by ___ .")
+    col.html(html_table(frame, bar="probability", index=False))
+""",
+    "floor + panels: three answer panels, one st.html block each": _PANEL_SETUP
+    + """for col in st.columns(3):
+    col.html('<div style="font-weight:600">Manual template</div><div style="font-size:0.875rem;opacity:0.6">'
+             'Fiat Multipla is produced by ___ .</div>' + html_table(frame, bar="probability", index=False))
 """,
     # The server's heap, not the page: Streamlit's `runner.postScriptGC` runs a full collection after every script
     # run, before the page's last messages go out. These blocks set it per process (the app's config turns it off).

@@ -12,7 +12,7 @@ CHART_WIDTH, FACTS_WIDTH = 560, 300  # px: the search chart and the prompt's fac
 
 def result_card(result: Outcome) -> None:
     st.subheader("Result", anchor=False)
-    ui.outcome_caption(result)
+    st.caption(ui.outcome_line(result))
     order = [result.method, "manual", "discretization", "random"]
     scores = ui.row(align="top")  # one row of four that wraps on a narrow page
     manual = result.scores.get("manual", {}).get("p_at_1")

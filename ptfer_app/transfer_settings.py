@@ -14,7 +14,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
     expander is closed): draw nothing; the values chosen earlier, linked or given by the recipe apply."""
     models = sel.models
     multi_ok = len(sel.sources) > 1
-    c0, c1, c2 = fields([2 * FIELD_WIDTH, "content", "content"], hidden)
+    c0, c1, c2 = fields([2 * FIELD_WIDTH, "content", "content"], hidden, align="top")
     recipe = settings_ui.recipe_picker(c0, models, hidden=hidden)
     base = settings_ui.base_settings(recipe, models)
     method = ui.bound(
@@ -260,14 +260,15 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
 FIELD_WIDTH = 200
 
 
-def fields(widths: int | list, hidden: bool) -> list:
+def fields(widths: int | list, hidden: bool, align: str = "bottom") -> list:
     """Fixed-width places for settings that wrap onto the next line on a narrow page, or none while their expander
-    is closed (hidden settings draw nothing into them). An int is that many fields of FIELD_WIDTH."""
+    is closed (hidden settings draw nothing into them). An int is that many fields of FIELD_WIDTH. `align`: "top"
+    for a row of controls of different heights (a drop-down list beside buttons), whose labels then line up."""
     if isinstance(widths, int):
         widths = [FIELD_WIDTH] * widths
     if hidden:
         return [None] * len(widths)
-    return ui.panels(widths, "medium", align="bottom")
+    return ui.panels(widths, "medium", align=align)
 
 
 def lazy_expander(label: str, key: str, shown: bool):

@@ -218,8 +218,7 @@ def selection_line(sel: Selection) -> str:
 def sidebar() -> Selection:
     names = catalog.model_names()
     d_src, d_tgt, d_rel = catalog.default_selection()
-    st.sidebar.markdown("**Models and relation**")
-    summary = st.sidebar.empty()
+    summary = st.sidebar.empty()  # the heading and what is chosen, as one element
     # The pickers sit in a popover: closed, the browser draws none of them (they were ~0.35 s of a page's ~1 s
     # first paint on 2 cores; `benchmarks/first_paint.py --anatomy --blocks pickers`). The line above says what
     # is chosen.
@@ -235,6 +234,7 @@ def sidebar() -> Selection:
         key="src",
         persist_state="session",  # kept while the home page, which has no sidebar, is shown
         max_selections=3,
+        select_all=False,  # Enter after typing picks the model typed, not every match
         help="The model(s) whose tuned prompt is transferred. Pick two or three for multi-source transfer.",
     )
     target = sb.selectbox(
@@ -292,7 +292,7 @@ def sidebar() -> Selection:
         )
     )
     url_keep("seed", sel.seed, 0)
-    summary.markdown(selection_line(sel))
+    summary.html(text_html("**Models and relation**") + text_html(selection_line(sel)))
     sb = st.sidebar
     for name in sel.models:
         if catalog.is_available(name):
@@ -314,22 +314,33 @@ def sidebar() -> Selection:
             "quickly; their numbers say nothing about real language models."
         )
     current = outcome()
-    if current is not None:
-        sb.divider()
-        sb.caption(
-            f"**Current prompt** · {current.pair_label} · {current.task.id}"
-            f"{' · preset' if current.origin.startswith('preset:') else ''}"
-        )
+    if current is not None:  # a rule and a caption, one element
+        line = f"**Current prompt** · {current.pair_label} · {current.task.id}"
+        line += " · preset" if current.origin.startswith("preset:") else ""
+        sb.html('<hr style="margin:1rem 0">' + text_html(line, caption=True))
     return sel
 
 
 # ----------------------------------------------------------------------------- page helpers
 
+# The page-wide style, one <style> (st.html sends a style-only block to its event container: no element to draw).
+# The top navigation's "N more" button ran 13 px past an 800 px window: Streamlit's overflow count measures the
+# navigation's full width; a margin keeps that button inside the window.
+PAGE_STYLE = '[data-testid="stTopNav"]{margin-right:1rem}'
 
-def header(title: str, intro: str | None = None) -> None:
+
+def page_style() -> None:
+    st.html(f"<style>{PAGE_STYLE}</style>")
+
+
+def header(title: str, intro: str | None = None, result: Outcome | None = None) -> None:
+    """The page's title, then its intro and the shown prompt's line (`result`) as one block of captions."""
     st.title(title, anchor=False)
-    if intro:
-        st.caption(intro)
+    lines = [intro] if intro else []
+    if result is not None:
+        lines.append(outcome_line(result))
+    if lines:
+        block(*(text_html(line, caption=True) for line in lines))
 
 
 def flash() -> None:
@@ -406,10 +417,11 @@ def recipe_label(settings: dict) -> str | None:
     return recipe
 
 
-def outcome_caption(result: Outcome) -> None:
+def outcome_line(result: Outcome) -> str:
+    """Which prompt a page shows: its pair, task, method, recipe and origin (markdown)."""
     origin = "preset" if result.origin.startswith("preset:") else "your run"
     recipe = recipe_label(result.settings)
-    st.caption(
+    return (
         f"Prompt: **{result.pair_label}** · {result.task.id} ({result.task.label}) · "
         f"{METHOD_LABELS.get(result.method, result.method).lower()}"
         + (f" · recipe {recipe}" if recipe else "")
@@ -425,13 +437,58 @@ def digest(vectors) -> str:
     return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()[:32]
 
 
+# Inline code as Streamlit's markdown draws it: the browser's default monospace ran a size larger than the text.
+CODE = "font-size:0.875em;padding:0.1em 0.25em;border-radius:0.25rem;background:rgba(172,177,195,0.25)"
+
+
 def inline_html(text: str) -> str:
     """Markdown's inline marks as HTML, for text drawn through st.html (which shows `**` and backticks as typed):
-    **bold** and `code`; everything else escaped."""
+    **bold**, *italic*, `code`, line breaks and backslash escapes (`literal`); everything else escaped."""
     import re
 
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    # code spans and escaped characters stand aside as private-use characters while the marks are read
+    kept: list[str] = []
+
+    def keep(match) -> str:
+        code, escaped = match.group(1), match.group(2)
+        kept.append(
+            f'<code style="{CODE}">{escape(code)}</code>' if code is not None else escape(escaped or match.group(0))
+        )
+        return chr(0xE000 + len(kept) - 1)
+
+    # (private-use characters of the text itself, a tokenizer's, stand aside too)
+    out = escape(re.sub(r"`([^`]+)`|\\([\\*`_])|[\ue000-\uf8ff]", keep, text))
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", out)
+    out = re.sub(r" *\n", "<br>", out)
+    return re.sub("[\ue000-\uf8ff]", lambda m: kept[ord(m.group(0)) - 0xE000], out)
+
+
+def literal(text: str) -> str:
+    """`text` (a token, a user's input) escaped so that markdown, or `inline_html`, shows it as typed."""
+    import re
+
+    return re.sub(r"([\\*`_])", r"\\\1", text)
+
+
+# st.caption's look (its text colour is the body's at 60 %), for captions drawn inside an st.html block.
+CAPTION = "font-size:0.875rem;opacity:0.6;line-height:1.5"
+
+
+def text_html(text: str, caption: bool = False, lines: int = 0, marks: bool = True) -> str:
+    """A paragraph for `block`, a caption or body text; `marks`: markdown's inline marks are read (`inline_html`),
+    else the text is shown as typed (a user's input); `lines`: the height it keeps at least, so panels abreast
+    start their tables on one line."""
+    style = CAPTION if caption else "line-height:1.6"
+    style += f";min-height:{1.5 * lines}em" if lines else ""
+    return f'<div style="{style};margin-bottom:0.5rem">{inline_html(text) if marks else escape(text)}</div>'
+
+
+def block(*parts: str, where=None) -> None:
+    """Texts, a table or a picture drawn as one st.html element. Each Streamlit element costs a browser on 2 cores
+    ~12 ms to draw: three answer panels as one block each, not a title, a caption and a table, settle 0.07 s
+    sooner (`benchmarks/first_paint.py --anatomy --interleave --blocks panels:`)."""
+    (where or st).html("".join(parts))
 
 
 def row(align: str = "bottom", gap: str = "medium"):
@@ -476,7 +533,12 @@ def bar_table(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> No
     """A small static table whose `column` (a share in 0..1) is drawn as an in-cell bar. Three answer tables as
     data grids cost a browser on 2 cores ~0.7 s to paint, as static tables ~0.1 s (`benchmarks/first_paint.py
     --anatomy --blocks answer`)."""
-    table(frame, formats={column: f"{{:.{digits}f}}".format}, bar=column, bar_color=color, index=False)
+    st.html(bar_table_html(frame, column, color, digits))
+
+
+def bar_table_html(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> str:
+    """`bar_table`'s HTML, for a `block` that holds more than the table."""
+    return html_table(frame, formats={column: f"{{:.{digits}f}}".format}, bar=column, bar_color=color, index=False)
 
 
 def chart(drawn, key: str, where=None, selectable: bool = False):

@@ -61,11 +61,18 @@ def new_app() -> AppTest:
 
 
 def texts(at: AppTest) -> str:
+    """The page's text: its markdown, captions, alerts and headings, and the text of its HTML blocks (`ui.block`)."""
+    import html as html_module
+
     parts = [
         e.value
         for kind in ("markdown", "caption", "info", "error", "warning", "success", "title", "subheader")
         for e in getattr(at, kind)
     ]
+    for block in at.get("html"):  # its paragraphs, one a line; its tables (`tables`) and pictures left out
+        shown = re.sub(r"<table.*?</table>|<style.*?</style>|<img[^>]*>", "", block.value, flags=re.S)
+        shown = re.sub(r"<br>|</div>", "\n", shown)
+        parts.append(html_module.unescape(re.sub(r"<[^>]+>", "", shown)).strip())
     return "\n".join(str(p) for p in parts)
 
 
@@ -90,10 +97,12 @@ def tables(at: AppTest) -> list:
     class Cells(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.rows, self.text, self.indexed = [], None, False
+            self.tables, self.rows, self.text = [], [], None
 
         def handle_starttag(self, tag, attrs):
-            self.indexed |= tag == "table" and ("data-index", "1") in attrs
+            if tag == "table":
+                self.tables.append(([], ("data-index", "1") in attrs))
+                self.rows = self.tables[-1][0]
             if tag == "tr":
                 self.rows.append([])
             elif tag in ("td", "th"):
@@ -109,14 +118,15 @@ def tables(at: AppTest) -> list:
                 self.text = None
 
     found = []
-    for block in at.get("html"):
-        if "<table" not in block.value[:40]:
+    for block in at.get("html"):  # a block may hold texts and a table (`ui.block`)
+        if "<table" not in block.value:
             continue
         cells = Cells()
         cells.feed(block.value)
-        head, *body = cells.rows
-        frame = pd.DataFrame(body, columns=head)
-        found.append(frame.set_index(head[0]) if cells.indexed else frame)
+        for rows, indexed in cells.tables:
+            head, *body = rows
+            frame = pd.DataFrame(body, columns=head)
+            found.append(frame.set_index(head[0]) if indexed else frame)
     return found
 
 
@@ -205,7 +215,7 @@ def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
         if meta.get("story"):
             story = re.search(r"<details[^>]*><summary[^>]*>What this shows</summary><div[^>]*>(.*?)</div></details>",
                               card, re.S)  # fmt: skip
-            shown = story and html.unescape(re.sub(r"</?(strong|code)>", "", story.group(1)))
+            shown = story and html.unescape(re.sub(r"</?(strong|code)( [^>]*)?>", "", story.group(1)))
             assert shown == meta["story"].replace("**", "").replace("`", ""), meta["id"]
             assert "**" not in story.group(1) and "`" not in story.group(1), "markdown marks drawn as HTML"
     assert ui.recipe_label({"recipe": "retired", "tune": {"lr": 1}}) == "retired", "an unknown recipe, as recorded"
@@ -416,7 +426,7 @@ def test_preset_opens_instantly_and_feeds_every_page():
     assert cosines == sorted(cosines, reverse=True) and list(shown[1]["rank"]) == [str(i + 1) for i in range(8)]
     assert "Source prompt" in texts(at)
     words = at.session_state["outcome"].discretized_tokens
-    assert words and f"nearest *shared word*, a whole word that is one token in both models: {', '.join(words)}" in (
+    assert words and f"nearest shared word, a whole word that is one token in both models: {', '.join(words)}" in (
         texts(at)
     ), "why the discretised words need not lead these lists"
     assert any(b.key == "nn_csv" for b in at.get("download_button"))
@@ -1146,7 +1156,7 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     assert not at.exception
     assert at.text_input(key="subject").value == wrong["subject"]
     assert f"The known answer is **{wrong['object']}**" in texts(at)
-    shown = [c.value for c in at.caption if "___" in c.value and wrong["subject"] in c.value]
+    shown = [line for line in texts(at).splitlines() if "___" in line and wrong["subject"] in line]
     assert len(shown) == 3 and all(s.endswith("___\u00a0.") for s in shown), "the blank and its '.' on one line"
 
     at.segmented_control(key="fact_show").set_value("right").run()
@@ -1159,7 +1169,21 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     assert list(grid.columns) == ["subject", "answer", "transferred", "manual", "discretised"]
     assert len(grid) == len(right), "the table shows what the Show control keeps"
     config = json.loads(at.dataframe[-1].proto.columns)
-    assert config["subject"]["width"] == 240, "the input column has a width: answers stay in sight on a narrow page"
+    assert config["subject"]["width"] == 160, "the input column has a width: answers stay in sight at 1024 px"
+    assert "background-color" not in str(at.dataframe[-1].proto), "the queried fact is not among those shown"
+
+
+def test_the_query_pages_table_tints_the_fact_being_queried():
+    at = goto(open_demo_preset(new_app()), "query")
+    facts = at.session_state["outcome"].per_fact
+    queried = 2
+    at.text_input(key="subject").input(facts[queried]["subject"])
+    at.session_state["facts_table"] = True  # the expander opened
+    at.run()
+    styles = at.dataframe[-1].proto.arrow_data.styler.styles
+    tinted = re.findall(r"row(\d+)_col(\d+)", styles)
+    assert sorted(tinted) == [(str(queried), str(c)) for c in range(5)], "its row, all five cells"
+    assert "background-color" in styles
 
 
 def test_a_200_word_subject_on_the_query_page_is_refused_and_the_facts_stay():
@@ -1292,6 +1316,8 @@ def test_results_page_opens_on_the_shipped_real_grid():
     assert re.match(r"\*\*Recipe \S+\*\* · pooled P@1 \(%\) over 41 relations", headings[0]), headings[0]
     at.segmented_control(key="res_avg").set_value("relation mean").run()
     assert any(c.value.endswith("41 relations · no filter.") for c in at.caption)
+    # no "Select N matches" entry heading a filter's list, which Enter took after typing "P17" (every match)
+    assert all(at.multiselect(key=k).proto.select_all == 0 for k in ("res_rec", "res_rel", "res_met", "res_pair"))
     at.multiselect(key="res_rec").set_value(["paper"]).run()
     at.multiselect(key="res_met").set_value(["manual", "transfer"]).run()
     headings = [m.value for m in at.markdown if m.value.startswith("**Recipe")]

@@ -230,6 +230,22 @@ def open_facts_table(driver, timeout: float = 60.0):
     return driver.find_element(By.CSS_SELECTOR, grid)
 
 
+def assert_answers_in_line(driver) -> None:
+    """The Query page's three answer tables start on one line, whichever prompt above them wraps (a prompt keeps two
+    lines' height; a discretised prompt's long words pushed its table 16 px down)."""
+    long = "Fiat Multipla anomal homeschooling occas denounced Crohn"  # wraps in a 300 px panel, the others do not
+    tops = driver.execute_script(
+        "const boxes = [...document.querySelectorAll('[data-testid=\"stHtml\"]')]"
+        ".filter(b => b.querySelector('table'));"
+        "const notes = boxes.slice(0, 3).map(b => b.querySelectorAll('div')[1]);"
+        "const before = notes[1].textContent; notes[1].textContent = arguments[0];"
+        "const tops = boxes.slice(0, 3).map(b => Math.round(b.querySelector('table').getBoundingClientRect().top));"
+        "notes[1].textContent = before; return tops;",
+        long,
+    )
+    assert len(tops) == 3 and len(set(tops)) == 1, tops
+
+
 def shot(driver, name: str, height: int | None = None) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     if height:
@@ -399,6 +415,7 @@ def test_preset_and_query_in_a_real_browser(server, browser):
     text = body_text(browser)
     assert "Manual template" in text and "Discretised prompt" in text and "Transferred prompt" in text
     assert f"subject={fact['subject']}" in browser.current_url
+    assert_answers_in_line(browser)
     picked = toy_facts()[2]  # the table's third row: a click on it queries that fact
     grid = open_facts_table(browser)
     shot(browser, "query", 1250)
@@ -558,7 +575,11 @@ const broken = [...document.querySelectorAll('[data-testid="stMain"] td')]
 const brokenLabels = [...document.querySelectorAll('[data-testid="stWidgetLabel"] p')]
   .filter(p => p.offsetParent !== null && !/\s/.test(p.innerText.trim()) && lines(p) > 1)
   .map(p => 'broken label ' + p.innerText.trim());
-return [...buttons, ...labels, ...broken, ...brokenLabels];"""
+// the top navigation's links and its "N more" button inside the window (that button ran 13 px past it at 800 px)
+const past = [...document.querySelectorAll('header a, header button')]
+  .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > document.documentElement.clientWidth)
+  .map(e => 'past the window ' + e.innerText.trim());
+return [...buttons, ...labels, ...broken, ...brokenLabels, ...past];"""
 
 
 def test_a_narrow_window_clips_no_control_or_score(server, browser):

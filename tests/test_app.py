@@ -544,6 +544,64 @@ def test_recorded_views_are_what_the_pages_compute(monkeypatch, tmp_path):
         assert page_view(goto(at, page)) == recorded[page], page
 
 
+def same(a, b) -> bool:
+    """Equal views: frames, arrays (dtype too), containers and floats (NaN equal to NaN), all the way down."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
+        return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and a.equals(b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return type(a) is type(b) and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def test_record_views_writes_the_views_the_shipped_file_holds_and_keeps_the_old_file_when_a_check_fails(
+    monkeypatch, tmp_path
+):
+    """`python -m ptfer_app.record_views`, on a copy of the toy preset: it records the same views as the shipped
+    file (keys, models and values), and a page that still fails once the views are written puts the old file back."""
+    import shutil
+
+    from ptfer_app import record_views, views
+    from ptfer_core.presets import PRESETS_DIR
+
+    root = tmp_path / "presets"
+    shutil.copytree(PRESETS_DIR / DEMO_PRESET, root / DEMO_PRESET, ignore=shutil.ignore_patterns(views.FILE))
+    monkeypatch.setattr(views, "STORE", views.Views(root))
+    count, _ = record_views.record(DEMO_PRESET, root)
+    shipped, shipped_models = views.decode_views((PRESETS_DIR / DEMO_PRESET / views.FILE).read_bytes())
+    written, written_models = views.decode_views((root / DEMO_PRESET / views.FILE).read_bytes())
+    assert count == len(written) == len(shipped) and written.keys() == shipped.keys()
+    assert written_models == shipped_models
+    for key in shipped:
+        assert same(views._decode(*written[key]), views._decode(*shipped[key])), key
+
+    # A check that fails after writing: the file that was there before is back, byte for byte
+    before = (root / DEMO_PRESET / views.FILE).read_bytes()
+    runs = iter([[], ["query: a page asked for a model"]])
+    monkeypatch.setattr(record_views, "run_pages", lambda preset: next(runs))
+    with pytest.raises(SystemExit, match="do not cover the pages"):
+        record_views.record(DEMO_PRESET, root)
+    assert (root / DEMO_PRESET / views.FILE).read_bytes() == before
+    # A page that fails while recording: nothing is written
+    monkeypatch.setattr(record_views, "run_pages", lambda preset: ["nearest tokens: an error"])
+    (root / DEMO_PRESET / views.FILE).unlink()
+    with pytest.raises(SystemExit, match="an error"):
+        record_views.record(DEMO_PRESET, root)
+    assert not (root / DEMO_PRESET / views.FILE).exists()
+    with pytest.raises(SystemExit, match="no preset 'nope'"):
+        record_views.record("nope", root)
+
+
 def test_umap_maps_place_the_prompts_from_a_map_fitted_once_on_the_anchors():
     import numpy as np
 

@@ -485,9 +485,10 @@ def text_html(text: str, caption: bool = False, lines: int = 0, marks: bool = Tr
 
 
 def block(*parts: str, where=None) -> None:
-    """Texts, a table or a picture drawn as one st.html element. Each Streamlit element costs a browser on 2 cores
-    ~12 ms to draw: three answer panels as one block each, not a title, a caption and a table, settle 0.07 s
-    sooner (`benchmarks/first_paint.py --anatomy --interleave --blocks panels:`)."""
+    """Texts, a table or a picture drawn as one st.html element, laid out as one box: panels abreast line up, and
+    the browser has fewer elements to draw (three answer panels as one block each settled 0.07 s sooner in the
+    anatomy, `benchmarks/first_paint.py --anatomy --interleave --blocks panels:`; on the app's pages, within the
+    run-to-run spread)."""
     (where or st).html("".join(parts))
 
 
@@ -529,15 +530,10 @@ def table(frame, **options) -> None:
     st.html(html_table(frame, **options))
 
 
-def bar_table(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> None:
-    """A small static table whose `column` (a share in 0..1) is drawn as an in-cell bar. Three answer tables as
-    data grids cost a browser on 2 cores ~0.7 s to paint, as static tables ~0.1 s (`benchmarks/first_paint.py
-    --anatomy --blocks answer`)."""
-    st.html(bar_table_html(frame, column, color, digits))
-
-
 def bar_table_html(frame, column: str, color: str = "#F4B6A6", digits: int = 3) -> str:
-    """`bar_table`'s HTML, for a `block` that holds more than the table."""
+    """A small static table whose `column` (a share in 0..1) is drawn as an in-cell bar, for a `block`. Three answer
+    tables as data grids cost a browser on 2 cores ~0.7 s to paint, as static tables ~0.1 s
+    (`benchmarks/first_paint.py --anatomy --blocks answer`)."""
     return html_table(frame, formats={column: f"{{:.{digits}f}}".format}, bar=column, bar_color=color, index=False)
 
 

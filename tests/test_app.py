@@ -189,6 +189,21 @@ def test_every_page_renders_without_a_result():
     assert at.button(key="run") and at.slider(key=skey("steps"))
 
 
+def test_text_drawn_as_html_reads_markdowns_marks_and_shows_tokens_and_inputs_as_typed():
+    """`ui.inline_html`: what st.caption would show, as HTML for st.html blocks; `ui.literal` and `marks=False` keep a
+    token's or a user's `*`, backticks, `<` and private-use characters as they are."""
+    from ptfer_app import ui
+
+    assert ui.inline_html("a **b** *it* x*y 2 * 3\nnext") == "a <strong>b</strong> <em>it</em> x*y 2 * 3<br>next"
+    code = ui.inline_html("run `a*b* <c>` now")
+    assert code.startswith("run <code") and ">a*b* &lt;c&gt;</code> now" in code, "code taken as typed"
+    tokens = ["**", "a*b*c", "`x`", "\\", "<unused7>", "\ue001"]
+    shown = ui.inline_html("tokens: " + ui.literal(", ".join(tokens)) + " **end**")
+    assert shown == "tokens: **, a*b*c, `x`, \\, &lt;unused7&gt;, \ue001 <strong>end</strong>"
+    typed = ui.text_html("*Paris* <b>", caption=True, lines=2, marks=False)
+    assert "*Paris* &lt;b&gt;" in typed and "min-height:3.0em" in typed
+
+
 def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     """A card is one HTML block (title, pair, score bars as an image, the story folded in <details>) and its button:
     fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""

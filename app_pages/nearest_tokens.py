@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ptfer_app import charts, palette, services, ui
+from ptfer_app import charts, palette, services, ui, wording
 from ptfer_app.html_table import html_table
 from ptfer_core.config import METHOD_LABELS
 
@@ -14,14 +14,20 @@ def glance(src: pd.DataFrame, tgt: pd.DataFrame, n: int = 4) -> pd.DataFrame:
     """One row per vector: its n nearest tokens in each vocabulary."""
 
     def top(table):
-        return table[table["rank"] <= n].groupby("vector", sort=False)["token"].apply(", ".join)
+        near = table[table["rank"] <= n]
+        return (
+            near.assign(token=wording.shown_words(near["token"]))
+            .groupby("vector", sort=False)["token"]
+            .apply(", ".join)
+        )
 
     out = pd.DataFrame({"source": top(src), "transferred": top(tgt)})
     return out.loc[sorted(out.index, key=lambda v: int(v[1:]))]
 
 
 def detail(table: pd.DataFrame, vector: str) -> pd.DataFrame:
-    return table[table["vector"] == vector][["rank", "token", "cosine"]]
+    rows = table[table["vector"] == vector][["rank", "token", "cosine"]]
+    return rows.assign(token=wording.shown_words(rows["token"]))
 
 
 def norm_line(norms: dict) -> str:
@@ -67,10 +73,11 @@ def body() -> None:
     overview.columns = [f"source prompt · {source} vocabulary", f"{method.lower()} prompt · {result.target} vocabulary"]
     parts = [ui.text_html("**At a glance**"), html_table(overview)]  # a few words per vector: no data grid to paint
     if result.discretized_tokens:  # the discretisation baseline searched fewer words than these lists do
+        discretized = wording.shown_words(result.discretized_tokens)
         parts.append(
             ui.text_html(
                 "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole "
-                f"word that is one token in both models: {ui.literal(', '.join(result.discretized_tokens))}. These "
+                f"word that is one token in both models: {ui.literal(', '.join(discretized))}. These "
                 f"lists search every token of each model's vocabulary ({source}'s on the left, {result.target}'s on "
                 "the right), pieces of words and tokens the other model lacks too, so their first entries can differ.",
                 caption=True,

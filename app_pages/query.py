@@ -113,7 +113,9 @@ def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
     are long)."""
     # the blank and what follows it stay on one line: the closing "." wrapped onto a line of its own
     prompt = re.sub(r" (?=\S+$)", "\u00a0", shown.strip()) if "___" in shown else shown
-    frame = pd.DataFrame([{"answer": ("✓ " if w == gold else "") + w, "probability": p} for w, p in answers])
+    frame = pd.DataFrame(
+        [{"answer": ("✓ " if w == gold else "") + wording.shown_word(w), "probability": p} for w, p in answers]
+    )
     ui.block(
         ui.text_html(f"**{title}**"),
         ui.text_html(prompt, caption=True, lines=2, marks=False),
@@ -182,7 +184,7 @@ def body() -> None:
     if result.discretized is not None:
         shown = result.discretized.template.replace("[X]", subject or "[X]").replace("[Y]", "___")
         for token in result.discretized_tokens or []:
-            shown = shown.replace("[V]", token, 1)  # each slot shows the word it became
+            shown = shown.replace("[V]", wording.shown_word(token), 1)  # each slot shows the word it became
         columns.append(("Discretised prompt", shown, result.discretized.template, result.discretized.vectors))
     columns.append(
         (

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ptfer_app import charts, palette, services, static_charts, ui
+from ptfer_app import charts, palette, services, static_charts, ui, wording
 from ptfer_core.config import METHOD_LABELS
 
 N_POINTS = [300, 1000, 2000]
@@ -137,7 +137,7 @@ def body() -> None:
     )
     for col, (space, model, prompt, drawn, color, key) in zip(ui.panels([MAP_WIDTH] * 2, "medium"), maps):
         title = ui.text_html(f"**{space}** · {model} · {prompt}")
-        drawing = (drawn["anchor_xy"], words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
+        drawing = (drawn["anchor_xy"], wording.shown_words(words), drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:
             ui.block(title, where=col)
             ui.chart(
@@ -207,7 +207,7 @@ def body() -> None:
     strip = (
         shown_vector["source"],
         shown_vector["target"],
-        shown_vector["words"],
+        wording.shown_words(shown_vector["words"]),
         ("source", "transferred"),  # the vector is named above the strip; "transferred V10" ran into its neighbour
     )
     # The strip (a word a line, 380 px) and what it shows side by side, stacked on a narrow page.
@@ -249,8 +249,9 @@ def find_anchors(text: str, words: list[str], every_word, maps, place) -> tuple[
             anchor_xy=np.concatenate([drawn["anchor_xy"], placed["xy"]]),
             anchor_sim=np.concatenate([drawn["anchor_sim"], placed["sim"]]),
         )
+    found = wording.shown_word(anchor_words[further[0]])
     st.caption(
-        f"“{anchor_words[further[0]]}” is anchor {further[0] + 1:,} of {len(anchor_words):,}, not among the "
+        f"“{found}” is anchor {further[0] + 1:,} of {len(anchor_words):,}, not among the "
         f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed."
     )
     return [*words, *(anchor_words[i] for i in further)], list(range(shown_n, shown_n + len(further)))

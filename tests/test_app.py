@@ -204,6 +204,34 @@ def test_text_drawn_as_html_reads_markdowns_marks_and_shows_tokens_and_inputs_as
     assert "*Paris* &lt;b&gt;" in typed and "min-height:3.0em" in typed
 
 
+def test_a_masked_word_is_shown_masked_wherever_a_page_shows_words(monkeypatch):
+    """`wording.MASKED` words (profanity a real model's anchors hold) keep their first letter on screen, in the
+    nearest-token lists, the fingerprint strip and the Query answers; the lists keep their ranks and cosines."""
+    import hashlib
+
+    from ptfer_app import wording
+
+    assert wording.shown_word("▁Fuck") == "▁F∗∗∗" and wording.shown_word("Scunthorpe") == "Scunthorpe"
+    at = open_demo_preset(new_app())
+    listed = tables(goto(at, "nearest_tokens"))[1]
+    strip = svg_of(next(h.value for h in goto(at, "relative_space").get("html") if "fingerprint strip" in h.value))
+    answers = [t for t in tables(goto(at, "query")) if "probability" in t.columns]
+    words = {w for w in listed["token"]} | {a.removeprefix("✓ ") for t in answers for a in t["answer"]}
+    words |= set(re.findall(r'text-anchor="end" fill="[^"]+">([^<]+)<', strip))
+    letters = {run for w in words for run in re.findall(r"[A-Za-z]{3,}", w)}
+    assert len(letters) > 10
+    monkeypatch.setattr(wording, "MASKED", {hashlib.sha256(r.lower().encode()).hexdigest()[:16] for r in letters})
+
+    masked = tables(goto(at, "nearest_tokens"))[1]
+    assert list(masked["cosine"]) == list(listed["cosine"]) and list(masked["rank"]) == list(listed["rank"])
+    assert [wording.shown_word(w) for w in listed["token"]] == list(masked["token"])
+    strip = svg_of(next(h.value for h in goto(at, "relative_space").get("html") if "fingerprint strip" in h.value))
+    answers = [t for t in tables(goto(at, "query")) if "probability" in t.columns]
+    shown = list(re.findall(r'text-anchor="end" fill="[^"]+">([^<]+)<', strip))
+    shown += [a.removeprefix("✓ ") for t in answers for a in t["answer"]] + list(masked["token"])
+    assert shown and not any(re.search(r"[A-Za-z]{3,}", w) for w in shown), shown
+
+
 def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     """A card is one HTML block (title, pair, score bars as an image, the story folded in <details>) and its button:
     fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""

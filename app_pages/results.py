@@ -233,9 +233,15 @@ def analysis(df) -> None:
     transfer = df[df["method"].str.startswith("transfer")]
     score = results.score_name(transfer)
     if "matching_loss" in df.columns and transfer["matching_loss"].notna().any():
-        chart = charts.loss_vs_score(transfer.dropna(subset=["matching_loss"]), score)
+        points = transfer.dropna(subset=["matching_loss"])
         st.markdown("**Matching loss vs accuracy** · does a lower loss mean a better prompt?")
-        ui.chart(chart, "an_loss")
+        ui.chart(charts.loss_vs_score(points, score), "an_loss")
+        shapes = charts.pair_shapes(points["pair"])
+        st.caption(
+            "Colour: the method (legend). Shape: the model pair, "
+            + " · ".join(f"{charts.SHAPE_GLYPHS[shape]} {pair}" for pair, shape in shapes.items())
+            + "."
+        )
         shown += 1
     others = [
         (c, t)

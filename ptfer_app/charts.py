@@ -23,6 +23,13 @@ VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#3
 NAMED_MARKS = 25  # marked anchors named on the map; more are ringed without names (the names printed over each other)
 TITLE_H, LEGEND_H = 26, 24  # pixels a title line and a legend line take above the plot
 SHAPES = ["circle", "diamond", "triangle", "rect", "pin", "roundRect"]  # one per model pair in a scatter
+SHAPE_GLYPHS = {"circle": "●", "diamond": "◆", "triangle": "▲", "rect": "■", "pin": "📍", "roundRect": "▢"}
+
+
+def pair_shapes(pairs) -> dict[str, str]:
+    """The marker shape of each model pair in `loss_vs_score` (its legend names methods, a caption names these)."""
+    ordered = sorted({_text(p) for p in pairs})
+    return {p: SHAPES[i % len(SHAPES)] for i, p in enumerate(ordered)}
 LASSO_ICON = 14  # pixels; the maps' toolbox sits at their top left, lasso first
 
 
@@ -610,8 +617,7 @@ def loss_vs_score(rows, score: str = "P@1") -> Chart:
     """One point per transfer: its final matching loss against its test score, one series per method; `rows` has
     matching_loss, p_at_1, method, relation, pair."""
     series = []
-    pairs = sorted({_text(p) for p in rows["pair"]})
-    shapes = {p: SHAPES[i % len(SHAPES)] for i, p in enumerate(pairs)}
+    shapes = pair_shapes(rows["pair"])
     for method in sorted(rows["method"].unique(), key=_method_key):
         part = rows[rows["method"] == method]
         series.append(

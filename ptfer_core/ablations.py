@@ -147,41 +147,53 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
     traj = tables.get("trajectory", [])
     if traj:
         pair = f"{traj[0]['source']} → {traj[0]['target']}"
+        relations = list(dict.fromkeys(r["relation"] for r in traj))
+        colour = {rid: PALETTE[i % len(PALETTE)] for i, rid in enumerate(relations)}  # a relation's lines, one colour
         for name, normalize_values, title in (
             ("fig2_loss_vs_dev", [True], f"Matching loss vs target dev P@1 along the search ({pair})"),
             ("fig3_normalisation", [True, False], f"With and without normalisation ({pair})"),
         ):
-            fig = make_subplots(specs=[[{"secondary_y": True}]])
-            for rid in dict.fromkeys(r["relation"] for r in traj):
+            dev = [r["dev_p_at_1"] for r in traj if r["normalize"] in normalize_values]
+            # An all-zero accuracy is said, not drawn: its lines lay on the axis under the loss's, on an empty scale.
+            with_dev = any(dev)
+            fig = make_subplots(specs=[[{"secondary_y": with_dev}]])
+            for rid in relations:
                 for normalize in normalize_values:
                     rows = [r for r in traj if r["relation"] == rid and r["normalize"] == normalize]
                     label = rid if name == "fig2_loss_vs_dev" else f"{rid}, {'normalised' if normalize else 'raw'}"
-                    dash = "solid" if normalize else "dot"
-                    fig.add_trace(
-                        go.Scatter(
-                            x=[r["step"] for r in rows],
-                            y=[r["loss"] for r in rows],
-                            name=f"{label}: loss",
-                            line={"dash": dash},
-                        ),
-                        secondary_y=False,
-                    )
-                    fig.add_trace(
-                        go.Scatter(
-                            x=[r["step"] for r in rows],
-                            y=[r["dev_p_at_1"] for r in rows],
-                            name=f"{label}: dev P@1",
-                            line={"dash": dash},
-                            mode="lines+markers",
-                        ),
-                        secondary_y=True,
-                    )
-            dev = [r["dev_p_at_1"] for r in traj if r["normalize"] in normalize_values]
+                    line = {"dash": "solid" if normalize else "dot", "color": colour[rid]}
+                    steps = [r["step"] for r in rows]
+                    loss = go.Scatter(x=steps, y=[r["loss"] for r in rows], name=f"{label}: loss", line=line)
+                    fig.add_trace(loss, secondary_y=False)
+                    if with_dev:
+                        fig.add_trace(
+                            go.Scatter(
+                                x=steps,
+                                y=[r["dev_p_at_1"] for r in rows],
+                                name=f"{label}: dev P@1",
+                                line={**line, "width": 1},
+                                mode="lines+markers",
+                            ),
+                            secondary_y=True,
+                        )
             fig.update_xaxes(title_text="search step")
-            fig.update_yaxes(title_text="matching loss (1 − cosine)", rangemode="tozero", secondary_y=False)
-            fig.update_yaxes(title_text="target dev P@1 (%)", **_percent_axis(dev), secondary_y=True)
-            if not any(dev):
-                _say(fig, "Target dev P@1 is 0 at every checked step: the lines lie on the axis.")
+            # A log scale: the loss falls from ~1 to ~0.01, and the relations' curves differ only in that tail.
+            loss_axis = {"title_text": "matching loss (1 − cosine), log scale", "type": "log"}
+            if with_dev:
+                fig.update_yaxes(**loss_axis, secondary_y=False)
+                fig.update_yaxes(title_text="target dev P@1 (%)", **_percent_axis(dev), secondary_y=True)
+            else:
+                fig.update_yaxes(**loss_axis)
+            notes = [] if with_dev else ["Target dev P@1 is 0 at every checked step: only the loss is drawn."]
+            if len(normalize_values) == 2:
+                gap = _largest_gap(traj, relations)
+                if gap is not None:
+                    notes.append(
+                        f"With and without normalisation the losses differ by at most {gap:.2g} at a checked step"
+                        + (": the dotted lines (raw) lie under the solid ones." if gap < 0.01 else ".")
+                    )
+            if notes:
+                _say(fig, "<br>".join(notes))
             figures[name] = _finish(fig, title)
     for key, name, axis in (
         ("anchors", "fig4_anchor_count", "anchors k"),
@@ -205,11 +217,33 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
         n_rel = len({r["relation"] for r in rows})
         fig.update_xaxes(title_text=axis, type="category")
         fig.update_yaxes(title_text="P@1 (%)", **_percent_axis(target + source), secondary_y=False)
-        fig.update_yaxes(title_text="matching loss", rangemode="tozero", tickformat=".3f", secondary_y=True)
+        fig.update_yaxes(
+            title_text="matching loss",
+            rangemode="tozero",
+            tickformat=".3~g",
+            tickmode="auto",
+            showgrid=False,
+            secondary_y=True,
+        )
         if not any(target):
             _say(fig, "Transferred P@1 is 0 at every setting: its line lies on the axis.")
         figures[name] = _finish(fig, f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)")
     return figures
+
+
+# plotly's default colours, a relation's lines in one of them (normalised solid, raw dotted; loss and accuracy alike)
+PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880")
+
+
+def _largest_gap(traj: list[dict], relations: list[str]) -> float | None:
+    """The largest difference between a relation's normalised and raw loss at the same step (None: no such pair)."""
+    loss = {(r["relation"], r["step"], bool(r["normalize"])): r["loss"] for r in traj}
+    gaps = [
+        abs(loss[(rid, step, True)] - loss[(rid, step, False)])
+        for (rid, step, normalize) in loss
+        if normalize and (rid, step, False) in loss and rid in relations
+    ]
+    return max(gaps) if gaps else None
 
 
 def _percent_axis(values: list[float]) -> dict:

@@ -163,16 +163,32 @@ def test_ablation_figures_of_all_zero_scores_keep_a_zero_based_axis_and_say_so()
         for k in (512, 1024)
     ]  # fmt: skip
     figures = ablation_figures({"trajectory": traj, "anchors": points})
-    dev_axis = figures["fig2_loss_vs_dev"].layout.yaxis2
-    assert dev_axis.range[0] == 0 and dev_axis.range[1] > 0
-    assert figures["fig2_loss_vs_dev"].layout.yaxis.rangemode == "tozero"
-    notes = [a.text for a in figures["fig2_loss_vs_dev"].layout.annotations]
-    assert any("0 at every checked step" in n for n in notes)
+    search = figures["fig2_loss_vs_dev"]
+    # an all-zero accuracy is said, not drawn: its lines lay on the axis under the loss's, on an empty scale
+    assert [t.name for t in search.data] == ["P36: loss"] and search.layout.yaxis.type == "log"
+    assert any("0 at every checked step: only the loss is drawn" in a.text for a in search.layout.annotations)
     anchors = figures["fig4_anchor_count"]
     assert anchors.layout.yaxis.range[0] == 0 and anchors.layout.yaxis.range[1] >= 40
     assert any("0 at every setting" in a.text for a in anchors.layout.annotations)
     traj[1]["dev_p_at_1"] = 12.0
-    assert not ablation_figures({"trajectory": traj})["fig2_loss_vs_dev"].layout.annotations
+    search = ablation_figures({"trajectory": traj})["fig2_loss_vs_dev"]
+    assert [t.name for t in search.data] == ["P36: loss", "P36: dev P@1"] and not search.layout.annotations
+    assert search.layout.yaxis2.range[0] == 0 and search.layout.yaxis2.range[1] > 12
+
+
+def test_the_normalisation_figure_says_how_far_apart_its_curves_are():
+    """Losses with and without normalisation that coincide drew one visible line for two: the figure says by how
+    much they differ, and gives a relation's two lines one colour."""
+    traj = [
+        {"relation": rel, "source": "a", "target": "b", "normalize": norm, "step": s,
+         "loss": 1 / s + (0.0 if norm else gap), "dev_p_at_1": 0.0}
+        for rel, gap in (("P36", 0.002), ("P17", 0.0005)) for norm in (True, False) for s in (1, 100, 200)
+    ]  # fmt: skip
+    figure = ablation_figures({"trajectory": traj})["fig3_normalisation"]
+    notes = " ".join(a.text for a in figure.layout.annotations)
+    assert "differ by at most 0.002 at a checked step: the dotted lines (raw) lie under the solid ones" in notes
+    colours = {t.name: t.line.color for t in figure.data}
+    assert colours["P36, normalised: loss"] == colours["P36, raw: loss"] != colours["P17, raw: loss"]
 
 
 def test_the_anchor_sweep_below_the_recipes_top_k_keeps_every_similarity(mini_data_dir):

@@ -54,7 +54,7 @@ MARK = "background-color: rgba(244, 182, 166, 0.45)"  # the queried example's ro
 def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
     """The test examples: a searchable picker on first paint, the whole table (a data grid, ~0.6 s of drawing on two
     cores) only when its expander is opened; the example being queried (`subject`) is tinted in it."""
-    controls = ui.row()
+    controls = ui.row(align="top")  # the labels in line (the drop-down list is taller than the buttons)
     which = controls.segmented_control(
         "Show", list(FILTERS), default="all", required=True, format_func=FILTERS.get, key="fact_show"
     )
@@ -64,7 +64,7 @@ def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
     elif which == "wrong":
         view = view[view["transferred"].str.startswith("✗")]
     controls.selectbox(
-        f"Pick a {called['example']} to query (type to search)",
+        f"Pick a {called['example']} (type to search)",
         list(view.index),
         index=None,
         key="fact_pick",
@@ -76,7 +76,10 @@ def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
         ),
     )
     correct = frame["transferred"].str.startswith("✓").sum() if len(frame) else 0
-    st.caption(f"{len(view)} of {len(frame)} {called['examples']} shown · transferred prompt right on {correct}.")
+    st.caption(
+        f"{len(view)} of {len(frame)} {called['examples']} shown · the transferred prompt is right on {correct} of "
+        f"all {len(frame)}."
+    )
     box = st.expander(
         f"All {len(view)} {called['examples']} as a table, with each prompt's answer (click a row to query it)",
         key="facts_table",

@@ -32,7 +32,7 @@ def body() -> None:
     result = ui.require_outcome("This page")
     source = result.sources[0]
     m = result.transferred.n_vectors
-    controls = ui.row()
+    controls = ui.row(align="top")  # the labels in line: the text box is taller than the buttons
     method = ui.bound(
         controls.segmented_control,
         "Projection",

@@ -30,6 +30,8 @@ def pair_shapes(pairs) -> dict[str, str]:
     """The marker shape of each model pair in `loss_vs_score` (its legend names methods, a caption names these)."""
     ordered = sorted({_text(p) for p in pairs})
     return {p: SHAPES[i % len(SHAPES)] for i, p in enumerate(ordered)}
+
+
 LASSO_ICON = 14  # pixels; the maps' toolbox sits at their top left, lasso first
 
 

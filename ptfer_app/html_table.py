@@ -26,6 +26,10 @@ def _text(value, fmt: Callable | None) -> str:
     return fmt(value) if fmt is not None else str(value)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars too
+
+
 def _unbroken(text: str) -> str:
     """Escaped, with hyphenated words kept whole: a header broke a model's name after its hyphen ("smollm2-/135m")."""
     return re.sub(r"\S+-\S+", lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>', escape(text))
@@ -45,16 +49,20 @@ def html_table(
     aligned. `bar`: a column of shares in 0..1, drawn as an in-cell bar behind the number."""
     formats = formats or {}
     columns = [str(c) for c in frame.columns]
+    rows_in = list(frame.itertuples(index=True, name=None))
+    # a column of numbers has its header over them, on the right (it sat ~400 px left of them in a wide table)
+    numeric = [bool(rows_in) and all(_is_number(r[i + 1]) for r in rows_in) for i in range(len(columns))]
     head = ([f'<th style="{HEAD}">{escape(str(frame.index.name or ""))}</th>'] if index else []) + [
-        f'<th style="{HEAD}">{_unbroken(c)}</th>' for c in columns
+        f'<th style="{HEAD}{";text-align:right" if number else ""}">{_unbroken(c)}</th>'
+        for c, number in zip(columns, numeric)
     ]
     rows = []
-    for label, *values in frame.itertuples(index=True, name=None):
+    for label, *values in rows_in:
         cells = [f'<td style="{CELL}">{escape(str(label))}</td>'] if index else []
         for column, value in zip(columns, values):
             text = escape(_text(value, formats.get(column, default_format)))
             style = CELL
-            number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars too
+            number = _is_number(value)
             if number:
                 style += ";text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
             else:  # a long token ("ManagementPlaneProtection") breaks, not widens the table past its column

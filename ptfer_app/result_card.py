@@ -7,6 +7,7 @@ from ptfer_core.config import METHOD_LABELS
 
 from . import charts, results, services, settings_ui, ui, wording
 
+NO_BREAK = "\u2060–\u2060"  # an en dash joined to its neighbours (word joiners): a range stays on one line
 CHART_WIDTH, FACTS_WIDTH = 560, 300  # px: the search chart and the prompt's facts, abreast from 1280 px
 
 
@@ -129,7 +130,7 @@ def trajectory_view(result: Outcome) -> None:
         solver = (prov.get("transfer") or {}).get("solver", "")
         st.metric(  # a short label: the long one was cut to "1 − cosine between th…" on a narrow page
             "Matching loss (1 − cosine)",
-            f"{loss:.2e}" if loss is not None else "—",
+            f"{loss:.3g}" if loss is not None else "—",  # as the explanation above writes it
             help="1 − cosine between the source's and the transferred prompt's relative encodings: 0 means they are "
             "equal.",
         )
@@ -162,7 +163,9 @@ def prompt_facts(result: Outcome) -> None:
     if rule is not None:
         how = {"loss": " (by matching loss)", "dev": f" (by target dev {wording.score_word(result.task)})"}
         facts.append(
-            f"kept step {prov['selected_step']} of steps {traj[0]['step']}–{traj[-1]['step']}{how.get(rule, '')}"
+            # unbroken: "steps 1–" and "2000" were split across two lines (a line may break after a dash)
+            f"kept step\u00a0{prov['selected_step']} of steps\u00a0{traj[0]['step']}{NO_BREAK}{traj[-1]['step']}"
+            + how.get(rule, "")
         )
     if "n_anchors" in prov:
         facts.append(f"{prov['n_anchors']:,} anchors ({prov.get('anchor_source', '')})")
@@ -171,7 +174,9 @@ def prompt_facts(result: Outcome) -> None:
             0 if k.startswith("source") else 1 if k == "search" else 2 if k.startswith("evaluate") else 3,
             k,
         )
-        facts.append("time: " + ", ".join(f"{k} {result.timings[k]:.1f} s" for k in sorted(result.timings, key=order)))
+        facts.append(
+            "time: " + ", ".join(f"{k} {result.timings[k]:.1f}\u00a0s" for k in sorted(result.timings, key=order))
+        )
     st.caption(" · ".join(facts))
 
 

@@ -1008,7 +1008,8 @@ def test_a_searched_prompt_says_how_its_step_was_kept():
     assert at.session_state["outcome"].transferred.provenance["transfer"]["selection"] == "loss"
     assert "(by matching loss)" in texts(at) and "(by target dev" not in texts(at)
     steps = [row["step"] for row in at.session_state["outcome"].transferred.trajectory]
-    assert f"of steps {steps[0]}–{steps[-1]}" in texts(at), "the range the chart's x axis shows"
+    # the range the chart's x axis shows, unbroken (no-break space, word joiners round the dash)
+    assert f"of steps\u00a0{steps[0]}\u2060–\u2060{steps[-1]}" in texts(at)
     assert not any("Not zero-shot" in w.value for w in at.warning)
 
 
@@ -1248,7 +1249,8 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     assert 0 < len(right) < len(facts), "the toy preset has facts of both kinds"
     picker = at.selectbox(key="fact_pick")
     assert picker.value is None and len(picker.options) == len(facts) and not at.dataframe
-    assert f"{len(facts)} of {len(facts)} test facts shown · transferred prompt right on {len(right)}" in texts(at)
+    shown = f"{len(facts)} of {len(facts)} test facts shown · the transferred prompt is right on {len(right)} of all"
+    assert shown in texts(at)
 
     wrong = next(f for f in facts if f[result.method] != f["object"])
     label = next(o for o in picker.options if o.startswith(f"{wrong['subject']} → {wrong['object']} "))
@@ -1841,6 +1843,9 @@ def test_static_tables_escape_their_text_and_draw_bars_in_proportion():
     assert 'text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap">1<' in html, "numpy ints are numbers"
     assert 'overflow-wrap:anywhere">Paris &amp; co<' in html, "a long token breaks rather than widen the table"
     assert ">vector</th>" in html
+    heads = re.findall(r'<th style="([^"]*)">([^<]*)</th>', html)
+    right = [name for style, name in heads if "text-align:right" in style]
+    assert right == ["rank", "cosine"], "a column of numbers (a blank among them too) has its header on their side"
     named = html_table(frame.rename(columns={"token": "source · smollm2-135m <vocab>"}))
     assert '· <span style="white-space:nowrap">smollm2-135m</span> &lt;vocab&gt;</th>' in named, "a name stays whole"
     plain = html_table(frame, index=False)

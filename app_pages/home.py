@@ -80,7 +80,9 @@ CARD_WIDTH = 340  # px: three abreast from a 1280 px window up (3 x 360 + gaps w
 
 
 def preset_card(meta: dict, where) -> None:
-    with where.container(border=True, width=CARD_WIDTH):
+    # as tall as its row's tallest card, its text at the top and its button at the bottom: the Open buttons of a row
+    # sat up to 71 px apart
+    with where.container(border=True, width=CARD_WIDTH, height="stretch", vertical_alignment="distribute"):
         st.html(card_html(meta))
         st.button(
             "Open",
@@ -106,7 +108,8 @@ def presets() -> None:
         return
     # Cards of a fixed width in one wrapping row: three abreast on a wide window, one under another on a narrow one
     # (three columns at 800 px drew the score bars' labels ~7 px high).
-    cards = ui.row(align="top")
+    cards = st.container(horizontal=True, vertical_alignment="distribute", gap="medium")  # "distribute": a card
+    # stretches to its row's height
     for meta in items:
         preset_card(meta, cards)
 

@@ -361,6 +361,14 @@ def test_preset_and_query_in_a_real_browser(server, browser):
         browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", b) for b in bars
     ), "the preset cards draw their score bars"
     assert not browser.find_elements(By.CSS_SELECTOR, CHART), "no chart on the Home page"
+    # a row's cards are as tall as its tallest, their Open buttons on one line (they sat up to 71 px apart)
+    rows = browser.execute_script(
+        "const rows = {}; for (const b of document.querySelectorAll('button')) { if (!b.innerText.includes('Open'))"
+        " continue; const card = b.closest('[data-testid=\"stVerticalBlock\"]');"
+        " const top = Math.round(card.getBoundingClientRect().top);"
+        " (rows[top] = rows[top] || []).push(Math.round(b.getBoundingClientRect().top)); } return Object.values(rows);"
+    )
+    assert sum(len(r) for r in rows) >= 7 and all(len(set(r)) == 1 for r in rows), rows
     shot(browser, "home", 1250)
 
     # open the toy preset: the result card appears without loading a model; its numbers are the claimed ones

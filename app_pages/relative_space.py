@@ -158,7 +158,8 @@ def body() -> None:
         )
     st.caption(
         f"Dots: anchor words ({mode} similarities to all {anchor_set['count']:,} anchors), coloured by their "
-        "similarity to the chosen vector (red: similar, blue: opposite). Diamonds: the prompt vectors. "
+        "similarity to the chosen vector (red: similar, blue: opposite; the scale runs to the largest shown, its ends "
+        "on the colour bar). Diamonds: the prompt vectors. "
         + (
             "Pick the lasso (or the box) at the map's top left and draw around anchors in either map to mark the same "
             "words in the other (double-click to clear); hover to read a word and its similarity."

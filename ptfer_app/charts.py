@@ -302,6 +302,7 @@ def relative_map(
     vectors as labelled diamonds. The lasso (polygon brush) selects anchors."""
     cos = f"cos to V{selected + 1}"
     frame = map_frame(anchor_xy, prompt_xy)
+    bound = sim_bound(sims)
     anchors = [[_r(x), _r(y), _r(s, 3), w] for (x, y), s, w in zip(frame["anchor_xy"], sims, words)]
     pinned = {"symbol": "emptyCircle", "itemStyle": {"borderWidth": 1.5}}  # far off, drawn at the frame's edge
     series = [
@@ -370,7 +371,7 @@ def relative_map(
         "xAxis": {**BARE, "min": _r(frame["lo"][0]), "max": _r(frame["hi"][0])},
         "yAxis": {**BARE, "min": _r(frame["lo"][1]), "max": _r(frame["hi"][1])},
         "series": series,
-        "visualMap": _colour_bar(-1, 1, RED_BLUE, cos, 180, digits=1, seriesIndex=0),
+        "visualMap": _colour_bar(-bound, bound, RED_BLUE, cos, 180, digits=1, seriesIndex=0),
         # top left, the lasso first: clear of Streamlit's own hover toolbar at the top right
         "toolbox": {
             "left": 0,
@@ -396,6 +397,16 @@ def relative_map(
     chart = _frame(spec, 420, right=72)
     chart.spec["grid"].update(show=True, borderColor="#E3E6EA", top=28)
     return chart
+
+
+def sim_bound(sims: np.ndarray) -> float:
+    """The colour scale's end (it runs from minus this to this, 0 white) for a map's cosines: their largest size
+    rounded up to a tenth, at least 0.1. On -1..1 a real model's cosines to one vector (most within ±0.3) left
+    nearly every dot pale."""
+    finite = np.abs(np.asarray(sims, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    top = float(finite.max()) if finite.size else 1.0
+    return float(min(1.0, max(0.1, np.ceil(round(top * 10, 6)) / 10)))
 
 
 def map_frame(anchor_xy: np.ndarray, prompt_xy: np.ndarray) -> dict:
@@ -488,7 +499,7 @@ def map_coordinates_csv(
     return out.getvalue().encode()
 
 
-ROW_SCALE = "vs mean ÷ max"  # each row's pattern: its mean removed, ±1 its own largest deviation
+ROW_SCALE = "− mean, ÷ max"  # each column's pattern: its mean removed, ±1 its own largest deviation
 
 
 def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray, float]:

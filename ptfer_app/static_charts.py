@@ -11,7 +11,7 @@ from html import escape
 
 import numpy as np
 
-from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, map_frame, prompt_labels
+from .charts import NAMED_MARKS, RED_BLUE, ROW_SCALE, fingerprint_values, map_frame, prompt_labels, sim_bound
 from .palette import PROMPT_EDGE
 
 TEXT, MUTED, FRAME, NAN_GREY = "#31333F", "#808495", "#E3E6EA", "#cccccc"
@@ -85,7 +85,8 @@ def map_svg(
     width: int = 640,
     height: int = 420,
 ) -> str:
-    """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue -1 to red 1),
+    """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue to red, on a scale
+    as wide as the largest cosine shown, `charts.sim_bound`),
     marked anchors ringed (and named while they are few), prompt vectors as labelled diamonds."""
     left, top, right, bottom = 14, 14, 84, 14  # the colour bar sits in the right margin
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -101,7 +102,8 @@ def map_svg(
     body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="{FRAME}"/>']
     body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
     # whole arrays at once, colours from a 257-step table: a point at a time took 20 ms a 1,000-anchor map, now 2.5
-    fills = [_SCALE[i] if i >= 0 else NAN_GREY for i in _steps(np.asarray(sims, dtype=float))]
+    bound = sim_bound(sims)  # the scale runs over -bound..bound (`charts.sim_bound`)
+    fills = [_SCALE[i] if i >= 0 else NAN_GREY for i in _steps(np.asarray(sims, dtype=float) / bound)]
     dots = zip(at(anchor_xy).tolist(), fills, frame["pinned"].tolist())
     body += [
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="none" stroke="{fill}" stroke-width="1.5"/>'
@@ -132,7 +134,7 @@ def map_svg(
                 f'<text x="{x + dx:.1f}" y="{y + 5:.1f}" text-anchor="{anchor}" fill="{color}" '
                 f'font-size="{MAP_LABEL_FONT}" font-weight="bold" {HALO}>{escape(text)}</text>'
             )
-    body += _colour_bar(width - 45, top + 60, 180, -1, 1, f"cos to V{selected + 1}", 1, MAP_FONT)
+    body += _colour_bar(width - 45, top + 60, 180, -bound, bound, f"cos to V{selected + 1}", 1, MAP_FONT)
     return _svg(width, height, body, "map of the anchor words and the prompt vectors", MAP_FONT)
 
 

@@ -232,6 +232,23 @@ def test_a_masked_word_is_shown_masked_wherever_a_page_shows_words(monkeypatch):
     assert shown and not any(re.search(r"[A-Za-z]{3,}", w) for w in shown), shown
 
 
+def test_a_maps_colour_scale_is_as_wide_as_its_largest_cosine():
+    """On -1..1 a real model's cosines to a vector (most within ±0.3) drew nearly every dot pale: the scale runs to
+    the largest cosine shown, rounded up to a tenth, in the picture and in the interactive chart alike."""
+    import numpy as np
+
+    from ptfer_app import charts, static_charts
+
+    assert charts.sim_bound([0.31, -0.2]) == 0.4 and charts.sim_bound([0.3]) == 0.3
+    assert charts.sim_bound([0.01]) == 0.1 and charts.sim_bound([np.nan]) == 1.0 and charts.sim_bound([-3.0]) == 1.0
+    xy, prompts = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.2]]), np.array([[0.4, 0.4]])
+    svg = static_charts.map_svg(xy, ["a", "b", "c"], np.array([0.3, -0.3, 0.0]), prompts, "#d33")
+    assert ">0.3</text>" in svg and ">-0.3</text>" in svg, "the colour bar's ends"
+    assert f'fill="{static_charts._SCALE[-1]}"' in svg and f'fill="{static_charts._SCALE[0]}"' in svg, "full colour"
+    spec = charts.relative_map(xy, ["a", "b", "c"], np.array([0.3, -0.3, 0.0]), prompts, "t", "#d33").spec
+    assert (spec["visualMap"]["min"], spec["visualMap"]["max"]) == (-0.3, 0.3)
+
+
 def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():
     """A card is one HTML block (title, pair, score bars as an image, the story folded in <details>) and its button:
     fewer elements for the browser to draw. Every installed preset has one, with its own numbers."""

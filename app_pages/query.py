@@ -214,8 +214,13 @@ def body() -> None:
                     st.error(str(exc), icon=":material/error:")
                     continue
                 render_answers(title, shown, answers, gold)
+        words = "; ".join(
+            f"{name} ← {' / '.join(ui.literal(w) for w in options)}"
+            for name, options in zip(result.task.classes, result.task.label_words)
+        )
         what = (
-            "classes, each scored through its label word"
+            f"classes, each scored through its label word ({words}: the first of a class's words that is one token "
+            "of the model)"
             if classify
             else "answer candidates (common-vocabulary words that are single tokens)"
         )

@@ -1640,6 +1640,10 @@ def test_every_shipped_preset_shows_every_page_without_its_models(preset_dir):
         goto(at, page)
         assert not at.exception and not errors(at), (page, errors(at))
     assert len(tables(at)) >= 2 and "known answer is" in texts(at), "the Query page answered"
+    task = at.session_state["outcome"].task
+    if task.is_classification:  # the classes' label words, which the preset's story names
+        words = "; ".join(f"{c} ← {' / '.join(w)}" for c, w in zip(task.classes, task.label_words))
+        assert f"each scored through its label word ({words}:" in texts(at)
 
 
 def test_the_self_transfer_preset_shows_the_method_working():

@@ -228,6 +228,17 @@ def one_slice(view, columns: list[str], key: str):
     return view, " · " + ", ".join(named) if named else ""
 
 
+def task_labels() -> dict[str, str]:
+    """Each relation's or task's name by its id, from this machine's data (none without data: the ids alone)."""
+    from ptfer_core.errors import PTferError
+    from ptfer_core.paths import data_dir
+
+    try:
+        return {task_id: task.label for task_id, task in services.tasks(str(data_dir())).items()}
+    except PTferError:
+        return {}
+
+
 def analysis(df) -> None:
     shown = 0
     transfer = df[df["method"].str.startswith("transfer")]
@@ -383,7 +394,7 @@ def body() -> None:
     if tab_heat.open:
         with tab_heat:
             sliced, what = one_slice(view, ["recipe", "target"], "res_heat")  # a target's baselines have no source
-            ui.chart(charts.grid_heatmap(sliced, score=results.score_name(sliced)), "res_heat")
+            ui.chart(charts.grid_heatmap(sliced, score=results.score_name(sliced), labels=task_labels()), "res_heat")
             st.caption(f"{results.score_name(sliced)} per relation and method{what}.")
     if tab_table.open:
         with tab_table:

@@ -598,12 +598,19 @@ def grid_bars(agg, score: str = "P@1") -> Chart:
     return _frame(spec, 380, legend=True, bottom=24)
 
 
-def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> Chart:
-    """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it)."""
+HEAT_LABEL = 26  # characters of a relation's row label ("P1412 · languages spoken, wr…"); the tooltip has it all
+
+
+def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1", labels: dict | None = None) -> Chart:
+    """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it); `labels`: a relation's
+    name by its id, shown beside the id."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
     table = table.loc[sorted(table.index, key=task_key), sorted(table.columns, key=_method_key)]
+    labels = labels or {}
+    named = {r: f"{r} · {labels[r]}" if r in labels else str(r) for r in table.index}
+    rows = [n if len(n) <= HEAT_LABEL else n[: HEAT_LABEL - 1] + "…" for n in named.values()]
     cells = [
-        [j, i, _r(v, 1), method, str(relation), f"{v:.1f}"]
+        [j, i, _r(v, 1), method, named[relation], f"{v:.1f}"]
         for i, (relation, row) in enumerate(zip(table.index, table.values))
         for j, (method, v) in enumerate(zip(table.columns, row))
         if v == v  # a method with no score for a relation is an empty cell, not 0
@@ -612,7 +619,7 @@ def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1") -> Chart:
     spec = {
         "tooltip": {"trigger": "item", "formatter": "{@[4]} · {@[3]}: {@[5]}"},
         "xAxis": {"type": "category", "data": list(table.columns), "axisLabel": {"interval": 0, "rotate": 30}},
-        "yAxis": {"type": "category", "data": [str(r) for r in table.index], "inverse": True},
+        "yAxis": {"type": "category", "data": rows, "inverse": True},
         "series": [
             {
                 "type": "heatmap",

@@ -1502,6 +1502,11 @@ def test_the_relation_heat_map_and_filter_list_relations_by_number():
     frame = pd.DataFrame(rows, columns=["relation", "method", "p_at_1"])
     spec = charts.grid_heatmap(frame).spec
     assert spec["yAxis"]["data"] == ["P17", "P19", "P101", "sst2"], "as text, P101 came before P17"
+    long = "languages spoken, written or signed"
+    named = charts.grid_heatmap(frame, labels={"P17": "country", "P101": long}).spec
+    assert named["yAxis"]["data"] == ["P17 · country", "P19", "P101 · languages spoken, …", "sst2"]
+    cells = {c[4] for c in named["series"][0]["data"]}
+    assert f"P101 · {long}" in cells, "the tooltip names it in full"
     assert sorted(["P190", "P20", "P1001", "dbpedia"], key=charts.task_key) == ["P20", "P190", "P1001", "dbpedia"]
     assert charts.task_key("P²") == (1, 0, "P²"), "a name int() cannot read sorts as a name, it does not raise"
 

@@ -41,7 +41,7 @@ def pick_from_list(frame: pd.DataFrame) -> None:
         st.session_state["subject"] = frame.iloc[row]["subject"]
 
 
-INPUT_WIDTH = 160  # px: the facts table's subject or sentence column; the whole text is in the query box on a click
+INPUT_WIDTH = 150  # px: the facts table's subject or sentence column; the whole text is in the query box on a click
 
 
 def short(text: str, limit: int = 90) -> str:

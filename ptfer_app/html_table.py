@@ -30,7 +30,7 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars too
 
 
-def _unbroken(text: str) -> str:
+def unbroken(text: str) -> str:
     """Escaped, with hyphenated words kept whole: a header broke a model's name after its hyphen ("smollm2-/135m")."""
     return re.sub(r"\S+-\S+", lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>', escape(text))
 
@@ -53,7 +53,7 @@ def html_table(
     # a column of numbers has its header over them, on the right (it sat ~400 px left of them in a wide table)
     numeric = [bool(rows_in) and all(_is_number(r[i + 1]) for r in rows_in) for i in range(len(columns))]
     head = ([f'<th style="{HEAD}">{escape(str(frame.index.name or ""))}</th>'] if index else []) + [
-        f'<th style="{HEAD}{";text-align:right" if number else ""}">{_unbroken(c)}</th>'
+        f'<th style="{HEAD}{";text-align:right" if number else ""}">{unbroken(c)}</th>'
         for c, number in zip(columns, numeric)
     ]
     rows = []

@@ -13,7 +13,7 @@ from ptfer_core.config import METHOD_LABELS
 from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
-from .html_table import html_table
+from .html_table import html_table, unbroken
 from .url_state import bound, initial, url_init, url_keep  # noqa: F401 - pages call ui.bound
 
 if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh server does not need
@@ -212,7 +212,7 @@ def selection_line(sel: Selection) -> str:
     task = sel.task
     what = (task.label if task.is_classification else f"{sel.task_id} · {task.label}") if task else "no relation"
     sources = " + ".join(sel.sources) or "no source"
-    return f"{sources} → {sel.target}  \n{what} · seed {sel.seed}"
+    return f"{sources} → {sel.target}\n{what} · seed {sel.seed}"
 
 
 def sidebar() -> Selection:
@@ -292,7 +292,9 @@ def sidebar() -> Selection:
         )
     )
     url_keep("seed", sel.seed, 0)
-    summary.html(text_html("**Models and relation**") + text_html(selection_line(sel)))
+    # a model's name is not broken at its hyphen ("gemma3-" / "270m") in the narrow sidebar
+    lines = "<br>".join(unbroken(line) for line in selection_line(sel).split("\n"))
+    summary.html(text_html("**Models and relation**") + f'<div style="line-height:1.6">{lines}</div>')
     sb = st.sidebar
     for name in sel.models:
         if catalog.is_available(name):
@@ -326,7 +328,13 @@ def sidebar() -> Selection:
 # The page-wide style, one <style> (st.html sends a style-only block to its event container: no element to draw).
 # The top navigation's "N more" button ran 13 px past an 800 px window: Streamlit's overflow count measures the
 # navigation's full width; a margin keeps that button inside the window.
-PAGE_STYLE = '[data-testid="stTopNav"]{margin-right:1rem}'
+# Below 1100 px the sidebar is 240 px, not 300: at 800 px the page kept 490 px (its facts table scrolled sideways and
+# three pages hid behind "3 more"), now 550 px.
+PAGE_STYLE = (
+    '[data-testid="stTopNav"]{margin-right:1rem}'
+    '@media (max-width:1100px){[data-testid="stSidebar"]{width:240px!important;min-width:240px!important;'
+    "max-width:240px!important}}"
+)
 
 
 def page_style() -> None:

@@ -1289,7 +1289,7 @@ def test_query_page_picks_a_test_fact_from_the_list_or_the_table_opened_on_deman
     assert list(grid.columns) == ["subject", "answer", "transferred", "manual", "discretised"]
     assert len(grid) == len(right), "the table shows what the Show control keeps"
     config = json.loads(at.dataframe[-1].proto.columns)
-    assert config["subject"]["width"] == 160, "the input column has a width: answers stay in sight at 1024 px"
+    assert config["subject"]["width"] == 150, "the input column has a width: answers stay in sight at 800 px"
     assert "background-color" not in str(at.dataframe[-1].proto), "the queried fact is not among those shown"
 
 

@@ -602,6 +602,8 @@ def test_a_narrow_window_clips_no_control_or_score(server, browser):
             wait_text(browser, title, 120)
             settle(browser)
             assert browser.execute_script(CLIPPED) == [], page
+            # a 240 px sidebar below 1100 px (300 px left the page 490 px at 800, and hid three pages in "3 more")
+            assert round(browser.execute_script(SIDEBAR_WIDTH)) == 240, page
         # Pictures keep a size their words can be read at: in st.columns the Home diagram shrank to 420 px (words
         # ~5 px); the fingerprint, 40 slanted words under a 1000 px strip, showed them 6 px tall at 640 px. Now its
         # words run down its side and it is drawn at the width it is shown at (380 px): nothing scaled, nothing cut.

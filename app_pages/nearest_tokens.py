@@ -74,17 +74,17 @@ def body() -> None:
     parts = [ui.text_html("**At a glance**"), html_table(overview)]  # a few words per vector: no data grid to paint
     if result.discretized_tokens:  # the discretisation baseline searched fewer words than these lists do
         discretized = wording.shown_words(result.discretized_tokens)
-        sides = (
-            f"{source}'s vocabulary (both lists: a self-transfer)"
+        searched = (
+            f"every token of {source}'s vocabulary (both lists: a self-transfer), pieces of words too"
             if source == result.target
-            else f"each model's vocabulary ({source}'s on the left, {result.target}'s on the right)"
+            else f"every token of each model's vocabulary ({source}'s on the left, {result.target}'s on the right), "
+            "pieces of words and tokens the other model lacks too"
         )
         parts.append(
             ui.text_html(
                 "The discretised prompt (Transfer) replaces each source vector by its nearest *shared word*, a whole "
                 f"word that is one token in both models: {ui.literal(', '.join(discretized))}. These "
-                f"lists search every token of {sides}, pieces of words and tokens the other model lacks too, so their "
-                "first entries can differ.",
+                f"lists search {searched}, so their first entries can differ.",
                 caption=True,
             )
         )

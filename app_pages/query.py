@@ -16,10 +16,10 @@ FILTERS = {"all": "All", "right": "Transferred right", "wrong": "Transferred wro
 def facts_frame(result: Outcome) -> pd.DataFrame:
     rows = []
     for f in result.per_fact:
-        row = {"subject": f["subject"], "answer": f["object"]}
+        row = {"subject": f["subject"], "answer": wording.shown_word(f["object"])}
         for method, label in ((result.method, "transferred"), ("manual", "manual"), ("discretization", "discretised")):
             pred = f.get(method)
-            row[label] = "—" if pred is None else f"{'✓' if pred == f['object'] else '✗'} {pred}"
+            row[label] = "—" if pred is None else f"{'✓' if pred == f['object'] else '✗'} {wording.shown_word(pred)}"
         rows.append(row)
     return pd.DataFrame(rows, columns=["subject", "answer", "transferred", "manual", "discretised"])
 

@@ -135,16 +135,17 @@ def body() -> None:
         ("Source space", source, "source prompt", src_map, palette.SOURCE, keys[0]),
         ("Target space", result.target, target_prompt, tgt_map, palette.TARGET, keys[1]),
     )
+    # one colour scale for both maps, so that a colour means one cosine in either
+    bound = charts.sim_bound(np.concatenate([drawn["anchor_sim"][:, vec] for *_, drawn, _, _ in maps]))
     for col, (space, model, prompt, drawn, color, key) in zip(ui.panels([MAP_WIDTH] * 2, "medium"), maps):
         title = ui.text_html(f"**{space}** · {model} · {prompt}")
         drawing = (drawn["anchor_xy"], wording.shown_words(words), drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:
             ui.block(title, where=col)
-            ui.chart(
-                charts.relative_map(*drawing, f"{space} · {model}", color, highlight, vec), key, col, selectable=True
-            )
+            chart = charts.relative_map(*drawing, f"{space} · {model}", color, highlight, vec, bound=bound)
+            ui.chart(chart, key, col, selectable=True)
         else:  # the title and the picture as one element (`ui.block`)
-            picture = static_charts.map_svg(*drawing, color, highlight, vec)
+            picture = static_charts.map_svg(*drawing, color, highlight, vec, bound=bound)
             alt = f"{space}: map of the anchor words and the prompt vectors"
             ui.block(title, ui.svg_image(picture, alt), where=col)
     variance = (
@@ -158,8 +159,8 @@ def body() -> None:
         )
     st.caption(
         f"Dots: anchor words ({mode} similarities to all {anchor_set['count']:,} anchors), coloured by their "
-        "similarity to the chosen vector (red: similar, blue: opposite; the scale runs to the largest shown, its ends "
-        "on the colour bar). Diamonds: the prompt vectors. "
+        "similarity to the chosen vector (red: similar, blue: opposite; one scale for both maps, as wide as the "
+        "largest cosine shown, its ends on the colour bars). Diamonds: the prompt vectors. "
         + (
             "Pick the lasso (or the box) at the map's top left and draw around anchors in either map to mark the same "
             "words in the other (double-click to clear); hover to read a word and its similarity."

@@ -297,12 +297,14 @@ def relative_map(
     color: str,
     highlight: list[int] = (),
     selected: int = 0,
+    bound: float | None = None,
 ) -> Chart:
-    """Anchors (series 0) coloured by cosine to the selected prompt vector; marked anchors ringed and named; prompt
-    vectors as labelled diamonds. The lasso (polygon brush) selects anchors."""
+    """Anchors (series 0) coloured by cosine to the selected prompt vector (over -bound..bound; by default as wide as
+    the largest cosine shown, `sim_bound`); marked anchors ringed and named; prompt vectors as labelled diamonds. The
+    lasso (polygon brush) selects anchors."""
     cos = f"cos to V{selected + 1}"
     frame = map_frame(anchor_xy, prompt_xy)
-    bound = sim_bound(sims)
+    bound = bound or sim_bound(sims)
     anchors = [[_r(x), _r(y), _r(s, 3), w] for (x, y), s, w in zip(frame["anchor_xy"], sims, words)]
     pinned = {"symbol": "emptyCircle", "itemStyle": {"borderWidth": 1.5}}  # far off, drawn at the frame's edge
     series = [
@@ -499,7 +501,7 @@ def map_coordinates_csv(
     return out.getvalue().encode()
 
 
-ROW_SCALE = "− mean, ÷ max"  # each column's pattern: its mean removed, ±1 its own largest deviation
+ROW_SCALE = "− mean, ÷ max"  # `per_row`: each side's pattern, its mean removed, ±1 its own largest deviation
 
 
 def fingerprint_values(src: np.ndarray, tgt: np.ndarray, per_row: bool) -> tuple[np.ndarray, np.ndarray, float]:
@@ -598,7 +600,7 @@ def grid_bars(agg, score: str = "P@1") -> Chart:
     return _frame(spec, 380, legend=True, bottom=24)
 
 
-HEAT_LABEL = 26  # characters of a relation's row label ("P1412 · languages spoken, wr…"); the tooltip has it all
+HEAT_LABEL = 26  # characters of a relation's row label ("P1412 · languages spoken, …"); the tooltip has it all
 
 
 def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1", labels: dict | None = None) -> Chart:

@@ -47,7 +47,11 @@ def result_card(result: Outcome) -> None:
         )
         + f"Random: vectors drawn like {result.target}'s embeddings. Discretisation: each source "
         f"vector replaced by its nearest shared word"
-        + (f" ({', '.join(wording.shown_words(result.discretized_tokens))})." if result.discretized_tokens else ".")
+        + (
+            f" ({ui.literal(', '.join(wording.shown_words(result.discretized_tokens)))})."
+            if result.discretized_tokens
+            else "."
+        )
     )
     # Fixed widths that wrap: in st.columns at 800 px the chart had 270 px and the prompt's facts a word a line.
     left, right = ui.panels([CHART_WIDTH, FACTS_WIDTH])

@@ -84,9 +84,10 @@ def map_svg(
     selected: int = 0,
     width: int = 640,
     height: int = 420,
+    bound: float | None = None,
 ) -> str:
-    """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue to red, on a scale
-    as wide as the largest cosine shown, `charts.sim_bound`),
+    """`charts.relative_map` as a picture: anchors coloured by cosine to the selected vector (blue to red over
+    -bound..bound; by default as wide as the largest cosine shown, `charts.sim_bound`),
     marked anchors ringed (and named while they are few), prompt vectors as labelled diamonds."""
     left, top, right, bottom = 14, 14, 84, 14  # the colour bar sits in the right margin
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -102,7 +103,7 @@ def map_svg(
     body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="{FRAME}"/>']
     body.append('<g stroke="rgba(80,80,80,0.45)" stroke-width="0.6" fill-opacity="0.9">')
     # whole arrays at once, colours from a 257-step table: a point at a time took 20 ms a 1,000-anchor map, now 2.5
-    bound = sim_bound(sims)  # the scale runs over -bound..bound (`charts.sim_bound`)
+    bound = bound or sim_bound(sims)
     fills = [_SCALE[i] if i >= 0 else NAN_GREY for i in _steps(np.asarray(sims, dtype=float) / bound)]
     dots = zip(at(anchor_xy).tolist(), fills, frame["pinned"].tolist())
     body += [

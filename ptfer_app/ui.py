@@ -328,12 +328,12 @@ def sidebar() -> Selection:
 # The page-wide style, one <style> (st.html sends a style-only block to its event container: no element to draw).
 # The top navigation's "N more" button ran 13 px past an 800 px window: Streamlit's overflow count measures the
 # navigation's full width; a margin keeps that button inside the window.
-# Below 1100 px the sidebar is 240 px, not 300: at 800 px the page kept 490 px (its facts table scrolled sideways and
-# three pages hid behind "3 more"), now 550 px.
+# Below 1100 px the open sidebar is 240 px, not 300: at 800 px the page kept 490 px (its facts table scrolled sideways
+# and three pages hid behind "3 more"), now 550 px. Only while open: a folded sidebar keeps Streamlit's zero width.
 PAGE_STYLE = (
     '[data-testid="stTopNav"]{margin-right:1rem}'
-    '@media (max-width:1100px){[data-testid="stSidebar"]{width:240px!important;min-width:240px!important;'
-    "max-width:240px!important}}"
+    '@media (max-width:1100px){[data-testid="stSidebar"][data-collapsed="false"]{width:240px!important;'
+    "min-width:240px!important;max-width:240px!important}}"
 )
 
 
@@ -445,6 +445,8 @@ def digest(vectors) -> str:
     return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()[:32]
 
 
+KEPT = 0xF0000  # the first of the private-use characters `inline_html` sets code spans and escapes aside as
+
 # Inline code as Streamlit's markdown draws it: the browser's default monospace ran a size larger than the text.
 CODE = "font-size:0.875em;padding:0.1em 0.25em;border-radius:0.25rem;background:rgba(172,177,195,0.25)"
 
@@ -454,7 +456,10 @@ def inline_html(text: str) -> str:
     **bold**, *italic*, `code`, line breaks and backslash escapes (`literal`); everything else escaped."""
     import re
 
-    # code spans and escaped characters stand aside as private-use characters while the marks are read
+    # code spans and escaped characters stand aside as private-use characters (plane 15: 65,534 of them) while the
+    # marks are read; a text with more falls back to no marks at all
+    if text.count("`") + text.count("\\") > 2 * 65_000:
+        return escape(text)
     kept: list[str] = []
 
     def keep(match) -> str:
@@ -462,18 +467,19 @@ def inline_html(text: str) -> str:
         kept.append(
             f'<code style="{CODE}">{escape(code)}</code>' if code is not None else escape(escaped or match.group(0))
         )
-        return chr(0xE000 + len(kept) - 1)
+        return chr(KEPT + len(kept) - 1)
 
     # (private-use characters of the text itself, a tokenizer's, stand aside too)
-    out = escape(re.sub(r"`([^`]+)`|\\([\\*`_])|[\ue000-\uf8ff]", keep, text))
+    out = escape(re.sub(r"`([^`]+)`|\\([\\*`_])|[\U000f0000-\U000ffffd]", keep, text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
     out = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", out)
     out = re.sub(r" *\n", "<br>", out)
-    return re.sub("[\ue000-\uf8ff]", lambda m: kept[ord(m.group(0)) - 0xE000], out)
+    return re.sub("[\U000f0000-\U000ffffd]", lambda m: kept[ord(m.group(0)) - KEPT], out)
 
 
 def literal(text: str) -> str:
-    """`text` (a token, a user's input) escaped so that markdown, or `inline_html`, shows it as typed."""
+    """`text` (a token, a user's input) with the marks `inline_html` reads (\\, *, `, _) escaped, so that it shows
+    them as typed; in Streamlit's own markdown these are escaped too, but links, $…$ and :colour[…] are not."""
     import re
 
     return re.sub(r"([\\*`_])", r"\\\1", text)

@@ -55,18 +55,20 @@ def method_help(method: str, target: str) -> str:
 
 
 # Words a class should not read on screen, as the first 16 hex digits of the sha256 of the lower-cased word (the list
-# spells none of them; add one with `hashlib.sha256(word.lower().encode()).hexdigest()[:16]`): strong profanity and
-# slurs, 36 forms. A real model's anchors and nearest tokens include some ("Fuck" among the 40 words of a Gemma
-# fingerprint). They are shown masked, in place, keeping their first letter; ranks, cosines and positions stay as
-# computed, and the CSV downloads keep the words.
+# spells none of them; add one with `hashlib.sha256(word.lower().encode()).hexdigest()[:16]`): 33 forms of strong
+# profanity and slurs (the f-, s- and c-words and their forms, "asshole", "bitch", "whore", "slut", the n-word,
+# "faggot", "twat", "wanker", "retard", "dickhead"), leaving out words mostly used in a harmless sense ("fag", "pussy").
+# A real model's anchors and nearest tokens include some ("Fuck" among the 40 words of a Gemma fingerprint). They are
+# shown masked, in place, keeping their first letter; ranks, cosines and positions stay as computed, and the CSV
+# downloads keep the words.
 MASKED = frozenset(
     {
-        "06a1d8bf7fc210de", "08a841e996781e9e", "0f28c4960d96647e", "11cf8376a1575fdc", "120f6e5b4ea32f65",
-        "158869a97379229b", "17bde8b4064612e2", "1e02eec4f1095143", "26578569a290ecbe", "2f5f6ce5ae30b54a",
+        "06a1d8bf7fc210de", "08a841e996781e9e", "11cf8376a1575fdc", "120f6e5b4ea32f65",
+        "158869a97379229b", "1e02eec4f1095143", "26578569a290ecbe", "2f5f6ce5ae30b54a",
         "30a989afc82c0a21", "31506a8448a761a4", "341d56384afc0f47", "45fb7c3b72b6856c", "517ae3f73216da64",
         "522788b65f01ccc0", "566f532d486c9477", "5a9d9dcefb56e593", "5b3ae48be122f7ed", "63333e4b5d1cde54",
         "6ac3c336e4094835", "85fc17f7069acd39", "8f5083e3e5c7dc89", "937d56e49744d206", "986c99004163a6c5",
-        "9915ba2d822280f2", "9ae315a94e428a7e", "b690cdbe59f14b3b", "bb61ef40814ce34c", "bdb1cc258d6976aa",
+        "9ae315a94e428a7e", "b690cdbe59f14b3b", "bb61ef40814ce34c", "bdb1cc258d6976aa",
         "c1cabb6f6e431f9c", "c2c3b68b48832afd", "d75a838dc758ba17", "d95b1fc7856571b0", "dd92623b0a4b255f",
         "f50c51ed2315dcf3",
     }

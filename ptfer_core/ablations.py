@@ -185,12 +185,22 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
             else:
                 fig.update_yaxes(**loss_axis)
             notes = [] if with_dev else ["Target dev P@1 is 0 at every checked step: only the loss is drawn."]
+            if not with_dev and name == "fig2_loss_vs_dev":
+                title = f"Matching loss along the search ({pair})"
+            # Curves that coincide draw one visible line for several legend entries: say how far apart they are,
+            # relative to the loss (the axis is logarithmic).
+            spread = _spread(traj, ("relation",), normalize_values)
+            if len(relations) > 1 and spread is not None:
+                notes.append(
+                    f"The relations' losses are at most {spread:.1%} apart at a checked step"
+                    + (": their curves lie on one another." if spread < SAME_CURVE else ".")
+                )
             if len(normalize_values) == 2:
-                gap = _largest_gap(traj, relations)
+                gap = _spread(traj, ("normalize",), normalize_values)
                 if gap is not None:
                     notes.append(
-                        f"With and without normalisation the losses differ by at most {gap:.2g} at a checked step"
-                        + (": the dotted lines (raw) lie under the solid ones." if gap < 0.01 else ".")
+                        f"With and without normalisation the losses are at most {gap:.1%} apart at a checked step"
+                        + (": the dotted lines (raw) lie under the solid ones." if gap < SAME_CURVE else ".")
                     )
             if notes:
                 _say(fig, "<br>".join(notes))
@@ -221,7 +231,7 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
             title_text="matching loss",
             rangemode="tozero",
             tickformat=".3~g",
-            tickmode="auto",
+            tickmode="auto",  # ticks of its own, no grid: aligned to the P@1 grid they read 0.00275, 0.0055, …
             showgrid=False,
             secondary_y=True,
         )
@@ -235,15 +245,20 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
 PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880")
 
 
-def _largest_gap(traj: list[dict], relations: list[str]) -> float | None:
-    """The largest difference between a relation's normalised and raw loss at the same step (None: no such pair)."""
-    loss = {(r["relation"], r["step"], bool(r["normalize"])): r["loss"] for r in traj}
-    gaps = [
-        abs(loss[(rid, step, True)] - loss[(rid, step, False)])
-        for (rid, step, normalize) in loss
-        if normalize and (rid, step, False) in loss and rid in relations
-    ]
-    return max(gaps) if gaps else None
+SAME_CURVE = 0.02  # curves less than 2 % apart (relative to the loss) draw as one line on the figure's log axis
+
+
+def _spread(traj: list[dict], over: tuple[str, ...], normalize_values: list[bool]) -> float | None:
+    """The largest relative spread of the loss across the values of the columns `over` (e.g. the relations, or
+    normalised vs raw) at one checked step of one model pair, relation and setting: (max - min) / max. None when
+    nothing is compared."""
+    groups: dict[tuple, list[float]] = {}
+    keys = [k for k in ("source", "target", "relation", "normalize") if k not in over]
+    for r in traj:
+        if r["normalize"] in normalize_values:
+            groups.setdefault((*(r[k] for k in keys), r["step"]), []).append(abs(r["loss"]))
+    spreads = [(max(v) - min(v)) / max(v) for v in groups.values() if len(v) > 1 and max(v) > 0]
+    return max(spreads) if spreads else None
 
 
 def _percent_axis(values: list[float]) -> dict:
@@ -255,7 +270,10 @@ def _percent_axis(values: list[float]) -> dict:
 
 def _say(fig, text: str) -> None:
     """A caption under the plot, inside the figure (the figure travels as a file without the page's text)."""
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=-0.32, showarrow=False, xanchor="left")
+    # hung from its top under the axis title, left-aligned: centred on one point, three lines ran over the title
+    fig.add_annotation(
+        text=text, xref="paper", yref="paper", x=0, y=-0.2, showarrow=False, xanchor="left", yanchor="top", align="left"
+    )
 
 
 def _finish(fig, title: str):

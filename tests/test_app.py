@@ -206,18 +206,21 @@ def test_text_drawn_as_html_reads_markdowns_marks_and_shows_tokens_and_inputs_as
 
 def test_a_masked_word_is_shown_masked_wherever_a_page_shows_words(monkeypatch):
     """`wording.MASKED` words (profanity a real model's anchors hold) keep their first letter on screen, in the
-    nearest-token lists, the fingerprint strip and the Query answers; the lists keep their ranks and cosines."""
+    nearest-token lists and overview, the fingerprint strip, the Query answers and its test facts (picker and table);
+    the lists keep their ranks and cosines."""
     import hashlib
 
     from ptfer_app import wording
 
     assert wording.shown_word("▁Fuck") == "▁F∗∗∗" and wording.shown_word("Scunthorpe") == "Scunthorpe"
     at = open_demo_preset(new_app())
-    listed = tables(goto(at, "nearest_tokens"))[1]
+    overview, listed = tables(goto(at, "nearest_tokens"))[:2]
     strip = svg_of(next(h.value for h in goto(at, "relative_space").get("html") if "fingerprint strip" in h.value))
     answers = [t for t in tables(goto(at, "query")) if "probability" in t.columns]
     words = {w for w in listed["token"]} | {a.removeprefix("✓ ") for t in answers for a in t["answer"]}
     words |= set(re.findall(r'text-anchor="end" fill="[^"]+">([^<]+)<', strip))
+    words |= {f[k] for f in at.session_state["outcome"].per_fact for k in f if k != "subject" and f[k]}
+    words |= {w.strip() for cell in overview.to_numpy().ravel() for w in cell.split(",")}
     letters = {run for w in words for run in re.findall(r"[A-Za-z]{3,}", w)}
     assert len(letters) > 10
     monkeypatch.setattr(wording, "MASKED", {hashlib.sha256(r.lower().encode()).hexdigest()[:16] for r in letters})
@@ -229,7 +232,17 @@ def test_a_masked_word_is_shown_masked_wherever_a_page_shows_words(monkeypatch):
     answers = [t for t in tables(goto(at, "query")) if "probability" in t.columns]
     shown = list(re.findall(r'text-anchor="end" fill="[^"]+">([^<]+)<', strip))
     shown += [a.removeprefix("✓ ") for t in answers for a in t["answer"]] + list(masked["token"])
-    assert shown and not any(re.search(r"[A-Za-z]{3,}", w) for w in shown), shown
+    glance = tables(goto(at, "nearest_tokens"))[0]
+    shown += [w.strip() for cell in glance.to_numpy().ravel() for w in cell.split(",")]
+    # the Query page's test facts: the picker's answers and predictions, and the table's
+    picked = [o.split(" → ", 1)[1] for o in goto(at, "query").selectbox(key="fact_pick").options]
+    shown += [w for o in picked for w in re.split(r" · transferred [✓✗] ", o)]
+    at.session_state["facts_table"] = True
+    grid = at.run().dataframe[-1].value
+    shown += [cell.removeprefix("✓ ").removeprefix("✗ ") for c in grid.columns[1:] for cell in grid[c]]
+    assert shown and not any(re.search(r"[A-Za-z]{3,}", w) for w in shown), [
+        w for w in shown if re.search("[A-Za-z]{3,}", w)
+    ]
 
 
 def test_a_maps_colour_scale_is_as_wide_as_its_largest_cosine():
@@ -247,6 +260,16 @@ def test_a_maps_colour_scale_is_as_wide_as_its_largest_cosine():
     assert f'fill="{static_charts._SCALE[-1]}"' in svg and f'fill="{static_charts._SCALE[0]}"' in svg, "full colour"
     spec = charts.relative_map(xy, ["a", "b", "c"], np.array([0.3, -0.3, 0.0]), prompts, "t", "#d33").spec
     assert (spec["visualMap"]["min"], spec["visualMap"]["max"]) == (-0.3, 0.3)
+    wide = static_charts.map_svg(xy, ["a", "b", "c"], np.array([0.1, 0.0, 0.0]), prompts, "#d33", bound=0.6)
+    assert ">0.6</text>" in wide, "a bound given: the scale a page shares between its two maps"
+    # the page's two maps share one scale, so that a colour means one cosine in either
+    at = goto(open_demo_preset(new_app()), "relative_space")
+    ends = [
+        re.findall(r">(-?\d\.\d)</text>", svg_of(h.value))[-2:]
+        for h in at.get("html")
+        if "map of the anchor words" in h.value
+    ]
+    assert len(ends) == 2 and ends[0] == ends[1], ends
 
 
 def test_each_preset_card_is_one_block_with_its_bars_story_and_open_button():

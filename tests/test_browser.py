@@ -604,6 +604,12 @@ def test_a_narrow_window_clips_no_control_or_score(server, browser):
             assert browser.execute_script(CLIPPED) == [], page
             # a 240 px sidebar below 1100 px (300 px left the page 490 px at 800, and hid three pages in "3 more")
             assert round(browser.execute_script(SIDEBAR_WIDTH)) == 240, page
+        # folded, it takes no room: the narrow width applies to an open sidebar only
+        fold = "document.querySelector('[data-testid=\"stSidebarCollapseButton\"] button').click()"
+        browser.execute_script(fold)
+        time.sleep(1.0)
+        assert round(browser.execute_script(SIDEBAR_WIDTH)) == 0
+        assert round(browser.execute_script(MAIN_LEFT)) == 0
         # Pictures keep a size their words can be read at: in st.columns the Home diagram shrank to 420 px (words
         # ~5 px); the fingerprint, 40 slanted words under a 1000 px strip, showed them 6 px tall at 640 px. Now its
         # words run down its side and it is drawn at the width it is shown at (380 px): nothing scaled, nothing cut.
@@ -646,6 +652,7 @@ def open_expander(driver, label: str) -> None:
 
 
 SIDEBAR_WIDTH = "return document.querySelector('[data-testid=\"stSidebar\"]')?.getBoundingClientRect().width ?? 0"
+MAIN_LEFT = "return document.querySelector('[data-testid=\"stMain\"]').getBoundingClientRect().left"
 
 
 def test_pages_without_a_sidebar_fold_it_when_reached_by_a_link(server, browser):

@@ -610,6 +610,12 @@ def test_a_narrow_window_clips_no_control_or_score(server, browser):
         time.sleep(1.0)
         assert round(browser.execute_script(SIDEBAR_WIDTH)) == 0
         assert round(browser.execute_script(MAIN_LEFT)) == 0
+        # Streamlit keeps a folded or opened sidebar per page in localStorage, above a page's own initial state: the
+        # next tests start without that choice
+        browser.execute_script(
+            "Object.keys(localStorage).filter(k => k.startsWith('stSidebarCollapsed-'))"
+            ".forEach(k => localStorage.removeItem(k))"
+        )
         # Pictures keep a size their words can be read at: in st.columns the Home diagram shrank to 420 px (words
         # ~5 px); the fingerprint, 40 slanted words under a 1000 px strip, showed them 6 px tall at 640 px. Now its
         # words run down its side and it is drawn at the width it is shown at (380 px): nothing scaled, nothing cut.

@@ -137,9 +137,10 @@ def body() -> None:
     )
     # one colour scale for both maps, so that a colour means one cosine in either
     bound = charts.sim_bound(np.concatenate([drawn["anchor_sim"][:, vec] for *_, drawn, _, _ in maps]))
+    shown_words = wording.shown_words(words)  # both maps show the same anchor words
     for col, (space, model, prompt, drawn, color, key) in zip(ui.panels([MAP_WIDTH] * 2, "medium"), maps):
         title = ui.text_html(f"**{space}** · {model} · {prompt}")
-        drawing = (drawn["anchor_xy"], wording.shown_words(words), drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
+        drawing = (drawn["anchor_xy"], shown_words, drawn["anchor_sim"][:, vec], drawn["prompt_xy"])
         if live:
             ui.block(title, where=col)
             chart = charts.relative_map(*drawing, f"{space} · {model}", color, highlight, vec, bound=bound)

@@ -16,7 +16,7 @@ LABELS = {
     "direct-transfer": "direct",
 }
 
-CAPTION = "font-size:0.875rem;opacity:0.65;margin-bottom:0.25rem"  # like st.caption, in either theme
+CAPTION = ui.CAPTION + ";margin-bottom:0.25rem"  # st.caption's look, in either theme
 DIAGRAM = REPO_ROOT / "assets" / "diagram.svg"
 INTRO_WIDTH, DIAGRAM_WIDTH = 420, 620  # px: side by side from a 1280 px window; the diagram's words stay >= 10 px
 DIAGRAM_ALT = (

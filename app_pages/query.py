@@ -105,7 +105,9 @@ def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
             column_config={called["input"]: st.column_config.TextColumn(width=INPUT_WIDTH)},
             key="facts",
             on_select=pick_fact,
-            selection_mode=["single-row", "single-cell"],  # a click on any cell picks its row
+            # a click on any cell picks its row; no row-selection column of check boxes, whose 32 px made the capital
+            # preset's table scroll sideways at 800 px (500 px of columns in 472)
+            selection_mode="single-cell",
             height=min(420, 38 + 35 * len(view)),
         )
 

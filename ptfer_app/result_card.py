@@ -54,7 +54,8 @@ def result_card(result: Outcome) -> None:
         )
     )
     # Fixed widths that wrap: in st.columns at 800 px the chart had 270 px and the prompt's facts a word a line.
-    left, right = ui.panels([CHART_WIDTH, FACTS_WIDTH])
+    # A medium gap: stacked on a narrow page, the large one left 64 px between the loss and "The prompt".
+    left, right = ui.panels([CHART_WIDTH, FACTS_WIDTH], "medium")
     with left:
         trajectory_view(result)
     with right:

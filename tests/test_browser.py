@@ -659,6 +659,7 @@ def open_expander(driver, label: str) -> None:
     click_centred(driver, summary)
 
 
+GRID_WIDTHS = "const s = document.querySelector('.st-key-facts .dvn-scroller'); return [s.scrollWidth, s.clientWidth]"
 SIDEBAR_WIDTH = "return document.querySelector('[data-testid=\"stSidebar\"]')?.getBoundingClientRect().width ?? 0"
 MAIN_LEFT = "return document.querySelector('[data-testid=\"stMain\"]').getBoundingClientRect().left"
 
@@ -738,3 +739,12 @@ def test_real_pair_in_a_real_browser(tmp_path_factory, browser):
         settle(browser)
         open_facts_table(browser)
         shot(browser, "real_query", 1250)
+        # At 800 px (the sidebar open, 240 px) the capital facts' five columns fit the page: with a column of row
+        # check boxes they took 500 px of 472 and the grid scrolled sideways.
+        try:
+            browser.set_window_size(800, 1000)
+            time.sleep(1.0)
+            width = browser.execute_script(GRID_WIDTHS)
+            assert width[0] <= width[1], f"the facts table scrolls sideways: {width[0]} px of columns in {width[1]}"
+        finally:
+            browser.set_window_size(1440, 1000)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -197,11 +197,21 @@ def write_peft_adapter(
         "num_attention_heads": None,
         "num_layers": None,
     }
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # "." has no name to stage beside
     if out.exists() and not out.is_dir():
         raise PromptFileError(f"{out} exists and is not a folder")
+    if out.is_dir():
+        # Replacing removes the folder: only an adapter this function wrote (or an empty folder) may go.
+        others = sorted(p.name for p in out.iterdir() if p.name not in ALLOWED)
+        if others:
+            raise PromptFileError(
+                f"{out} holds files that are not part of a PEFT adapter ({', '.join(others[:3])}"
+                f"{', …' if len(others) > 3 else ''}); choose a new or empty folder"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    # os.mkdir, not tempfile.mkdtemp: the folder is renamed into place and keeps the umask's mode, not 0700
+    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
     try:
         atomic_write_bytes(staging / WEIGHTS_FILE, save({TENSOR: prompt.vectors.contiguous()}))
         atomic_write_bytes(staging / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())

@@ -138,6 +138,40 @@ def test_export_command_and_zip_import(tmp_path, mini_data_dir, capsys):
     assert "P36" in capsys.readouterr().out
 
 
+def test_export_replaces_an_adapter_but_never_a_folder_of_other_files(tmp_path, monkeypatch):
+    """An export over an existing folder removed it whole: a user's notes, or every file of the working folder when
+    the output was "."."""
+    import os
+    import stat
+
+    lm = tiny_lm("gpt2", MINI_WORDS)
+    out = tmp_path / "adapter"
+    write_peft_adapter(peft_prompt(lm, seed=0), out, kind=lm.kind, base_model="toy")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask(), "the umask's mode, not mkdtemp's 0700"
+    write_peft_adapter(peft_prompt(lm, seed=1), out, kind=lm.kind, base_model="toy")  # an adapter is replaced
+    assert torch.equal(read_peft_adapter(out).vectors, peft_prompt(lm, seed=1).vectors)
+    (out / "notes.txt").write_text("keep", encoding="utf-8")
+    with pytest.raises(PromptFileError, match="notes.txt"):
+        write_peft_adapter(peft_prompt(lm, seed=2), out, kind=lm.kind, base_model="toy")
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep"
+    assert torch.equal(read_peft_adapter(out).vectors, peft_prompt(lm, seed=1).vectors), "left as it was"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.csv").write_text("1,2", encoding="utf-8")
+    monkeypatch.chdir(work)
+    with pytest.raises(PromptFileError, match="data.csv"):
+        write_peft_adapter(peft_prompt(lm), ".", kind=lm.kind, base_model="toy")
+    assert sorted(os.listdir(work)) == ["data.csv"], "nothing removed, no staging folder left"
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_placements_peft_cannot_express_are_refused(tmp_path):
     lm = tiny_lm("gpt2", MINI_WORDS)
     postfix = SoftPrompt(torch.randn(3, lm.width), lm.name, "P36", "tuned", PromptTemplate.soft(3).text)

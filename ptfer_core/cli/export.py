@@ -36,6 +36,9 @@ def cmd_export(args) -> int:
         raise InputError(
             f"the prompt has width {prompt.width} but {lm.name} has {lm.width}: it was made for another model"
         )
+    if lm.name != prompt.model:
+        # a hub id or folder of the prompt's own model is named otherwise; the adapter's metadata keeps the prompt's
+        note(f"note: the prompt was made for {prompt.model}; the adapter names {lm.name} as its base model")
     out = write_peft_adapter(
         prompt,
         args.out_dir,

@@ -201,20 +201,28 @@ class Settings:
     """Mixin for settings dataclasses: validation from field metadata, JSON round trip with a version stamp."""
 
     def _check_fields(self) -> None:
-        """Coerce enum fields from strings and check numeric bounds; subclasses call it from __post_init__."""
+        """Coerce enum fields from strings, check each value's type (a grid file's YAML reads `1e-3` as a string and
+        `10.0` as a float) and its numeric bounds; subclasses call it from __post_init__."""
         from .errors import InputError
 
         hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None:
+                continue
+            kind = base_type(hints[f.name])
             enum_type = enum_of(hints[f.name])
-            if enum_type is not None and value is not None:
+            if enum_type is not None:
                 setattr(self, f.name, parse_enum(enum_type, value, f.name.replace("_", " ")))
                 continue
-            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+            if kind not in (int, float, bool):
+                continue
+            value = _typed(f.name, value, kind)
+            setattr(self, f.name, value)
+            if kind is bool:
                 continue
             low, high = f.metadata.get("minimum"), f.metadata.get("maximum")
-            if value != value or (low is not None and value < low) or (high is not None and value > high):
+            if (low is not None and value < low) or (high is not None and value > high):
                 bounds = " and ".join(
                     b
                     for b in (
@@ -284,6 +292,35 @@ class Settings:
                 }
             )
         return rows
+
+
+def _typed(name: str, value, kind: type):
+    """`value` as a `kind` (int, float or bool) setting, or an InputError naming the field: a whole number, a finite
+    number (inf passed the bounds and wrote an unreadable JSON after the run), true or false."""
+    import math
+    import numbers
+
+    from .errors import InputError
+
+    if kind is bool:
+        if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":  # numpy's too
+            return bool(value)
+        raise InputError(f"{name} must be true or false (got {value!r})")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise InputError(f"{name} must be a number (got {value!r})") from None
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):  # numpy's numbers too
+        raise InputError(f"{name} must be a number (got {value!r})")
+    if not math.isfinite(number):
+        raise InputError(f"{name} must be a finite number (got {value!r})")
+    if kind is int:
+        if number != int(number):
+            raise InputError(f"{name} must be a whole number (got {value!r})")
+        return int(number)
+    return float(number)
 
 
 def enum_of(hint) -> type[Enum] | None:

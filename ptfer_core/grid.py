@@ -27,7 +27,9 @@ from .grid_tables import GRID_METHODS
 from .paths import data_dir as resolve_data_dir
 from .paths import model_dir
 from .runs import PromptStore, TaskData
-from .settings import recipe_settings
+from .settings import ProjectorConfig, TransferConfig, TuneConfig, field_names, recipe_settings
+
+SETTING_GROUPS = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
 
 TARGET_METHODS = ("manual", "random", "direct-tuning")
 BASELINE_METHODS = ("direct-transfer", "discretization", "projector")
@@ -44,6 +46,7 @@ class GridConfig:
     seed: int = 0
     split_seed: int = 0
     data_dir: str | None = None
+    model_dir: str | None = None  # where local weights are looked for (None: $PTFER_MODEL_DIR, then the cache)
     eval_split: str = "test"
     eval_precision: str = Precision.FLOAT32.value
     max_dev: int | None = None  # cap on dev examples for every dev-based choice (a CPU budget; None: all)
@@ -78,14 +81,35 @@ class GridConfig:
             raise InputError(f"eval_split must be train, dev or test (got {self.eval_split!r})")
         if not isinstance(self.overrides, dict):
             raise InputError("grid 'overrides' must be a mapping of tune/transfer/projector settings")
+        for key in ("seed", "split_seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"{key} must be a whole number of at least 0 (got {value!r})")
         for recipe in self.recipes:  # every setting is checked before anything runs
-            recipe_settings(recipe, self.overrides)
+            self.settings_for(recipe)
         if self.relations != "all" and (
             not isinstance(self.relations, list) or not all(isinstance(r, str) for r in self.relations)
         ):
             raise InputError(f"grid 'relations' must be 'all' or a list of ids (got {self.relations!r})")
         for name in self.models:
             check_model_name(name)
+
+    def settings_for(self, recipe: str):
+        """The recipe's settings with the grid's overrides, seeded by the grid's `seed` as `ptfer transfer --seed`
+        seeds them (tuning, search, projector) unless an override sets a group's seed itself: the seed had reached
+        only the random baseline, while every row said it. Seed 0 is every recipe's own, so it changes nothing."""
+        for group, values in self.overrides.items():
+            if values is not None and not isinstance(values, dict):
+                raise InputError(f"grid overrides '{group}' must be a mapping of settings (got {values!r})")
+            # a typo ("epoch:") would run a day-long grid on the recipe's value: refused here, not warned about
+            known = SETTING_GROUPS.get(group)
+            unknown = sorted(set(values or {}) - set(field_names(known))) if known else []
+            if unknown:
+                raise InputError(f"grid overrides '{group}': unknown setting(s) {', '.join(unknown)}")
+        overrides = {group: dict(values or {}) for group, values in self.overrides.items()}
+        for group in ("tune", "transfer", "projector"):
+            overrides.setdefault(group, {}).setdefault("seed", self.seed)
+        return recipe_settings(recipe, overrides)
 
     @classmethod
     def from_file(cls, path: str | Path) -> GridConfig:
@@ -162,7 +186,7 @@ def recipe_groups(config: GridConfig) -> dict[str, tuple[str, ...]]:
     """Each recipe → the recipes after it with the same tuning and projector settings (their baselines coincide)."""
 
     def part(recipe):
-        s = recipe_settings(recipe, config.overrides)
+        s = config.settings_for(recipe)
         return json.dumps([s.tune.stamped(), s.projector.stamped()], sort_keys=True)
 
     groups: dict[str, tuple[str, ...]] = {}
@@ -206,21 +230,22 @@ class _Models:
     cache: dict = {}
 
     @classmethod
-    def get(cls, name: str):
+    def get(cls, name: str, models_root: str | None = None):
         from .loading import load_model
 
-        if name not in cls.cache:
-            cls.cache[name] = load_model(name)
-        return cls.cache[name]
+        key = (name, str(model_dir(models_root)))
+        if key not in cls.cache:
+            cls.cache[key] = load_model(name, models_root=models_root)
+        return cls.cache[key]
 
 
 def cell_hash(config: GridConfig, cell: Cell) -> str:
     """Everything a cell's rows depend on: its recipe's settings (only tuning and projector ones for baselines),
     the seeds, the split scored, the precision, the methods asked for."""
-    settings = recipe_settings(cell.recipe, config.overrides).describe()
+    settings = config.settings_for(cell.recipe).describe()
     if not cell.depends_on_search:
         settings = {k: settings[k] for k in ("tune", "projector")}
-    data_root, models_root = str(resolve_data_dir(config.data_dir).resolve()), str(model_dir())
+    data_root, models_root = str(resolve_data_dir(config.data_dir).resolve()), str(model_dir(config.model_dir))
     models_stamp = _tree_stamp(models_root)  # once per cell, not once per model of the cell
     blob = {
         "cell": cell.key,
@@ -308,8 +333,8 @@ def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
     if cell.kind == "tune":
         try:
             data = TaskData.load(cell.relation, config.data_dir, config.split_seed, config.max_dev, config.max_test)
-            settings = recipe_settings(cell.recipe, config.overrides)
-            lm = _Models.get(cell.target)
+            settings = config.settings_for(cell.recipe)
+            lm = _Models.get(cell.target, config.model_dir)
             if store.find(lm, data, settings.tune) is not None:
                 return {"task": cell.key, "rows": [], "skipped": True}
             store.get_or_tune(lm, data, settings.tune, recipe=cell.recipe)
@@ -331,7 +356,7 @@ def run_cell(config_dict: dict, cell: Cell, out: str) -> dict:
 def evaluate_cell(config: GridConfig, cell: Cell, store: PromptStore, out: Path) -> list[dict]:
     from .grid_cells import cell_rows
 
-    return cell_rows(config, cell, store, out, _Models.get)
+    return cell_rows(config, cell, store, out, lambda name: _Models.get(name, config.model_dir))
 
 
 # ----------------------------------------------------------------------------- executors

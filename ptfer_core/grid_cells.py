@@ -11,7 +11,6 @@ from .artifacts import SoftPrompt
 from .config import resolve_precision
 from .errors import DataError, PTferError
 from .runs import PromptStore, TaskData, run
-from .settings import recipe_settings
 
 CELL_METHODS = {
     "target": ("manual", "random", "direct-tuning"),
@@ -25,7 +24,7 @@ ENGINE_METHOD = {"self-transfer": "transfer", "dual-source": "transfer"}
 
 def cell_rows(config, cell, store: PromptStore, out: Path, get_model) -> list[dict]:
     methods = [m for m in CELL_METHODS[cell.kind] if m in config.methods]
-    settings = recipe_settings(cell.recipe, config.overrides)
+    settings = config.settings_for(cell.recipe)
     base = {
         "relation": cell.relation,
         "recipe": cell.recipe,

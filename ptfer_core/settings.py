@@ -269,6 +269,9 @@ def recipe_settings(recipe: Recipe | str = Recipe.STUDIO, overrides: dict | None
         merged = cls.from_dict({**base.to_dict(), **given}, where=f"{group} settings")
         real = {k: v for k, v in merged.to_dict().items() if k in given and base.to_dict()[k] != v}
         built[group], kept[group] = merged, real
+    if built["tune"].placement == Placement.TEMPLATE and "n_vectors" in kept["tune"]:
+        # the manual template's words set how many vectors there are; the number asked for was recorded, not used
+        raise InputError("n_vectors does not apply to placement 'template': the manual template's words set it")
     return RecipeSettings(
         recipe, built["tune"], built["transfer"], built["projector"], {g: v for g, v in kept.items() if v}
     )

@@ -49,11 +49,17 @@ def cmd_grid(args) -> int:
     config = GridConfig.from_file(args.config)
     if args.data_dir:
         config = replace(config, data_dir=args.data_dir)
+    if args.model_dir:
+        config = replace(config, model_dir=args.model_dir)
+    if args.ray_address and args.executor != "ray":
+        raise InputError("--ray-address applies to --executor ray only")
     whole = config
-    if args.relations:
-        config = replace(config, relations=comma_list(args.relations))
-    if args.recipes:
+    # A part runs cells of the config's own grid: a task or recipe outside it ran, then fell out of the tables.
+    if args.relations is not None and args.relations.strip() != "all":
+        config = replace(config, relations=part_of("--relations", args.relations, whole.task_ids()))
+    if args.recipes is not None:
         config = replace(config, recipes=comma_list(args.recipes))  # replace() validates them like the config's
+        part_of("--recipes", ",".join(config.recipes), whole.recipes)
     config.task_ids()  # unknown task ids fail here, before anything runs
     check_writable_dir(args.out, "--out")
     quiet_transformers()
@@ -77,6 +83,20 @@ def cmd_grid(args) -> int:
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     note(f"{len(table)} result rows in {args.out}/results.csv")
     return 0
+
+
+def part_of(option: str, given: str, allowed: list[str]) -> list[str]:
+    """The comma list `given`, refused when empty or when it names something outside `allowed`."""
+    chosen = comma_list(given)
+    if not chosen:
+        raise InputError(f"{option} is empty")
+    outside = [x for x in chosen if x not in allowed]
+    if outside:
+        raise InputError(
+            f"{option} names {', '.join(outside)}, which the config's grid does not have ({', '.join(allowed)}); "
+            "a part runs cells of the config's own grid"
+        )
+    return chosen
 
 
 def add_ablate_command(subparsers) -> None:

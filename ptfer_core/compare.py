@@ -23,7 +23,7 @@ from .errors import DimensionMismatchError, InputError
 from .evaluation import EvalResult, Prompt, evaluate, scorable_facts
 from .files import atomic_write_json
 from .models import PromptedLM
-from .runs import PromptStore, TaskData, check_source_prompt, make_prompt
+from .runs import PromptStore, TaskData, anchor_shortfall, check_source_prompt, make_prompt
 from .settings import RecipeSettings
 
 BASELINES = ("manual", "discretization", "random")
@@ -248,6 +248,9 @@ def compare(
     if job.should_stop():
         return None
     timings["search"] = time.perf_counter() - t0
+    notes += anchor_shortfall(transferred, settings)
+    if len(prompts) > 1:  # the baseline discretises one prompt; which one is said where its score is
+        notes.append(f"The discretisation baseline discretises the first source's prompt ({prompts[0].model}).")
 
     # 3. scores on the target test split, next to the baselines
     job.begin("evaluate", f"Scoring on {target.name}'s test split ({len(test)} examples)", 1 + len(BASELINES))

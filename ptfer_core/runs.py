@@ -273,6 +273,34 @@ def make_prompt(
     )
 
 
+def anchor_shortfall(prompt: SoftPrompt | Prompt, settings: RecipeSettings) -> list[str]:
+    """A note when the models share fewer anchor words than the settings ask for (all of them are used then); the
+    run's settings still show the number asked for."""
+    asked = settings.transfer.n_anchors
+    used = prompt.provenance.get("n_anchors") if isinstance(prompt, SoftPrompt) else None
+    if asked is None or used is None or used >= asked:
+        return []
+    return [f"the models share {used:,} anchor words, fewer than the {asked:,} asked for: all {used:,} are used"]
+
+
+def check_method_inputs(
+    method: Method,
+    sources: Sequence[PromptedLM],
+    given_prompts: Sequence[SoftPrompt | None] | None,
+    weights: Sequence[float] | None,
+) -> None:
+    """Refuse inputs the method would ignore: a discretised or projected prompt of two sources was the first
+    source's alone, labelled with both."""
+    if method in SOURCE_METHODS and method != Method.TRANSFER and len(sources) > 1:
+        raise InputError(
+            f"method {method.value!r} takes one source model, not {len(sources)}: only 'transfer' matches several"
+        )
+    if weights and method != Method.TRANSFER:
+        raise InputError(f"source weights blend several sources in method 'transfer'; {method.value!r} uses none")
+    if method not in SOURCE_METHODS and any(p is not None for p in given_prompts or ()):
+        raise InputError(f"method {method.value!r} uses no source prompt; leave the source prompt out")
+
+
 def run(
     method: Method | str,
     *,
@@ -294,6 +322,7 @@ def run(
     settings = settings or recipe_settings()
     if split not in data.splits:
         raise InputError(f"unknown split {split!r}; choose one of: {', '.join(data.splits)}")
+    check_method_inputs(method, sources, given_prompts, weights)
     started = time.perf_counter()
     prompts, notes = ([], [])
     if method in SOURCE_METHODS:
@@ -313,6 +342,7 @@ def run(
         on_step=on_step,
         should_stop=should_stop,
     )
+    notes += anchor_shortfall(out, settings)
     as_prompt = out if isinstance(out, Prompt) else out.as_prompt()
     result = evaluate(
         target,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 
 import torch
@@ -45,12 +46,22 @@ def target_statistics(lm: PromptedLM) -> tuple[float, float]:
 
 def source_spread(sources: list[tuple[SoftPrompt, PromptedLM]], weights: list[float] | None = None) -> float:
     """How spread out the source prompt's values are relative to its own model's token embeddings (weighted)."""
-    weights = list(weights) if weights is not None else [1.0] * len(sources)
-    total = sum(weights) or 1.0
     return sum(
-        w / total * prompt.vectors.float().std().item() / target_statistics(lm)[1]
-        for (prompt, lm), w in zip(sources, weights)
+        w * prompt.vectors.float().std().item() / target_statistics(lm)[1]
+        for (prompt, lm), w in zip(sources, blend_weights(weights, len(sources)))
     )
+
+
+def blend_weights(weights: list[float] | None, n: int) -> list[float]:
+    """The sources' weights summing to 1 (equal when None); refused unless finite, non-negative and not all zero.
+    Scaled by the largest first: two weights of 1e308 summed to inf and came out as 0 and 0."""
+    weights = [float(w) for w in weights] if weights is not None else [1.0] * n
+    if len(weights) != n:
+        raise InputError(f"give one weight per source: {len(weights)} weight(s) for {n} source(s)")
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not max(weights) > 0:
+        raise InputError(f"weights must be finite, non-negative and not all zero (got {weights})")
+    scaled = [w / max(weights) for w in weights]
+    return [w / sum(scaled) for w in scaled]
 
 
 def encode_sources(
@@ -60,10 +71,7 @@ def encode_sources(
     weights: list[float] | None = None,
 ) -> list[EncodedSource]:
     """Each source prompt's top-K-masked relative encoding in its own model's space, with normalised weights."""
-    weights = list(weights) if weights is not None else [1.0] * len(sources)
-    if len(weights) != len(sources) or any(not w >= 0 for w in weights) or not sum(weights) > 0:
-        raise InputError("give one non-negative weight per source, not all zero")
-    total = sum(weights)
+    weights = blend_weights(weights, len(sources))
     out = []
     for (prompt, lm), w in zip(sources, weights):
         if prompt.width != lm.width:
@@ -72,7 +80,7 @@ def encode_sources(
             )
         vectors = prompt.vectors.float().cpu()
         encoding, mask = relative_space(lm, anchors, config.space).encode_top_k(vectors, config.top_k)
-        out.append(EncodedSource(encoding, mask, w / total, vectors.norm(dim=-1)))
+        out.append(EncodedSource(encoding, mask, w, vectors.norm(dim=-1)))
     return out
 
 
@@ -264,6 +272,8 @@ def project_to_vocabulary(
         keep[:, allowed.to(sims.device)] = sims[:, allowed.to(sims.device)]
         sims = keep
     n = config.projection_top_n if config.projection == Projection.MIX else 1
+    # at most every token that may be used: topk past the vocabulary raised, past `allowed` it mixed in excluded ones
+    n = max(1, min(n, len(allowed) if allowed is not None else sims.shape[-1] - len(special)))
     values, ids = sims.topk(n, dim=-1)
     weights = torch.softmax(values / 0.05, dim=-1) if n > 1 else torch.ones_like(values)  # sharp: near tokens dominate
     projected = (weights.unsqueeze(-1) * emb[ids]).sum(dim=1).cpu()

@@ -151,8 +151,10 @@ def settings_from_args(args, base_overrides: dict | None = None):
 
 def check_writable(path: str | None, what: str) -> None:
     """Fail before any computation when a result file cannot be written (its folder missing rights, a folder)."""
-    if not path or path == "-":
+    if path is None or path == "-":
         return
+    if not path.strip():  # "" passed, then the rename after all the work failed (or nothing was written)
+        raise InputError(f"{what} is empty; give a file name, or '-' for none")
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{what} {path} is a directory; give a file name")
@@ -162,6 +164,16 @@ def check_writable(path: str | None, what: str) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK):
         raise InputError(f"{what} {path} cannot be written ({probe} is not a writable folder)")
+
+
+def check_not_input(out: str | None, prompt: str | None, what: str) -> None:
+    """Refuse a results file that is the prompt file read, or its JSON sidecar: written over, the prompt no longer
+    loaded ("sidecar contradicts …")."""
+    if out is None or out == "-" or not prompt or not prompt.endswith(".safetensors"):
+        return
+    ours = {Path(prompt).resolve(), Path(prompt).with_suffix(".json").resolve()}
+    if Path(out).resolve() in ours:
+        raise InputError(f"{what} {out} would overwrite the prompt {prompt} (its own file); give another file name")
 
 
 def check_writable_dir(path: str, what: str) -> None:

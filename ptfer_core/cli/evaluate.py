@@ -7,7 +7,17 @@ from pathlib import Path
 
 from ..config import Precision
 from ..errors import InputError
-from .common import SPLIT_CHOICES, check_writable, common_options, format_table, load, note, positive_int, select_tasks
+from .common import (
+    SPLIT_CHOICES,
+    check_not_input,
+    check_writable,
+    common_options,
+    format_table,
+    load,
+    note,
+    positive_int,
+    select_tasks,
+)
 
 
 def add_evaluate_command(subparsers) -> None:
@@ -52,6 +62,11 @@ def resolve_prompt(spec: str, template: str | None = None):
     from ..evaluation import Prompt
     from ..peft_io import is_peft_adapter, read_peft_adapter
 
+    if template is not None and not is_peft_adapter(spec):
+        raise InputError(
+            f"--template applies to a PEFT adapter only; {spec!r} is not one (a PTfer prompt file keeps its own "
+            "template, and a template text is the prompt itself)"
+        )
     if spec == "manual":
         return None
     if ("[X]" in spec or "[Y]" in spec or "[V]" in spec) and not Path(spec).exists():
@@ -72,6 +87,7 @@ def cmd_evaluate(args) -> int:
     vocab = args.vocab or DEFAULT_COMMON_VOCAB
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE
     check_writable(args.out, "--out")
+    check_not_input(args.out, args.prompt, "--out")
     tasks = load_tasks(args.data_dir)  # cheap checks first: data, tasks and the prompt, before model loading
     loaded = resolve_prompt(args.prompt, args.template)
     soft = loaded if isinstance(loaded, SoftPrompt) else None

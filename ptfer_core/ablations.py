@@ -46,7 +46,10 @@ class AblationConfig:
             raise InputError("anchor counts and prompt lengths must be positive")
         if "n_vectors" in self.tune:
             raise InputError("the prompt length is swept by prompt_lengths; leave n_vectors out of tune")
-        self.settings(5)
+        for length in self.prompt_lengths:  # every point of both sweeps, before the first one runs
+            self.settings(length)
+        for count in self.anchor_counts:
+            self.settings(5, n_anchors=count)
         for rid in self.relations:
             get_task(rid, self.data_dir)
 

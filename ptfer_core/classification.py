@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .config import TaskKind
-from .data import Fact, Task, file_stamp, unit_hash
+from .data import Fact, Task, file_stamp, read_text, text_file, unit_hash
 from .errors import DataError
 
 
@@ -80,7 +80,8 @@ def classification_tasks(root: Path) -> dict[str, Task]:
             SST2.max_input_tokens,
         )
     classes_file = base / DBPEDIA.folder / "classes.txt"
-    if classes_file.is_file() and (base / DBPEDIA.folder / "train.csv").is_file():
+    # all three files, as SST-2 needs both of its own: without test.csv `data info` ended in a traceback
+    if all((base / DBPEDIA.folder / name).is_file() for name in ("classes.txt", "train.csv", "test.csv")):
         classes = _dbpedia_classes(classes_file)
         unknown = [c for c in classes if c not in DBPEDIA_WORDS]
         if unknown:
@@ -100,11 +101,7 @@ def classification_tasks(root: Path) -> dict[str, Task]:
 
 
 def _dbpedia_classes(path: Path) -> tuple[str, ...]:
-    pairs = [
-        (int(m.group(1)), m.group(2))
-        for m in map(_CLASS_LINE.match, path.read_text(encoding="utf-8").splitlines())
-        if m
-    ]
+    pairs = [(int(m.group(1)), m.group(2)) for m in map(_CLASS_LINE.match, read_text(path).splitlines()) if m]
     if not pairs or sorted(i for i, _ in pairs) != list(range(1, len(pairs) + 1)):
         raise DataError(f"{path}: expected lines 'N: ClassName' numbered from 1")
     return tuple(name for _, name in sorted(pairs))
@@ -177,18 +174,19 @@ def _example(
 
 def _read_tsv(path: Path, task_id: str, part: str, classes) -> list[Fact]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
+    with text_file(path) as fh:
         for lineno, line in enumerate(fh, 1):
-            if lineno == 1 or not line.strip():
-                continue  # header: label, sentence/content
             label, _, text = line.rstrip("\n").partition("\t")
+            # a header (label, sentence/content) is skipped; a file without one lost its first example
+            if not line.strip() or (lineno == 1 and not label.strip().isdigit()):
+                continue
             rows.append(_example(path, lineno, label, text, task_id, part, classes, one_based=False))
     return rows
 
 
 def _read_csv(path: Path, task_id: str, part: str, classes) -> list[Fact]:
     rows = []
-    with open(path, encoding="utf-8", newline="") as fh:
+    with text_file(path, newline="") as fh:
         for lineno, record in enumerate(csv.reader(fh), 1):
             if not record:
                 continue

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -73,10 +74,26 @@ def check_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return root
 
 
+@contextmanager
+def text_file(path: Path, newline: str | None = None):
+    """`open(path)` for reading UTF-8 text, whose decoding errors become a DataError naming the file (a
+    UnicodeDecodeError traceback, else)."""
+    with open(path, encoding="utf-8", newline=newline) as fh:
+        try:
+            yield fh
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path} is not UTF-8 text ({exc.reason})") from None
+
+
+def read_text(path: Path) -> str:
+    with text_file(path) as fh:
+        return fh.read()
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-empty line; a clear DataError for anything that is not a JSON object."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
+    with text_file(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -234,4 +251,4 @@ def load_common_vocab(name: str = DEFAULT_COMMON_VOCAB, data_dir=None) -> list[s
     path = check_data_dir(data_dir) / COMMON_VOCABS[name]
     if not path.is_file():
         raise DataError(f"common vocabulary file {path} is missing")
-    return [w.strip() for w in path.read_text(encoding="utf-8").split("\n") if w.strip()]  # be_ro_al lines are indented
+    return [w.strip() for w in read_text(path).split("\n") if w.strip()]  # be_ro_al lines are indented

@@ -114,6 +114,9 @@ def read_peft_adapter(
         raise PromptFileError(f"{path}/{WEIGHTS_FILE} has no '{TENSOR}' tensor (found: {', '.join(tensors) or 'none'})")
     vectors = tensors[key].float()
     n, dim = config.get("num_virtual_tokens"), config.get("token_dim")
+    for name, value in (("num_virtual_tokens", n), ("token_dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PromptFileError(f"{path}/{CONFIG_FILE}: {name} must be a positive whole number (got {value!r})")
     if vectors.ndim != 2 or list(vectors.shape) != [n, dim]:
         raise PromptFileError(
             f"{path}: {TENSOR} has shape {list(vectors.shape)} but the config says "
@@ -122,11 +125,17 @@ def read_peft_adapter(
     if not torch.isfinite(vectors).all():
         raise PromptFileError(f"{path}: {TENSOR} contains NaN or infinite values")
     meta = {}
-    if META_FILE in members:
+    if META_FILE in members:  # PTfer's own metadata: unreadable, it was dropped and the relation became "unknown"
         try:
             meta = json.loads(members[META_FILE])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            meta = {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PromptFileError(f"{path}/{META_FILE} is not valid JSON ({exc})") from None
+        shapes = {"model": str, "relation": str, "method": str, "template": str, "provenance": dict, "metrics": dict}
+        if not isinstance(meta, dict):
+            raise PromptFileError(f"{path}/{META_FILE} is not a JSON object")
+        wrong = [k for k, kind in shapes.items() if meta.get(k) is not None and not isinstance(meta[k], kind)]
+        if wrong:
+            raise PromptFileError(f"{path}/{META_FILE}: {', '.join(wrong)} has the wrong type")
     layout = template or meta.get("template") or peft_template(n)
     try:
         parsed = PromptTemplate.parse(layout)

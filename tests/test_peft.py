@@ -151,7 +151,7 @@ def test_export_replaces_an_adapter_but_never_a_folder_of_other_files(tmp_path, 
     write_peft_adapter(peft_prompt(lm, seed=1), out, kind=lm.kind, base_model="toy")  # an adapter is replaced
     assert torch.equal(read_peft_adapter(out).vectors, peft_prompt(lm, seed=1).vectors)
     (out / "notes.txt").write_text("keep", encoding="utf-8")
-    with pytest.raises(PromptFileError, match="notes.txt"):
+    with pytest.raises(PromptFileError, match=r"notes\.txt"):
         write_peft_adapter(peft_prompt(lm, seed=2), out, kind=lm.kind, base_model="toy")
     assert (out / "notes.txt").read_text(encoding="utf-8") == "keep"
     assert torch.equal(read_peft_adapter(out).vectors, peft_prompt(lm, seed=1).vectors), "left as it was"
@@ -159,7 +159,7 @@ def test_export_replaces_an_adapter_but_never_a_folder_of_other_files(tmp_path, 
     work.mkdir()
     (work / "data.csv").write_text("1,2", encoding="utf-8")
     monkeypatch.chdir(work)
-    with pytest.raises(PromptFileError, match="data.csv"):
+    with pytest.raises(PromptFileError, match=r"data\.csv"):
         write_peft_adapter(peft_prompt(lm), ".", kind=lm.kind, base_model="toy")
     assert sorted(os.listdir(work)) == ["data.csv"], "nothing removed, no staging folder left"
 

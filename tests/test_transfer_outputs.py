@@ -108,13 +108,26 @@ def test_every_refusal_says_what_is_wrong(pair):
     for dev, candidates in ((None, object()), ([object()], None)):
         with pytest.raises(InputError, match=exactly("selection='dev' needs target dev facts and candidates")):
             transfer_prompt([(a, src)], tgt, config(solver="adam", selection="dev"), dev=dev, candidates=candidates)
-    with pytest.raises(InputError, match=exactly("give one non-negative weight per source, not all zero")):
-        transfer_prompt([(a, src)], tgt, config(), weights=[0.0])
+    for weights in ([0.0], [float("inf")], [float("nan")], [-1.0]):
+        with pytest.raises(InputError, match=r"^weights must be finite, non-negative and not all zero \(got \["):
+            transfer_prompt([(a, src)], tgt, config(), weights=weights)
+    with pytest.raises(InputError, match=exactly("give one weight per source: 2 weight(s) for 1 source(s)")):
+        transfer_prompt([(a, src)], tgt, config(), weights=[1.0, 1.0])
     narrow = SoftPrompt(randn(3, 8), src.name, "P17", "tuned", a.template)
     with pytest.raises(
         DimensionMismatchError, match=exactly(f"source prompt width 8 does not match {src.name}'s width {src.width}")
     ):
         transfer_prompt([(narrow, src)], tgt, config())
+
+
+def test_weights_count_by_their_ratio_however_large(pair):
+    """Two weights of 1e308 summed to inf: both became 0, and a prompt matched to nothing was scored as a result."""
+    src, tgt = pair
+    sources = [(soft(src, randn(3, src.width)), src), (soft(src, randn(3, src.width)), src)]
+    equal = transfer_prompt(sources, tgt, config(), weights=[1.0, 1.0])
+    huge = transfer_prompt(sources, tgt, config(), weights=[1e308, 1e308])
+    assert huge.provenance["weights"] == equal.provenance["weights"] == [0.5, 0.5]
+    assert torch.allclose(huge.vectors, equal.vectors)
 
 
 def test_top_k_may_equal_the_number_of_anchors(pair):

@@ -17,7 +17,11 @@ def add_export_command(subparsers) -> None:
     )
     ex.add_argument("--format", default="peft", choices=["peft"], help="output format (default: peft)")
     ex.add_argument("prompt", help="the soft prompt (.safetensors with its .json)")
-    ex.add_argument("out_dir", help="the adapter folder to write (replaced atomically)")
+    ex.add_argument(
+        "out_dir",
+        help="the adapter folder to write (an adapter folder there is replaced atomically; a folder holding other "
+        "files is refused)",
+    )
     ex.add_argument(
         "--model",
         default=None,

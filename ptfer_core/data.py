@@ -182,9 +182,11 @@ def _facts_cached(path: Path, _stamp: tuple) -> tuple[Fact, ...]:
             raise DataError(f"{path}:{lineno}: a fact lacks the field {exc.args[0]!r}") from None
         if not all(isinstance(v, str) for v in (subject, obj, uuid)):
             raise DataError(f"{path}:{lineno}: sub_label, obj_label and uuid must be strings")
-        if not subject.strip() or not obj.strip():
+        # stripped: "Paris " was no candidate (dropped unscored), "Italy " a second copy of "Italy" (scored twice)
+        subject, obj = subject.strip(), obj.strip()
+        if not subject or not obj:
             raise DataError(
-                f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject.strip() else 'object'}"
+                f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject else 'object'}"
             )
         if (subject, obj) in seen:  # LAMA and OptiPrompt keep distinct (subject, object) pairs only
             continue

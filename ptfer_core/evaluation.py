@@ -31,14 +31,25 @@ class CandidateSet:
     token_ids: torch.Tensor  # [C] the token scored for each answer
     n_vocab_words: int  # answers asked for before the single-token filter
     token_words: tuple[str, ...] = ()  # classification: the label word used for each class
+    # (word, candidate index): other words of the vocabulary whose token is a candidate's. An uncased tokenizer
+    # reads "french" as "French"; with one word per token, facts answered "french" were dropped unscored.
+    aliases: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def build(cls, lm: PromptedLM, vocab_words: list[str]) -> CandidateSet:
-        seen: dict[int, str] = {}
+        seen: dict[int, int] = {}  # token id -> candidate index (its first word)
+        words, aliases = [], []
         for word, tid in zip(vocab_words, lm.word_token_ids(vocab_words)):
-            if tid is not None and tid not in seen:
-                seen[tid] = word
-        return cls(tuple(seen.values()), torch.tensor(list(seen.keys()), dtype=torch.long), len(vocab_words))
+            if tid is None:
+                continue
+            if tid in seen:
+                aliases.append((word, seen[tid]))
+                continue
+            seen[tid] = len(words)
+            words.append(word)
+        return cls(
+            tuple(words), torch.tensor(list(seen), dtype=torch.long), len(vocab_words), aliases=tuple(aliases)
+        )
 
     @classmethod
     def for_classes(cls, lm: PromptedLM, task: Task) -> CandidateSet:
@@ -60,7 +71,8 @@ class CandidateSet:
 
     @property
     def index(self) -> dict[str, int]:
-        return {w: i for i, w in enumerate(self.words)}
+        """Each answer word's candidate index, its aliases included."""
+        return {**dict(self.aliases), **{w: i for i, w in enumerate(self.words)}}
 
     def __len__(self) -> int:
         return len(self.words)
@@ -231,7 +243,9 @@ def evaluate(
             for i, p in zip(idx, top):
                 preds[i] = p
     n_correct = sum(p == g for p, g in zip(preds, gold))
-    return EvalResult(len(kept), n_correct, len(facts) - len(kept), [candidates.words[p] for p in preds], kept)
+    # a right answer is reported in the fact's own spelling (an alias's), so `prediction == object` means right
+    shown = [f.object if p == g else candidates.words[p] for p, g, f in zip(preds, gold, kept)]
+    return EvalResult(len(kept), n_correct, len(facts) - len(kept), shown, kept)
 
 
 def evaluate_relations(

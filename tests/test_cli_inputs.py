@@ -176,6 +176,12 @@ def test_data_files_that_were_misread(tmp_path, mini_data_dir):
 
     data = tmp_path / "data"
     shutil.copytree(mini_data_dir, data)
+    # padded labels: "Paris " was no candidate (dropped unscored) and "France " a second copy of "France"
+    rows = [("France", "Paris ", "a"), ("France ", "Paris", "b"), (" Spain", "Madrid", "c")]
+    (data / "lama_trex" / "P36.jsonl").write_text(
+        "".join(json.dumps({"sub_label": s, "obj_label": o, "uuid": u}) + "\n" for s, o, u in rows), encoding="utf-8"
+    )
+    assert [(f.subject, f.object) for f in load_facts("P36", data)] == [("France", "Paris"), ("Spain", "Madrid")]
     (data / "lama_trex" / "P36.jsonl").write_bytes(b"\xff\xfe{}\n")
     with pytest.raises(DataError, match=r"P36.jsonl is not UTF-8 text"):
         load_facts("P36", data)

@@ -148,12 +148,17 @@ def token_boundaries(result: Outcome, subject: str) -> None:
             "manual:       "
             + " | ".join(tokens)
             + "\ndiscretised:  "
-            + result.discretized.template.replace("[X]", subject)
-            .replace("[Y]", "→")
-            .replace("[S]", "")
-            .replace("[V]", "{}")
-            .format(*[f"⟨ {w}⟩" for w in words])
+            + filled(result.discretized.template, subject, [f"⟨ {w}⟩" for w in words], blank="→")
         )
+
+
+def filled(template: str, subject: str, slots: list[str] = (), blank: str = "___") -> str:
+    """The template as the page shows it: [V] slots filled in turn, [Y] the blank, [S] dropped, and the subject last,
+    so that what a user typed is shown as typed ("{2024}" went through str.format; "[V] Spain" shifted the words)."""
+    text = template.replace("[Y]", blank).replace("[S]", "")
+    for word in slots:
+        text = text.replace("[V]", word, 1)
+    return text.replace("[X]", subject)
 
 
 def body() -> None:
@@ -181,20 +186,20 @@ def body() -> None:
     columns = [
         (
             "Manual template",
-            result.task.template.replace("[X]", subject or "[X]").replace("[Y]", "___"),
+            filled(result.task.template, subject or "[X]"),
             result.task.template,
             None,
         ),
     ]
     if result.discretized is not None:
-        shown = result.discretized.template.replace("[X]", subject or "[X]").replace("[Y]", "___")
-        for token in result.discretized_tokens or []:
-            shown = shown.replace("[V]", wording.shown_word(token), 1)  # each slot shows the word it became
+        # each slot shows the word it became
+        words = [wording.shown_word(token) for token in result.discretized_tokens or []]
+        shown = filled(result.discretized.template, subject or "[X]", words)
         columns.append(("Discretised prompt", shown, result.discretized.template, result.discretized.vectors))
     columns.append(
         (
             f"{METHOD_LABELS.get(result.method, result.method)} prompt",
-            result.transferred.template.replace("[X]", subject or "[X]").replace("[V]", "▢").replace("[Y]", "___"),
+            filled(result.transferred.template, subject or "[X]", ["▢"] * result.transferred.template.count("[V]")),
             result.transferred.template,
             result.transferred.vectors,
         )

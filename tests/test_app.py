@@ -1977,3 +1977,20 @@ def test_a_results_table_scored_in_two_precisions_says_so_and_how_much_it_moves_
     at = new_app()
     at.switch_page(PAGE["results"]).run()
     assert at.selectbox(key="res_src").value == label and "Rows scored in different precisions" in texts(at)
+
+
+def test_a_subject_with_braces_or_slot_marks_is_shown_as_typed():
+    """"Paris {2024}" went through str.format (a traceback, and the facts list gone); "[V] Spain" took a
+    discretised word's slot, shifting the words shown after it."""
+    from app_pages.query import filled
+
+    assert filled("[X] [V] [V] [Y] .", "Paris {2024} [V]", ["a", "b"]) == "Paris {2024} [V] a b ___ ."
+    assert filled("[V] [S][X] [Y] .", "{0} [Y]", ["⟨ w⟩"], blank="→") == "⟨ w⟩ {0} [Y] → ."
+    at = goto(open_demo_preset(new_app()), "query")
+    typed = "Person3 {0} [V] [Y]"
+    at.text_input(key="subject").input(typed).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert "Test facts" in texts(at)
+    prompts = [line.replace("\u00a0", " ") for line in texts(at).splitlines() if typed in line]
+    assert len(prompts) == 3 and all(line.endswith("___ .") for line in prompts), prompts
+    assert any("German Brazil French Spain Cairo ___ ." in line for line in prompts), prompts

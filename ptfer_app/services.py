@@ -535,5 +535,10 @@ def prompt_from_upload(data: bytes, sidecar: bytes | None, name: str):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "adapter.zip"
             path.write_bytes(data)
-            return read_peft_adapter(path)
+            try:
+                prompt = read_peft_adapter(path)
+            except PTferError as exc:  # named by the upload, not by the server's temporary copy
+                raise type(exc)(str(exc).replace(str(path), name)) from None
+            prompt.provenance["imported_from"] = name
+            return prompt
     return SoftPrompt.from_bytes(data, sidecar, name=name)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ptfer_core.errors import PTferError
 
-from . import services, ui
+from . import catalog, services, ui
 
 
 def upload_panel(sel: ui.Selection) -> None:
@@ -36,6 +36,14 @@ def upload_panel(sel: ui.Selection) -> None:
                 )
             else:
                 f = tensors[0]
+                # one prompt at a time, and said so: the others were dropped without a word
+                left = [t.name for t in tensors[1:]] + ([s.name for s in sidecars] if f.name.endswith(".zip") else [])
+                if left:
+                    st.warning(
+                        f"Only {f.name} is read (one prompt at a time; a PEFT .zip carries its own metadata): "
+                        f"{', '.join(left)} left unread.",
+                        icon=":material/warning:",
+                    )
                 try:
                     prompt = services.prompt_from_upload(
                         f.getvalue(), sidecars[0].getvalue() if sidecars else None, f.name
@@ -59,25 +67,46 @@ def accept_upload(sel: ui.Selection, filename: str, prompt, uploaded: dict) -> N
         f"{filename}: {prompt.n_vectors} vectors of width {prompt.width}, made on **{prompt.model}** for "
         f"**{prompt.relation}** ({prompt.method})."
     )
-    source = sel.sources[0] if sel.sources else None
-    width = services.model_width(source) if source is not None else None
+    # The source it is for: its own model when selected; a PEFT adapter names a base model the sidebar may call
+    # otherwise, so it stands for the first source. (The width was checked against the first source whatever the
+    # prompt's model: a bert prompt was refused as "width 32, tiny-demo-gpt2 has 48" with bert selected too.)
+    owner = (
+        prompt.model
+        if prompt.model in sel.sources
+        else sel.sources[0]
+        if sel.sources and prompt.method == "peft-import"
+        else None
+    )
+    width = services.model_width(owner) if owner is not None else None
     if width is not None and width != prompt.width:
         st.error(
-            f"**It cannot be the source for {source}:** it has width {prompt.width}, {source} has "
+            f"**It cannot be the source for {owner}:** it has width {prompt.width}, {owner} has "
             f"{width}. It was made for another model.",
             icon=":material/error:",
         )
         return
-    if (prompt.model in sel.sources and prompt.relation == sel.task_id) or (prompt.method == "peft-import" and source):
-        owner = prompt.model if prompt.model in sel.sources else source
+    if owner is not None and prompt.relation == sel.task_id:
         if uploaded.get(owner) is not prompt:
             uploaded[owner] = prompt
         st.success(f"The next run uses it as the {owner} source prompt.", icon=":material/check:")
-    else:
-        st.info(
-            f"It belongs to {prompt.model} and {prompt.relation}; the sidebar selects "
-            f"{', '.join(sel.sources) or 'no source'} and {sel.task_id}."
+        return
+    st.info(
+        f"It belongs to {prompt.model} and {prompt.relation}; the sidebar selects "
+        f"{', '.join(sel.sources) or 'no source'} and {sel.task_id}."
+    )
+    # A switch only to what the sidebar can select: a relation of another data set left the button doing nothing.
+    if prompt.relation not in sel.tasks:
+        st.warning(
+            f"**{prompt.relation} is not a task of this data set**, so this prompt cannot be used here.",
+            icon=":material/warning:",
         )
+    elif prompt.model not in catalog.model_names():
+        st.warning(
+            f"**{prompt.model} is not among the models this app lists**; select its model in the sidebar and upload "
+            "it again.",
+            icon=":material/warning:",
+        )
+    else:
         st.button(
             f"Use {prompt.model} as the source, relation {prompt.relation}",
             key="use_upload",

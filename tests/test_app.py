@@ -1235,15 +1235,72 @@ def test_uploaded_prompt_is_used_as_the_source(tmp_path):
 
 
 def test_an_upload_of_the_wrong_width_is_refused_at_upload():
+    import dataclasses
+
     source = presets.read_preset(ROOT / "assets" / "presets" / DEMO_PRESET).source_prompts[0]  # width 32 (bert)
-    data, _ = source.to_bytes()
+    mislabelled = dataclasses.replace(source, model="tiny-demo-gpt2")  # says gpt2 (width 48), holds bert's vectors
     at = goto(new_app().run(), "transfer")
     at.sidebar.multiselect(key="src").set_value(["tiny-demo-gpt2"]).run()
     open_upload(at)
-    at.get("file_uploader")[0].set_value([("p.safetensors", data, "application/octet-stream")])
+    at.get("file_uploader")[0].set_value([("p.safetensors", mislabelled.to_bytes()[0], "application/octet-stream")])
     at.run()
     assert not at.exception
     assert any("width 32" in e and "tiny-demo-gpt2 has" in e for e in errors(at)), errors(at)
+
+
+def upload_into(sources: list[str], prompt, *others) -> AppTest:
+    at = goto(new_app().run(), "transfer")
+    at.sidebar.multiselect(key="src").set_value(sources).run()
+    open_upload(at)
+    files = [("p.safetensors", prompt.to_bytes()[0], "application/octet-stream"), *others]
+    at.get("file_uploader")[0].set_value(files)
+    return at.run()
+
+
+def test_an_upload_is_checked_against_its_own_model_and_the_data_sets_tasks():
+    """The width was checked against the first source whatever the prompt's model (a bert prompt refused with bert
+    selected second); a prompt for a relation of another data set offered a switch that did nothing; a PEFT zip for
+    another relation was said to be used and then dropped."""
+    import dataclasses
+    import io
+    import tempfile
+    import zipfile
+
+    from ptfer_core.peft_io import peft_template, write_peft_adapter
+
+    bert = presets.read_preset(ROOT / "assets" / "presets" / DEMO_PRESET).source_prompts[0]
+    at = upload_into(["tiny-demo-gpt2", "tiny-demo-bert"], bert)  # multi-source: bert is the second
+    assert not at.exception and not errors(at), errors(at)
+    assert "uses it as the tiny-demo-bert source prompt" in texts(at)
+    at = upload_into(["tiny-demo-gpt2"], bert)  # another selected model: a switch to the prompt's own
+    assert not errors(at) and at.button(key="use_upload").label.startswith("Use tiny-demo-bert as the source")
+    at = upload_into(["tiny-demo-bert"], dataclasses.replace(bert, relation="P999"))
+    assert "P999 is not a task of this data set" in texts(at) and not [b for b in at.button if b.key == "use_upload"]
+    # a PEFT adapter whose metadata names another relation: not used, and said so
+    peft = dataclasses.replace(bert, template=peft_template(bert.n_vectors))
+    folder = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = write_peft_adapter(
+            dataclasses.replace(peft, relation="P36"), Path(tmp) / "a", kind="masked", base_model="x"
+        )
+        with zipfile.ZipFile(folder, "w") as z:
+            for f in out.iterdir():
+                z.write(f, f.name)
+    at = goto(new_app().run(), "transfer")
+    at.sidebar.multiselect(key="src").set_value(["tiny-demo-bert"]).run()
+    open_upload(at)
+    at.get("file_uploader")[0].set_value([("a.zip", folder.getvalue(), "application/zip")])
+    at.run()
+    assert not at.exception
+    assert "uses it as" not in texts(at) and "It belongs to tiny-demo-bert and P36" in texts(at), texts(at)
+    # two prompts at once: the second is named as unread; a bad zip's error names the upload, not a server path
+    at = upload_into(["tiny-demo-bert"], bert, ("q.safetensors", bert.to_bytes()[0], "application/octet-stream"))
+    assert "q.safetensors left unread" in texts(at)
+    at = goto(new_app().run(), "transfer")
+    open_upload(at)
+    at.get("file_uploader")[0].set_value([("p.zip", b"", "application/zip")])
+    at.run()
+    assert any("p.zip is not a readable zip file" in e and "/tmp" not in e for e in errors(at)), errors(at)
 
 
 def test_an_upload_above_the_size_limit_is_refused():
@@ -1980,7 +2037,7 @@ def test_a_results_table_scored_in_two_precisions_says_so_and_how_much_it_moves_
 
 
 def test_a_subject_with_braces_or_slot_marks_is_shown_as_typed():
-    """"Paris {2024}" went through str.format (a traceback, and the facts list gone); "[V] Spain" took a
+    """ "Paris {2024}" went through str.format (a traceback, and the facts list gone); "[V] Spain" took a
     discretised word's slot, shifting the words shown after it."""
     from app_pages.query import filled
 

@@ -244,7 +244,14 @@ def find_anchors(text: str, words: list[str], every_word, maps, place) -> tuple[
     anchor_words = every_word()
     further = [i for i, w in enumerate(anchor_words) if w.lower() == needle][:5]  # none is shown
     if not further:
-        st.caption(f"No anchor spells “{text}”: it is not among the {len(anchor_words):,} shared words.")
+        # as typed: in a markdown caption "**x** :red[y] $z$" was drawn as bold, red and a formula
+        ui.block(
+            ui.text_html(
+                f"No anchor spells “{text}”: it is not among the {len(anchor_words):,} shared words.",
+                caption=True,
+                marks=False,
+            )
+        )
         return words, []
     for drawn, model, vectors in maps:
         placed = place(model, vectors, tuple(further))
@@ -253,9 +260,13 @@ def find_anchors(text: str, words: list[str], every_word, maps, place) -> tuple[
             anchor_sim=np.concatenate([drawn["anchor_sim"], placed["sim"]]),
         )
     found = wording.shown_word(anchor_words[further[0]])
-    st.caption(
-        f"“{found}” is anchor {further[0] + 1:,} of {len(anchor_words):,}, not among the "
-        f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed."
+    ui.block(
+        ui.text_html(
+            f"“{found}” is anchor {further[0] + 1:,} of {len(anchor_words):,}, not among the "
+            f"{shown_n:,} shown: it is placed on both maps as they are (not refitted), ringed.",
+            caption=True,
+            marks=False,
+        )
     )
     return [*words, *(anchor_words[i] for i in further)], list(range(shown_n, shown_n + len(further)))
 

@@ -417,6 +417,12 @@ def body() -> None:
     if len(failed):
         where = "their error column in the table above" if tab_table.open else "the Table tab"
         st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths): see {where}.")
+    unscored = view["p_at_1"].isna().sum() - len(failed)
+    if unscored:  # a table without an error column whose scores are not numbers drew empty charts, unexplained
+        st.caption(
+            f":material/info: {unscored} of {len(view)} rows have no {results.score_name(view)} that is a number "
+            "(empty or not numeric in the file): the charts leave them out."
+        )
     shelf = st.expander("Analysis: loss vs accuracy, ablations, saved figures", key="res_analysis", on_change="rerun")
     if shelf.open:
         with shelf:

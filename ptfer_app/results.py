@@ -117,10 +117,14 @@ def read_table(data: bytes, name: str) -> pd.DataFrame:
         return tidy(pd.read_csv(io.BytesIO(data)))
     text = data.decode("utf-8")
     if name.endswith(".jsonl"):
-        return tidy(pd.DataFrame([json.loads(line) for line in text.splitlines() if line.strip()]))
-    rows = _rows_of(json.loads(text))
-    if rows is None:
-        raise ValueError("JSON results must be a list of rows or an object with a 'rows' list")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = _rows_of(json.loads(text))
+        if rows is None:
+            raise ValueError("JSON results must be a list of rows or an object with a 'rows' list")
+    # rows of numbers or strings became a table with column 0, and tidy() then raised an AttributeError
+    if not all(isinstance(row, dict) for row in rows):
+        raise ValueError("each row must be a JSON object of column: value")
     return tidy(pd.DataFrame(rows))
 
 

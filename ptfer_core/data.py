@@ -185,9 +185,7 @@ def _facts_cached(path: Path, _stamp: tuple) -> tuple[Fact, ...]:
         # stripped: "Paris " was no candidate (dropped unscored), "Italy " a second copy of "Italy" (scored twice)
         subject, obj = subject.strip(), obj.strip()
         if not subject or not obj:
-            raise DataError(
-                f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject else 'object'}"
-            )
+            raise DataError(f"{path}:{lineno}: fact {uuid} has an empty {'subject' if not subject else 'object'}")
         if (subject, obj) in seen:  # LAMA and OptiPrompt keep distinct (subject, object) pairs only
             continue
         seen.add((subject, obj))

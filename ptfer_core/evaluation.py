@@ -47,9 +47,7 @@ class CandidateSet:
                 continue
             seen[tid] = len(words)
             words.append(word)
-        return cls(
-            tuple(words), torch.tensor(list(seen), dtype=torch.long), len(vocab_words), aliases=tuple(aliases)
-        )
+        return cls(tuple(words), torch.tensor(list(seen), dtype=torch.long), len(vocab_words), aliases=tuple(aliases))
 
     @classmethod
     def for_classes(cls, lm: PromptedLM, task: Task) -> CandidateSet:

@@ -601,7 +601,11 @@ def test_a_preset_draws_its_pages_from_recorded_views_without_a_model(monkeypatc
     at.run()
     assert not errors(at) and f"The known answer is **{last['object']}**" in texts(at) and len(tables(at)) == 3
     goto(at, "relative_space")
-    for word, said in (("French", None), ("Qwzx", "No anchor spells “Qwzx”")):  # the toy maps show every anchor
+    for word, said in (
+        ("French", None),
+        ("Qwzx", "No anchor spells “Qwzx”"),
+        ("**b** :red[r]", "No anchor spells “**b** :red[r]”"),  # as typed, not drawn as markdown
+    ):  # the toy maps show every anchor
         at.text_input(key="find").input(word).run()
         assert not at.exception and not errors(at) and (said is None or said in texts(at)), (word, errors(at))
     goto(at, "nearest_tokens")
@@ -1649,6 +1653,14 @@ def test_results_upload_of_a_bad_table_is_explained():
     at.run()
     assert not at.exception
     assert any("is not a results table" in e for e in errors(at)), errors(at)
+    for name, data in (("x.json", b"[1, 2, 3]"), ("x.jsonl", b'"a"\n"b"\n')):  # rows that are not objects
+        at.get("file_uploader")[0].set_value((name, data, "application/json"))
+        at.run()
+        assert not at.exception and any("each row must be a JSON object" in e for e in errors(at)), errors(at)
+    rows = b"relation,method,target,p_at_1\nP36,manual,m,n/a\nP17,manual,m,\n"  # no score is a number
+    at.get("file_uploader")[0].set_value(("grid.csv", rows, "text/csv"))
+    at.run()
+    assert not at.exception and "2 of 2 rows have no P@1 that is a number" in texts(at), texts(at)
 
 
 def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):

@@ -22,6 +22,8 @@ from ptfer_core.settings import (
     recipe_settings,
 )
 
+from .url_state import note
+
 CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
 SOLVER_LABELS = {
     "adam": "Adam (the paper)",
@@ -61,12 +63,6 @@ def _plain(value):
     return value.value if isinstance(value, Enum) else value
 
 
-def _note(text: str) -> None:
-    notes = st.session_state.setdefault("_url_notes", [])
-    if text not in notes:
-        notes.append(text)
-
-
 def _from_url(key: str, url_key: str, row: dict, options=None, bounds=None) -> None:
     """Take a setting from the URL once, when the session has none yet; clamp or ignore bad values with a note."""
     if key in st.session_state or url_key not in st.query_params:
@@ -80,13 +76,13 @@ def _from_url(key: str, url_key: str, row: dict, options=None, bounds=None) -> N
         else:
             value = row["type"](raw)
     except (StopIteration, KeyError, ValueError, TypeError):
-        _note(f"The link's {url_key}={raw!r} is not a valid value; the recipe's is used.")
+        note(f"The link's {url_key}={raw!r} is not a valid value; the recipe's is used.")
         return
     if bounds is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = bounds
         clamped = min(max(value, low), high)
         if clamped != value:
-            _note(f"The link's {url_key}={raw} is outside {low}–{high}; {clamped} is used.")
+            note(f"The link's {url_key}={raw} is outside {low}–{high}; {clamped} is used.")
         value = clamped
     st.session_state[key] = value
 

@@ -14,16 +14,39 @@ def url_init(key: str, options=None, cast=str, multi: bool = False) -> None:
     if key in st.session_state or key not in st.query_params:
         return
     raw = st.query_params.get_all(key) if multi else st.query_params.get(key)
-    try:
-        value = [cast(v) for v in raw] if multi else cast(raw)
-    except (TypeError, ValueError):
-        return
-    if options is not None:
-        if multi:
-            value = [v for v in value if v in options]
-        elif value not in options:
-            return
-    st.session_state[key] = value
+    values, dropped = [], []
+    for text in raw if multi else [raw]:
+        try:
+            value = cast(text)
+        except (TypeError, ValueError):
+            dropped.append(text)
+            continue
+        value = value if options is None else matched(value, options)
+        (dropped if value is None else values).append(text if value is None else value)
+    if dropped:  # said, not dropped in silence (?rel=p36 left the sidebar on another relation without a word)
+        note(f"The link's {key}={', '.join(map(str, dropped))} is not a valid value; it is left out.")
+    if multi:
+        st.session_state[key] = values
+    elif values:
+        st.session_state[key] = values[0]
+
+
+def matched(value, options):
+    """`value` if it is one of `options`, else the one option that differs from it only in case ("p36" for "P36",
+    "Tiny-Demo-Bert"), else None."""
+    if value in options:
+        return value
+    if not isinstance(value, str):
+        return None
+    same = [o for o in options if isinstance(o, str) and o.lower() == value.lower()]
+    return same[0] if len(same) == 1 else None
+
+
+def note(text: str) -> None:
+    """A line about the link, said once under the page's header."""
+    notes = st.session_state.setdefault("_url_notes", [])
+    if text not in notes:
+        notes.append(text)
 
 
 def url_keep(key: str, value, default) -> None:

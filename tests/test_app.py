@@ -2063,3 +2063,17 @@ def test_a_subject_with_braces_or_slot_marks_is_shown_as_typed():
     prompts = [line.replace("\u00a0", " ") for line in texts(at).splitlines() if typed in line]
     assert len(prompts) == 3 and all(line.endswith("___ .") for line in prompts), prompts
     assert any("German Brazil French Spain Cairo ___ ." in line for line in prompts), prompts
+
+
+def test_a_links_values_are_matched_or_said_to_be_left_out():
+    """?rel=p36 left the sidebar on another relation, and ?seed=1e9, ?tgt=nonsense, ?src=Tiny-Demo-Bert were
+    dropped, each without a word."""
+    at = new_app()
+    at.query_params.update({"rel": "p36", "src": ["Tiny-Demo-Bert", "nonsense"], "tgt": "nonsense", "seed": "1e9"})
+    shown = texts(at.run())  # the home page says what it took from the link, then the page opened next
+    goto(at, "transfer")
+    assert not at.exception and not errors(at), errors(at)
+    assert at.session_state["rel"] == "P36" and at.session_state["src"] == ["tiny-demo-bert"]
+    shown += texts(at)
+    for said in ("src=nonsense", "tgt=nonsense", "seed=1e9"):
+        assert f"The link's {said} is not a valid value; it is left out." in shown, (said, shown)

@@ -21,6 +21,7 @@ from .errors import DimensionMismatchError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate
 from .files import atomic_write_bytes
 from .models import PromptedLM
+from .seeding import seeded_global_rng
 from .settings import ProjectorConfig
 from .templates import PromptTemplate
 from .tuning import sample_like_embeddings
@@ -82,10 +83,12 @@ def train_projector(
     config = config or ProjectorConfig()
     pairs = pairs or select_anchors([source, target])
     x, y = pairs.embeddings(source).cpu(), pairs.embeddings(target).cpu()
-    torch.manual_seed(config.seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(source.width, config.hidden), torch.nn.LeakyReLU(), torch.nn.Linear(config.hidden, target.width)
-    )
+    with seeded_global_rng(config.seed):  # nn.Linear draws its start from the global generator
+        net = torch.nn.Sequential(
+            torch.nn.Linear(source.width, config.hidden),
+            torch.nn.LeakyReLU(),
+            torch.nn.Linear(config.hidden, target.width),
+        )
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     for epoch in range(config.epochs):

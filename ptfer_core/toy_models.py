@@ -12,6 +12,7 @@ import torch
 from .mini_lama import MINI_WORDS, TRAINING_TEMPLATES, mini_facts
 from .model_names import DEMO_ALIASES, TOY_PREFIX, ToySpec
 from .models import PromptedLM
+from .seeding import seeded_global_rng
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
 
@@ -70,21 +71,25 @@ def word_tokenizer(words: list[str], style: str = "wordpiece", *, bos: bool = Fa
     )
 
 
-def tiny_model(
+def tiny_model(arch: str, vocab_size: int, *, seed: int = 0, **sizes):
+    """A small randomly initialised transformers model: arch in bert, roberta, albert, gpt2, llama; its start drawn
+    from the global generator seeded by `seed` (`seeding`), which is left as it was."""
+    with seeded_global_rng(seed):
+        return _built(arch, vocab_size, **sizes)
+
+
+def _built(
     arch: str,
     vocab_size: int,
     *,
     width: int = 32,
     layers: int = 2,
     heads: int = 2,
-    seed: int = 0,
     max_positions: int = 128,
     init_range: float = 0.2,
 ):
-    """A small randomly initialised transformers model: arch in bert, roberta, albert, gpt2, llama."""
     import transformers as tf
 
-    torch.manual_seed(seed)
     # A wider initialisation than the 0.02 default gives the random model logits that respond to its inputs.
     common = dict(
         vocab_size=vocab_size, num_hidden_layers=layers, num_attention_heads=heads, initializer_range=init_range
@@ -198,16 +203,25 @@ def load_toy(name: str) -> PromptedLM:
         lm.identity = spec.name
         return lm
     tokenizer = word_tokenizer(MINI_WORDS, TOKENIZER_STYLE[spec.arch], bos=spec.arch == "llama")
-    model = tiny_model(spec.arch, len(tokenizer), width=spec.width, seed=spec.seed)
     path = _asset(spec)
     if path.is_file():
         from safetensors.torch import load_file
 
+        model = tiny_model(spec.arch, len(tokenizer), width=spec.width, seed=spec.seed)
         model.load_state_dict(load_file(path), strict=False)  # tied weights are stored once
         model.tie_weights()
     else:
-        train_on_mini_lama(model, tokenizer, seed=spec.seed)
+        model = _trained(spec, tokenizer)
     return PromptedLM(model, tokenizer, name=name, identity=spec.name)
+
+
+def _trained(spec: ToySpec, tokenizer):
+    """A demo alias's model trained on the miniature LAMA: its start and its training's dropout drawn in turn from
+    the generator seeded by its seed, as when its weights under assets/toy_models were written."""
+    with seeded_global_rng(spec.seed):
+        model = _built(spec.arch, len(tokenizer), width=spec.width)
+        train_on_mini_lama(model, tokenizer, seed=spec.seed)
+    return model
 
 
 def write_toy_assets() -> list:
@@ -217,8 +231,7 @@ def write_toy_assets() -> list:
     written = []
     for spec, _ in DEMO_ALIASES.values():
         tokenizer = word_tokenizer(MINI_WORDS, TOKENIZER_STYLE[spec.arch], bos=spec.arch == "llama")
-        model = tiny_model(spec.arch, len(tokenizer), width=spec.width, seed=spec.seed)
-        train_on_mini_lama(model, tokenizer, seed=spec.seed)
+        model = _trained(spec, tokenizer)
         path = _asset(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_model(model, str(path))

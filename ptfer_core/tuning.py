@@ -16,9 +16,7 @@ keys/values computed once per fact instead of once per step.
 
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -29,7 +27,9 @@ from .config import Placement, PromptInit, TuneLoss, resolve_precision
 from .data import Fact, Task, unit_hash
 from .errors import DataError, InputError
 from .evaluation import CandidateSet, Prompt, evaluate, scorable_facts
+from .fastpath import has_dropout
 from .models import PromptedLM
+from .seeding import SeededDropout
 from .settings import TuneConfig
 from .templates import PromptTemplate, SegmentKind
 
@@ -135,42 +135,6 @@ def dev_check_points(steps_per_epoch: int, checks: int) -> set[int]:
     return {max(1, round(steps_per_epoch * j / checks)) for j in range(1, checks + 1)}
 
 
-class SeededDropout:
-    """Dropout draws its masks from torch's global generator, which the seed did not reach: two tunings with one
-    seed in one process gave different prompts (dev P@1 91.7 then 75.0 on a toy pair). Each tuning keeps its own
-    generator state, seeded by `config.seed`, and swaps it in for its forward passes under a lock, so tunings in
-    parallel threads (the app's jobs) draw from their own streams and leave the global one as it was."""
-
-    _lock = threading.Lock()
-
-    def __init__(self, seed: int, device):
-        self.cuda = torch.device(device).type == "cuda"
-        with self._lock:
-            saved = self._get()
-            torch.manual_seed(seed)
-            self.state = self._get()
-            self._set(saved)
-
-    def _get(self):
-        return (torch.get_rng_state(), torch.cuda.get_rng_state() if self.cuda else None)
-
-    def _set(self, state) -> None:
-        torch.set_rng_state(state[0])
-        if self.cuda:
-            torch.cuda.set_rng_state(state[1])
-
-    @contextmanager
-    def drawn(self):
-        with self._lock:
-            saved = self._get()
-            self._set(self.state)
-            try:
-                yield
-            finally:
-                self.state = self._get()
-                self._set(saved)
-
-
 def tune_prompt(
     lm: PromptedLM,
     task: Task,
@@ -199,7 +163,8 @@ def tune_prompt(
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, config.warmup))
     gen = torch.Generator().manual_seed(config.seed)
-    dropout_masks = SeededDropout(config.seed, lm.device)
+    # OptiPrompt's dropout, drawn from a stream of this tuning's own (`seeding`: deterministic under the seed)
+    dropout_masks = SeededDropout(config.seed, lm.device, active=config.dropout and has_dropout(lm.model))
     checks = dev_check_points(steps_per_epoch, config.dev_checks_per_epoch)
     started = time.perf_counter()
 

@@ -9,6 +9,7 @@ from ptfer_core.errors import DataError, InputError
 from ptfer_core.evaluation import Prompt, candidates_for, evaluate
 from ptfer_core.loading import load_model
 from ptfer_core.mini_lama import MINI_WORDS
+from ptfer_core.seeding import SeededDropout
 from ptfer_core.settings import TuneConfig
 from ptfer_core.templates import PromptTemplate
 from ptfer_core.toy_models import tiny_lm
@@ -122,7 +123,12 @@ def test_dropout_masks_follow_the_seed_alone(mini_data_dir):
     assert torch.equal(first.vectors, second.vectors)
     assert torch.equal(torch.get_rng_state(), state), "the global generator is left as it was"
     other = tune_prompt(lm, task, train, dev, cands, TuneConfig(**{**config.to_dict(), "seed": 1}))
-    assert not torch.equal(first.vectors, other.vectors), "the seed reaches the masks"
+
+    def masks(seed: int) -> torch.Tensor:
+        with SeededDropout(seed, "cpu").drawn():
+            return torch.nn.functional.dropout(torch.ones(256), 0.5, training=True)
+
+    assert torch.equal(masks(0), masks(0)) and not torch.equal(masks(0), masks(1)), "the seed reaches the masks"
     together: dict = {}
     threads = [
         threading.Thread(target=lambda k=k, c=c: together.__setitem__(k, tune_prompt(lm, task, train, dev, cands, c)))
@@ -247,3 +253,16 @@ def test_bad_settings_and_unanswerable_data(mini_data_dir):
             [],
             candidates_for(lm, None, mini_data_dir),
         )
+
+
+def test_seeded_starts_leave_the_global_generator_alone():
+    """A toy model's and the projector's starts reseeded torch's global generator (torch.manual_seed), which every
+    thread of the app shares; now they are drawn under the lock from a fork of it and give the same weights."""
+    from ptfer_core.toy_models import tiny_model
+
+    state = torch.get_rng_state()
+    first = tiny_model("gpt2", 40, seed=4).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(3)
+    again = tiny_model("gpt2", 40, seed=4).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)

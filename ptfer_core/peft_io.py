@@ -209,13 +209,18 @@ def write_peft_adapter(
     out = Path(out_dir).resolve()  # "." has no name to stage beside
     if out.exists() and not out.is_dir():
         raise PromptFileError(f"{out} exists and is not a folder")
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise PromptFileError(f"{out} is the working folder or holds it; give a new folder for the adapter")
     if out.is_dir():
-        # Replacing removes the folder: only an adapter this function wrote (or an empty folder) may go.
-        others = sorted(p.name for p in out.iterdir() if p.name not in ALLOWED)
-        if others:
+        # Replacing removes the folder: only an adapter (its config there, nothing else) or an empty folder may go;
+        # a project's own README.md alone was taken for an adapter's model card.
+        names = {p.name for p in out.iterdir()}
+        others = sorted(names - ALLOWED)
+        if others or (names and CONFIG_FILE not in names):
+            shown = others or sorted(names)
             raise PromptFileError(
-                f"{out} holds files that are not part of a PEFT adapter ({', '.join(others[:3])}"
-                f"{', …' if len(others) > 3 else ''}); choose a new or empty folder"
+                f"{out} holds files that are not a PEFT adapter ({', '.join(shown[:3])}"
+                f"{', …' if len(shown) > 3 else ''}); choose a new or empty folder"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     # os.mkdir, not tempfile.mkdtemp: the folder is renamed into place and keeps the umask's mode, not 0700
@@ -226,9 +231,18 @@ def write_peft_adapter(
         atomic_write_bytes(staging / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
         atomic_write_bytes(staging / META_FILE, prompt.to_bytes()[1])
         atomic_write_bytes(staging / CARD_FILE, model_card(prompt, config, weights_identity).encode())
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        # the old adapter is moved aside, not removed, until the new one is in place: a failure keeps it
+        old = out.parent / f".{out.name}.old.{uuid.uuid4().hex[:12]}" if out.exists() else None
+        if old is not None:
+            out.rename(old)
+        try:
+            staging.rename(out)
+        except BaseException:
+            if old is not None:
+                old.rename(out)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -159,9 +159,23 @@ def test_export_replaces_an_adapter_but_never_a_folder_of_other_files(tmp_path, 
     work.mkdir()
     (work / "data.csv").write_text("1,2", encoding="utf-8")
     monkeypatch.chdir(work)
-    with pytest.raises(PromptFileError, match=r"data\.csv"):
+    with pytest.raises(PromptFileError, match="is the working folder"):
         write_peft_adapter(peft_prompt(lm), ".", kind=lm.kind, base_model="toy")
     assert sorted(os.listdir(work)) == ["data.csv"], "nothing removed, no staging folder left"
+    (work / "data.csv").unlink()
+    with pytest.raises(PromptFileError, match="is the working folder"):  # empty, it was removed from under the shell
+        write_peft_adapter(peft_prompt(lm), ".", kind=lm.kind, base_model="toy")
+    assert work.is_dir()
+    (work / "data.csv").write_text("1,2", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PromptFileError, match=r"data\.csv"):  # elsewhere, a folder of other files
+        write_peft_adapter(peft_prompt(lm), work, kind=lm.kind, base_model="toy")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project", encoding="utf-8")  # a README alone is not an adapter's card
+    with pytest.raises(PromptFileError, match=r"README\.md"):
+        write_peft_adapter(peft_prompt(lm), project, kind=lm.kind, base_model="toy")
+    assert (project / "README.md").read_text(encoding="utf-8") == "my project"
 
 
 def _umask() -> int:

@@ -19,8 +19,8 @@ def add_export_command(subparsers) -> None:
     ex.add_argument("prompt", help="the soft prompt (.safetensors with its .json)")
     ex.add_argument(
         "out_dir",
-        help="the adapter folder to write (an adapter folder there is replaced atomically; a folder holding other "
-        "files is refused)",
+        help="the adapter folder to write (an adapter folder there is replaced, the old one kept until the new one is "
+        "in place; a folder holding other files, or the working folder, is refused)",
     )
     ex.add_argument(
         "--model",

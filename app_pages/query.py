@@ -112,14 +112,19 @@ def examples(frame: pd.DataFrame, called: dict, subject: str) -> None:
         )
 
 
-def render_answers(title: str, shown: str, answers, gold: str | None) -> None:
+def render_answers(title: str, shown: str, answers, gold: str | None, top_right: bool = False) -> None:
     """One panel as one block: its title, the prompt as the model reads it, the answers. The prompt keeps two lines'
     height, so panels abreast start their tables on one line when one prompt wraps (a discretised prompt's words
     are long)."""
     # the blank and what follows it stay on one line: the closing "." wrapped onto a line of its own
     prompt = re.sub(r" (?=\S+$)", "\u00a0", shown.strip()) if "___" in shown else shown
     frame = pd.DataFrame(
-        [{"answer": ("✓ " if w == gold else "") + wording.shown_word(w), "probability": p} for w, p in answers]
+        [
+            # `top_right`: the scored run found this fact right, so its first answer is the known one even when
+            # spelled otherwise (an uncased tokenizer's "French" for the fact's "french": one token, one answer)
+            {"answer": ("✓ " if w == gold or (i == 0 and top_right) else "") + wording.shown_word(w), "probability": p}
+            for i, (w, p) in enumerate(answers)
+        ]
     )
     ui.block(
         ui.text_html(f"**{title}**"),
@@ -182,33 +187,38 @@ def body() -> None:
     )
     subject = " ".join(subject.split())[:2000]
     data_dir = services.data_dir_for([result.target])  # the result's data set, whatever the sidebar selects now
-    gold = next((f["object"] for f in result.per_fact if f["subject"] == subject), None)
+    fact = next((f for f in result.per_fact if f["subject"] == subject), None)
+    gold = fact["object"] if fact else None
     columns = [
         (
             "Manual template",
             filled(result.task.template, subject or "[X]"),
             result.task.template,
             None,
+            "manual",
         ),
     ]
     if result.discretized is not None:
         # each slot shows the word it became
         words = [wording.shown_word(token) for token in result.discretized_tokens or []]
         shown = filled(result.discretized.template, subject or "[X]", words)
-        columns.append(("Discretised prompt", shown, result.discretized.template, result.discretized.vectors))
+        columns.append(
+            ("Discretised prompt", shown, result.discretized.template, result.discretized.vectors, "discretization")
+        )
     columns.append(
         (
             f"{METHOD_LABELS.get(result.method, result.method)} prompt",
             filled(result.transferred.template, subject or "[X]", ["▢"] * result.transferred.template.count("[V]")),
             result.transferred.template,
             result.transferred.vectors,
+            result.method,
         )
     )
     called = wording.task_words(result.task)
     if not subject:
         st.info(f"Type a {called['input']} to see the answers.", icon=":material/info:")
     else:
-        for col, (title, shown, template, vectors) in zip(ui.panels([300] * len(columns), "medium"), columns):
+        for col, (title, shown, template, vectors, method) in zip(ui.panels([300] * len(columns), "medium"), columns):
             with col:
                 key = "manual" if vectors is None else ui.digest(vectors)
                 try:
@@ -220,7 +230,7 @@ def body() -> None:
                 except PTferError as exc:
                     st.error(str(exc), icon=":material/error:")
                     continue
-                render_answers(title, shown, answers, gold)
+                render_answers(title, shown, answers, gold, fact is not None and fact.get(method) == gold)
         words = "; ".join(
             f"{name} ← {' / '.join(ui.literal(w) for w in options)}"
             for name, options in zip(result.task.classes, result.task.label_words)

@@ -2077,3 +2077,23 @@ def test_a_links_values_are_matched_or_said_to_be_left_out():
     shown += texts(at)
     for said in ("src=nonsense", "tgt=nonsense", "seed=1e9"):
         assert f"The link's {said} is not a valid value; it is left out." in shown, (said, shown)
+
+
+def test_a_right_answer_spelled_otherwise_is_ticked_in_the_query_answers():
+    """An uncased tokenizer answers "Spanish" for a fact written "SPANISH" (one token): the facts table said ✓ and
+    the answer list left it unticked. The scored run's verdict ticks the first answer."""
+    import dataclasses
+
+    at = goto(open_demo_preset(new_app()), "query")
+    outcome = at.session_state["outcome"]
+    right = next(f for f in outcome.per_fact if f[outcome.method] == f["object"])
+    spelled = [
+        {**f, "object": f["object"].upper(), outcome.method: f["object"].upper()} if f is right else dict(f)
+        for f in outcome.per_fact
+    ]
+    at.session_state["outcome"] = dataclasses.replace(outcome, per_fact=spelled)
+    at.text_input(key="subject").input(right["subject"]).run()
+    assert not at.exception and not errors(at), errors(at)
+    transferred = tables(at)[-1]
+    assert transferred.iloc[0, 0] == "✓ " + right["object"], transferred
+    assert not any(str(a).startswith("✓") for a in transferred.iloc[1:, 0]), transferred

@@ -183,7 +183,20 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         u = {}
         d1, d2, d3 = fields(3, hidden)
         u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
-        u["n_vectors"] = settings_ui.setting(d2, "tune", "n_vectors", recipe, base, hidden=hidden)
+        # The template's layout has a vector a word of the manual template: a prompt length set with it stopped the
+        # page (the settings refuse the pair). The placement is drawn below, so its value is read ahead here.
+        placement = st.session_state.get(f"set.{recipe}.tune.placement", st.query_params.get("placement"))
+        template_layout = str(getattr(placement, "value", placement) or base.tune.placement.value) == "template"
+        u["n_vectors"] = settings_ui.setting(
+            d2,
+            "tune",
+            "n_vectors",
+            recipe,
+            base,
+            disabled=template_layout,
+            why="the template's layout has one vector for each word of the manual template",
+            hidden=hidden,
+        )
         u["max_train"] = settings_ui.setting(
             d3,
             "tune",
@@ -250,6 +263,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             )
             for i, (col, name) in enumerate(zip(cols, sel.sources))
         ]
+    if str(getattr(u.get("placement"), "value", u.get("placement"))) == "template":
+        u.pop("n_vectors", None)  # the recipe's, unused: the template sets the length
     u["seed"] = t["seed"] = sel.seed
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
 

@@ -2097,3 +2097,17 @@ def test_a_right_answer_spelled_otherwise_is_ticked_in_the_query_answers():
     transferred = tables(at)[-1]
     assert transferred.iloc[0, 0] == "✓ " + right["object"], transferred
     assert not any(str(a).startswith("✓") for a in transferred.iloc[1:, 0]), transferred
+
+
+def test_a_prompt_length_set_with_the_templates_layout_does_not_stop_the_page():
+    """The settings refuse a prompt length with the template's layout (its words set the length); the page passed
+    the widget's value along and stopped before its Run button."""
+    at = new_app()
+    at.query_params.update({"placement": "template", "n_vectors": "8"})
+    at = goto(at.run(), "transfer")
+    at.session_state["exp_tuning"] = True
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
+    length = next(w for w in at.get("slider") + at.get("number_input") if w.key == skey("n_vectors", "tune"))
+    assert length.disabled and "one vector for each word" in length.help
+    assert at.button(key="run")

@@ -14,7 +14,7 @@ from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
 from .html_table import html_table, unbroken
-from .url_state import bound, initial, url_init, url_keep  # noqa: F401 - pages call ui.bound
+from .url_state import bound, initial, note, url_init, url_keep  # noqa: F401 - pages call ui.bound
 
 if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh server does not need
     from ptfer_core.compare import Outcome
@@ -275,9 +275,7 @@ def sidebar() -> Selection:
     else:
         sb.selectbox("Relation", ["—"], disabled=True, key="rel_none")
     if "seed" in st.session_state and not 0 <= int(st.session_state["seed"]) <= SEED_MAX:
-        st.session_state.setdefault("_url_notes", []).append(
-            f"The link's seed={st.session_state['seed']} is outside 0–{SEED_MAX}; 0 is used."
-        )
+        note(f"The link's seed={st.session_state['seed']} is outside 0–{SEED_MAX}; 0 is used.")
         st.session_state["seed"] = 0
     sel.seed = int(
         sb.number_input(

@@ -26,7 +26,7 @@ def url_init(key: str, options=None, cast=str, multi: bool = False) -> None:
     if dropped:  # said, not dropped in silence (?rel=p36 left the sidebar on another relation without a word)
         note(f"The link's {key}={', '.join(map(str, dropped))} is not a valid value; it is left out.")
     if multi:
-        st.session_state[key] = values
+        st.session_state[key] = list(dict.fromkeys(values))  # "bert" and "Bert" are one model, once
     elif values:
         st.session_state[key] = values[0]
 
@@ -85,9 +85,7 @@ def bound(widget, label: str, key: str, default, *, options=None, cast=None, hid
         st.session_state[key] = min(
             max(current, low if low is not None else current), high if high is not None else current
         )
-        st.session_state.setdefault("_url_notes", []).append(
-            f"The link's {key}={current} is outside {low}–{high}; {st.session_state[key]} is used."
-        )
+        note(f"The link's {key}={current} is outside {low}–{high}; {st.session_state[key]} is used.")
     if hidden:
         if key in st.session_state:  # re-stored, so Streamlit keeps an undrawn widget's value for when it is back
             st.session_state[key] = st.session_state[key]

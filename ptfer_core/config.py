@@ -308,12 +308,18 @@ def _typed(name: str, value, kind: type):
         raise InputError(f"{name} must be true or false (got {value!r})")
     number = value
     if isinstance(value, str):
-        try:
-            number = float(value.strip())
+        try:  # a whole number exactly (float() rounds 20 digits), else a decimal one
+            number = int(value.strip())
         except ValueError:
-            raise InputError(f"{name} must be a number (got {value!r})") from None
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise InputError(f"{name} must be a number (got {value!r})") from None
     if isinstance(number, bool) or not isinstance(number, numbers.Real):  # numpy's numbers too
         raise InputError(f"{name} must be a number (got {value!r})")
+    if isinstance(number, numbers.Integral):
+        # a Python int stays one, in a float field too: saved settings and their hashes keep writing 0, not 0.0
+        return int(number)
     if not math.isfinite(number):
         raise InputError(f"{name} must be a finite number (got {value!r})")
     if kind is int:

@@ -2069,7 +2069,9 @@ def test_a_links_values_are_matched_or_said_to_be_left_out():
     """?rel=p36 left the sidebar on another relation, and ?seed=1e9, ?tgt=nonsense, ?src=Tiny-Demo-Bert were
     dropped, each without a word."""
     at = new_app()
-    at.query_params.update({"rel": "p36", "src": ["Tiny-Demo-Bert", "nonsense"], "tgt": "nonsense", "seed": "1e9"})
+    at.query_params.update(
+        {"rel": "p36", "src": ["Tiny-Demo-Bert", "nonsense", "tiny-demo-bert"], "tgt": "nonsense", "seed": "1e9"}
+    )
     shown = texts(at.run())  # the home page says what it took from the link, then the page opened next
     goto(at, "transfer")
     assert not at.exception and not errors(at), errors(at)

@@ -62,6 +62,10 @@ def test_settings_are_typed_and_finite():
     """A grid file's YAML reads 1e-3 as a string (AdamW then failed after the models loaded); inf passed the
     bounds, ran, and wrote an unreadable JSON; 1.5 epochs and True steps were taken."""
     assert TuneConfig(lr="1e-3").lr == 0.001 and TuneConfig(epochs=10.0).epochs == 10
+    assert TuneConfig(max_train="12345678901234567891").max_train == 12345678901234567891, "not rounded by float()"
+    assert TuneConfig(weight_decay=0).to_dict()["weight_decay"] == 0 and isinstance(TuneConfig(lr=1).lr, int), (
+        "a Python int is kept: saved settings and the hashes made of them write 0, not 0.0"
+    )
     for fields, message in (
         ({"epochs": 1.5}, "epochs must be a whole number (got 1.5)"),
         ({"lr": math.inf}, "lr must be a finite number (got inf)"),

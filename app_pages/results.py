@@ -367,7 +367,9 @@ def body() -> None:
     if how == "pooled" and not results.can_pool(view):
         st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
         how = "relation mean"
-    failed = view[view["p_at_1"].isna()] if "error" in view.columns else view.iloc[0:0]
+    # rows without a score: a cell that could not run (its error says why), or a score the file does not give
+    unscored = view["p_at_1"].isna()
+    failed = view[unscored & view["error"].notna()] if "error" in view.columns else view.iloc[0:0]
     named = "; ".join(f"{label.lower()}: {', '.join(map(str, v))}" for (_, label), v in chosen.items() if v)
     scope = f" · only {named}." if named else " · no filter."
     st.caption(f"{len(view)} rows from {origin} · {results.count_tasks(view)}{scope}")
@@ -417,7 +419,7 @@ def body() -> None:
     if len(failed):
         where = "their error column in the table above" if tab_table.open else "the Table tab"
         st.caption(f"{len(failed)} cells could not run (e.g. direct transfer across widths): see {where}.")
-    unscored = view["p_at_1"].isna().sum() - len(failed)
+    unscored = int(unscored.sum()) - len(failed)
     if unscored:  # a table without an error column whose scores are not numbers drew empty charts, unexplained
         st.caption(
             f":material/info: {unscored} of {len(view)} rows have no {results.score_name(view)} that is a number "

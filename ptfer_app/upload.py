@@ -36,18 +36,22 @@ def upload_panel(sel: ui.Selection) -> None:
                 )
             else:
                 f = tensors[0]
-                # one prompt at a time, and said so: the others were dropped without a word
-                left = [t.name for t in tensors[1:]] + ([s.name for s in sidecars] if f.name.endswith(".zip") else [])
+                # its own .json (same name), never another prompt's; one prompt at a time, and the rest named
+                stem = f.name.rsplit(".", 1)[0]
+                sidecar = next((j for j in sidecars if j.name.rsplit(".", 1)[0] == stem), None)
+                if f.name.endswith(".zip"):
+                    sidecar = None  # a PEFT .zip carries its own metadata
+                left = [t.name for t in tensors[1:]] + [j.name for j in sidecars if j is not sidecar]
                 if left:
                     st.warning(
-                        f"Only {f.name} is read (one prompt at a time; a PEFT .zip carries its own metadata): "
-                        f"{', '.join(left)} left unread.",
+                        f"Only {f.name + ' and ' + sidecar.name + ' are' if sidecar else f.name + ' is'} read (one "
+                        "prompt at a time"
+                        f"{'; a PEFT .zip carries its own metadata' if f.name.endswith('.zip') and sidecars else ''}"
+                        f"): {', '.join(left)} left unread.",
                         icon=":material/warning:",
                     )
                 try:
-                    prompt = services.prompt_from_upload(
-                        f.getvalue(), sidecars[0].getvalue() if sidecars else None, f.name
-                    )
+                    prompt = services.prompt_from_upload(f.getvalue(), sidecar.getvalue() if sidecar else None, f.name)
                 except PTferError as exc:
                     st.error(f"**{f.name} is not a usable prompt.** {exc}", icon=":material/error:")
                     prompt = None

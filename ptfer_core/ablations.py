@@ -46,12 +46,35 @@ class AblationConfig:
             raise InputError("anchor counts and prompt lengths must be positive")
         if "n_vectors" in self.tune:
             raise InputError("the prompt length is swept by prompt_lengths; leave n_vectors out of tune")
-        for length in self.prompt_lengths:  # every point of both sweeps, before the first one runs
-            self.settings(length)
-        for count in self.anchor_counts:
-            self.settings(5, n_anchors=count)
+        for kind, value in self.points():  # every point's settings, before the first one runs
+            self.point_settings(kind, value)
         for rid in self.relations:
             get_task(rid, self.data_dir)
+
+    def points(self) -> list[tuple[str, object]]:
+        """(kind, value) of each point of one relation: the two trajectories, the anchor and length sweeps."""
+        return (
+            [("trajectory", normalize) for normalize in (True, False)]
+            + [("anchors", n) for n in self.anchor_counts]
+            + [("length", m) for m in self.prompt_lengths]
+        )
+
+    def point_settings(self, kind: str, value):
+        """The settings one point runs with (the same here for the check and for the run)."""
+        base_length = 5 if 5 in self.prompt_lengths else self.prompt_lengths[0]
+        if kind == "trajectory":
+            return self.settings(
+                base_length,
+                normalization=(Normalization.GLOBAL if value else Normalization.NONE).value,
+                selection=Selection.DEV.value,
+                dev_every=self.dev_every,
+                patience=None,
+            )
+        return self.settings(
+            value if kind == "length" else base_length,
+            selection=Selection.LOSS.value,
+            **({"n_anchors": value} if kind == "anchors" else {}),
+        )
 
     def settings(self, n_vectors: int, **transfer):
         tune = {"seed": self.seed, "max_train": self.max_train_facts, **self.tune, "n_vectors": n_vectors}
@@ -68,9 +91,9 @@ def run_ablations(
 ) -> dict[str, list[dict]]:
     """{"trajectory": rows, "anchors": rows, "length": rows}; each point is cached under `work`."""
     work = Path(work)
-    jobs = [("trajectory", rid, normalize) for rid in config.relations for normalize in (True, False)]
-    jobs += [("anchors", rid, n) for rid in config.relations for n in config.anchor_counts]
-    jobs += [("length", rid, m) for rid in config.relations for m in config.prompt_lengths]
+    points = config.points()
+    jobs = [(kind, rid, value) for kind in ("trajectory", "anchors", "length") for rid in config.relations
+            for k, value in points if k == kind]  # fmt: skip
     tables: dict[str, list[dict]] = {"trajectory": [], "anchors": [], "length": []}
     for done, (kind, rid, value) in enumerate(jobs):
         if should_stop and should_stop():
@@ -90,25 +113,13 @@ def run_ablations(
 def _compute(
     kind: str, rid: str, value, source: PromptedLM, target: PromptedLM, config: AblationConfig, work: Path
 ) -> list[dict]:
-    base_length = 5 if 5 in config.prompt_lengths else config.prompt_lengths[0]
     data = TaskData.load(rid, config.data_dir)
     store = PromptStore(work / "prompts")
     common = {"relation": rid, "source": source.name, "target": target.name}
+    settings = config.point_settings(kind, value)
     if kind == "trajectory":
-        settings = config.settings(
-            base_length,
-            normalization=(Normalization.GLOBAL if value else Normalization.NONE).value,
-            selection=Selection.DEV.value,
-            dev_every=config.dev_every,
-            patience=None,
-        )
         result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
         return [{**common, "normalize": value, **row} for row in result.prompt.trajectory if "dev_p_at_1" in row]
-    settings = config.settings(
-        value if kind == "length" else base_length,
-        selection=Selection.LOSS.value,
-        **({"n_anchors": value} if kind == "anchors" else {}),
-    )
     result = run("transfer", data=data, target=target, sources=[source], settings=settings, store=store)
     prompt = result.source_prompts[0]
     source_score = evaluate(source, prompt.as_prompt(), data.splits["test"], data.candidates(source))

@@ -63,11 +63,28 @@ DBPEDIA_WORDS = {  # BBT's verbalizer, lower-case forms as fallbacks
 _CLASS_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
 
 
+TASK_FILES = {  # each task's folder and the files it needs, all of them
+    SST2.id: (SST2.folder, ("train.tsv", "dev.tsv")),
+    DBPEDIA.id: (DBPEDIA.folder, ("classes.txt", "train.csv", "test.csv")),
+}
+
+
+def incomplete_tasks(root: Path) -> list[str]:
+    """A line for each classification folder that is there but lacks a file, so it is no task (`data info`)."""
+    base = root / "classification"
+    lines = []
+    for task_id, (folder, names) in TASK_FILES.items():
+        missing = [n for n in names if not (base / folder / n).is_file()]
+        if (base / folder).is_dir() and missing:
+            lines.append(f"{task_id}: {base / folder} lacks {', '.join(missing)}, so it is not a task")
+    return lines
+
+
 def classification_tasks(root: Path) -> dict[str, Task]:
     """The classification tasks whose files are present under `root/classification`."""
     base = root / "classification"
     tasks = {}
-    if (base / SST2.folder / "train.tsv").is_file() and (base / SST2.folder / "dev.tsv").is_file():
+    if all((base / SST2.folder / name).is_file() for name in TASK_FILES[SST2.id][1]):
         tasks[SST2.id] = Task(
             SST2.id,
             SST2.label,
@@ -81,7 +98,7 @@ def classification_tasks(root: Path) -> dict[str, Task]:
         )
     classes_file = base / DBPEDIA.folder / "classes.txt"
     # all three files, as SST-2 needs both of its own: without test.csv `data info` ended in a traceback
-    if all((base / DBPEDIA.folder / name).is_file() for name in ("classes.txt", "train.csv", "test.csv")):
+    if all((base / DBPEDIA.folder / name).is_file() for name in TASK_FILES[DBPEDIA.id][1]):
         classes = _dbpedia_classes(classes_file)
         unknown = [c for c in classes if c not in DBPEDIA_WORDS]
         if unknown:

@@ -273,7 +273,8 @@ def project_to_vocabulary(
         sims = keep
     n = config.projection_top_n if config.projection == Projection.MIX else 1
     # at most every token that may be used: topk past the vocabulary raised, past `allowed` it mixed in excluded ones
-    n = max(1, min(n, len(allowed) if allowed is not None else sims.shape[-1] - len(special)))
+    eligible = int((sims > -2.0).sum(dim=-1).min())  # neither special nor outside `allowed`
+    n = max(1, min(n, eligible))
     values, ids = sims.topk(n, dim=-1)
     weights = torch.softmax(values / 0.05, dim=-1) if n > 1 else torch.ones_like(values)  # sharp: near tokens dominate
     projected = (weights.unsqueeze(-1) * emb[ids]).sum(dim=1).cpu()

@@ -1299,7 +1299,10 @@ def test_an_upload_is_checked_against_its_own_model_and_the_data_sets_tasks():
     assert "uses it as" not in texts(at) and "It belongs to tiny-demo-bert and P36" in texts(at), texts(at)
     # two prompts at once: the second is named as unread; a bad zip's error names the upload, not a server path
     at = upload_into(["tiny-demo-bert"], bert, ("q.safetensors", bert.to_bytes()[0], "application/octet-stream"))
-    assert "q.safetensors left unread" in texts(at)
+    assert "Only p.safetensors is read" in texts(at) and "q.safetensors left unread" in texts(at)
+    # its own .json only: another prompt's is named as unread, not paired with it
+    at = upload_into(["tiny-demo-bert"], bert, ("other.json", bert.to_bytes()[1], "application/json"))
+    assert "other.json left unread" in texts(at) and "uses it as the tiny-demo-bert source prompt" in texts(at)
     at = goto(new_app().run(), "transfer")
     open_upload(at)
     at.get("file_uploader")[0].set_value([("p.zip", b"", "application/zip")])
@@ -1661,6 +1664,10 @@ def test_results_upload_of_a_bad_table_is_explained():
     at.get("file_uploader")[0].set_value(("grid.csv", rows, "text/csv"))
     at.run()
     assert not at.exception and "2 of 2 rows have no P@1 that is a number" in texts(at), texts(at)
+    rows = b"relation,method,target,p_at_1,error\nP36,manual,m,,no facts\nP17,manual,m,,\nP19,manual,m,50,\n"
+    at.get("file_uploader")[0].set_value(("grid.csv", rows, "text/csv"))
+    at.run()  # one cell that could not run (its error), one row the file gives no score
+    assert "1 cells could not run" in texts(at) and "1 of 3 rows have no P@1" in texts(at), texts(at)
 
 
 def test_saved_figures_prefer_the_interactive_plotly_json(tmp_path):

@@ -207,6 +207,9 @@ def test_data_files_that_were_misread(tmp_path, mini_data_dir):
     (db / "classes.txt").write_text("1: Company\n", encoding="utf-8")
     (db / "train.csv").write_text('1,"Acme","a firm"\n', encoding="utf-8")
     assert "dbpedia" not in classification_tasks(data)
+    from ptfer_core.classification import incomplete_tasks
+
+    assert incomplete_tasks(data) == [f"dbpedia: {db} lacks test.csv, so it is not a task"]
 
 
 def test_peft_metadata_of_the_wrong_shape_is_refused(tmp_path):

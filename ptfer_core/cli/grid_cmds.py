@@ -50,7 +50,7 @@ def cmd_grid(args) -> int:
     if args.data_dir:
         config = replace(config, data_dir=args.data_dir)
     if args.model_dir:
-        config = replace(config, model_dir=args.model_dir)
+        config = replace(config, model_dir=str(Path(args.model_dir).expanduser().resolve()))  # as workers see it
     if args.ray_address and args.executor != "ray":
         raise InputError("--ray-address applies to --executor ray only")
     whole = config

@@ -62,6 +62,7 @@ def add_data_command(subparsers) -> None:
 
 
 def cmd_data_info(args) -> int:
+    from ..classification import incomplete_tasks
     from ..data import COMMON_VOCABS, DEFAULT_SPLIT_SEED, load_common_vocab, load_split, load_tasks
     from ..errors import PTferError
     from ..paths import data_dir
@@ -106,4 +107,6 @@ def cmd_data_info(args) -> int:
         f"uuid (seed {seed}); classification: dev taken per class from the training file, test = the published "
         f"evaluation file\ncommon vocabularies: {', '.join(vocab_sizes)}"
     )
+    for line in incomplete_tasks(data_dir(args.data_dir)):
+        print(f"note: {line}")
     return 0

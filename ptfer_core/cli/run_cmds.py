@@ -246,6 +246,7 @@ def cmd_transfer(args) -> int:
                 "settings": settings.describe(),
                 "split_seed": args.split_seed,
                 "data": data.fingerprint,
+                "target": target.identity,
                 "sources": [(lm.identity, p.digest) for lm, p in zip(sources, out.source_prompts)],
                 "weights": weights,
             }

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from ptfer_app import charts, results, services, ui
+from ptfer_core.grid_tables import split_by_source
 from ptfer_core.jobs import Job
 
 GRID_JOB = "grid_job"
@@ -192,6 +193,18 @@ def paper_tables(view, how: str) -> list:
         pivot = sub.pivot(index="method", columns="target", values="p_at_1")
         pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
         n = coverage[(recipe, kind)]
+        # cells over different relation sets, side by side: said, as summary.md says it
+        spans = rows[rows["p_at_1"].notna()].groupby(["method", "target"])["relation"].nunique()
+        uneven = (
+            ""
+            if spans.nunique() <= 1
+            else (
+                " · cells cover different numbers of "
+                + ("tasks" if kind else "relations")
+                + ": "
+                + ", ".join(f"{m} → {t} {k}" for (m, t), k in spans.items() if k != n)
+            )
+        )
         if kind:
             what = (
                 f"accuracy (%) over {n} classification task{'s' * (n != 1)}: methods × targets, as the paper's Table 6"
@@ -199,7 +212,7 @@ def paper_tables(view, how: str) -> list:
         else:
             what = f"P@1 (%) over {n} relation{'s' * (n != 1)}: methods × targets, as the paper's Tables 2-3"
         average = "pooled" if how == "pooled" else "task mean of" if kind else "relation mean of"
-        tables.append((f"**Recipe {recipe}** · {average} {what}", pivot))
+        tables.append((f"**Recipe {recipe}** · {average} {what}{uneven}", pivot))
     return tables
 
 
@@ -364,6 +377,7 @@ def body() -> None:
     if view.empty:
         st.info("No rows match these filters.")
         return
+    view = split_by_source(view)  # one method from two sources to one target: two rows of every chart and table
     if how == "pooled" and not results.can_pool(view):
         st.caption(":material/info: This table has no answer counts, so it shows the relation mean, not pooled.")
         how = "relation mean"

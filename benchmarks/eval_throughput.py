@@ -16,7 +16,7 @@ facts. On the sample, the naive predictions are also checked against the optimiz
 
 Also measured: the matmul peak of this machine (2048x2048 @ 2048x2048, float32 and bfloat16, several times
 during the run), the achieved GFLOP/s of the transformer body (2 x non-embedding parameters x tokens / time)
-and whether bfloat16 keeps micro P@1 within 0.5 point of float32.
+and whether bfloat16 keeps pooled P@1 (all correct over all facts) within 0.5 point of float32.
 
 Quick run:  .venv/bin/python benchmarks/eval_throughput.py --relations P19,P36 --max-facts 64 --naive-sample 20
 Full run (the one in docs/benchmarks.md; one torch thread is faster on a machine shared with other work):
@@ -512,12 +512,12 @@ def markdown(res: dict) -> str:
         "",
         "## Precision@1 of the manual templates",
         "",
-        f"Micro P@1 over the scored facts of the `{split}` split (object is a single-token candidate of the model; "
+        f"Pooled P@1 (all correct over all scored facts) of the `{split}` split (object is a single-token candidate of the model; "
         "the split is the deterministic 60/20/20 one, seed 0, by uuid); macro = mean over relations.",
         "",
-        f"| model | facts scored | fp32 micro P@1 ({split}) | "
-        + ("fp32 micro P@1 (test part) | " if test_col else "")
-        + "fp32 macro P@1 | bf16 micro P@1 | bf16 - fp32 | within 0.5 point | prediction agreement |",
+        f"| model | facts scored | fp32 pooled P@1 ({split}) | "
+        + ("fp32 pooled P@1 (test part) | " if test_col else "")
+        + "fp32 macro P@1 | bf16 pooled P@1 | bf16 - fp32 | within 0.5 point | prediction agreement |",
         "| --- | ---: | ---: | " + ("---: | " if test_col else "") + "---: | ---: | ---: | :---: | ---: |",
     ]
     for name, m in res["models"].items():

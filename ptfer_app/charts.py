@@ -560,7 +560,8 @@ def fingerprint(
 
 
 def _method_key(method: str) -> tuple:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+    base = str(method).split(" ← ")[0]  # a method told apart by its source sorts with its own (split_by_source)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), str(method))
 
 
 def task_key(task) -> tuple:

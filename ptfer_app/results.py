@@ -186,6 +186,9 @@ def averaged(df: pd.DataFrame, by: list[str], how: str = "relation mean") -> pd.
     return per_relation.groupby(by, as_index=False)["p_at_1"].mean()
 
 
+TARGET_ONLY = ("manual", "random", "direct-tuning")  # methods whose score involves no source model
+
+
 def presets_table(presets: list[dict]) -> pd.DataFrame:
     rows = []
     for meta in presets:
@@ -199,7 +202,8 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
                     "relation_type": (meta.get("task") or {}).get("type"),
                     "recipe": (meta.get("settings") or {}).get("recipe") or "—",
                     "method": method,
-                    "source": " + ".join(sources),
+                    # a target's own baselines have no source, as in the grid
+                    "source": "" if method in TARGET_ONLY else " + ".join(sources),
                     "target": target,
                     "p_at_1": score.get("p_at_1"),
                     "n_facts": score.get("n_facts"),
@@ -209,7 +213,10 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
             )
     # the grid table's leading columns (a preset's scores are cells of the same kind), then the preset's id
     columns = [*COLUMNS[: COLUMNS.index("n_correct") + 1], "preset"]
-    return tidy(pd.DataFrame(rows, columns=columns))
+    # One row a cell: two presets with one target and relation share its manual and random scores, which the pooled
+    # mean counted twice (manual → Gemma 40.0 instead of 48.0).
+    frame = pd.DataFrame(rows, columns=columns).drop_duplicates(["relation", "recipe", "method", "source", "target"])
+    return tidy(frame)
 
 
 def is_classification(df: pd.DataFrame) -> pd.Series:

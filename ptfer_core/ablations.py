@@ -142,7 +142,7 @@ def _compute(
 
 
 def _micro(rows: list[dict], key: str) -> tuple[list, list[float], list[float], list[float]]:
-    """Per value of `key`: micro-averaged target P@1, mean source P@1, mean matching loss."""
+    """Per value of `key`: pooled target P@1 (all correct over all facts), mean source P@1, mean matching loss."""
     values = list(dict.fromkeys(r[key] for r in rows))
     target, source, loss = [], [], []
     for v in values:
@@ -251,7 +251,7 @@ def ablation_figures(tables: dict[str, list[dict]]) -> dict[str, plotly.graph_ob
         )
         if not any(target):
             _say(fig, "Transferred P@1 is 0 at every setting: its line lies on the axis.")
-        figures[name] = _finish(fig, f"Effect of {axis} ({pair}, {n_rel} relations, micro-averaged test P@1)")
+        figures[name] = _finish(fig, f"Effect of {axis} ({pair}, {n_rel} relations, pooled test P@1)")
     return figures
 
 

@@ -75,6 +75,29 @@ def scored(table):
     return table[table["p_at_1"].notna() & (table["n_facts"].fillna(0) > 0)] if len(table) else table
 
 
+def split_by_source(table):
+    """Rows of a method that reaches one target from several sources, told apart by their source ("transfer ←
+    tiny:bert"): averaged under one name they gave a number no run produced (33.3 and 6.7 shown as 20.0)."""
+    if not len(table) or "source" not in table.columns:
+        return table
+    source = table["source"].fillna("").astype(str).replace("—", "")
+    recipe = table["recipe"] if "recipe" in table.columns else ""
+    several = table.assign(_source=source, _recipe=recipe).groupby(["_recipe", "method", "target"])[
+        "_source"
+    ].transform("nunique").gt(1) & source.ne("")
+    if not several.any():
+        return table
+    out = table.copy()
+    out.loc[several, "method"] = out.loc[several, "method"].astype(str) + " ← " + source[several]
+    return out
+
+
+def method_order(method: str) -> tuple:
+    """GRID_METHODS' order, a method told apart by its source after its own (`split_by_source`)."""
+    base = str(method).split(" ← ")[0]
+    return (GRID_METHODS.index(base) if base in GRID_METHODS else len(GRID_METHODS), str(method))
+
+
 def averages(table, by: list[str]):
     """Per group: relation mean, pooled P@1, relations and facts counted."""
     ok = scored(table)
@@ -94,7 +117,7 @@ def averages(table, by: list[str]):
 def paper_layout(cells, value: str = "relation_mean"):
     """Methods × targets (the paper's Tables 2-3) from one recipe's `averages(…, ["method", "target"])`."""
     pivot = cells.pivot(index="method", columns="target", values=value)
-    return pivot.loc[[m for m in GRID_METHODS if m in pivot.index]]
+    return pivot.loc[sorted(pivot.index, key=method_order)]
 
 
 def _markdown(pivot, fmt: str = "{:.1f}") -> list[str]:
@@ -116,7 +139,7 @@ def summary_markdown(table, split: str = "test") -> str:
         "",
     ]
     for recipe in sorted(table["recipe"].dropna().unique()):
-        sub = table[table["recipe"] == recipe]
+        sub = split_by_source(table[table["recipe"] == recipe])
         cells = averages(sub, ["method", "target"])  # both layouts and the relation counts come from these
         if not len(cells):
             continue
@@ -134,7 +157,7 @@ def summary_markdown(table, split: str = "test") -> str:
         by_type = averages(sub, ["relation_type", "method"])
         if len(by_type) and by_type["relation_type"].nunique() > 1:
             pivot_t = by_type.pivot(index="method", columns="relation_type", values="relation_mean")
-            pivot_t = pivot_t.loc[[m for m in GRID_METHODS if m in pivot_t.index]]
+            pivot_t = pivot_t.loc[sorted(pivot_t.index, key=method_order)]
             sizes = sub.groupby("relation_type")["relation"].nunique()
             pivot_t.columns = [f"{t} ({sizes[t]} relation{'' if sizes[t] == 1 else 's'})" for t in pivot_t.columns]
             lines += [f"### Recipe `{recipe}`: by relation type (relation mean, all targets)", ""]

@@ -1647,6 +1647,14 @@ def test_averages_count_each_relation_once_and_presets_keep_their_recipe():
     self_rows = table[(table["preset"] == "real-self-gemma-capital")]
     assert set(self_rows["method"]) == {"self-transfer", "manual", "discretization", "random"}
     assert set(table.loc[table["preset"] == "real-smollm2-gemma-sst2-paper", "recipe"]) == {"paper"}
+    # two presets of one target and relation share its manual score: one row, counted once when pooled (a pooled
+    # manual → Gemma read 40.0 for 48.0)
+    key = ["relation", "recipe", "method", "source", "target"]
+    assert not table.duplicated(key).any()
+    manual = table[(table.method == "manual") & (table.target == "gemma3-270m") & ~results.is_classification(table)]
+    assert manual["source"].eq("—").all() and manual["relation"].is_unique
+    pooled = results.averaged(manual, ["target"], "pooled")["p_at_1"].item()
+    assert pooled == pytest.approx(100 * manual["n_correct"].sum() / manual["n_facts"].sum())
 
 
 def test_results_upload_of_a_bad_table_is_explained():

@@ -74,7 +74,9 @@ def test_grid_runs_resumes_and_summarises(mini_data_dir, tmp_path):
     same = table[(table.method == "direct-transfer") & (table.source == MODELS[0]) & (table.target == MODELS[2])]
     assert same["p_at_1"].notna().all()
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert "relation mean" in summary and "pooled" in summary and "| transfer |" in summary
+    assert "relation mean" in summary and "pooled" in summary
+    # three models: each target is reached from two sources, and their transfers are not averaged into one row
+    assert "| transfer ← tiny:" in summary and "| transfer |" not in summary
     assert "Which of the paper's claims hold here" in summary
     selfed = table[table.method == "self-transfer"]
     assert selfed["self_cosine_min"].notna().all()
@@ -350,3 +352,26 @@ def test_the_relation_type_table_says_how_many_relations_each_type_averages():
     ]  # fmt: skip
     text = summary_markdown(tidy(rows))
     assert "| method | 1-1 (1 relation) | N-1 (2 relations) |" in text and "| manual | 50.0 | 20.0 |" in text
+
+
+def test_a_method_from_several_sources_to_one_target_is_never_averaged_into_one_number():
+    """tiny-grid.csv showed transfer → tiny:llama 20.0: the mean of bert → llama 33.3 and gpt2 → llama 6.7."""
+    import pandas as pd
+
+    from ptfer_core.grid_tables import averages, paper_layout, split_by_source
+
+    table = pd.DataFrame(
+        {"relation": ["P1", "P1", "P1", "P1"], "recipe": ["studio"] * 4,
+         "method": ["transfer", "transfer", "manual", "transfer"], "source": ["bert", "gpt2", "", "bert"],
+         "target": ["llama", "llama", "llama", "gpt2"], "p_at_1": [33.3, 6.7, 10.0, 50.0],
+         "n_correct": [1, 0, 1, 5], "n_facts": [3, 3, 10, 10]}
+    )  # fmt: skip
+    split = split_by_source(table)
+    assert list(split["method"]) == ["transfer ← bert", "transfer ← gpt2", "manual", "transfer"]
+    layout = paper_layout(averages(split, ["method", "target"]))
+    assert list(layout.index) == ["manual", "transfer", "transfer ← bert", "transfer ← gpt2"]
+    assert layout.loc["transfer ← bert", "llama"] == 33.3 and layout.loc["transfer", "gpt2"] == 50.0
+    assert split_by_source(table.iloc[2:]) is not None and list(split_by_source(table.iloc[2:])["method"]) == [
+        "manual",
+        "transfer",
+    ]

@@ -127,6 +127,19 @@ def _markdown(pivot, fmt: str = "{:.1f}") -> list[str]:
     return lines
 
 
+def precision_note(rows) -> str | None:
+    """A line when the rows were scored in more than one precision (`eval_precision: auto` on machines with and
+    without AVX-512): bfloat16 moves the manual template by up to 3 points on a relation."""
+    if "precision" not in rows.columns or rows["precision"].dropna().nunique() < 2:
+        return None
+    parts = []
+    for precision, group in rows.dropna(subset=["precision"]).groupby("precision"):
+        tasks = sorted(group["relation"].unique(), key=lambda t: (len(str(t)), str(t)))
+        shown = ", ".join(map(str, tasks)) if len(tasks) <= 4 else f"{len(tasks)} tasks"
+        parts.append(f"{precision} ({shown})")
+    return "Scored in more than one precision: " + "; ".join(parts) + ". Compare within one precision."
+
+
 def summary_markdown(table, split: str = "test") -> str:
     if not len(table):
         return "# Results\n\nNo finished cells yet.\n"
@@ -146,6 +159,9 @@ def summary_markdown(table, split: str = "test") -> str:
         n_recipe = sub["relation"].nunique()
         over = f" ({n_recipe} of {n_rel} tasks)" if n_recipe < n_rel else ""  # a partial recipe says so
         lines += [f"## Recipe `{recipe}`: relation mean{over}", ""] + _markdown(paper_layout(cells)) + [""]
+        mixed = precision_note(sub)
+        if mixed:
+            lines += [mixed, ""]
         if cells["n_relations"].nunique() > 1:  # a part still running: cells average different relation sets
             uneven = cells.sort_values(["method", "target"])
             lines += [

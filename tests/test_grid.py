@@ -375,3 +375,18 @@ def test_a_method_from_several_sources_to_one_target_is_never_averaged_into_one_
         "manual",
         "transfer",
     ]
+
+
+def test_a_summary_says_when_its_rows_were_scored_in_two_precisions():
+    import pandas as pd
+
+    from ptfer_core.grid_tables import precision_note, summary_markdown
+
+    rows = pd.DataFrame(
+        {"relation": ["P17", "P36", "P19"], "recipe": ["paper"] * 3, "method": ["manual"] * 3, "source": [""] * 3,
+         "target": ["m"] * 3, "p_at_1": [10.0, 20.0, 30.0], "n_correct": [1, 2, 3], "n_facts": [10] * 3,
+         "relation_type": ["1-1"] * 3, "error": [None] * 3, "precision": ["float32", "float32", "bfloat16"]}
+    )  # fmt: skip
+    note = "Scored in more than one precision: bfloat16 (P19); float32 (P17, P36). Compare within one precision."
+    assert precision_note(rows) == note and note in summary_markdown(rows)
+    assert precision_note(rows.assign(precision="float32")) is None

@@ -198,12 +198,8 @@ def paper_tables(view, how: str) -> list:
         uneven = (
             ""
             if spans.nunique() <= 1
-            else (
-                " · cells cover different numbers of "
-                + ("tasks" if kind else "relations")
-                + ": "
-                + ", ".join(f"{m} → {t} {k}" for (m, t), k in spans.items() if k != n)
-            )
+            else f" · its cells cover {spans.min()} to {spans.max()} of these {'tasks' if kind else 'relations'} "
+            "(the Table tab has each cell's rows)"
         )
         if kind:
             what = (

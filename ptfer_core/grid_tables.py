@@ -82,9 +82,10 @@ def split_by_source(table):
         return table
     source = table["source"].fillna("").astype(str).replace("—", "")
     recipe = table["recipe"] if "recipe" in table.columns else ""
-    several = table.assign(_source=source, _recipe=recipe).groupby(["_recipe", "method", "target"])[
-        "_source"
-    ].transform("nunique").gt(1) & source.ne("")
+    # relations and classification tasks are never averaged together, so sources are told apart within each kind
+    kind = table["relation_type"].astype(str).eq("classification") if "relation_type" in table.columns else False
+    groups = table.assign(_source=source, _recipe=recipe, _kind=kind).groupby(["_recipe", "_kind", "method", "target"])
+    several = groups["_source"].transform("nunique").gt(1) & source.ne("")
     if not several.any():
         return table
     out = table.copy()

@@ -371,10 +371,11 @@ def test_a_method_from_several_sources_to_one_target_is_never_averaged_into_one_
     layout = paper_layout(averages(split, ["method", "target"]))
     assert list(layout.index) == ["manual", "transfer", "transfer ← bert", "transfer ← gpt2"]
     assert layout.loc["transfer ← bert", "llama"] == 33.3 and layout.loc["transfer", "gpt2"] == 50.0
-    assert split_by_source(table.iloc[2:]) is not None and list(split_by_source(table.iloc[2:])["method"]) == [
-        "manual",
-        "transfer",
-    ]
+    assert list(split_by_source(table.iloc[2:])["method"]) == ["manual", "transfer"]
+    # a classification task's transfer from another source is another table: the relation's row keeps its name
+    mixed = table.iloc[2:].assign(relation_type=["N-1", "N-1"])
+    task = mixed.iloc[[1]].assign(relation="sst2", relation_type="classification", source="llama")
+    assert list(split_by_source(pd.concat([mixed, task]))["method"]) == ["manual", "transfer", "transfer"]
 
 
 def test_a_summary_says_when_its_rows_were_scored_in_two_precisions():

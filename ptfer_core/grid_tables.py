@@ -145,13 +145,21 @@ def summary_markdown(table, split: str = "test") -> str:
     if not len(table):
         return "# Results\n\nNo finished cells yet.\n"
     n_rel = table["relation"].nunique()
-    lines = [
-        f"# Results: P@1 on the {split} split over {n_rel} task(s)",
-        "",
-        "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
-        "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged.",
-        "",
-    ]
+    # a grid of classification tasks scores accuracy over its tasks, and says so
+    tasks_only = "relation_type" in table.columns and table["relation_type"].astype(str).eq("classification").all()
+    if tasks_only:
+        heading = f"# Results: accuracy on the {split} split over {n_rel} classification task(s)"
+        terms = (
+            "**task mean** = mean of per-task accuracy (named *relation mean* in the tables); **pooled** = all "
+            "correct answers over all examples. Not-applicable cells are listed at the end, not averaged."
+        )
+    else:
+        heading = f"# Results: P@1 on the {split} split over {n_rel} task(s)"
+        terms = (
+            "**relation mean** = mean of per-relation P@1 (the paper's and OptiPrompt's \"micro\" average); "
+            "**pooled** = all correct answers over all facts. Not-applicable cells are listed at the end, not averaged."
+        )
+    lines = [heading, "", terms, ""]
     for recipe in sorted(table["recipe"].dropna().unique()):
         sub = split_by_source(table[table["recipe"] == recipe])
         cells = averages(sub, ["method", "target"])  # both layouts and the relation counts come from these

@@ -391,3 +391,18 @@ def test_a_summary_says_when_its_rows_were_scored_in_two_precisions():
     note = "Scored in more than one precision: bfloat16 (P19); float32 (P17, P36). Compare within one precision."
     assert precision_note(rows) == note and note in summary_markdown(rows)
     assert precision_note(rows.assign(precision="float32")) is None
+
+
+def test_a_grid_of_classification_tasks_is_summarised_as_accuracy():
+    import pandas as pd
+
+    from ptfer_core.grid_tables import summary_markdown
+
+    rows = pd.DataFrame(
+        {"relation": ["sst2"], "recipe": ["paper"], "method": ["manual"], "source": [""], "target": ["m"],
+         "p_at_1": [55.7], "n_correct": [486], "n_facts": [872], "relation_type": ["classification"], "error": [None]}
+    )  # fmt: skip
+    text = summary_markdown(rows)
+    assert text.startswith("# Results: accuracy on the test split over 1 classification task(s)")
+    assert "P@1" not in text.split("\n")[0] and "**task mean**" in text
+    assert summary_markdown(rows.assign(relation="P36", relation_type="N-1")).startswith("# Results: P@1")

@@ -23,7 +23,7 @@ from .errors import DimensionMismatchError, InputError
 from .evaluation import EvalResult, Prompt, evaluate, scorable_facts
 from .files import atomic_write_json
 from .models import PromptedLM
-from .runs import PromptStore, TaskData, anchor_shortfall, check_source_prompt, make_prompt
+from .runs import PromptStore, TaskData, anchor_shortfall, check_source_prompt, make_prompt, tuned_prompt
 from .settings import RecipeSettings
 
 BASELINES = ("manual", "discretization", "random")
@@ -196,23 +196,8 @@ def compare(
                 row = {k: metrics[k] for k in ("loss", "dev_p_at_1") if metrics.get(k) is not None}
                 job.report(step, row or None, metrics.get("total_steps"))
 
-            if store is not None:
-                prompt = store.get_or_tune(
-                    lm, data, settings.tune, recipe=settings.recipe.value, on_step=on_tune, should_stop=job.should_stop
-                )
-            else:
-                from .tuning import tune_prompt
-
-                prompt = tune_prompt(
-                    lm,
-                    task,
-                    data.splits["train"],
-                    data.splits["dev"],
-                    data.candidates(lm),
-                    settings.tune,
-                    on_step=on_tune,
-                    should_stop=job.should_stop,
-                )
+            # the one tuning path of every run: the store's prompt for these settings, else tuned (and stored)
+            prompt = tuned_prompt(lm, data, settings, store, on_tune, job.should_stop)
             if job.should_stop():
                 return None
             how = "tuned"

@@ -201,13 +201,15 @@ def source_prompts_for(
         raise InputError(f"{len(given)} source prompt(s) for {len(sources)} source model(s)")
     for lm, prompt in zip(sources, given):
         if prompt is None:
-            prompt = _tuned(lm, data, settings, store, on_step, should_stop)
+            prompt = tuned_prompt(lm, data, settings, store, on_step, should_stop)
         notes += check_source_prompt(prompt, lm, data.task)
         prompts.append(prompt)
     return prompts, notes
 
 
-def _tuned(lm, data: TaskData, settings: RecipeSettings, store: PromptStore | None, on_step, should_stop):
+def tuned_prompt(
+    lm, data: TaskData, settings: RecipeSettings, store: PromptStore | None, on_step=None, should_stop=None
+) -> SoftPrompt:
     """The model's tuned prompt: from the store (tuned and stored there when missing), or tuned now without one."""
     if store is None:
         return tune_on(lm, data, settings.tune, on_step, should_stop)
@@ -241,7 +243,7 @@ def make_prompt(
         layout = source_prompts[0].template if source_prompts else resolve_layout(settings.tune, target, task)[1].text
         return random_prompt(target, layout, task.id, seed)
     if method == Method.DIRECT_TUNING:
-        return _tuned(target, data, settings, store, on_step, should_stop)
+        return tuned_prompt(target, data, settings, store, on_step, should_stop)
     first, first_lm = source_prompts[0], sources[0]
     if method == Method.DIRECT_TRANSFER:
         return direct_transfer(first, target)

@@ -6,12 +6,12 @@ from pathlib import Path
 import streamlit as st
 
 from ptfer_app import charts, results, services, ui
-from ptfer_core.grid_tables import split_by_source
+from ptfer_core.grid_tables import method_order, split_by_source
 from ptfer_core.jobs import Job
 
 GRID_JOB = "grid_job"
 LABELS = {"presets": "Presets in this app", "upload": "Upload a results file", "run": "Run a grid now"}
-SORT_KEYS = {"method": charts._method_key, "relation": charts.task_key}  # the filters' lists in reading order
+SORT_KEYS = {"method": method_order, "relation": charts.task_key}  # the filters' lists in reading order
 FILTERS = (  # session key, column, label
     ("res_rec", "recipe", "Recipes"),
     ("res_rel", "relation", "Relations"),
@@ -191,7 +191,7 @@ def paper_tables(view, how: str) -> list:
         if not len(sub):
             continue
         pivot = sub.pivot(index="method", columns="target", values="p_at_1")
-        pivot = pivot.loc[sorted(pivot.index, key=charts._method_key)]
+        pivot = pivot.loc[sorted(pivot.index, key=method_order)]
         n = coverage[(recipe, kind)]
         # cells over different relation sets, side by side: said, as summary.md says it
         spans = rows[rows["p_at_1"].notna()].groupby(["method", "target"])["relation"].nunique()

@@ -12,7 +12,7 @@ from html import escape
 
 import numpy as np
 
-from ptfer_core.grid_tables import GRID_METHODS as METHOD_ORDER
+from ptfer_core.grid_tables import method_order
 
 from .palette import METHOD_COLORS, PROMPT_EDGE, SOURCE, TARGET
 
@@ -559,11 +559,6 @@ def fingerprint(
     return _frame(spec, FINGERPRINT_ROW_H * len(words) + 60, right=90)
 
 
-def _method_key(method: str) -> tuple:
-    base = str(method).split(" ← ")[0]  # a method told apart by its source sorts with its own (split_by_source)
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), str(method))
-
-
 def task_key(task) -> tuple:
     """Relations by their number (P17, P19, P101; as text P101 came before P17), then other tasks by name."""
     text = str(task)
@@ -575,7 +570,7 @@ def grid_bars(agg, score: str = "P@1") -> Chart:
     method, p_at_1."""
     targets = list(dict.fromkeys(agg["target"]))
     series = []
-    for method in sorted(agg["method"].unique(), key=_method_key):
+    for method in sorted(agg["method"].unique(), key=method_order):
         part = dict(zip(agg.loc[agg["method"] == method, "target"], agg.loc[agg["method"] == method, "p_at_1"]))
         series.append(
             {
@@ -608,7 +603,7 @@ def grid_heatmap(df, value: str = "p_at_1", score: str = "P@1", labels: dict | N
     """Relation × method heat map of the mean score (P@1, or accuracy as `score` names it); `labels`: a relation's
     name by its id, shown beside the id."""
     table = df.pivot_table(index="relation", columns="method", values=value, aggfunc="mean")
-    table = table.loc[sorted(table.index, key=task_key), sorted(table.columns, key=_method_key)]
+    table = table.loc[sorted(table.index, key=task_key), sorted(table.columns, key=method_order)]
     labels = labels or {}
     named = {r: f"{r} · {labels[r]}" if r in labels else str(r) for r in table.index}
     rows = [n if len(n) <= HEAT_LABEL else n[: HEAT_LABEL - 1] + "…" for n in named.values()]
@@ -641,7 +636,7 @@ def loss_vs_score(rows, score: str = "P@1") -> Chart:
     matching_loss, p_at_1, method, relation, pair."""
     series = []
     shapes = pair_shapes(rows["pair"])
-    for method in sorted(rows["method"].unique(), key=_method_key):
+    for method in sorted(rows["method"].unique(), key=method_order):
         part = rows[rows["method"] == method]
         series.append(
             {

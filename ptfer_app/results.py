@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptfer_core.grid_tables import COLUMNS
+from ptfer_core.grid_tables import COLUMNS, TARGET_METHODS
 from ptfer_core.paths import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "assets" / "results"
@@ -186,9 +186,6 @@ def averaged(df: pd.DataFrame, by: list[str], how: str = "relation mean") -> pd.
     return per_relation.groupby(by, as_index=False)["p_at_1"].mean()
 
 
-TARGET_ONLY = ("manual", "random", "direct-tuning")  # methods whose score involves no source model
-
-
 def presets_table(presets: list[dict]) -> pd.DataFrame:
     rows = []
     for meta in presets:
@@ -203,7 +200,7 @@ def presets_table(presets: list[dict]) -> pd.DataFrame:
                     "recipe": (meta.get("settings") or {}).get("recipe") or "—",
                     "method": method,
                     # a target's own baselines have no source, as in the grid
-                    "source": "" if method in TARGET_ONLY else " + ".join(sources),
+                    "source": "" if method in TARGET_METHODS else " + ".join(sources),
                     "target": target,
                     "p_at_1": score.get("p_at_1"),
                     "n_facts": score.get("n_facts"),

@@ -13,18 +13,10 @@ from enum import Enum
 import streamlit as st
 
 from ptfer_core.config import Recipe
-from ptfer_core.settings import (
-    RECIPE_HELP,
-    ProjectorConfig,
-    TransferConfig,
-    TuneConfig,
-    overrides_for,
-    recipe_settings,
-)
+from ptfer_core.settings import RECIPE_HELP, SETTING_GROUPS, overrides_for, recipe_settings
 
-from .url_state import note
+from .url_state import note, setting_key
 
-CLASSES = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
 SOLVER_LABELS = {
     "adam": "Adam (the paper)",
     "lstsq": "closed form",
@@ -45,7 +37,7 @@ def base_settings(recipe: str, models: list[str]):
 
 
 def describe(group: str, name: str) -> dict:
-    return next(r for r in CLASSES[group].describe() if r["name"] == name)
+    return next(r for r in SETTING_GROUPS[group].describe() if r["name"] == name)
 
 
 ALL = "(all)"  # a selectbox's stand-in for the value None ("all anchors", "every training fact")
@@ -106,7 +98,7 @@ def setting(
     closed): draw nothing, keep the value chosen earlier, or the link's, or the recipe's."""
     row = describe(group, name)
     default = _plain(getattr(getattr(base, group), name))
-    key, url_key = f"set.{recipe}.{group}.{name}", name
+    key, url_key = setting_key(recipe, group, name), name
     help_text = row["help"] + (f"\n\n**Not used now:** {why}" if disabled and why else "")
     label = label or row["label"] or name.replace("_", " ").capitalize()
     if row["choices"] and options is None:
@@ -229,7 +221,7 @@ def build(recipe: str, models: list[str], chosen: dict[str, dict]):
     base = base_settings(recipe, models)
     hidden = st.session_state.get("_hidden_overrides") or {}
     kept = hidden.get("overrides", {}) if hidden.get("recipe") == recipe else {}
-    merged = {g: {**base.overrides.get(g, {}), **kept.get(g, {}), **chosen.get(g, {})} for g in CLASSES}
+    merged = {g: {**base.overrides.get(g, {}), **kept.get(g, {}), **chosen.get(g, {})} for g in SETTING_GROUPS}
     settings = recipe_settings(recipe, merged)
     extra = [readable(g, k, v) for g in kept for k, v in kept[g].items() if k not in chosen.get(g, {})]
     if extra:

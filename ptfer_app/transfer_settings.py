@@ -185,8 +185,8 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
         u["epochs"] = settings_ui.setting(d1, "tune", "epochs", recipe, base, hidden=hidden)
         # The template's layout has a vector a word of the manual template: a prompt length set with it stopped the
         # page (the settings refuse the pair). The placement is drawn below, so its value is read ahead here.
-        placement = st.session_state.get(f"set.{recipe}.tune.placement", st.query_params.get("placement"))
-        template_layout = str(getattr(placement, "value", placement) or base.tune.placement.value) == "template"
+        placement = st.session_state.get(ui.setting_key(recipe, "tune", "placement"), st.query_params.get("placement"))
+        template_layout = _value(placement or base.tune.placement) == "template"
         u["n_vectors"] = settings_ui.setting(
             d2,
             "tune",
@@ -263,7 +263,7 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
             )
             for i, (col, name) in enumerate(zip(cols, sel.sources))
         ]
-    if str(getattr(u.get("placement"), "value", u.get("placement"))) == "template":
+    if _value(u.get("placement")) == "template":
         u.pop("n_vectors", None)  # the recipe's, unused: the template sets the length
     u["seed"] = t["seed"] = sel.seed
     return settings_ui.build(recipe, models, {"tune": u, "transfer": t}), method, weights
@@ -272,6 +272,11 @@ def settings_panel(sel: ui.Selection, hidden: bool = False):
 # Wide enough for every value's label (22 characters at most; the help says the rest): one field a line in a nested
 # expander at 800 px (358 px inside), two at 1024, four at 1440. In st.columns four settings shared 390 px at 800 px
 # and cut their values and labels.
+def _value(setting) -> str:
+    """A setting's value as text: an enum's value, or the string a link gave."""
+    return str(getattr(setting, "value", setting))
+
+
 FIELD_WIDTH = 200
 
 

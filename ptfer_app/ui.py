@@ -14,7 +14,7 @@ from ptfer_core.errors import ModelLoadError, PTferError
 
 from . import catalog, services
 from .html_table import html_table, unbroken
-from .url_state import bound, initial, note, url_init, url_keep  # noqa: F401 - pages call ui.bound
+from .url_state import bound, initial, note, setting_key, url_init, url_keep  # noqa: F401 - pages call ui.bound
 
 if TYPE_CHECKING:  # compare pulls in torch, which the first page of a fresh server does not need
     from ptfer_core.compare import Outcome
@@ -99,7 +99,7 @@ def _apply_preset_keys(result: Outcome, only_missing: bool = False) -> None:
     for group in ("tune", "transfer"):
         for name, value in (cfg.get(group) or {}).items():
             if name != "settings_version":
-                values[f"set.{recipe}.{group}.{name}"] = value
+                values[setting_key(recipe, group, name)] = value
     # Settings without a widget (a learning rate, say) still come from the preset, so "Run transfer" repeats it:
     # every recorded value that differs from the recipe as it is now (a default may have changed since).
     values["_hidden_overrides"] = {"recipe": recipe, "overrides": _differences(recipe, cfg)}

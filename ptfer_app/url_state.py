@@ -9,6 +9,11 @@ def initial(key: str, **default) -> dict:
     return {} if key in st.session_state else default
 
 
+def setting_key(recipe: str, group: str, name: str) -> str:
+    """The session key of a settings widget: each recipe keeps its own edits."""
+    return f"set.{recipe}.{group}.{name}"
+
+
 def url_init(key: str, options=None, cast=str, multi: bool = False) -> None:
     """Before a widget is drawn: take its value from the URL when the session has none yet (a shared link)."""
     if key in st.session_state or key not in st.query_params:

@@ -69,14 +69,21 @@ TASK_FILES = {  # each task's folder and the files it needs, all of them
 }
 
 
+def missing_files(root: Path, task_id: str) -> list[str]:
+    """The files of a classification task that are not under `root/classification/<its folder>`."""
+    folder, names = TASK_FILES[task_id]
+    return [n for n in names if not (root / "classification" / folder / n).is_file()]
+
+
 def incomplete_tasks(root: Path) -> list[str]:
     """A line for each classification folder that is there but lacks a file, so it is no task (`data info`)."""
-    base = root / "classification"
     lines = []
-    for task_id, (folder, names) in TASK_FILES.items():
-        missing = [n for n in names if not (base / folder / n).is_file()]
-        if (base / folder).is_dir() and missing:
-            lines.append(f"{task_id}: {base / folder} lacks {', '.join(missing)}, so it is not a task")
+    for task_id, (folder, _) in TASK_FILES.items():
+        missing = missing_files(root, task_id)
+        if (root / "classification" / folder).is_dir() and missing:
+            lines.append(
+                f"{task_id}: {root / 'classification' / folder} lacks {', '.join(missing)}, so it is not a task"
+            )
     return lines
 
 
@@ -84,7 +91,7 @@ def classification_tasks(root: Path) -> dict[str, Task]:
     """The classification tasks whose files are present under `root/classification`."""
     base = root / "classification"
     tasks = {}
-    if all((base / SST2.folder / name).is_file() for name in TASK_FILES[SST2.id][1]):
+    if not missing_files(root, SST2.id):
         tasks[SST2.id] = Task(
             SST2.id,
             SST2.label,
@@ -98,7 +105,7 @@ def classification_tasks(root: Path) -> dict[str, Task]:
         )
     classes_file = base / DBPEDIA.folder / "classes.txt"
     # all three files, as SST-2 needs both of its own: without test.csv `data info` ended in a traceback
-    if all((base / DBPEDIA.folder / name).is_file() for name in TASK_FILES[DBPEDIA.id][1]):
+    if not missing_files(root, DBPEDIA.id):
         classes = _dbpedia_classes(classes_file)
         unknown = [c for c in classes if c not in DBPEDIA_WORDS]
         if unknown:

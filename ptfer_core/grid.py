@@ -23,15 +23,12 @@ from .config import Precision, Recipe, parse_enum
 from .data import file_stamp, get_task, load_relations, load_tasks
 from .errors import InputError, PTferError
 from .files import atomic_write_json
-from .grid_tables import GRID_METHODS
+from .grid_tables import GRID_METHODS, TARGET_METHODS
 from .paths import data_dir as resolve_data_dir
 from .paths import model_dir
 from .runs import PromptStore, TaskData
-from .settings import ProjectorConfig, TransferConfig, TuneConfig, field_names, recipe_settings
+from .settings import SETTING_GROUPS, field_names, recipe_settings
 
-SETTING_GROUPS = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}
-
-TARGET_METHODS = ("manual", "random", "direct-tuning")
 BASELINE_METHODS = ("direct-transfer", "discretization", "projector")
 CELL_FORMAT = 3
 
@@ -81,6 +78,14 @@ class GridConfig:
             raise InputError(f"eval_split must be train, dev or test (got {self.eval_split!r})")
         if not isinstance(self.overrides, dict):
             raise InputError("grid 'overrides' must be a mapping of tune/transfer/projector settings")
+        for group, values in self.overrides.items():
+            if values is not None and not isinstance(values, dict):
+                raise InputError(f"grid overrides '{group}' must be a mapping of settings (got {values!r})")
+            # a typo ("epoch:") would run a day-long grid on the recipe's value: refused here, not warned about
+            known = SETTING_GROUPS.get(group)
+            unknown = sorted(set(values or {}) - set(field_names(known))) if known else []
+            if unknown:
+                raise InputError(f"grid overrides '{group}': unknown setting(s) {', '.join(unknown)}")
         for key in ("seed", "split_seed"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -98,16 +103,8 @@ class GridConfig:
         """The recipe's settings with the grid's overrides, seeded by the grid's `seed` as `ptfer transfer --seed`
         seeds them (tuning, search, projector) unless an override sets a group's seed itself: the seed had reached
         only the random baseline, while every row said it. Seed 0 is every recipe's own, so it changes nothing."""
-        for group, values in self.overrides.items():
-            if values is not None and not isinstance(values, dict):
-                raise InputError(f"grid overrides '{group}' must be a mapping of settings (got {values!r})")
-            # a typo ("epoch:") would run a day-long grid on the recipe's value: refused here, not warned about
-            known = SETTING_GROUPS.get(group)
-            unknown = sorted(set(values or {}) - set(field_names(known))) if known else []
-            if unknown:
-                raise InputError(f"grid overrides '{group}': unknown setting(s) {', '.join(unknown)}")
         overrides = {group: dict(values or {}) for group, values in self.overrides.items()}
-        for group in ("tune", "transfer", "projector"):
+        for group in SETTING_GROUPS:
             overrides.setdefault(group, {}).setdefault("seed", self.seed)
         return recipe_settings(recipe, overrides)
 

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from .artifacts import SoftPrompt
 from .config import resolve_precision
 from .errors import DataError, PTferError
+from .grid_tables import TARGET_METHODS
 from .runs import PromptStore, TaskData, run
 
 CELL_METHODS = {
-    "target": ("manual", "random", "direct-tuning"),
+    "target": TARGET_METHODS,
     "baseline": ("direct-transfer", "discretization", "projector"),
     "transfer": ("transfer",),
     "self": ("self-transfer",),

@@ -34,6 +34,7 @@ COLUMNS = [
     "error",
 ]
 # The grid's methods, in the paper's table order (the grid validates configs against this; tables sort by it).
+TARGET_METHODS = ("manual", "random", "direct-tuning")  # a target's own baselines: no source model involved
 GRID_METHODS = (
     "manual",
     "random",

@@ -190,6 +190,8 @@ class ProjectorConfig(Settings):
 # OptiPrompt's tiny start vectors make bfloat16 tuning unstable (measured: benchmarks/tuning_speed.py), so the
 # paper's recipe tunes in float32; both use the exact fast paths (eager attention, the prefix cache).
 _PAPER_TUNE = {"init": PromptInit.OPTIPROMPT.value, "precision": Precision.FLOAT32.value}
+SETTING_GROUPS = {"tune": TuneConfig, "transfer": TransferConfig, "projector": ProjectorConfig}  # a recipe's parts
+
 RECIPES: dict[Recipe, dict[str, dict]] = {
     Recipe.STUDIO: {"tune": {}, "transfer": {}, "projector": {}},
     Recipe.PAPER: {
@@ -259,11 +261,11 @@ def recipe_settings(recipe: Recipe | str = Recipe.STUDIO, overrides: dict | None
     """
     recipe = parse_enum(Recipe, recipe, "recipe")
     overrides = overrides or {}
-    unknown = set(overrides) - {"tune", "transfer", "projector"}
+    unknown = set(overrides) - set(SETTING_GROUPS)
     if unknown:
         raise InputError(f"unknown settings group(s) {sorted(unknown)}; use tune, transfer or projector")
     built, kept = {}, {}
-    for group, cls in (("tune", TuneConfig), ("transfer", TransferConfig), ("projector", ProjectorConfig)):
+    for group, cls in SETTING_GROUPS.items():
         base = cls.from_dict(RECIPES[recipe][group], where=f"recipe {recipe.value}")
         given = dict(overrides.get(group) or {})
         merged = cls.from_dict({**base.to_dict(), **given}, where=f"{group} settings")

@@ -56,10 +56,10 @@ def cmd_grid(args) -> int:
     whole = config
     # A part runs cells of the config's own grid: a task or recipe outside it ran, then fell out of the tables.
     if args.relations is not None and args.relations.strip() != "all":
-        config = replace(config, relations=part_of("--relations", args.relations, whole.task_ids()))
+        config = replace(config, relations=part_of("--relations", comma_list(args.relations), whole.task_ids()))
     if args.recipes is not None:
         config = replace(config, recipes=comma_list(args.recipes))  # replace() validates them like the config's
-        part_of("--recipes", ",".join(config.recipes), whole.recipes)
+        part_of("--recipes", config.recipes, whole.recipes)
     config.task_ids()  # unknown task ids fail here, before anything runs
     check_writable_dir(args.out, "--out")
     quiet_transformers()
@@ -85,9 +85,8 @@ def cmd_grid(args) -> int:
     return 0
 
 
-def part_of(option: str, given: str, allowed: list[str]) -> list[str]:
-    """The comma list `given`, refused when empty or when it names something outside `allowed`."""
-    chosen = comma_list(given)
+def part_of(option: str, chosen: list[str], allowed: list[str]) -> list[str]:
+    """`chosen`, refused when empty or when it names something outside `allowed`."""
     if not chosen:
         raise InputError(f"{option} is empty")
     outside = [x for x in chosen if x not in allowed]

@@ -100,9 +100,7 @@ def cmd_tune(args) -> int:
                 lm, data, settings.tune, recipe=settings.recipe.value, on_step=_progress(args, f"{lm.name} {rid}")
             )
         except DataError as exc:
-            if len(rids) == 1:
-                raise
-            skipped(rid, exc, rows, results, 5)
+            skipped(rid, exc, rids, rows, results, 5)
             continue
         test = evaluate(
             lm,
@@ -141,15 +139,22 @@ def cmd_tune(args) -> int:
             "relations": results,
         },
     )
-    return 1 if any("error" in r for r in results.values()) else 0
+    return exit_code(results)
 
 
-def skipped(rid: str, exc: Exception, rows: list, results: dict, columns: int) -> None:
+def skipped(rid: str, exc: Exception, rids: list, rows: list, results: dict, columns: int) -> None:
     """A task of several that cannot run: said, recorded, and the others go on (one of 41 relations without a
-    training example had ended the command with nothing written for the rest)."""
+    training example had ended the command with nothing written for the rest). A single task's error is raised."""
+    if len(rids) == 1:
+        raise exc
     note(f"error: {rid}: {exc} (skipped; the other tasks go on)")
     results[rid] = {"error": str(exc)}
     rows.append([rid] + ["—"] * (columns - 2) + ["skipped: see the error above"])
+
+
+def exit_code(results: dict) -> int:
+    """1 when a task was skipped (`skipped`), else 0."""
+    return 1 if any("error" in r for r in results.values()) else 0
 
 
 def add_transfer_command(subparsers) -> None:
@@ -230,9 +235,7 @@ def cmd_transfer(args) -> int:
                 on_step=_progress(args, rid),
             )
         except DataError as exc:
-            if len(rids) == 1:
-                raise
-            skipped(rid, exc, rows, results, 5)
+            skipped(rid, exc, rids, rows, results, 5)
             continue
         for text in out.notes:
             note(f"note: {text}")
@@ -285,4 +288,4 @@ def cmd_transfer(args) -> int:
             "relations": results,
         },
     )
-    return 1 if any("error" in r for r in results.values()) else 0
+    return exit_code(results)
